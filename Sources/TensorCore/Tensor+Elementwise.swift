@@ -1,0 +1,125 @@
+import Foundation
+
+/// The approximation used by `gelu`: PyTorch's `approximate="none"` (erf) or `"tanh"`.
+public enum GELUApproximation: String, Sendable, Codable {
+    case erf
+    case tanh
+}
+
+extension Tensor {
+    /// Records a unary op whose gradient is `g · derivative(x, y)` with `x` the input and `y` the output.
+    @inline(__always)
+    private static func unary(
+        _ x: Tensor, cost: Int = 1, _ f: (Float) -> Float,
+        derivative: @escaping (_ x: Float, _ y: Float) -> Float
+    ) -> Tensor {
+        var result = x.mapped(cost: cost, f)
+        if x.node != nil && GradientTape.isRecording {
+            let input = x.detached(), output = result.detached()
+            record(&result, x) { g, _ in
+                [zipped(g, input, output) { g, x, y in g * derivative(x, y) }]
+            }
+        }
+        return result
+    }
+
+    /// eˣ element-wise.
+    public func exp() -> Tensor { Tensor.unary(self, cost: 4, { Foundation.exp($0) }, derivative: { _, y in y }) }
+
+    /// Natural logarithm element-wise.
+    public func log() -> Tensor { Tensor.unary(self, cost: 4, { Foundation.log($0) }, derivative: { x, _ in 1 / x }) }
+
+    /// √x element-wise.
+    public func sqrt() -> Tensor { Tensor.unary(self, { $0.squareRoot() }, derivative: { _, y in 0.5 / y }) }
+
+    /// xᵖ element-wise.
+    public func pow(_ exponent: Float) -> Tensor {
+        if exponent == 2 { return Tensor.unary(self, { $0 * $0 }, derivative: { x, _ in 2 * x }) }
+        return Tensor.unary(
+            self, cost: 8, { Foundation.pow($0, exponent) },
+            derivative: { x, _ in exponent * Foundation.pow(x, exponent - 1) })
+    }
+
+    /// x² element-wise.
+    public func squared() -> Tensor { pow(2) }
+
+    /// |x| element-wise; the gradient at 0 is 0 (sign convention of PyTorch).
+    public func abs() -> Tensor {
+        Tensor.unary(self, { Swift.abs($0) }, derivative: { x, _ in x > 0 ? 1 : (x < 0 ? -1 : 0) })
+    }
+
+    /// Values limited to `[minimum, maximum]`; the gradient passes where `minimum ≤ x ≤ maximum`
+    /// (PyTorch's `clamp`).
+    public func clamped(min minimum: Float = -.infinity, max maximum: Float = .infinity) -> Tensor {
+        precondition(minimum <= maximum, "clamped: min \(minimum) > max \(maximum)")
+        return Tensor.unary(
+            self, { Swift.min(Swift.max($0, minimum), maximum) },
+            derivative: { x, _ in x >= minimum && x <= maximum ? 1 : 0 })
+    }
+
+    /// max(x, 0); gradient 0 at 0.
+    public func relu() -> Tensor { Tensor.unary(self, { Swift.max($0, 0) }, derivative: { x, _ in x > 0 ? 1 : 0 }) }
+
+    /// Logistic sigmoid 1/(1+e⁻ˣ), computed without overflow.
+    public func sigmoid() -> Tensor { Tensor.unary(self, cost: 4, Tensor.sigmoid, derivative: { _, y in y * (1 - y) }) }
+
+    /// Hyperbolic tangent.
+    public func tanh() -> Tensor { Tensor.unary(self, cost: 4, { Foundation.tanh($0) }, derivative: { _, y in 1 - y * y }) }
+
+    /// log(1+eˣ), with PyTorch's threshold: x > 20 returns x.
+    public func softplus() -> Tensor {
+        Tensor.unary(
+            self, cost: 4, { $0 > 20 ? $0 : Foundation.log1p(Foundation.exp($0)) },
+            derivative: { x, _ in x > 20 ? 1 : Tensor.sigmoid(x) })
+    }
+
+    /// SiLU (swish): x·σ(x).
+    public func silu() -> Tensor {
+        Tensor.unary(
+            self, cost: 4, { $0 * Tensor.sigmoid($0) },
+            derivative: { x, _ in
+                let s = Tensor.sigmoid(x)
+                return s * (1 + x * (1 - s))
+            })
+    }
+
+    /// quick_gelu of CLIP: x·σ(1.702x).
+    public func quickGELU() -> Tensor {
+        Tensor.unary(
+            self, cost: 4, { $0 * Tensor.sigmoid(1.702 * $0) },
+            derivative: { x, _ in
+                let s = Tensor.sigmoid(1.702 * x)
+                return s + 1.702 * x * s * (1 - s)
+            })
+    }
+
+    /// GELU: x·Φ(x) with the erf form, or PyTorch's tanh approximation
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715x³))).
+    public func gelu(approximation: GELUApproximation = .erf) -> Tensor {
+        switch approximation {
+        case .erf:
+            return Tensor.unary(
+                self, cost: 4, { 0.5 * $0 * (1 + Foundation.erf($0 * Float(0.5).squareRoot())) },
+                derivative: { x, _ in
+                    let cdf = 0.5 * (1 + Foundation.erf(x * Float(0.5).squareRoot()))
+                    let pdf = Foundation.exp(-0.5 * x * x) / Float(2 * Double.pi).squareRoot()
+                    return cdf + x * pdf
+                })
+        case .tanh:
+            let k = Float((2 / Double.pi).squareRoot())
+            return Tensor.unary(
+                self, cost: 4, { 0.5 * $0 * (1 + Foundation.tanh(k * ($0 + 0.044715 * $0 * $0 * $0))) },
+                derivative: { x, _ in
+                    let t = Foundation.tanh(k * (x + 0.044715 * x * x * x))
+                    return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
+                })
+        }
+    }
+
+    @inline(__always)
+    static func sigmoid(_ x: Float) -> Float {
+        if x >= 0 { return 1 / (1 + Foundation.exp(-x)) }
+        let e = Foundation.exp(x)
+        return e / (1 + e)
+    }
+}

@@ -1,0 +1,88 @@
+// Matrix products through `cblas_sgemm`. Transposes are BLAS flags, never copies.
+
+extension Tensor {
+    /// Matrix product op(a)·op(b), where op transposes the last two axes when asked.
+    ///
+    /// Shapes: `a` is `[batch…, m, k]` (`[batch…, k, m]` when `transposeA`), `b` is `[batch…, k, n]`
+    /// (`[batch…, n, k]` when `transposeB`); the result is `[batch…, m, n]`. Either operand may be
+    /// rank 2 and is then shared by every batch element; otherwise the batch shapes must be equal.
+    /// A batched `a` times a rank-2 `b` is folded into one GEMM.
+    ///
+    /// - Complexity: 2·batch·m·n·k floating-point operations.
+    public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+        var result = gemm(a, b, transposeA: transposeA, transposeB: transposeB)
+        let (valueA, valueB) = (a.detached(), b.detached())
+        record(&result, a, b) { g, needs in
+            var gradA: Tensor?
+            var gradB: Tensor?
+            if needs[0] {
+                gradA = transposeA
+                    ? gemm(valueB, g, transposeA: transposeB, transposeB: true)
+                    : gemm(g, valueB, transposeA: false, transposeB: !transposeB)
+                gradA = gradA!.reduced(toShape: valueA.shape)
+            }
+            if needs[1] {
+                if valueB.rank == 2 && valueA.rank > 2 && !transposeA {
+                    // Fold the batch: a is [B·m, k], g is [B·m, n].
+                    let foldedA = Tensor(shape: [valueA.count / valueA.shape[valueA.rank - 1], valueA.shape[valueA.rank - 1]], storage: valueA.storage)
+                    let foldedG = Tensor(shape: [g.count / g.shape[g.rank - 1], g.shape[g.rank - 1]], storage: g.storage)
+                    gradB = transposeB
+                        ? gemm(foldedG, foldedA, transposeA: true, transposeB: false)
+                        : gemm(foldedA, foldedG, transposeA: true, transposeB: false)
+                } else {
+                    gradB = transposeB
+                        ? gemm(g, valueA, transposeA: true, transposeB: transposeA)
+                        : gemm(valueA, g, transposeA: !transposeA, transposeB: false)
+                    gradB = gradB!.reduced(toShape: valueB.shape)
+                }
+            }
+            return [gradA, gradB]
+        }
+        return result
+    }
+
+    /// `self · other` (see `Tensor.matmul`).
+    public func matmul(_ other: Tensor, transposeSelf: Bool = false, transposeOther: Bool = false) -> Tensor {
+        Tensor.matmul(self, other, transposeA: transposeSelf, transposeB: transposeOther)
+    }
+
+    /// The GEMM kernel without tape.
+    static func gemm(_ a: Tensor, _ b: Tensor, transposeA: Bool, transposeB: Bool) -> Tensor {
+        precondition(a.rank >= 2 && b.rank >= 2, "matmul: operands need rank ≥ 2, shapes \(a.shape) and \(b.shape)")
+        let (rowsA, colsA) = (a.shape[a.rank - 2], a.shape[a.rank - 1])
+        let (rowsB, colsB) = (b.shape[b.rank - 2], b.shape[b.rank - 1])
+        let (m, k) = transposeA ? (colsA, rowsA) : (rowsA, colsA)
+        let (kB, n) = transposeB ? (colsB, rowsB) : (rowsB, colsB)
+        precondition(
+            k == kB,
+            "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+        let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
+        precondition(
+            batchA.isEmpty || batchB.isEmpty || batchA == batchB,
+            "matmul: batch shapes \(batchA) and \(batchB) differ (broadcasting only a rank-2 operand)")
+        let batch = batchA.isEmpty ? batchB : batchA
+        let batchCount = batch.reduce(1, *)
+        let result = Tensor(uninitializedShape: batch + [m, n])
+        let pa = a.storage.base, pb = b.storage.base, pc = result.storage.base
+        if m == 0 || n == 0 || batchCount == 0 { return result }
+        if k == 0 {
+            pc.update(repeating: 0, count: result.count)
+            return result
+        }
+        if batchB.isEmpty && !batchA.isEmpty && !transposeA {
+            BLAS.gemm(
+                transposeA: false, transposeB: transposeB, m: batchCount * m, n: n, k: k,
+                a: pa, lda: colsA, b: pb, ldb: colsB, c: pc, ldc: n)
+            return result
+        }
+        let strideA = batchA.isEmpty ? 0 : rowsA * colsA
+        let strideB = batchB.isEmpty ? 0 : rowsB * colsB
+        for i in 0..<batchCount {
+            BLAS.gemm(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                a: pa + i * strideA, lda: colsA, b: pb + i * strideB, ldb: colsB,
+                c: pc + i * m * n, ldc: n)
+        }
+        return result
+    }
+}
