@@ -1,0 +1,134 @@
+// Fused layer normalisation and RMS normalisation over the last axis, with their own backward.
+
+extension Tensor {
+    /// Layer normalisation over the last axis: (x − mean) / √(var + ε) · weight + bias, with the
+    /// population variance (PyTorch's `layer_norm`). `weight` and `bias` are `[d]` or nil.
+    ///
+    /// Shapes: `[…, d]` → `[…, d]`.
+    public static func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, epsilon: Float) -> Tensor {
+        let d = x.shape.last ?? 1
+        let rows = x.count / Swift.max(d, 1)
+        if let weight { precondition(weight.shape == [d], "layerNorm: weight \(weight.shape) must be [\(d)]") }
+        if let bias { precondition(bias.shape == [d], "layerNorm: bias \(bias.shape) must be [\(d)]") }
+        var result = Tensor(uninitializedShape: x.shape)
+        let normalized = Tensor(uninitializedShape: x.shape)
+        let inverseDeviations = Tensor(uninitializedShape: [rows])
+        let source = x.storage.base, target = result.storage.base
+        let xhat = normalized.storage.base, rstd = inverseDeviations.storage.base
+        let w = weight?.storage.base, b = bias?.storage.base
+        Parallel.forRanges(rows, cost: d * 4) { range in
+            for r in range {
+                let input = source + r * d, output = target + r * d, hat = xhat + r * d
+                var mean: Float = 0
+                for j in 0..<d { mean += input[j] }
+                mean /= Float(d)
+                var variance: Float = 0
+                for j in 0..<d {
+                    let c = input[j] - mean
+                    variance += c * c
+                }
+                variance /= Float(d)
+                let inverse = 1 / (variance + epsilon).squareRoot()
+                rstd[r] = inverse
+                for j in 0..<d {
+                    let value = (input[j] - mean) * inverse
+                    hat[j] = value
+                    output[j] = value * (w?[j] ?? 1) + (b?[j] ?? 0)
+                }
+            }
+        }
+        let weightValue = weight?.detached()
+        record(&result, x, weight ?? Tensor(0), bias ?? Tensor(0)) { g, needs in
+            // Re-derive the pointers from the captured tensors, which keeps them alive.
+            let dy = g.storage.base, xhat = normalized.storage.base, rstd = inverseDeviations.storage.base
+            var gradX: Tensor?
+            if needs[0] {
+                let grad = Tensor(uninitializedShape: normalized.shape)
+                let dx = grad.storage.base
+                let w = weightValue?.storage.base
+                Parallel.forRanges(rows, cost: d * 4) { range in
+                    for r in range {
+                        let gy = dy + r * d, hat = xhat + r * d, out = dx + r * d
+                        // dx̂ = g·w;  dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))
+                        var sum: Float = 0, dot: Float = 0
+                        for j in 0..<d {
+                            let value = gy[j] * (w?[j] ?? 1)
+                            sum += value
+                            dot += value * hat[j]
+                        }
+                        let meanSum = sum / Float(d), meanDot = dot / Float(d)
+                        for j in 0..<d { out[j] = rstd[r] * (gy[j] * (w?[j] ?? 1) - meanSum - hat[j] * meanDot) }
+                    }
+                }
+                gradX = grad
+            }
+            let gradW: Tensor? = needs[1] ? columnSum(rows: rows, d: d) { r, j in dy[r * d + j] * xhat[r * d + j] } : nil
+            let gradB: Tensor? = needs[2] ? columnSum(rows: rows, d: d) { r, j in dy[r * d + j] } : nil
+            return [gradX, gradW, gradB]
+        }
+        return result
+    }
+
+    /// RMS normalisation over the last axis: x / √(mean(x²) + ε) · weight (LLaMA's `RMSNorm`).
+    ///
+    /// Shapes: `[…, d]` → `[…, d]`.
+    public static func rmsNorm(_ x: Tensor, weight: Tensor?, epsilon: Float) -> Tensor {
+        let d = x.shape.last ?? 1
+        let rows = x.count / Swift.max(d, 1)
+        if let weight { precondition(weight.shape == [d], "rmsNorm: weight \(weight.shape) must be [\(d)]") }
+        var result = Tensor(uninitializedShape: x.shape)
+        let normalized = Tensor(uninitializedShape: x.shape)
+        let inverseRoots = Tensor(uninitializedShape: [rows])
+        let source = x.storage.base, target = result.storage.base
+        let xhat = normalized.storage.base, rrms = inverseRoots.storage.base
+        let w = weight?.storage.base
+        Parallel.forRanges(rows, cost: d * 3) { range in
+            for r in range {
+                let input = source + r * d, output = target + r * d, hat = xhat + r * d
+                var squares: Float = 0
+                for j in 0..<d { squares += input[j] * input[j] }
+                let inverse = 1 / (squares / Float(d) + epsilon).squareRoot()
+                rrms[r] = inverse
+                for j in 0..<d {
+                    hat[j] = input[j] * inverse
+                    output[j] = hat[j] * (w?[j] ?? 1)
+                }
+            }
+        }
+        let weightValue = weight?.detached()
+        record(&result, x, weight ?? Tensor(0)) { g, needs in
+            let dy = g.storage.base, xhat = normalized.storage.base, rrms = inverseRoots.storage.base
+            var gradX: Tensor?
+            if needs[0] {
+                let grad = Tensor(uninitializedShape: normalized.shape)
+                let dx = grad.storage.base
+                let w = weightValue?.storage.base
+                Parallel.forRanges(rows, cost: d * 3) { range in
+                    for r in range {
+                        let gy = dy + r * d, hat = xhat + r * d, out = dx + r * d
+                        // dx̂ = g·w;  dx = r · (dx̂ − x̂ · mean(dx̂ ⊙ x̂))
+                        var dot: Float = 0
+                        for j in 0..<d { dot += gy[j] * (w?[j] ?? 1) * hat[j] }
+                        let meanDot = dot / Float(d)
+                        for j in 0..<d { out[j] = rrms[r] * (gy[j] * (w?[j] ?? 1) - hat[j] * meanDot) }
+                    }
+                }
+                gradX = grad
+            }
+            let gradW: Tensor? = needs[1] ? columnSum(rows: rows, d: d) { r, j in dy[r * d + j] * xhat[r * d + j] } : nil
+            return [gradX, gradW]
+        }
+        return result
+    }
+
+    /// `[d]` with Σ over rows of `term(row, column)`.
+    @inline(__always)
+    private static func columnSum(rows: Int, d: Int, _ term: (Int, Int) -> Float) -> Tensor {
+        let result = Tensor(repeating: 0, shape: [d])
+        let target = result.storage.base
+        for r in 0..<rows {
+            for j in 0..<d { target[j] += term(r, j) }
+        }
+        return result
+    }
+}
