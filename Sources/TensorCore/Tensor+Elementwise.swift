@@ -123,3 +123,18 @@ extension Tensor {
         return e / (1 + e)
     }
 }
+
+extension Tensor {
+    /// Element-wise binary cross-entropy from logits, in the overflow-free form
+    /// max(x, 0) − x·t + log(1 + e^(−|x|)), with the exact gradient σ(x) − t with respect to the
+    /// logits (PyTorch's `binary_cross_entropy_with_logits`, no reduction). Targets are constants.
+    public static func binaryCrossEntropyWithLogits(_ logits: Tensor, targets: Tensor) -> Tensor {
+        precondition(logits.shape == targets.shape, "binaryCrossEntropyWithLogits: logits \(logits.shape) and targets \(targets.shape) differ")
+        var result = zipped(logits, targets, cost: 4) { x, t in
+            Swift.max(x, 0) - x * t + Foundation.log1p(Foundation.exp(-Swift.abs(x)))
+        }
+        let (x, t) = (logits.detached(), targets.detached())
+        record(&result, logits) { g, _ in [zipped(g, x, t) { g, x, t in g * (Tensor.sigmoid(x) - t) }] }
+        return result
+    }
+}
