@@ -234,14 +234,13 @@ public struct SafeTensorsFile: @unchecked Sendable {
     private static func integers(_ values: [Any]) -> [Int]? {
         var result: [Int] = []
         for value in values {
-            if value is Bool { return nil }
-            if let integer = value as? Int {
-                result.append(integer)
-            } else if let double = value as? Double, double.rounded() == double, double.magnitude < 0x1p62 {
-                result.append(Int(double))
-            } else {
-                return nil
-            }
+            // JSON booleans arrive as Swift `Bool`; numbers as NSNumber (which bridges to Bool too,
+            // so test the dynamic type rather than `is Bool`).
+            if type(of: value) == Bool.self { return nil }
+            guard let number = value as? NSNumber else { return nil }
+            let double = number.doubleValue
+            guard double.rounded() == double, double.magnitude < 0x1p62 else { return nil }
+            result.append(number.intValue)
         }
         return result
     }
