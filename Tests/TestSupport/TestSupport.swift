@@ -108,3 +108,43 @@ public enum GradientCheck {
         #expect(!failed, "gradient check failed: \(result)", sourceLocation: sourceLocation)
     }
 }
+
+extension GradientCheck {
+    /// Checks the gradients of `function` (which reads `parameters`) with respect to each
+    /// parameter, perturbing parameter values in place. Use it for layers and models.
+    public static func check(
+        parameters: [Parameter], step: Float = 1e-2, absolute: Float = 2e-3, relative: Float = 2e-2,
+        seed: UInt64 = 7, _ function: () -> Tensor, sourceLocation: SourceLocation = #_sourceLocation
+    ) {
+        var generator = SeededGenerator(seed: seed)
+        for parameter in parameters { parameter.zeroGradient() }
+        let output = function()
+        let weights = Tensor.uniform(output.shape, low: -1, high: 1, using: &generator)
+        (output * weights).sum().backward()
+        func loss() -> Double {
+            let y = GradientTape.withoutRecording { function() }
+            return zip(y.scalars, weights.scalars).reduce(0.0) { $0 + Double($1.0) * Double($1.1) }
+        }
+        var failures: [String] = []
+        for (p, parameter) in parameters.enumerated() {
+            let analytic = parameter.gradient?.scalars ?? [Float](repeating: 0, count: parameter.value.count)
+            let original = parameter.value
+            for i in 0..<original.count {
+                var plus = original, minus = original
+                plus.withUnsafeMutableBufferPointer { $0[i] += step }
+                minus.withUnsafeMutableBufferPointer { $0[i] -= step }
+                parameter.value = plus
+                let up = loss()
+                parameter.value = minus
+                let down = loss()
+                let numeric = Float((up - down) / (2 * Double(step)))
+                let error = Swift.abs(analytic[i] - numeric)
+                if error > absolute + relative * Swift.max(Swift.abs(analytic[i]), Swift.abs(numeric)) || analytic[i].isNaN {
+                    failures.append("parameter \(p)[\(i)]: analytic \(analytic[i]), numeric \(numeric)")
+                }
+            }
+            parameter.value = original
+        }
+        #expect(failures.isEmpty, "gradient check failed at \(failures.count) entries: \(failures.prefix(5))", sourceLocation: sourceLocation)
+    }
+}
