@@ -1,0 +1,199 @@
+// TensorBench: measured figures for the numeric core, each beside its peer from the same run.
+//
+//   swift run -c release TensorBench [--quick] [--threads N]
+//
+// 1. GEMM GFLOP/s through `Tensor.matmul` vs `cblas_sgemm` called directly (target: ≤ 5% overhead).
+// 2. Training step (forward + backward + AdamW) of a 2-layer pre-norm encoder (d 128, 4 heads,
+//    MLP 512, 256 tokens, batch 16) and of a 16-64-64-4 MLP at batch 64, vs PyTorch on CPU with
+//    the same thread count (Benchmarks/peers/torch_step.py; skipped with a message if absent).
+// 3. Inference-mode forward: tape nodes and tensor memory against training mode.
+import COpenBLAS
+import Foundation
+import NN
+import TensorCore
+
+struct Options {
+    var quick = false
+    var threads = ProcessInfo.processInfo.activeProcessorCount
+    init(_ arguments: [String]) {
+        var iterator = arguments.dropFirst().makeIterator()
+        while let argument = iterator.next() {
+            switch argument {
+            case "--quick": quick = true
+            case "--threads": threads = Int(iterator.next() ?? "") ?? threads
+            case "--help", "-h":
+                print("""
+                    usage: swift run -c release TensorBench [--quick] [--threads N]
+                    Prints GEMM throughput vs direct cblas_sgemm, training-step times vs PyTorch, and
+                    inference-mode memory. Example: swift run -c release TensorBench --quick
+                    """)
+                exit(0)
+            default:
+                FileHandle.standardError.write(Data("TensorBench: unknown option \(argument) (try --help)\n".utf8))
+                exit(2)
+            }
+        }
+    }
+}
+
+let options = Options(CommandLine.arguments)
+BLAS.threadCount = options.threads
+
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+
+/// Median seconds per call of `body`, over `trials` trials of `repeats` calls.
+func measure(trials: Int, repeats: Int, _ body: () -> Void) -> Double {
+    body()
+    var samples: [Double] = []
+    for _ in 0..<trials {
+        let start = now()
+        for _ in 0..<repeats { body() }
+        samples.append((now() - start) / Double(repeats))
+    }
+    return samples.sorted()[samples.count / 2]
+}
+
+func row(_ cells: [String], widths: [Int]) -> String {
+    zip(cells, widths).map { cell, width in cell.padding(toLength: width, withPad: " ", startingAt: 0) }.joined(separator: "  ")
+}
+
+print("TensorBench — \(options.threads) threads, \(options.quick ? "quick" : "full") run")
+print()
+
+// MARK: 1. GEMM
+
+print("1. GEMM (square n×n · n×n), GFLOP/s, median of interleaved trials")
+let gemmWidths = [6, 14, 14, 10]
+print(row(["n", "PruneGym", "cblas_sgemm", "overhead"], widths: gemmWidths))
+var generator = SeededGenerator(seed: 0)
+var worstOverhead = 0.0
+for n in [64, 128, 256, 512, 1024] {
+    let a = Tensor.normal([n, n], using: &generator), b = Tensor.normal([n, n], using: &generator)
+    var c = [Float](repeating: 0, count: n * n)
+    let flops = 2 * Double(n * n * n)
+    let repeats = max(1, Int(2e8 / flops))
+    let trials = options.quick ? 5 : 15
+    var ours: [Double] = [], direct: [Double] = []
+    // Interleave the two so that machine noise hits both alike.
+    for _ in 0..<trials {
+        ours.append(measure(trials: 1, repeats: repeats) { _ = Tensor.matmul(a, b) })
+        direct.append(measure(trials: 1, repeats: repeats) {
+            a.withUnsafeBufferPointer { pa in
+                b.withUnsafeBufferPointer { pb in
+                    c.withUnsafeMutableBufferPointer { pc in
+                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
+                                    pa.baseAddress, Int32(n), pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
+                    }
+                }
+            }
+        })
+    }
+    let oursTime = ours.sorted()[trials / 2], directTime = direct.sorted()[trials / 2]
+    let overhead = (oursTime / directTime - 1) * 100
+    worstOverhead = max(worstOverhead, overhead)
+    print(row([String(n), String(format: "%.1f", flops / oursTime / 1e9), String(format: "%.1f", flops / directTime / 1e9),
+               String(format: "%+.1f%%", overhead)], widths: gemmWidths))
+}
+print("   worst overhead: \(String(format: "%+.1f%%", worstOverhead)) (target ≤ 5%)")
+print()
+
+// MARK: 2. Training steps
+
+final class Encoder: Module {
+    let layers: TransformerEncoder
+    init(generator: inout SeededGenerator) {
+        layers = TransformerEncoder(layerCount: 2, modelSize: 128, headCount: 4, mlpSize: 512, finalNorm: false, generator: &generator)
+    }
+    func callAsFunction(_ x: Tensor) -> Tensor { layers(x) }
+    var namedParameters: [(name: String, parameter: Parameter)] { layers.namedParameters }
+    var description: String { layers.description }
+}
+
+let encoder = Encoder(generator: &generator)
+let encoderInput = Tensor.normal([16, 256, 128], using: &generator)
+let encoderTarget = Tensor.normal([16, 256, 128], using: &generator)
+let encoderOptimizer = Adam.adamW(encoder.namedParameters, learningRate: 1e-4)
+@MainActor func encoderStep() {
+    encoderOptimizer.zeroGradients()
+    Loss.meanSquaredError(encoder(encoderInput), encoderTarget).backward()
+    encoderOptimizer.step()
+}
+
+let mlp = MLP(sizes: [16, 64, 64, 4], activation: .tanh, generator: &generator)
+let mlpInput = Tensor.normal([64, 16], using: &generator)
+let mlpTarget = Tensor.normal([64, 4], using: &generator)
+let mlpOptimizer = Adam.adamW(mlp.namedParameters, learningRate: 1e-4)
+@MainActor func mlpStep() {
+    mlpOptimizer.zeroGradients()
+    Loss.meanSquaredError(mlp(mlpInput), mlpTarget).backward()
+    mlpOptimizer.step()
+}
+
+let steps = options.quick ? 5 : 15
+let transformerMs = measure(trials: steps, repeats: 1, encoderStep) * 1000
+let mlpMs = measure(trials: options.quick ? 5 : 15, repeats: 200, mlpStep) * 1000
+let inferenceMs = measure(trials: steps, repeats: 1) { _ = withInferenceMode { encoder(encoderInput) } } * 1000
+
+struct Peer: Decodable {
+    let torch: String
+    let threads: Int
+    let transformer_ms: Double
+    let mlp_ms: Double
+    let inference_ms: Double
+}
+
+@MainActor func runPeer() -> Peer? {
+    let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("peers/torch_step.py")
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", script.path, "--threads", String(options.threads), "--steps", String(steps)]
+    let output = Pipe(), errors = Pipe()
+    process.standardOutput = output
+    process.standardError = errors
+    do { try process.run() } catch {
+        print("   peer skipped: cannot run python3 (\(error))")
+        return nil
+    }
+    let data = output.fileHandleForReading.readDataToEndOfFile()
+    let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    guard process.terminationStatus == 0, let peer = try? JSONDecoder().decode(Peer.self, from: data) else {
+        let reason = errorText.contains("No module named 'torch'") ? "PyTorch is not installed (pip install torch)" : errorText.split(separator: "\n").last.map(String.init) ?? "no output"
+        print("   peer skipped: \(reason)")
+        return nil
+    }
+    return peer
+}
+
+print("2. Training step: forward + backward + AdamW, milliseconds per step (median)")
+let peer = runPeer()
+let stepWidths = [44, 12, 12, 16]
+print(row(["workload", "PruneGym", "PyTorch", "PyTorch/PruneGym"], widths: stepWidths))
+func ratio(_ theirs: Double?, _ ours: Double) -> String { theirs.map { String(format: "%.2f×", $0 / ours) } ?? "-" }
+func format(_ value: Double?) -> String { value.map { String(format: "%.3f", $0) } ?? "skipped" }
+print(row(["transformer 2×(d128, 4 heads, MLP 512), 16×256", format(transformerMs), format(peer?.transformer_ms), ratio(peer?.transformer_ms, transformerMs)], widths: stepWidths))
+print(row(["MLP 16-64-64-4 tanh, batch 64", format(mlpMs), format(peer?.mlp_ms), ratio(peer?.mlp_ms, mlpMs)], widths: stepWidths))
+print(row(["transformer forward, inference mode", format(inferenceMs), format(peer?.inference_ms), ratio(peer?.inference_ms, inferenceMs)], widths: stepWidths))
+if let peer { print("   peer: PyTorch \(peer.torch), \(peer.threads) threads") }
+print()
+
+// MARK: 3. Inference mode memory
+
+print("3. Encoder forward (16×256 tokens): tape nodes and tensor memory")
+func profile(_ body: () -> Tensor) -> (nodes: Int, peakMB: Double, heldMB: Double) {
+    let baseline = MemoryStatistics.liveBytes
+    MemoryStatistics.resetPeak()
+    let nodes = TapeNode.createdCount
+    let output = body()
+    let held = MemoryStatistics.liveBytes - baseline
+    let peak = MemoryStatistics.peakBytes - baseline
+    _ = output.count
+    return (TapeNode.createdCount - nodes, Double(peak) / 1e6, Double(held) / 1e6)
+}
+let training = profile { encoder(encoderInput) }
+let inference = profile { withInferenceMode { encoder(encoderInput) } }
+let memoryWidths = [16, 12, 16, 26]
+print(row(["mode", "tape nodes", "peak MB", "held after forward MB"], widths: memoryWidths))
+print(row(["training", String(training.nodes), String(format: "%.1f", training.peakMB), String(format: "%.1f", training.heldMB)], widths: memoryWidths))
+print(row(["inference", String(inference.nodes), String(format: "%.1f", inference.peakMB), String(format: "%.1f", inference.heldMB)], widths: memoryWidths))
