@@ -1,0 +1,51 @@
+import Foundation
+
+/// A command-line error: says what was wrong and what to do next.
+struct UsageError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// `--name value` and `--flag` options after a subcommand.
+struct Arguments {
+    private var values: [String: String] = [:]
+    private var flags = Set<String>()
+    private(set) var positional: [String] = []
+    let command: String
+
+    init(command: String, _ arguments: [String], flags known: Set<String>, options: Set<String>) throws {
+        self.command = command
+        var iterator = arguments.makeIterator()
+        while let argument = iterator.next() {
+            if argument == "--help" || argument == "-h" {
+                flags.insert("help")
+            } else if argument.hasPrefix("--") {
+                let name = String(argument.dropFirst(2))
+                if known.contains(name) {
+                    flags.insert(name)
+                } else if options.contains(name) {
+                    guard let value = iterator.next() else {
+                        throw UsageError(message: "prunegym \(command): --\(name) needs a value (see prunegym \(command) --help)")
+                    }
+                    values[name] = value
+                } else {
+                    throw UsageError(message: "prunegym \(command): unknown option --\(name) (see prunegym \(command) --help)")
+                }
+            } else {
+                positional.append(argument)
+            }
+        }
+    }
+
+    func flag(_ name: String) -> Bool { flags.contains(name) }
+
+    func string(_ name: String, default value: String) -> String { values[name] ?? value }
+
+    func integer(_ name: String, default value: Int, range: ClosedRange<Int> = 0...Int.max) throws -> Int {
+        guard let text = values[name] else { return value }
+        guard let parsed = Int(text), range.contains(parsed) else {
+            throw UsageError(message: "prunegym \(command): --\(name) must be an integer in \(range.lowerBound)...\(range.upperBound), got '\(text)'")
+        }
+        return parsed
+    }
+}

@@ -1,0 +1,46 @@
+import Foundation
+
+/// Progress of long work: a redrawn bar with rate and ETA on a terminal, plain periodic lines
+/// otherwise (logs, CI).
+final class ProgressBar {
+    let total: Int
+    let label: String
+    private let start = Date()
+    private let interactive = isatty(STDERR_FILENO) == 1
+    private var lastDraw = Date.distantPast
+    private let plainInterval: TimeInterval
+
+    init(total: Int, label: String, plainInterval: TimeInterval = 5) {
+        self.total = max(total, 1)
+        self.label = label
+        self.plainInterval = plainInterval
+    }
+
+    /// Reports that `done` units are complete, with a short status (e.g. the current loss).
+    func update(_ done: Int, status: String = "") {
+        let now = Date()
+        let finished = done >= total
+        guard finished || now.timeIntervalSince(lastDraw) >= (interactive ? 0.1 : plainInterval) else { return }
+        lastDraw = now
+        let elapsed = now.timeIntervalSince(start)
+        let rate = Double(done) / max(elapsed, 1e-9)
+        let eta = rate > 0 ? Double(total - done) / rate : 0
+        let fraction = Double(done) / Double(total)
+        let text: String
+        if interactive {
+            let width = 28
+            let filled = Int(fraction * Double(width))
+            let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
+            text = "\r\(label) \(bar) \(done)/\(total) \(String(format: "%.1f", rate))/s ETA \(Self.format(eta)) \(status)\u{1B}[K"
+        } else {
+            text = "\(label): \(done)/\(total) (\(Int(fraction * 100))%) \(String(format: "%.1f", rate))/s ETA \(Self.format(eta)) \(status)\n"
+        }
+        FileHandle.standardError.write(Data(text.utf8))
+        if finished && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    static func format(_ seconds: Double) -> String {
+        let s = Int(seconds.rounded())
+        return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
+    }
+}
