@@ -40,7 +40,6 @@ struct Options {
 }
 
 let options = Options(CommandLine.arguments)
-BLAS.threadCount = options.threads
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -60,7 +59,7 @@ func row(_ cells: [String], widths: [Int]) -> String {
     zip(cells, widths).map { cell, width in cell.padding(toLength: width, withPad: " ", startingAt: 0) }.joined(separator: "  ")
 }
 
-print("TensorBench — \(options.threads) threads, \(options.quick ? "quick" : "full") run")
+print("TensorBench — \(options.threads) threads (PRUNEGYM_THREADS sets PruneGym's), \(options.quick ? "quick" : "full") run")
 print()
 if options.profile { print("profile mode: 10 encoder training steps") }
 
@@ -70,36 +69,46 @@ var generator = SeededGenerator(seed: 0)
 if !options.profile { benchmarkGEMM() }
 
 @MainActor func benchmarkGEMM() {
-print("1. GEMM (square n×n · n×n), GFLOP/s, median of interleaved trials")
+print("1. GEMM (square n×n · n×n), GFLOP/s, median of trials")
 let gemmWidths = [6, 14, 14, 10]
 print(row(["n", "PruneGym", "cblas_sgemm", "overhead"], widths: gemmWidths))
 var generator = SeededGenerator(seed: 1)
-var worstOverhead = 0.0
-for n in [64, 128, 256, 512, 1024] {
-    let a = Tensor.normal([n, n], using: &generator), b = Tensor.normal([n, n], using: &generator)
+let sizes = [64, 128, 256, 512, 1024]
+let trials = options.quick ? 5 : 15
+let operands = sizes.map { n in (Tensor.normal([n, n], using: &generator), Tensor.normal([n, n], using: &generator)) }
+func repeats(_ n: Int) -> Int { max(1, Int(2e8 / (2 * Double(n * n * n)))) }
+// PruneGym first, then the peer: OpenBLAS's own pool keeps spinning after its calls and would
+// steal the cores PruneGym's workers use, so the two are not interleaved.
+let ours = zip(sizes, operands).map { n, ab in
+    (0..<trials).map { _ in measure(trials: 1, repeats: repeats(n)) { _ = Tensor.matmul(ab.0, ab.1) } }.sorted()[trials / 2]
+}
+Thread.sleep(forTimeInterval: 0.3)
+// The peer is OpenBLAS with its own thread pool; PruneGym keeps OpenBLAS single-threaded and
+// splits the product over its own workers.
+BLAS.threadCount = options.threads
+let direct = zip(sizes, operands).map { n, ab in
     var c = [Float](repeating: 0, count: n * n)
-    let flops = 2 * Double(n * n * n)
-    let repeats = max(1, Int(2e8 / flops))
-    let trials = options.quick ? 5 : 15
-    var ours: [Double] = [], direct: [Double] = []
-    // Interleave the two so that machine noise hits both alike.
-    for _ in 0..<trials {
-        ours.append(measure(trials: 1, repeats: repeats) { _ = Tensor.matmul(a, b) })
-        direct.append(measure(trials: 1, repeats: repeats) {
-            a.withUnsafeBufferPointer { pa in
-                b.withUnsafeBufferPointer { pb in
+    return (0..<trials).map { _ in
+        measure(trials: 1, repeats: repeats(n)) {
+            ab.0.withUnsafeBufferPointer { pa in
+                ab.1.withUnsafeBufferPointer { pb in
                     c.withUnsafeMutableBufferPointer { pc in
                         cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
                                     pa.baseAddress, Int32(n), pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
                     }
                 }
             }
-        })
-    }
-    let oursTime = ours.sorted()[trials / 2], directTime = direct.sorted()[trials / 2]
-    let overhead = (oursTime / directTime - 1) * 100
+        }
+    }.sorted()[trials / 2]
+}
+BLAS.threadCount = 1
+Thread.sleep(forTimeInterval: 0.3)
+var worstOverhead = -Double.infinity
+for (i, n) in sizes.enumerated() {
+    let flops = 2 * Double(n * n * n)
+    let overhead = (ours[i] / direct[i] - 1) * 100
     worstOverhead = max(worstOverhead, overhead)
-    print(row([String(n), String(format: "%.1f", flops / oursTime / 1e9), String(format: "%.1f", flops / directTime / 1e9),
+    print(row([String(n), String(format: "%.1f", flops / ours[i] / 1e9), String(format: "%.1f", flops / direct[i] / 1e9),
                String(format: "%+.1f%%", overhead)], widths: gemmWidths))
 }
 print("   worst overhead: \(String(format: "%+.1f%%", worstOverhead)) (target ≤ 5%)")

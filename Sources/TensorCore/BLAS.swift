@@ -5,6 +5,56 @@ import COpenBLAS
 /// Integer arguments are converted to `Int32` with a check (CBLAS takes 32-bit ints); pointers
 /// stay inside the callers' `withUnsafe…` scopes.
 public enum BLAS {
+    /// OpenBLAS runs single-threaded: PruneGym parallelises GEMMs itself (`parallelGEMM`, batched
+    /// products), so one pool of workers serves both GEMM and element-wise kernels. (With
+    /// OpenBLAS's own pool, its idle workers spin in `sched_yield` and steal the cores the
+    /// element-wise kernels need: a fifth of a transformer training step in a profile.)
+    static let configured: Bool = {
+        openblas_set_num_threads(1)
+        return true
+    }()
+
+    /// Below this many floating-point operations a GEMM runs on one thread.
+    static let parallelThreshold = 1 << 21
+
+    /// C ← α·op(A)·op(B) + β·C, split over the worker threads by rows of C (or by columns when C
+    /// has few rows). Each part is a single-threaded `cblas_sgemm` on a sub-block addressed by
+    /// pointer offsets, with no copies.
+    public static func parallelGEMM(
+        transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
+        alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
+        b: UnsafePointer<Float>, ldb: Int,
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+    ) {
+        let work = 2 * m * n * k
+        let parts = Swift.min(Parallel.threadCount, Swift.max(1, work / parallelThreshold))
+        if parts <= 1 {
+            gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
+                 a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
+            return
+        }
+        let byRows = m >= n || m >= 64 * parts
+        let length = byRows ? m : n
+        let chunk = (length + parts - 1) / parts
+        Parallel.forRanges(parts, cost: Parallel.minimumParallelCount) { range in
+            for part in range {
+                let start = part * chunk
+                let size = Swift.min(chunk, length - start)
+                guard size > 0 else { continue }
+                if byRows {
+                    // Rows of op(A): row offset in A, or column offset when A is stored transposed.
+                    gemm(transposeA: transposeA, transposeB: transposeB, m: size, n: n, k: k, alpha: alpha,
+                         a: a + (transposeA ? start : start * lda), lda: lda, b: b, ldb: ldb,
+                         beta: beta, c: c + start * ldc, ldc: ldc)
+                } else {
+                    gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: size, k: k, alpha: alpha,
+                         a: a, lda: lda, b: b + (transposeB ? start * ldb : start), ldb: ldb,
+                         beta: beta, c: c + start, ldc: ldc)
+                }
+            }
+        }
+    }
+
     /// C ← α·op(A)·op(B) + β·C for row-major matrices, where op transposes when asked.
     /// `A` is `m×k` (stored `k×m` when transposed) with leading dimension `lda`; likewise `B`, `C`.
     public static func gemm(
@@ -13,6 +63,7 @@ public enum BLAS {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
+        _ = configured
         cblas_sgemm(
             CblasRowMajor,
             transposeA ? CblasTrans : CblasNoTrans,

@@ -11,6 +11,7 @@ extension Tensor {
     /// - Complexity: 2·batch·m·n·k floating-point operations.
     public static func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
         var result = gemm(a, b, transposeA: transposeA, transposeB: transposeB)
+        guard a.node != nil || b.node != nil else { return result }
         let (valueA, valueB) = (a.detached(), b.detached())
         record(&result, a, b) { g, needs in
             var gradA: Tensor?
@@ -56,6 +57,20 @@ extension Tensor {
         precondition(
             k == kB,
             "matmul: inner dimensions differ: \(a.shape)\(transposeA ? "ᵀ" : "") · \(b.shape)\(transposeB ? "ᵀ" : "")")
+        if a.rank == 2 && b.rank == 2 {
+            // Fast path: no batch bookkeeping.
+            let result = Tensor(uninitializedShape: [m, n])
+            if m > 0 && n > 0 {
+                if k == 0 {
+                    result.storage.base.update(repeating: 0, count: result.count)
+                } else {
+                    BLAS.parallelGEMM(
+                        transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                        a: a.storage.base, lda: colsA, b: b.storage.base, ldb: colsB, c: result.storage.base, ldc: n)
+                }
+            }
+            return result
+        }
         let batchA = Array(a.shape.dropLast(2)), batchB = Array(b.shape.dropLast(2))
         precondition(
             batchA.isEmpty || batchB.isEmpty || batchA == batchB,
@@ -70,18 +85,27 @@ extension Tensor {
             return result
         }
         if batchB.isEmpty && !batchA.isEmpty && !transposeA {
-            BLAS.gemm(
+            BLAS.parallelGEMM(
                 transposeA: false, transposeB: transposeB, m: batchCount * m, n: n, k: k,
+                a: pa, lda: colsA, b: pb, ldb: colsB, c: pc, ldc: n)
+            return result
+        }
+        if batchCount == 1 {
+            BLAS.parallelGEMM(
+                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
                 a: pa, lda: colsA, b: pb, ldb: colsB, c: pc, ldc: n)
             return result
         }
         let strideA = batchA.isEmpty ? 0 : rowsA * colsA
         let strideB = batchB.isEmpty ? 0 : rowsB * colsB
-        for i in 0..<batchCount {
-            BLAS.gemm(
-                transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
-                a: pa + i * strideA, lda: colsA, b: pb + i * strideB, ldb: colsB,
-                c: pc + i * m * n, ldc: n)
+        // One single-threaded GEMM per batch element, batch elements spread over the workers.
+        Parallel.forRanges(batchCount, cost: Swift.max(1, 2 * m * n * k / BLAS.parallelThreshold)) { range in
+            for i in range {
+                BLAS.gemm(
+                    transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k,
+                    a: pa + i * strideA, lda: colsA, b: pb + i * strideB, ldb: colsB,
+                    c: pc + i * m * n, ldc: n)
+            }
         }
         return result
     }
