@@ -56,30 +56,54 @@ public final class MultiHeadAttention: Module {
     ) -> (output: Tensor, weights: Tensor) {
         precondition(x.rank == 3 && x.shape[2] == modelSize, "MultiHeadAttention(\(modelSize)): input must be [batch, tokens, \(modelSize)], got \(x.shape)")
         let (batch, tokens) = (x.shape[0], x.shape[1])
-        func heads(_ projected: Tensor, _ count: Int) -> Tensor {
-            projected.reshaped(to: [batch, tokens, count, headSize]).permuted([0, 2, 1, 3])
-        }
-        var q = heads(queryProjection(x), headCount)
-        var k = heads(keyProjection(x), keyValueHeadCount)
-        var v = heads(valueProjection(x), keyValueHeadCount)
+        var q = queryProjection(x), k = keyProjection(x)
+        let v = valueProjection(x)
         if let rotary {
-            q = q.applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin)
-            k = k.applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin)
+            // Rotate in the projection layout [B, T, heads, D]: no permute copies.
+            q = q.reshaped(to: [batch, tokens, headCount, headSize])
+                .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
+            k = k.reshaped(to: [batch, tokens, keyValueHeadCount, headSize])
+                .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
         }
-        if keyValueHeadCount != headCount {
-            let group = headCount / keyValueHeadCount
-            let mapping = (0..<headCount).map { $0 / group }
-            k = k.indexSelect(mapping, alongAxis: 1)
-            v = v.indexSelect(mapping, alongAxis: 1)
+        let mask = Self.combinedMask(batch: batch, tokens: tokens, keyPaddingMask: keyPaddingMask, causal: false, additive: additiveMask)
+        let attended: Tensor, weights: Tensor
+        if context != nil && dropout.probability > 0 {
+            (attended, weights) = Self.composedAttention(
+                q, k, v, heads: headCount, keyValueHeads: keyValueHeadCount, mask: mask, causal: causal, dropout: dropout, context: context)
+        } else {
+            (attended, weights) = Tensor.scaledDotProductAttention(
+                query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
+                additiveMask: mask.map { $0.rank == 4 ? $0 : $0.reshaped(to: [1, 1] + $0.shape) }, causal: causal)
         }
-        var scores = Tensor.matmul(q, k, transposeB: true) * (1 / Float(headSize).squareRoot())
-        if let mask = Self.combinedMask(batch: batch, tokens: tokens, keyPaddingMask: keyPaddingMask, causal: causal, additive: additiveMask) {
-            scores = scores + mask
+        return (outputProjection(attended), weights)
+    }
+
+    /// Attention composed from tensor operations (permute, matmul, softmax, dropout): the path
+    /// used when attention dropout is active, and the reference the fused kernel is tested against.
+    public static func composedAttention(
+        _ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, keyValueHeads: Int, mask: Tensor?, causal: Bool,
+        dropout: Dropout? = nil, context: TrainingContext? = nil
+    ) -> (output: Tensor, weights: Tensor) {
+        let (batch, tokens, width) = (q.shape[0], q.shape[1], q.shape[2])
+        let headSize = width / heads
+        func split(_ projected: Tensor, _ count: Int) -> Tensor {
+            projected.reshaped(to: [batch, projected.shape[1], count, headSize]).permuted([0, 2, 1, 3])
+        }
+        var (qh, kh, vh) = (split(q, heads), split(k, keyValueHeads), split(v, keyValueHeads))
+        if keyValueHeads != heads {
+            let mapping = (0..<heads).map { $0 / (heads / keyValueHeads) }
+            kh = kh.indexSelect(mapping, alongAxis: 1)
+            vh = vh.indexSelect(mapping, alongAxis: 1)
+        }
+        var scores = Tensor.matmul(qh, kh, transposeB: true) * (1 / Float(headSize).squareRoot())
+        if let mask { scores = scores + mask }
+        if let causalMask = combinedMask(batch: batch, tokens: tokens, keyPaddingMask: nil, causal: causal, additive: nil) {
+            scores = scores + causalMask
         }
         let weights = scores.softmax(alongAxis: -1)
-        let attended = Tensor.matmul(dropout(weights, context: context), v)
-        let merged = attended.permuted([0, 2, 1, 3]).reshaped(to: [batch, tokens, headCount * headSize])
-        return (outputProjection(merged), weights)
+        let mixed = dropout.map { $0(weights, context: context) } ?? weights
+        let attended = Tensor.matmul(mixed, vh).permuted([0, 2, 1, 3]).reshaped(to: [batch, tokens, width])
+        return (attended, weights)
     }
 
     public func callAsFunction(

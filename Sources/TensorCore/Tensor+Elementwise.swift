@@ -98,13 +98,7 @@ extension Tensor {
     public func gelu(approximation: GELUApproximation = .erf) -> Tensor {
         switch approximation {
         case .erf:
-            return Tensor.unary(
-                self, cost: 4, { 0.5 * $0 * (1 + Foundation.erf($0 * Float(0.5).squareRoot())) },
-                derivative: { x, _ in
-                    let cdf = 0.5 * (1 + Foundation.erf(x * Float(0.5).squareRoot()))
-                    let pdf = Foundation.exp(-0.5 * x * x) / Float(2 * Double.pi).squareRoot()
-                    return cdf + x * pdf
-                })
+            return geluErf()
         case .tanh:
             let k = Float((2 / Double.pi).squareRoot())
             return Tensor.unary(
@@ -114,6 +108,38 @@ extension Tensor {
                     return 0.5 * (1 + t) + 0.5 * x * (1 - t * t) * k * (1 + 3 * 0.044715 * x * x)
                 })
         }
+    }
+
+    /// GELU (erf form) as 0.5·x·erfc(−x/√2), with a vectorisable erfc; its own backward
+    /// Φ(x) + x·φ(x).
+    private func geluErf() -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        let source = storage.base, target = result.storage.base
+        let invSqrt2: Float = 0.70710678118654752
+        Parallel.forRanges(count, cost: 4) { range in
+            for i in range {
+                let x = source[i]
+                let c = FastMath.erfcNonNegative(Swift.abs(x) * invSqrt2)
+                target[i] = 0.5 * x * (x >= 0 ? 2 - c : c)
+            }
+        }
+        guard node != nil else { return result }
+        let input = detached()
+        Tensor.record(&result, self) { g, _ in
+            let grad = Tensor(uninitializedShape: input.shape)
+            let x = input.storage.base, dy = g.storage.base, dx = grad.storage.base
+            let invSqrt2Pi: Float = 0.39894228040143268
+            Parallel.forRanges(input.count, cost: 4) { range in
+                for i in range {
+                    let v = x[i]
+                    let c = FastMath.erfcNonNegative(Swift.abs(v) * invSqrt2)
+                    let cdf = 0.5 * (v >= 0 ? 2 - c : c)
+                    dx[i] = dy[i] * (cdf + v * FastMath.exp(-0.5 * v * v) * invSqrt2Pi)
+                }
+            }
+            return [grad]
+        }
+        return result
     }
 
     @inline(__always)

@@ -32,7 +32,7 @@ extension Tensor {
                 }
                 var total: Float = 0
                 for j in 0..<n {
-                    let e = Foundation.exp(source[base + j * inner] - maximum)
+                    let e = FastMath.exp(source[base + j * inner] - maximum)
                     total += e
                     if !logarithm { target[base + j * inner] = e }
                 }
@@ -58,7 +58,7 @@ extension Tensor {
                         var total: Float = 0
                         for j in 0..<n { total += dy[base + j * inner] }
                         for j in 0..<n {
-                            let p = Foundation.exp(y[base + j * inner])
+                            let p = FastMath.exp(y[base + j * inner])
                             dx[base + j * inner] = dy[base + j * inner] - p * total
                         }
                     } else {

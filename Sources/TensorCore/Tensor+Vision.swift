@@ -49,52 +49,56 @@ extension Tensor {
     /// Rotary position embedding, "rotate half" convention of Hugging Face LLaMA:
     /// `x·cos + rotate_half(x)·sin`, with `rotate_half([x₁, x₂]) = [−x₂, x₁]`.
     ///
-    /// Shapes: `x` is `[…, T, D]`; `cos` and `sin` are `[T, D]` (shared by all leading axes) or
-    /// `[B, T, D]` for `x` of shape `[B, H, T, D]` (per-sequence positions).
-    public func applyingRotaryEmbedding(cos: Tensor, sin: Tensor) -> Tensor {
+    /// Shapes: `x` is `[…, T, …, D]` with the tokens on `tokenAxis` (default: the axis before the
+    /// last, as in `[B, H, T, D]`; use 1 for the projection layout `[B, T, H, D]`). `cos` and `sin`
+    /// are `[T, D]` (shared by every sequence) or `[B, T, D]` (per-sequence positions, `x.shape[0]
+    /// == B`).
+    public func applyingRotaryEmbedding(cos: Tensor, sin: Tensor, tokenAxis: Int? = nil) -> Tensor {
         precondition(rank >= 2, "applyingRotaryEmbedding: x must be [..., T, D], got \(shape)")
-        let (t, d) = (shape[rank - 2], shape[rank - 1])
+        let axis = tokenAxis.map(normalizedAxis) ?? rank - 2
+        precondition(axis < rank - 1, "applyingRotaryEmbedding: token axis \(axis) must precede the last axis of \(shape)")
+        let (t, d) = (shape[axis], shape[rank - 1])
         precondition(d % 2 == 0, "applyingRotaryEmbedding: head dimension \(d) must be even")
         precondition(cos.shape == sin.shape, "applyingRotaryEmbedding: cos \(cos.shape) and sin \(sin.shape) differ")
         let shared = cos.shape == [t, d]
         precondition(
-            shared || (rank == 4 && cos.shape == [shape[0], t, d]),
-            "applyingRotaryEmbedding: cos/sin \(cos.shape) must be [\(t), \(d)] or [batch, \(t), \(d)] for x \(shape)")
-        let heads = rank == 4 ? shape[1] : 1
-        let matrices = count / (t * d)
+            shared || (cos.shape == [shape[0], t, d] && axis > 0),
+            "applyingRotaryEmbedding: cos/sin \(cos.shape) must be [\(t), \(d)] or [\(shape[0]), \(t), \(d)] for x \(shape)")
+        let rows = count / d
+        let innerRows = shape[(axis + 1)..<(rank - 1)].reduce(1, *)
+        let rowsPerSequence = shared ? rows : rows / shape[0]
         let half = d / 2
-        func tableOffset(_ matrix: Int) -> Int { shared ? 0 : (matrix / heads) * t * d }
+        // Row r of x (a run of d values) uses table row (sequence, token).
+        func tableRow(_ r: Int) -> Int {
+            let token = (r / innerRows) % t
+            return shared ? token * d : ((r / rowsPerSequence) * t + token) * d
+        }
         var result = Tensor(uninitializedShape: shape)
         let c = cos.storage.base, s = sin.storage.base
         let source = storage.base, target = result.storage.base
-        for m in 0..<matrices {
-            let table = tableOffset(m)
-            for i in 0..<t {
-                let row = m * t * d + i * d, tableRow = table + i * d
-                for j in 0..<half {
-                    target[row + j] = source[row + j] * c[tableRow + j] - source[row + j + half] * s[tableRow + j]
-                }
-                for j in half..<d {
-                    target[row + j] = source[row + j] * c[tableRow + j] + source[row + j - half] * s[tableRow + j]
-                }
+        for r in 0..<rows {
+            let row = r * d, table = tableRow(r)
+            for j in 0..<half {
+                target[row + j] = source[row + j] * c[table + j] - source[row + j + half] * s[table + j]
+            }
+            for j in half..<d {
+                target[row + j] = source[row + j] * c[table + j] + source[row + j - half] * s[table + j]
             }
         }
+        guard node != nil else { return result }
         let (cosValue, sinValue) = (cos.detached(), sin.detached())
         let inputShape = shape
         Tensor.record(&result, self) { g, _ in
             let grad = Tensor(uninitializedShape: inputShape)
             let c = cosValue.storage.base, s = sinValue.storage.base
             let source = g.storage.base, target = grad.storage.base
-            for m in 0..<matrices {
-                let table = tableOffset(m)
-                for i in 0..<t {
-                    let row = m * t * d + i * d, tableRow = table + i * d
-                    for j in 0..<half {
-                        target[row + j] = source[row + j] * c[tableRow + j] + source[row + j + half] * s[tableRow + j + half]
-                    }
-                    for j in half..<d {
-                        target[row + j] = source[row + j] * c[tableRow + j] - source[row + j - half] * s[tableRow + j - half]
-                    }
+            for r in 0..<rows {
+                let row = r * d, table = tableRow(r)
+                for j in 0..<half {
+                    target[row + j] = source[row + j] * c[table + j] + source[row + j + half] * s[table + j + half]
+                }
+                for j in half..<d {
+                    target[row + j] = source[row + j] * c[table + j] - source[row + j - half] * s[table + j - half]
                 }
             }
             return [grad]

@@ -1,0 +1,113 @@
+import Foundation
+
+extension Tensor {
+    /// Fused multi-head scaled dot-product attention with its own backward:
+    /// softmax(scale·Q·Kᵀ + mask)·V for every (batch, head), with grouped-query heads.
+    ///
+    /// Heads are read in place from the projection layout, with no permute copies: head `h` of
+    /// `query` is the column block `h·D..<(h+1)·D` (leading dimension `heads·D`), and query head
+    /// `h` uses key/value head `h / (heads / keyValueHeads)` (transformers' `repeat_kv`). The scale
+    /// is GEMM's α. Rows whose keys are all masked give zero output.
+    ///
+    /// Shapes: `query` `[B, T, heads·D]`, `key` and `value` `[B, S, keyValueHeads·D]`, optional
+    /// `additiveMask` `[B or 1, heads or 1, T or 1, S]` (0 keeps, −∞ drops; a constant) →
+    /// output `[B, T, heads·D]` and the attention probabilities `[B, heads, T, S]`.
+    ///
+    /// - Complexity: 4·B·heads·T·S·D multiply-adds forward, twice that backward; parallel over
+    ///   (batch, key/value head).
+    public static func scaledDotProductAttention(
+        query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int,
+        scale: Float? = nil, additiveMask: Tensor? = nil, causal: Bool = false
+    ) -> (output: Tensor, weights: Tensor) {
+        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: query/key/value must be [B, T, heads·D], got \(query.shape), \(key.shape), \(value.shape)")
+        precondition(heads > 0 && keyValueHeads > 0 && heads % keyValueHeads == 0, "attention: \(heads) heads not divisible into \(keyValueHeads) key/value heads")
+        let (batch, t, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let s = key.shape[1]
+        precondition(width % heads == 0, "attention: query width \(width) not divisible by \(heads) heads")
+        let d = width / heads
+        let kvWidth = keyValueHeads * d
+        precondition(key.shape == [batch, s, kvWidth] && value.shape == [batch, s, kvWidth],
+                     "attention: key \(key.shape) and value \(value.shape) must be [\(batch), \(s), \(kvWidth)]")
+        let group = heads / keyValueHeads
+        let alpha = scale ?? 1 / Float(d).squareRoot()
+        var maskStrides = (b: 0, h: 0, t: 0)
+        if let mask = additiveMask {
+            precondition(
+                mask.rank == 4 && mask.shape[3] == s && [1, batch].contains(mask.shape[0]) && [1, heads].contains(mask.shape[1]) && [1, t].contains(mask.shape[2]),
+                "attention: mask \(mask.shape) must be [\(batch) or 1, \(heads) or 1, \(t) or 1, \(s)]")
+            let strides = Broadcast.contiguousStrides(mask.shape)
+            maskStrides = (mask.shape[0] == 1 ? 0 : strides[0], mask.shape[1] == 1 ? 0 : strides[1], mask.shape[2] == 1 ? 0 : strides[2])
+        }
+        var output = Tensor(uninitializedShape: [batch, t, width])
+        let weights = Tensor(uninitializedShape: [batch, heads, t, s])
+        let q = query.storage.base, k = key.storage.base, v = value.storage.base
+        let o = output.storage.base, p = weights.storage.base
+        let m = additiveMask?.storage.base
+        let flopsPerTask = 4 * group * t * s * d
+        Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
+            for task in range {
+                let (b, kvh) = (task / keyValueHeads, task % keyValueHeads)
+                let kb = k + b * s * kvWidth + kvh * d, vb = v + b * s * kvWidth + kvh * d
+                for h in (kvh * group)..<((kvh + 1) * group) {
+                    let pb = p + (b * heads + h) * t * s
+                    BLAS.gemm(transposeA: false, transposeB: true, m: t, n: s, k: d, alpha: alpha,
+                              a: q + b * t * width + h * d, lda: width, b: kb, ldb: kvWidth, c: pb, ldc: s)
+                    for i in 0..<t {
+                        let row = pb + i * s
+                        if let m {
+                            let maskRow = m + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t
+                            for j in 0..<s { row[j] += maskRow[j] }
+                        }
+                        if causal && i + 1 < s {
+                            for j in (i + 1)..<s { row[j] = -.infinity }
+                        }
+                        FastMath.softmaxInPlace(row, count: s)
+                    }
+                    BLAS.gemm(transposeA: false, transposeB: false, m: t, n: d, k: s,
+                              a: pb, lda: s, b: vb, ldb: kvWidth, c: o + b * t * width + h * d, ldc: width)
+                }
+            }
+        }
+        guard query.node != nil || key.node != nil || value.node != nil else { return (output, weights) }
+        let (queryValue, keyValue, valueValue, probabilities) = (query.detached(), key.detached(), value.detached(), weights)
+        record(&output, query, key, value) { g, needs in
+            let dq = Tensor(uninitializedShape: queryValue.shape)
+            let dk = Tensor(repeating: 0, shape: keyValue.shape)
+            let dv = Tensor(repeating: 0, shape: valueValue.shape)
+            let q = queryValue.storage.base, k = keyValue.storage.base, v = valueValue.storage.base
+            let p = probabilities.storage.base, dO = g.storage.base
+            let dqBase = dq.storage.base, dkBase = dk.storage.base, dvBase = dv.storage.base
+            Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, 2 * flopsPerTask / 64)) { range in
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: t * s)
+                defer { scratch.deallocate() }
+                for task in range {
+                    let (b, kvh) = (task / keyValueHeads, task % keyValueHeads)
+                    let kvOffset = b * s * kvWidth + kvh * d
+                    for h in (kvh * group)..<((kvh + 1) * group) {
+                        let pb = p + (b * heads + h) * t * s
+                        let qOffset = b * t * width + h * d
+                        // dV += Pᵀ·dO
+                        BLAS.gemm(transposeA: true, transposeB: false, m: s, n: d, k: t,
+                                  a: pb, lda: s, b: dO + qOffset, ldb: width, beta: 1, c: dvBase + kvOffset, ldc: kvWidth)
+                        // dP = dO·Vᵀ, then dS = P ⊙ (dP − rowsum(dP ⊙ P))
+                        BLAS.gemm(transposeA: false, transposeB: true, m: t, n: s, k: d,
+                                  a: dO + qOffset, lda: width, b: v + kvOffset, ldb: kvWidth, c: scratch, ldc: s)
+                        for i in 0..<t {
+                            let dp = scratch + i * s, prob = pb + i * s
+                            var dot: Float = 0
+                            for j in 0..<s { dot += dp[j] * prob[j] }
+                            for j in 0..<s { dp[j] = prob[j] * (dp[j] - dot) }
+                        }
+                        // dQ = α·dS·K ;  dK += α·dSᵀ·Q
+                        BLAS.gemm(transposeA: false, transposeB: false, m: t, n: d, k: s, alpha: alpha,
+                                  a: scratch, lda: s, b: k + kvOffset, ldb: kvWidth, c: dqBase + qOffset, ldc: width)
+                        BLAS.gemm(transposeA: true, transposeB: false, m: s, n: d, k: t, alpha: alpha,
+                                  a: scratch, lda: s, b: q + qOffset, ldb: width, beta: 1, c: dkBase + kvOffset, ldc: kvWidth)
+                    }
+                }
+            }
+            return [needs[0] ? dq : nil, needs[1] ? dk : nil, needs[2] ? dv : nil]
+        }
+        return (output, weights)
+    }
+}

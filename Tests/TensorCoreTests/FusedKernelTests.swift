@@ -1,0 +1,90 @@
+import Foundation
+import Testing
+@testable import TensorCore
+import TestSupport
+
+@Suite("Fused kernels agree with their definitions")
+struct FusedKernelTests {
+    @Test("fast exp is within 2e-7 relative of libm on [−87, 88], 0 below and ∞ above")
+    func fastExp() {
+        var worst: Float = 0
+        for i in 0...200_000 {
+            let x = -87 + Float(i) * (175 / 200_000)
+            let expected = Foundation.exp(Double(x))
+            worst = max(worst, Float(abs(Double(FastMath.exp(x)) - expected) / expected))
+        }
+        #expect(worst < 2e-7, "worst relative error \(worst)")
+        #expect(FastMath.exp(-100) == 0 && FastMath.exp(-.infinity) == 0)
+        #expect(FastMath.exp(100) == .infinity && FastMath.exp(.nan).isNaN)
+    }
+
+    @Test("fast erf is within 3e-7 absolute of libm (about 2 ulp of 1)")
+    func fastErf() {
+        var worst: Double = 0
+        for i in 0...100_000 {
+            let x = -6 + Float(i) * (12 / 100_000)
+            worst = max(worst, abs(Double(FastMath.erf(x)) - Foundation.erf(Double(x))))
+        }
+        #expect(worst < 3e-7, "worst absolute error \(worst)")
+    }
+
+    static func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var g = testGenerator(seed)
+        return Tensor.normal(shape, using: &g)
+    }
+
+    @Test("fused attention equals the composed one, with GQA, masks and causality", arguments: [
+        (4, 4, false, false), (4, 2, true, false), (6, 2, false, true), (2, 1, true, true),
+    ])
+    func attention(configuration: (Int, Int, Bool, Bool)) {
+        let (heads, kvHeads, causal, masked) = configuration
+        let (batch, t, d) = (2, 5, 3)
+        let q = Self.random([batch, t, heads * d], seed: 1)
+        let k = Self.random([batch, t, kvHeads * d], seed: 2)
+        let v = Self.random([batch, t, kvHeads * d], seed: 3)
+        let mask: Tensor? = masked ? Tensor(shape: [batch, 1, 1, t], scalars: [0, 0, 0, 0, 0, 0, 0, 0, -.infinity, -.infinity]) : nil
+        func fused(_ x: [Tensor]) -> Tensor {
+            Tensor.scaledDotProductAttention(query: x[0], key: x[1], value: x[2], heads: heads, keyValueHeads: kvHeads, additiveMask: mask, causal: causal).output
+        }
+        func composed(_ x: [Tensor]) -> Tensor {
+            // The reference: permutes, repeat of key/value heads, matmul, softmax.
+            let (b, n, w) = (x[0].shape[0], x[0].shape[1], x[0].shape[2])
+            let size = w / heads
+            func split(_ y: Tensor, _ count: Int) -> Tensor { y.reshaped(to: [b, n, count, size]).permuted([0, 2, 1, 3]) }
+            let mapping = (0..<heads).map { $0 / (heads / kvHeads) }
+            let kh = split(x[1], kvHeads).indexSelect(mapping, alongAxis: 1)
+            let vh = split(x[2], kvHeads).indexSelect(mapping, alongAxis: 1)
+            var scores = Tensor.matmul(split(x[0], heads), kh, transposeB: true) * (1 / Float(size).squareRoot())
+            if let mask { scores = scores + mask }
+            if causal {
+                var values = [Float](repeating: 0, count: n * n)
+                for i in 0..<n { for j in 0..<n where j > i { values[i * n + j] = -.infinity } }
+                scores = scores + Tensor(shape: [n, n], scalars: values)
+            }
+            return Tensor.matmul(scores.softmax(), vh).permuted([0, 2, 1, 3]).reshaped(to: [b, n, w])
+        }
+        expectClose(fused([q, k, v]), composed([q, k, v]), absolute: 1e-5)
+        GradientCheck.check([q, k, v], fused)
+    }
+
+    @Test("attention weights are the softmax probabilities; fully masked rows give zeros")
+    func weights() {
+        let q = Self.random([1, 3, 4], seed: 4), k = Self.random([1, 3, 2], seed: 5), v = Self.random([1, 3, 2], seed: 6)
+        let mask = Tensor(shape: [1, 1, 3, 3], scalars: [0, 0, 0, -.infinity, -.infinity, -.infinity, 0, -.infinity, 0])
+        let (output, weights) = Tensor.scaledDotProductAttention(query: q, key: k, value: v, heads: 2, keyValueHeads: 1, additiveMask: mask)
+        #expect(weights.shape == [1, 2, 3, 3])
+        expectClose(weights.sum(alongAxis: -1).scalars, [1, 0, 1, 1, 0, 1])
+        #expect(output.sliced(alongAxis: 1, 1..<2).scalars.allSatisfy { $0 == 0 })
+    }
+
+    @Test("rotary embedding in the [B, T, H, D] layout equals the [B, H, T, D] one")
+    func rotaryLayouts() {
+        let x = Self.random([2, 5, 3, 4], seed: 7)
+        let (cos, sin) = Tensor.rotaryTables(positions: [3, 1, 4, 1, 5], dimension: 4, base: 100)
+        let direct = x.applyingRotaryEmbedding(cos: cos, sin: sin, tokenAxis: 1)
+        let viaPermute = x.permuted([0, 2, 1, 3]).applyingRotaryEmbedding(cos: cos, sin: sin).permuted([0, 2, 1, 3])
+        expectClose(direct, viaPermute, absolute: 1e-6)
+        let perSequence = (Tensor.stacked([cos, cos * 0.5]), Tensor.stacked([sin, sin * 2]))
+        GradientCheck.check([x]) { $0[0].applyingRotaryEmbedding(cos: perSequence.0, sin: perSequence.1, tokenAxis: 1) }
+    }
+}
