@@ -94,8 +94,7 @@ extension Tensor {
                                   a: dO + qOffset, lda: width, b: v + kvOffset, ldb: kvWidth, c: scratch, ldc: s)
                         for i in 0..<t {
                             let dp = scratch + i * s, prob = pb + i * s
-                            var dot: Float = 0
-                            for j in 0..<s { dot += dp[j] * prob[j] }
+                            let dot = FastMath4.dot(dp, prob, s)
                             for j in 0..<s { dp[j] = prob[j] * (dp[j] - dot) }
                         }
                         // dQ = α·dS·K ;  dK += α·dSᵀ·Q

@@ -19,21 +19,16 @@ extension Tensor {
         Parallel.forRanges(rows, cost: d * 4) { range in
             for r in range {
                 let input = source + r * d, output = target + r * d, hat = xhat + r * d
-                var mean: Float = 0
-                for j in 0..<d { mean += input[j] }
-                mean /= Float(d)
-                var variance: Float = 0
-                for j in 0..<d {
-                    let c = input[j] - mean
-                    variance += c * c
-                }
-                variance /= Float(d)
+                let mean = FastMath4.sum(input, d) / Float(d)
+                for j in 0..<d { hat[j] = input[j] - mean }
+                let variance = FastMath4.dot(hat, hat, d) / Float(d)
                 let inverse = 1 / (variance + epsilon).squareRoot()
                 rstd[r] = inverse
-                for j in 0..<d {
-                    let value = (input[j] - mean) * inverse
-                    hat[j] = value
-                    output[j] = value * (w?[j] ?? 1) + (b?[j] ?? 0)
+                for j in 0..<d { hat[j] *= inverse }
+                if let w, let b {
+                    for j in 0..<d { output[j] = hat[j] * w[j] + b[j] }
+                } else {
+                    for j in 0..<d { output[j] = hat[j] * (w?[j] ?? 1) + (b?[j] ?? 0) }
                 }
             }
         }
@@ -50,14 +45,11 @@ extension Tensor {
                     for r in range {
                         let gy = dy + r * d, hat = xhat + r * d, out = dx + r * d
                         // dx̂ = g·w;  dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))
-                        var sum: Float = 0, dot: Float = 0
-                        for j in 0..<d {
-                            let value = gy[j] * (w?[j] ?? 1)
-                            sum += value
-                            dot += value * hat[j]
-                        }
-                        let meanSum = sum / Float(d), meanDot = dot / Float(d)
-                        for j in 0..<d { out[j] = rstd[r] * (gy[j] * (w?[j] ?? 1) - meanSum - hat[j] * meanDot) }
+                        // out ← g·w first, then the two row reductions over it.
+                        if let w { for j in 0..<d { out[j] = gy[j] * w[j] } } else { out.update(from: gy, count: d) }
+                        let meanSum = FastMath4.sum(out, d) / Float(d), meanDot = FastMath4.dot(out, hat, d) / Float(d)
+                        let scale = rstd[r]
+                        for j in 0..<d { out[j] = scale * (out[j] - meanSum - hat[j] * meanDot) }
                     }
                 }
                 gradX = grad
