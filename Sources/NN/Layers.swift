@@ -51,10 +51,7 @@ public final class Linear: Module {
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         precondition(x.shape.last == inputSize, "Linear(\(inputSize)→\(outputSize)): input shape \(x.shape) has last dimension \(x.shape.last ?? 0)")
-        let flat = x.rank == 1 ? x.unsqueezed(at: 0) : x
-        var y = flat.matmul(weight.tensor, transposeOther: true)
-        if let bias { y = y + bias.tensor }
-        return x.rank == 1 ? y.squeezed(at: 0) : y
+        return Tensor.linear(x, weight: weight.tensor, bias: bias?.tensor)
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {

@@ -110,3 +110,47 @@ extension Tensor {
         return result
     }
 }
+
+extension Tensor {
+    /// Affine map y = x·Wᵀ + b in one GEMM: the bias is written into the output first and the
+    /// product accumulated onto it (β = 1), so there is no separate bias pass. PyTorch layout:
+    /// `weight` is `[out, in]`, `bias` is `[out]`.
+    ///
+    /// Shapes: `[…, in]` → `[…, out]`. Backward: dx = g·W, dW = gᵀ·x, db = Σ_rows g.
+    public static func linear(_ x: Tensor, weight: Tensor, bias: Tensor?) -> Tensor {
+        precondition(weight.rank == 2, "linear: weight must be [out, in], got \(weight.shape)")
+        let (outputs, inputs) = (weight.shape[0], weight.shape[1])
+        precondition(x.rank >= 1 && x.shape[x.rank - 1] == inputs, "linear: input \(x.shape) does not end in \(inputs)")
+        if let bias { precondition(bias.shape == [outputs], "linear: bias \(bias.shape) must be [\(outputs)]") }
+        let rows = x.count / Swift.max(inputs, 1)
+        var outShape = x.shape
+        outShape[outShape.count - 1] = outputs
+        var result = Tensor(uninitializedShape: outShape)
+        let y = result.storage.base
+        if let bias {
+            let b = bias.storage.base
+            for r in 0..<rows { (y + r * outputs).update(from: b, count: outputs) }
+        }
+        if rows > 0 && outputs > 0 {
+            if inputs == 0 {
+                if bias == nil { y.update(repeating: 0, count: rows * outputs) }
+            } else {
+                BLAS.parallelGEMM(
+                    transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs,
+                    a: x.storage.base, lda: inputs, b: weight.storage.base, ldb: inputs,
+                    beta: bias == nil ? 0 : 1, c: y, ldc: outputs)
+            }
+        }
+        guard x.node != nil || weight.node != nil || bias?.node != nil else { return result }
+        let (input, w) = (x.detached(), weight.detached())
+        record(&result, x, weight, bias ?? Tensor(0)) { g, needs in
+            let flatG = Tensor(shape: [rows, outputs], storage: g.storage)
+            let flatX = Tensor(shape: [rows, inputs], storage: input.storage)
+            let dx = needs[0] ? Tensor(shape: input.shape, storage: gemm(flatG, w, transposeA: false, transposeB: false).storage) : nil
+            let dw = needs[1] ? gemm(flatG, flatX, transposeA: true, transposeB: false) : nil
+            let db = needs[2] ? flatG.sum(alongAxis: 0) : nil
+            return [dx, dw, db]
+        }
+        return result
+    }
+}

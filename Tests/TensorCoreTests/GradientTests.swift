@@ -108,6 +108,18 @@ struct GradientTests {
         }
     }
 
+    @Test("fused linear, with and without bias, for rank 1 to 3 inputs")
+    func linear() {
+        let w = Self.random([4, 3], seed: 30), b = Self.random([4], seed: 31)
+        for shape in [[3], [5, 3], [2, 5, 3]] {
+            let x = Self.random(shape, seed: 32)
+            GradientCheck.check([x, w, b]) { Tensor.linear($0[0], weight: $0[1], bias: $0[2]) }
+            GradientCheck.check([x, w]) { Tensor.linear($0[0], weight: $0[1], bias: nil) }
+            let reference = Tensor.matmul(x.rank == 1 ? x.unsqueezed(at: 0) : x, w, transposeB: true) + b
+            expectClose(Tensor.linear(x, weight: w, bias: b).scalars, reference.scalars, absolute: 1e-5)
+        }
+    }
+
     @Test("reshape, permute, transpose, slice, concat, stack, split")
     func layout() {
         let x = Self.random([2, 3, 4], seed: 14)
