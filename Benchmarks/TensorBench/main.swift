@@ -191,7 +191,7 @@ struct Peer: Decodable {
 
 print("2. Training step: forward + backward + AdamW, milliseconds per step (median)")
 let peer = runPeer()
-let stepWidths = [44, 12, 12, 16]
+let stepWidths = [48, 12, 12, 16]
 print(row(["workload", "PruneGym", "PyTorch", "PyTorch/PruneGym"], widths: stepWidths))
 func ratio(_ theirs: Double?, _ ours: Double) -> String { theirs.map { String(format: "%.2f×", $0 / ours) } ?? "-" }
 func format(_ value: Double?) -> String { value.map { String(format: "%.3f", $0) } ?? "skipped" }

@@ -51,17 +51,28 @@ enum FastMath {
         return x >= 0 ? 1 - c : c - 1
     }
 
-    /// In-place softmax of a row; a row of all −∞ becomes zeros. Four lanes at a time.
+    /// In-place softmax of a row; a row of all −∞ becomes zeros. Four lanes at a time (the max
+    /// uses compare-and-select: `Swift.max`'s NaN handling and `pointwiseMax` do not vectorise).
     @inline(__always)
     static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
-        var maximum = -Float.infinity
-        for j in 0..<count { maximum = Swift.max(maximum, row[j]) }
+        var laneMax = SIMD4<Float>(repeating: -.infinity)
+        var j = 0
+        while j + 4 <= count {
+            let v = FastMath4.load(row, j)
+            laneMax.replace(with: v, where: v .> laneMax)
+            j += 4
+        }
+        var maximum = Swift.max(Swift.max(laneMax[0], laneMax[1]), Swift.max(laneMax[2], laneMax[3]))
+        while j < count {
+            maximum = Swift.max(maximum, row[j])
+            j += 1
+        }
         if maximum == -.infinity {
             row.update(repeating: 0, count: count)
             return
         }
         var lanes = SIMD4<Float>(repeating: 0)
-        var j = 0
+        j = 0
         while j + 4 <= count {
             let e = FastMath4.exp(FastMath4.load(row, j) - maximum)
             FastMath4.store(e, row, j)
@@ -76,7 +87,15 @@ enum FastMath {
             j += 1
         }
         let scale = 1 / total
-        for j in 0..<count { row[j] *= scale }
+        j = 0
+        while j + 4 <= count {
+            FastMath4.store(FastMath4.load(row, j) * scale, row, j)
+            j += 4
+        }
+        while j < count {
+            row[j] *= scale
+            j += 1
+        }
     }
 }
 

@@ -18,9 +18,14 @@ enum Parallel {
 
     /// Calls `body` on disjoint ranges covering `0..<count`, in parallel when `count·cost` is
     /// large enough to pay for waking the workers.
+    ///
+    /// `cost` 1 means a memory-bound loop (one arithmetic operation per element): those always run
+    /// on the caller. Measured: the serial loop is inlined with its element closure and
+    /// vectorised, while a worker runs `body` as an opaque closure that calls the element closure
+    /// per element — 2M multiplications took 0.22 ms on one thread and 1.5 ms on two.
     @inline(__always)
     static func forRanges(_ count: Int, cost: Int = 1, _ body: (Range<Int>) -> Void) {
-        let chunks = min(threadCount, max(1, (count * cost) / minimumParallelCount), count)
+        let chunks = cost <= 1 ? 1 : min(threadCount, max(1, (count * cost) / minimumParallelCount), count)
         if chunks <= 1 {
             body(0..<count)
             return
