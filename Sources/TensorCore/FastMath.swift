@@ -26,29 +26,17 @@ enum FastMath {
         return value < -87.33654 ? 0 : (value > 88.72283 ? .infinity : (value.isNaN ? value : result))
     }
 
-    /// erfc(x) for x ≥ 0 with relative error below 1.2·10⁻⁷ (Numerical Recipes' Chebyshev fit
-    /// of erfc, `erfcc`); callers use erfc(−x) = 2 − erfc(x) for negative x.
+    /// erfc(z) for z ≥ 0 by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5·10⁻⁷); the scalar
+    /// twin of `FastMath4.erfcNonNegativeShort`, so tail elements match the SIMD lanes.
     @inline(__always)
-    static func erfcNonNegative(_ z: Float) -> Float {
-        let t = 1 / (1 + 0.5 * z)
-        var poly: Float = 0.17087277
-        poly = poly * t - 0.82215223
-        poly = poly * t + 1.48851587
-        poly = poly * t - 1.13520398
-        poly = poly * t + 0.27886807
-        poly = poly * t - 0.18628806
-        poly = poly * t + 0.09678418
-        poly = poly * t + 0.37409196
-        poly = poly * t + 1.00002368
-        poly = poly * t - 1.26551223
-        return t * exp(-z * z + poly)
-    }
-
-    /// erf(x) for any x; absolute error below 3·10⁻⁷ (measured 2.4·10⁻⁷ against libm on [−6, 6]).
-    @inline(__always)
-    static func erf(_ x: Float) -> Float {
-        let c = erfcNonNegative(Swift.abs(x))
-        return x >= 0 ? 1 - c : c - 1
+    static func erfcNonNegativeShort(_ z: Float) -> Float {
+        let t = 1 / (1 + 0.3275911 * z)
+        var poly: Float = 1.061405429
+        poly = poly * t - 1.453152027
+        poly = poly * t + 1.421413741
+        poly = poly * t - 0.284496736
+        poly = poly * t + 0.254829592
+        return poly * t * exp(-z * z)
     }
 
     /// In-place softmax of a row; a row of all −∞ becomes zeros. Four lanes at a time (the max
@@ -126,8 +114,8 @@ enum FastMath4 {
         return result
     }
 
-    /// erfc(z) for z ≥ 0 by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5·10⁻⁷): half the
-    /// polynomial of `erfcNonNegative`, used by GELU where absolute accuracy is what matters.
+    /// erfc(z) for z ≥ 0 by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5·10⁻⁷), used by
+    /// GELU, where absolute accuracy is what matters.
     @inline(__always)
     static func erfcNonNegativeShort(_ z: V) -> V {
         let t = 1 / (1 + 0.3275911 * z)
@@ -176,22 +164,6 @@ enum FastMath4 {
     /// |x| by clearing the sign bits.
     @inline(__always)
     static func abs(_ x: V) -> V { unsafeBitCast(unsafeBitCast(x, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: V.self) }
-
-    @inline(__always)
-    static func erfcNonNegative(_ z: V) -> V {
-        let t = 1 / (1 + 0.5 * z)
-        var poly = V(repeating: 0.17087277)
-        poly = poly * t - 0.82215223
-        poly = poly * t + 1.48851587
-        poly = poly * t - 1.13520398
-        poly = poly * t + 0.27886807
-        poly = poly * t - 0.18628806
-        poly = poly * t + 0.09678418
-        poly = poly * t + 0.37409196
-        poly = poly * t + 1.00002368
-        poly = poly * t - 1.26551223
-        return t * exp(-z * z + poly)
-    }
 
     @inline(__always)
     static func load(_ pointer: UnsafePointer<Float>, _ index: Int) -> V {

@@ -131,7 +131,7 @@ extension Tensor {
             }
             while i < range.upperBound {
                 let x = source[i]
-                let half = 0.5 * FastMath.erfcNonNegative(Swift.abs(x) * invSqrt2)
+                let half = 0.5 * FastMath.erfcNonNegativeShort(Swift.abs(x) * invSqrt2)
                 let cdf = x >= 0 ? 1 - half : half
                 target[i] = x * cdf
                 cdfTarget?[i] = cdf
