@@ -213,10 +213,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
         guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
             throw SafeTensorsError.unknownDType(file: file, tensor: name, dtype: dtypeName)
         }
-        guard let shapeValues = fields["shape"] as? [Any], let shape = integers(shapeValues), shape.allSatisfy({ $0 >= 0 }) else {
+        guard let shapeValues = fields["shape"] as? [Any], let shape = jsonIntegers(shapeValues), shape.allSatisfy({ $0 >= 0 }) else {
             throw SafeTensorsError.invalidEntry(file: file, tensor: name, reason: "'shape' must be an array of non-negative integers")
         }
-        guard let offsetValues = fields["data_offsets"] as? [Any], let offsets = integers(offsetValues), offsets.count == 2,
+        guard let offsetValues = fields["data_offsets"] as? [Any], let offsets = jsonIntegers(offsetValues), offsets.count == 2,
               offsets[0] >= 0, offsets[0] <= offsets[1]
         else {
             throw SafeTensorsError.invalidEntry(file: file, tensor: name, reason: "'data_offsets' must be [begin, end] with 0 ≤ begin ≤ end")
@@ -231,7 +231,7 @@ public struct SafeTensorsFile: @unchecked Sendable {
     }
 
     /// Exact non-negative integers from JSON numbers (rejects fractions, booleans, strings).
-    private static func integers(_ values: [Any]) -> [Int]? {
+    private static func jsonIntegers(_ values: [Any]) -> [Int]? {
         var result: [Int] = []
         for value in values {
             // JSON booleans arrive as Swift `Bool`; numbers as NSNumber (which bridges to Bool too,

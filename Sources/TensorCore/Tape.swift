@@ -67,8 +67,7 @@ extension Tensor {
         _ result: inout Tensor, _ inputs: Tensor...,
         pullback: @escaping (_ gradient: Tensor, _ needs: [Bool]) -> [Tensor?]
     ) {
-        guard inputs.contains(where: { $0.node != nil }), GradientTape.isRecording else { return }
-        result.node = TapeNode(parents: inputs.map(\.node), pullback: pullback)
+        record(&result, inputs: inputs, pullback: pullback)
     }
 
     /// Array form of `record` for operations with a variable number of inputs (concat, stack).

@@ -6,12 +6,11 @@ extension Tensor {
     /// `f` applied to every element.
     @inline(__always)
     func mapped(cost: Int = 1, _ f: (Float) -> Float) -> Tensor {
-        var result = Tensor(uninitializedShape: shape)
+        let result = Tensor(uninitializedShape: shape)
         let source = storage.base, target = result.storage.base
         Parallel.forRanges(count, cost: cost) { range in
             for i in range { target[i] = f(source[i]) }
         }
-        result.node = nil
         return result
     }
 

@@ -7,7 +7,8 @@ import TestSupport
 struct RandomTests {
     @Test("SplitMix64 matches the reference outputs")
     func splitMix() {
-        // First outputs of Vigna's splitmix64.c from state 0 (a well-known test vector).
+        // From state 0: the first output is the published test vector of Vigna's splitmix64.c;
+        // the second was computed by an independent Python transcription of that C code.
         var generator = SplitMix64(state: 0)
         #expect(generator.next() == 0xE220_A839_7B1D_CDAF)
         #expect(generator.next() == 0x6E78_9E6A_A1B9_65F4)
