@@ -8,6 +8,11 @@ let package = Package(
     products: [
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NN", targets: ["NN"]),
+        .library(name: "Gym", targets: ["Gym"]),
+        .library(name: "ClassicControl", targets: ["ClassicControl"]),
+        .library(name: "Policies", targets: ["Policies"]),
+        .library(name: "PPO", targets: ["PPO"]),
+        .library(name: "BehaviorCloning", targets: ["BehaviorCloning"]),
         .executable(name: "prunegym", targets: ["PruneGymCLI"]),
     ],
     targets: [
@@ -20,9 +25,15 @@ let package = Package(
         ),
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], path: "Sources/TensorCore"),
         .target(name: "NN", dependencies: ["TensorCore"], path: "Sources/NN"),
+        .target(name: "Gym", dependencies: ["TensorCore"], path: "Sources/Gym"),
+        .target(name: "ClassicControl", dependencies: ["Gym", "TensorCore"], path: "Environments/ClassicControl"),
+        // Shared by the learning agents: action distributions and actor-critic networks.
+        .target(name: "Policies", dependencies: ["Gym", "NN", "TensorCore"], path: "Agents/Policies"),
+        .target(name: "PPO", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/PPO"),
+        .target(name: "BehaviorCloning", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/BehaviorCloning"),
         .executableTarget(
             name: "PruneGymCLI",
-            dependencies: ["TensorCore", "NN"],
+            dependencies: ["TensorCore", "NN", "Gym", "ClassicControl", "Policies", "PPO", "BehaviorCloning"],
             path: "Sources/PruneGymCLI"
         ),
 

@@ -1,4 +1,5 @@
 import Foundation
+import Gym
 import NN
 import TensorCore
 

@@ -2,28 +2,32 @@ import Foundation
 
 /// Progress of long work: a redrawn bar with rate and ETA on a terminal, plain periodic lines
 /// otherwise (logs, CI).
-final class ProgressBar {
-    let total: Int
-    let label: String
+public final class ProgressBar {
+    public let total: Int
+    public let label: String
     private let start = Date()
     private let interactive = isatty(STDERR_FILENO) == 1
     private var lastDraw = Date.distantPast
     private let plainInterval: TimeInterval
+    /// Units already done when the bar started (a resumed run): excluded from the rate.
+    private let startCount: Int
 
-    init(total: Int, label: String, plainInterval: TimeInterval = 5) {
+    /// `plainInterval`: seconds between lines when stderr is not a terminal.
+    public init(total: Int, label: String, plainInterval: TimeInterval = 5, start done: Int = 0) {
+        self.startCount = done
         self.total = max(total, 1)
         self.label = label
         self.plainInterval = plainInterval
     }
 
     /// Reports that `done` units are complete, with a short status (e.g. the current loss).
-    func update(_ done: Int, status: String = "") {
+    public func update(_ done: Int, status: String = "") {
         let now = Date()
         let finished = done >= total
         guard finished || now.timeIntervalSince(lastDraw) >= (interactive ? 0.1 : plainInterval) else { return }
         lastDraw = now
         let elapsed = now.timeIntervalSince(start)
-        let rate = Double(done) / max(elapsed, 1e-9)
+        let rate = Double(done - startCount) / max(elapsed, 1e-9)
         let eta = rate > 0 ? Double(total - done) / rate : 0
         let fraction = Double(done) / Double(total)
         let text: String
@@ -39,7 +43,7 @@ final class ProgressBar {
         if finished && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 
-    static func format(_ seconds: Double) -> String {
+    public static func format(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)
     }

@@ -1,0 +1,153 @@
+import Foundation
+import TensorCore
+
+/// A batch of action distributions, one per observation row, over flat action rows.
+///
+/// `logProbability` and `entropy` are differentiable (they feed policy losses); `sample` and
+/// `mode` return constants. Actions are `[B, width]` rows as stored in the rollout buffer.
+public protocol ActionDistribution {
+    /// log π(a|s) for each row: `[B, width] → [B]`.
+    func logProbability(of actions: Tensor) -> Tensor
+    /// H(π(·|s)) for each row: `[B]`.
+    func entropy() -> Tensor
+    /// A draw per row from `generator`: `[B, width]`.
+    func sample(using generator: inout SeededGenerator) -> Tensor
+    /// The most probable action per row: `[B, width]`.
+    func mode() -> Tensor
+}
+
+/// Categorical over `n` classes from logits `[B, n]`; an action row is the class index `[B, 1]`.
+public struct Categorical: ActionDistribution {
+    public let logits: Tensor
+    private let logProbabilities: Tensor
+
+    public init(logits: Tensor) {
+        precondition(logits.rank == 2, "Categorical: logits must be [B, n], got \(logits.shape)")
+        self.logits = logits
+        logProbabilities = logits.logSoftmax(alongAxis: 1)
+    }
+
+    public func logProbability(of actions: Tensor) -> Tensor {
+        let batch = logits.shape[0]
+        let indices = actions.scalars.map { Int($0) }
+        precondition(actions.count == batch, "Categorical.logProbability: \(actions.count) actions for a batch of \(batch)")
+        return logProbabilities.gathered(alongAxis: 1, indices: indices, indexShape: [batch, 1]).reshaped(to: [batch])
+    }
+
+    public func entropy() -> Tensor { -(logProbabilities.exp() * logProbabilities).sum(alongAxis: 1) }
+
+    public func sample(using generator: inout SeededGenerator) -> Tensor {
+        let (batch, classes) = (logits.shape[0], logits.shape[1])
+        let p = logProbabilities.detached().scalars
+        var actions = [Float](repeating: 0, count: batch)
+        for row in 0..<batch {
+            // Inverse CDF on exp(log-softmax), as torch.multinomial does on probabilities.
+            let u = generator.nextFloat()
+            var cumulative: Float = 0
+            var choice = classes - 1
+            for k in 0..<classes {
+                cumulative += Foundation.exp(p[row * classes + k])
+                if u < cumulative { choice = k; break }
+            }
+            actions[row] = Float(choice)
+        }
+        return Tensor(shape: [batch, 1], scalars: actions)
+    }
+
+    public func mode() -> Tensor {
+        let (batch, classes) = (logits.shape[0], logits.shape[1])
+        let values = logits.detached().scalars
+        return Tensor(shape: [batch, 1], scalars: (0..<batch).map { row in
+            var best = 0
+            for k in 1..<classes where values[row * classes + k] > values[row * classes + best] { best = k }
+            return Float(best)
+        })
+    }
+}
+
+/// Independent Bernoulli per entry from logits `[B, n]` (a `MultiBinary` action), optionally with
+/// a validity mask `[B, n]` (1 = the entry exists): masked-out entries are never sampled (always
+/// 0) and contribute nothing to the log-probability or the entropy — the token-pruning action,
+/// where padded token slots must not count.
+///
+/// log π(a) = Σᵢ mᵢ·(aᵢ log σ(zᵢ) + (1 − aᵢ) log(1 − σ(zᵢ))) = −Σᵢ mᵢ·BCE(zᵢ, aᵢ);
+/// H = Σᵢ mᵢ·(softplus(zᵢ) − zᵢ σ(zᵢ)).
+public struct Bernoulli: ActionDistribution {
+    public let logits: Tensor
+    public let mask: Tensor?
+
+    public init(logits: Tensor, mask: Tensor? = nil) {
+        precondition(logits.rank == 2, "Bernoulli: logits must be [B, n], got \(logits.shape)")
+        precondition(mask == nil || mask!.shape == logits.shape, "Bernoulli: mask \(mask!.shape) differs from logits \(logits.shape)")
+        self.logits = logits
+        self.mask = mask
+    }
+
+    public func logProbability(of actions: Tensor) -> Tensor {
+        precondition(actions.shape == logits.shape, "Bernoulli.logProbability: actions \(actions.shape) for logits \(logits.shape)")
+        var terms = -Tensor.binaryCrossEntropyWithLogits(logits, targets: actions)
+        if let mask { terms = terms * mask }
+        return terms.sum(alongAxis: 1)
+    }
+
+    public func entropy() -> Tensor {
+        var terms = logits.softplus() - logits * logits.sigmoid()
+        if let mask { terms = terms * mask }
+        return terms.sum(alongAxis: 1)
+    }
+
+    public func sample(using generator: inout SeededGenerator) -> Tensor {
+        let z = logits.detached().scalars
+        let m = mask?.detached().scalars
+        return Tensor(shape: logits.shape, scalars: z.indices.map { index in
+            if let m, m[index] == 0 { return 0 }
+            let p = 1 / (1 + Foundation.exp(-z[index]))
+            return generator.nextFloat() < p ? 1 : 0
+        })
+    }
+
+    public func mode() -> Tensor {
+        let z = logits.detached().scalars
+        let m = mask?.detached().scalars
+        return Tensor(shape: logits.shape, scalars: z.indices.map { index in
+            if let m, m[index] == 0 { return 0 }
+            return z[index] > 0 ? 1 : 0
+        })
+    }
+}
+
+/// A diagonal Gaussian with mean `[B, n]` and a log standard deviation `[1, n]` shared by the
+/// batch (state-independent, as CleanRL's `ppo_continuous_action.py`); log-probabilities and
+/// entropies are summed over the n independent components.
+public struct DiagonalGaussian: ActionDistribution {
+    public let mean: Tensor
+    public let logStandardDeviation: Tensor
+    static let halfLogTwoPi = Float(0.5 * Foundation.log(2 * Double.pi))
+
+    public init(mean: Tensor, logStandardDeviation: Tensor) {
+        precondition(mean.rank == 2 && logStandardDeviation.shape == [1, mean.shape[1]],
+                     "DiagonalGaussian: mean must be [B, n] and log-std [1, n], got \(mean.shape) and \(logStandardDeviation.shape)")
+        self.mean = mean
+        self.logStandardDeviation = logStandardDeviation
+    }
+
+    public func logProbability(of actions: Tensor) -> Tensor {
+        precondition(actions.shape == mean.shape, "DiagonalGaussian.logProbability: actions \(actions.shape) for mean \(mean.shape)")
+        let standardized = (actions - mean) / logStandardDeviation.exp()
+        return (standardized.squared() * -0.5 - logStandardDeviation - Self.halfLogTwoPi).sum(alongAxis: 1)
+    }
+
+    public func entropy() -> Tensor {
+        let perComponent = logStandardDeviation + (0.5 + Self.halfLogTwoPi)  // [1, n]
+        return perComponent.sum(alongAxis: 1).expanded(to: [mean.shape[0]])
+    }
+
+    public func sample(using generator: inout SeededGenerator) -> Tensor {
+        let mu = mean.detached().scalars
+        let sigma = logStandardDeviation.detached().scalars.map { Foundation.exp($0) }
+        let n = mean.shape[1]
+        return Tensor(shape: mean.shape, scalars: mu.indices.map { mu[$0] + sigma[$0 % n] * generator.normal() })
+    }
+
+    public func mode() -> Tensor { mean.detached() }
+}
