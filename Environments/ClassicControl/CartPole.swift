@@ -129,3 +129,13 @@ public final class CartPole: Environment {
         self.state = state
     }
 }
+
+extension CartPole {
+    /// A scripted expert that balances the pole for the full 500 steps from Gymnasium's start
+    /// distribution: push right when 0.1·x + 0.5·ẋ + 10·θ + 2·θ̇ > 0 (a hand-tuned linear
+    /// state feedback). The demonstrator for behaviour cloning.
+    public static func expertAction(_ observation: [Float]) -> Int {
+        let score = 0.1 * observation[0] + 0.5 * observation[1] + 10 * observation[2] + 2 * observation[3]
+        return score > 0 ? 1 : 0
+    }
+}

@@ -6,21 +6,30 @@ let overview = """
     usage: prunegym <command> [options]     (prunegym <command> --help for details)
 
     commands:
-      demo      train a small transformer on a toy task: the numeric core end to end
-      inspect   validate a safetensors file and list its tensors
+      train       train an agent (ppo, bc, random) on an environment into a run directory
+      eval        evaluate a run's latest checkpoint: mean and std of the return
+      check-env   run the environment checker on a registered environment
+      replay      replay recorded episodes (JSONL) through PruneGym's environments
+      demo        train a small transformer on a toy task: the numeric core end to end
+      inspect     validate a safetensors file and list its tensors
 
-    example:
-      swift run -c release prunegym demo
+    examples:
+      swift run -c release prunegym train --env CartPole-v1 --agent ppo --steps 100000 --run-dir runs/cp
+      swift run -c release prunegym eval --run-dir runs/cp --episodes 20
     """
 
 let arguments = Array(CommandLine.arguments.dropFirst())
 do {
     switch arguments.first {
+    case "train": try TrainCommand.run(Array(arguments.dropFirst()))
+    case "eval": try EvalCommand.run(Array(arguments.dropFirst()))
+    case "check-env": try CheckEnvCommand.run(Array(arguments.dropFirst()))
+    case "replay": try ReplayCommand.run(Array(arguments.dropFirst()))
     case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
     case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
     case nil, "--help", "-h", "help": print(overview)
     case let other?:
-        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: demo, inspect (prunegym --help)")
+        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: train, eval, check-env, replay, demo, inspect (prunegym --help)")
     }
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))

@@ -1,0 +1,76 @@
+import BehaviorCloning
+import ClassicControl
+import Foundation
+import Gym
+import PPO
+import Policies
+import TensorCore
+
+/// The environments the CLI knows by name.
+func builtInRegistry() throws -> EnvironmentRegistry {
+    var registry = EnvironmentRegistry()
+    try ClassicControl.register(in: &registry)
+    return registry
+}
+
+/// Agents the CLI trains by name.
+let agentNames = ["ppo", "bc", "random"]
+
+/// A run's `config.json`: everything needed to rebuild the run.
+struct RunConfiguration: Codable, Equatable {
+    var prunegymVersion: String
+    var environment: String
+    var agent: String
+    var steps: Int
+    var seed: UInt64
+    var vector: String
+    var checkpointInterval: Int
+    var ppo: PPOConfiguration?
+    var bc: BehaviorCloningConfiguration?
+    var expertEpisodes: Int?
+
+    enum CodingKeys: String, CodingKey {
+        case prunegymVersion = "prunegym_version", environment = "env", agent, steps, seed, vector
+        case checkpointInterval = "checkpoint_interval", ppo, bc, expertEpisodes = "expert_episodes"
+    }
+
+    /// The same run, ignoring what may change on resume (version, total steps).
+    func isSameRun(as other: RunConfiguration) -> Bool {
+        var a = self, b = other
+        a.prunegymVersion = ""; b.prunegymVersion = ""
+        a.steps = 0; b.steps = 0
+        return a == b
+    }
+}
+
+/// Reads a JSON file of type `T`, with errors that name the file.
+func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
+    let data: Data
+    do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
+        throw FileError(path: path, reason: "cannot read the file")
+    }
+    do { return try JSONDecoder().decode(type, from: data) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+        throw FileError(path: path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
+    } catch {
+        throw FileError(path: path, reason: "malformed JSON: \(error)")
+    }
+}
+
+/// Builds the agent named in `config` for an environment's spaces.
+func makeAgent<O: Sendable, A: Sendable>(
+    _ config: RunConfiguration, observationSpace: any Space<O>, actionSpace: any Space<A>
+) throws -> any Agent<O, A> {
+    switch config.agent {
+    case "ppo": return try PPOAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.ppo ?? .cleanRL, seed: config.seed)
+    case "bc": return try BehaviorCloningAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.bc ?? .init(), seed: config.seed)
+    case "random": return RandomAgent(actionSpace: actionSpace, seed: config.seed)
+    default: throw UsageError(message: "unknown agent '\(config.agent)'; agents: \(agentNames.joined(separator: ", "))")
+    }
+}
+
+/// A fresh copy of an environment of type `E` from the registry.
+func makeEnvironment<E: Environment>(_ id: String, as type: E.Type, registry: EnvironmentRegistry) throws -> E {
+    let environment = try registry.make(id)
+    guard let typed = environment as? E else { throw UsageError(message: "environment '\(id)' built a \(environment.name), expected \(E.self)") }
+    return typed
+}

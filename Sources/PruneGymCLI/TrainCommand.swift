@@ -1,0 +1,157 @@
+import BehaviorCloning
+import ClassicControl
+import Foundation
+import Gym
+import PPO
+import Policies
+import TensorCore
+
+/// `prunegym train`: trains an agent on a registered environment into a run directory.
+enum TrainCommand {
+    static let help = """
+        usage: prunegym train --env ID --agent NAME [--steps N] [--seed S] [--run-dir DIR]
+                              [--config FILE.json] [--vector synchronous|threaded]
+                              [--checkpoint-every U] [--expert-episodes E] [--quiet]
+
+        Trains an agent and writes runs/<name>/: config.json, metrics.csv (one row per update),
+        checkpoints/ and learning-curve.svg. If DIR already holds a checkpoint of the same run,
+        training resumes from it and continues exactly as if it had not stopped.
+
+        options:
+          --env ID              environment id (prunegym check-env --list shows them)
+          --agent NAME          ppo | bc | random
+          --steps N             environment steps for ppo (default 100000)
+          --seed S              seed of every random draw (default 0)
+          --run-dir DIR         run directory (default runs/<env>-<agent>-<seed>)
+          --config FILE.json    agent hyperparameters (PPOConfiguration / BehaviorCloningConfiguration
+                                keys, e.g. {"learning_rate": 0.001}); default: the preset for the env
+          --vector MODE         step the environments in one thread or in parallel (default synchronous)
+          --checkpoint-every U  updates between checkpoints (default 10; the last is always saved)
+          --expert-episodes E   bc: episodes of the scripted expert to clone (CartPole-v1; default 20)
+          --quiet               no progress bar
+
+        examples:
+          swift run -c release prunegym train --env CartPole-v1 --agent ppo --steps 100000 --seed 0 --run-dir runs/cp
+          swift run -c release prunegym train --env CartPole-v1 --agent bc --expert-episodes 20 --run-dir runs/cp-bc
+        """
+
+    static func run(_ arguments: [String]) throws {
+        let args = try Arguments(command: "train", arguments, flags: ["quiet"],
+                                 options: ["env", "agent", "steps", "seed", "run-dir", "config", "vector", "checkpoint-every", "expert-episodes"])
+        if args.flag("help") { print(help); return }
+        let registry = try builtInRegistry()
+        let environmentID = args.string("env", default: "")
+        guard !environmentID.isEmpty else { throw UsageError(message: "prunegym train: --env is required; registered: \(registry.ids.joined(separator: ", "))") }
+        _ = try registry.spec(environmentID)
+        let agentName = args.string("agent", default: "ppo")
+        guard agentNames.contains(agentName) else {
+            throw UsageError(message: "prunegym train: unknown agent '\(agentName)'; agents: \(agentNames.joined(separator: ", "))")
+        }
+        let seed = UInt64(try args.integer("seed", default: 0))
+        let vector = args.string("vector", default: "synchronous")
+        guard VectorEnvironment<CartPole>.Execution(rawValue: vector) != nil else {
+            throw UsageError(message: "prunegym train: --vector must be synchronous or threaded, got '\(vector)'")
+        }
+        var config = RunConfiguration(
+            prunegymVersion: PruneGymVersion.current, environment: environmentID, agent: agentName,
+            steps: try args.integer("steps", default: 100_000, range: 1...Int.max), seed: seed, vector: vector,
+            checkpointInterval: try args.integer("checkpoint-every", default: 10))
+        let configPath = args.string("config", default: "")
+        switch agentName {
+        case "ppo": config.ppo = configPath.isEmpty ? PPOConfiguration.preset(for: environmentID) : try readJSON(PPOConfiguration.self, from: configPath)
+        case "bc":
+            config.bc = configPath.isEmpty ? BehaviorCloningConfiguration() : try readJSON(BehaviorCloningConfiguration.self, from: configPath)
+            config.expertEpisodes = try args.integer("expert-episodes", default: 20, range: 1...100_000)
+        default: break
+        }
+        let runDirectory = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/\(environmentID)-\(agentName)-\(seed)")))
+        if FileManager.default.fileExists(atPath: runDirectory.configURL.path) {
+            let existing = try runDirectory.readConfig(RunConfiguration.self)
+            guard existing.isSameRun(as: config) else {
+                throw UsageError(message: "\(runDirectory.url.path) holds a different run (\(existing.environment), \(existing.agent), seed \(existing.seed)); pick another --run-dir or delete it")
+            }
+            if try runDirectory.latestCheckpoint() != nil { print("resuming \(runDirectory.url.path) from its latest checkpoint") }
+        }
+        try runDirectory.create()
+        try runDirectory.writeConfig(config)
+        let environment = try registry.make(environmentID)
+        try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
+    }
+
+    static func train<E: Environment>(_ first: E, config: RunConfiguration, runDirectory: RunDirectory,
+                                      registry: EnvironmentRegistry, showsProgress: Bool) throws {
+        let started = Date()
+        switch config.agent {
+        case "ppo":
+            let ppo = config.ppo ?? .cleanRL
+            var environments = [first]
+            for _ in 1..<ppo.environmentCount { environments.append(try makeEnvironment(config.environment, as: E.self, registry: registry)) }
+            let vector = VectorEnvironment(environments, execution: .init(rawValue: config.vector) ?? .synchronous)
+            let agent = try PPOAgent(observationSpace: first.observationSpace, actionSpace: first.actionSpace, configuration: ppo, seed: config.seed)
+            let trainer = try OnPolicyTrainer(
+                agent: agent, environment: vector,
+                configuration: TrainerConfiguration(totalSteps: config.steps, seed: config.seed, checkpointInterval: config.checkpointInterval, showsProgress: showsProgress),
+                runDirectory: runDirectory)
+            try trainer.train()
+            try writeLearningCurve(runDirectory, title: "PPO on \(config.environment), seed \(config.seed)")
+            let summary = try evaluate(agent, in: try makeEnvironment(config.environment, as: E.self, registry: registry), episodes: 10, seed: 1_000_000)
+            printTable([
+                ["run", runDirectory.url.path], ["environment steps", "\(trainer.globalStep)"], ["episodes", "\(trainer.episodes)"],
+                ["recent training return", trainer.recentReturnMean.map { String(format: "%.1f", $0) } ?? "–"],
+                ["evaluation (10 episodes, deterministic)", summary.description],
+                ["wall clock", String(format: "%.1f s", Date().timeIntervalSince(started))],
+            ])
+        case "bc":
+            guard config.environment == "CartPole-v1", let expert = CartPoleExpert(E.self) else {
+                throw UsageError(message: "prunegym train --agent bc: a built-in expert exists only for CartPole-v1; for other environments clone your own demonstrations with BehaviorCloningAgent.learn(from:)")
+            }
+            let demonstrations = try rolloutEpisodes(expert.agent, in: first, episodes: config.expertEpisodes ?? 20, seed: config.seed)
+            let agent = try BehaviorCloningAgent(observationSpace: first.observationSpace, actionSpace: first.actionSpace, configuration: config.bc ?? .init(), seed: config.seed)
+            let rows = try agent.learn(from: demonstrations)
+            let metrics = try MetricsLog(url: runDirectory.metricsURL)
+            for row in rows { try metrics.append(row) }
+            try runDirectory.saveCheckpoint(named: "update-000001") { directory in
+                try agent.save(to: directory.appendingPathComponent("agent.safetensors"))
+                try AtomicFile.write(Data("{\"agent\": \"bc\"}".utf8), to: directory.appendingPathComponent("trainer.json"))
+            }
+            let summary = try evaluate(agent, in: try makeEnvironment(config.environment, as: E.self, registry: registry), episodes: 10, seed: 1_000_000)
+            printTable([
+                ["run", runDirectory.url.path],
+                ["demonstrations", "\(demonstrations.count) episodes, \(demonstrations.map(\.actions.count).reduce(0, +)) transitions, expert return \(ReturnSummary(returns: demonstrations.map(\.episodeReturn)))"],
+                ["epochs", "\(rows.count)"], ["validation loss", String(format: "%.4f", rows.last?.first { $0.0 == "validation_loss" }?.1 ?? .nan)],
+                ["evaluation (10 episodes, deterministic)", summary.description],
+            ])
+        default:
+            let agent = RandomAgent<E.Observation, E.Action>(actionSpace: first.actionSpace, seed: config.seed)
+            try runDirectory.saveCheckpoint(named: "update-000001") { directory in
+                try agent.save(to: directory.appendingPathComponent("agent.safetensors"))
+                try AtomicFile.write(Data("{\"agent\": \"random\"}".utf8), to: directory.appendingPathComponent("trainer.json"))
+            }
+            print("random agent: nothing to train; evaluate it with prunegym eval --run-dir \(runDirectory.url.path)")
+        }
+    }
+
+    static func writeLearningCurve(_ runDirectory: RunDirectory, title: String) throws {
+        let (columns, rows) = try MetricsLog.read(runDirectory.metricsURL)
+        guard let x = columns.firstIndex(of: "step"), let y = columns.firstIndex(of: "return_mean") else { return }
+        let points = rows.map { (x: $0[x], y: $0[y]) }
+        let svg = SVGPlot.lineChart(title: title, xLabel: "environment steps", yLabel: "mean return (last 20 episodes)",
+                                    series: [.init(name: "training return", points: points)])
+        try AtomicFile.write(Data(svg.utf8), to: runDirectory.url.appendingPathComponent("learning-curve.svg"))
+    }
+}
+
+/// The scripted CartPole expert, when `E` is CartPole (possibly time-limited).
+struct CartPoleExpert<E: Environment> {
+    let agent: ScriptedAgent<E.Observation, E.Action>
+    init?(_ type: E.Type) {
+        guard E.Observation.self == [Float].self, E.Action.self == Int.self else { return nil }
+        agent = ScriptedAgent { observation in CartPole.expertAction(observation as! [Float]) as! E.Action }
+    }
+}
+
+/// Prints rows of (label, value) as an aligned two-column table.
+func printTable(_ rows: [[String]]) {
+    let width = rows.map { $0[0].count }.max() ?? 0
+    for row in rows { print(row[0].padding(toLength: width, withPad: " ", startingAt: 0) + "  " + row[1]) }
+}
