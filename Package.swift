@@ -45,11 +45,23 @@ let package = Package(
         ),
 
         // Tests
-        .target(name: "TestSupport", dependencies: ["TensorCore"], path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["TensorCore", "Gym"], path: "Tests/TestSupport"),
         .testTarget(
             name: "TensorCoreTests",
             dependencies: ["TensorCore", "TestSupport"],
             path: "Tests/TensorCoreTests"
+        ),
+        .testTarget(name: "GymTests", dependencies: ["Gym", "TensorCore", "TestSupport"], path: "Tests/GymTests"),
+        .testTarget(
+            name: "ClassicControlTests",
+            dependencies: ["ClassicControl", "Gym", "TensorCore", "TestSupport"],
+            path: "Tests/ClassicControlTests"
+        ),
+        .testTarget(name: "PPOTests", dependencies: ["PPO", "Policies", "Gym", "ClassicControl", "NN", "TensorCore", "TestSupport"], path: "Tests/PPOTests"),
+        .testTarget(
+            name: "BehaviorCloningTests",
+            dependencies: ["BehaviorCloning", "Policies", "Gym", "ClassicControl", "TensorCore", "TestSupport"],
+            path: "Tests/BehaviorCloningTests"
         ),
         .testTarget(
             name: "NNTests",

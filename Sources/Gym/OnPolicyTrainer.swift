@@ -82,16 +82,20 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
     public var recentReturnMean: Double? { recentReturns.isEmpty ? nil : recentReturns.reduce(0, +) / Double(recentReturns.count) }
 
     /// Trains to `totalSteps`, resuming from the run directory's latest checkpoint if it has one.
-    /// Returns the metrics rows of the updates run by this call.
+    /// `maximumUpdates` stops this call after that many updates (the run can be continued by
+    /// calling `train` again, or resumed from its checkpoint by a new trainer). Returns the
+    /// metrics rows of the updates run by this call.
     @discardableResult
-    public func train() throws -> [[(String, Double)]] {
+    public func train(maximumUpdates: Int? = nil) throws -> [[(String, Double)]] {
         let settings = agent.rolloutSettings
         let count = environment.count
         if let runDirectory {
             try runDirectory.create()
         }
         let metrics = try runDirectory.map { try MetricsLog(url: $0.metricsURL) }
-        if let runDirectory, let checkpoint = try runDirectory.latestCheckpoint() {
+        if !observations.isEmpty {
+            // Continuing in the same process: the state is already here.
+        } else if let runDirectory, let checkpoint = try runDirectory.latestCheckpoint() {
             try restore(from: checkpoint)
             try metrics?.truncate(keepingRowsWhere: "update", atMost: Double(update))
         } else {
@@ -106,7 +110,8 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
         let stepsPerUpdate = count * settings.stepsPerRollout
         let progress = configuration.showsProgress ? ProgressBar(total: totalUpdates * stepsPerUpdate, label: A.kind, start: globalStep) : nil
         var rows: [[(String, Double)]] = []
-        while update < totalUpdates {
+        let stopAt = min(totalUpdates, update + (maximumUpdates ?? totalUpdates))
+        while update < stopAt {
             let started = Date()
             buffer.reset()
             for _ in 0..<settings.stepsPerRollout {
@@ -156,7 +161,7 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
             rows.append(row)
             onUpdate?(row)
             let interval = configuration.checkpointInterval
-            if let runDirectory, update == totalUpdates || (interval > 0 && update % interval == 0) {
+            if let runDirectory, update == stopAt || (interval > 0 && update % interval == 0) {
                 try saveCheckpoint(in: runDirectory)
             }
         }
