@@ -44,6 +44,12 @@ let package = Package(
             path: "Benchmarks/TensorBench"
         ),
 
+        .executableTarget(
+            name: "GymBench",
+            dependencies: ["Gym", "ClassicControl", "PPO", "BehaviorCloning", "TensorCore"],
+            path: "Benchmarks/GymBench"
+        ),
+
         // Tests
         .target(name: "TestSupport", dependencies: ["TensorCore", "Gym"], path: "Tests/TestSupport"),
         .testTarget(

@@ -50,7 +50,8 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
 
     public var rolloutSettings: RolloutSettings {
         RolloutSettings(environmentCount: configuration.environmentCount, stepsPerRollout: configuration.stepsPerRollout,
-                        gamma: configuration.gamma, gaeLambda: configuration.gaeLambda, bootstrapsTruncation: configuration.bootstrapsTruncation)
+                        gamma: configuration.gamma, gaeLambda: configuration.gaeLambda, bootstrapsTruncation: configuration.bootstrapsTruncation,
+                        rewardScale: configuration.rewardScale)
     }
     public var observationWidth: Int { observationSpace.flatDimension }
     public var actionWidth: Int { actionKind.width }

@@ -73,13 +73,17 @@ public struct RolloutSettings: Sendable, Codable, Equatable {
     /// Bootstrap truncated episodes from V(final observation) (SB3) rather than treating them as
     /// terminal (CleanRL).
     public var bootstrapsTruncation: Bool
+    /// Rewards are multiplied by this before they enter the buffer (episode returns are logged
+    /// unscaled): a fixed reward scale, as many PPO setups use for large-magnitude rewards.
+    public var rewardScale: Double
 
-    public init(environmentCount: Int, stepsPerRollout: Int, gamma: Double, gaeLambda: Double, bootstrapsTruncation: Bool = true) {
+    public init(environmentCount: Int, stepsPerRollout: Int, gamma: Double, gaeLambda: Double, bootstrapsTruncation: Bool = true, rewardScale: Double = 1) {
         self.environmentCount = environmentCount
         self.stepsPerRollout = stepsPerRollout
         self.gamma = gamma
         self.gaeLambda = gaeLambda
         self.bootstrapsTruncation = bootstrapsTruncation
+        self.rewardScale = rewardScale
     }
 }
 

@@ -128,7 +128,7 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
                 }
                 buffer.add(observations: decision.flatObservations, actions: decision.flatActions,
                            logProbabilities: decision.logProbabilities, values: decision.values,
-                           rewards: step.rewards, terminated: step.terminated, truncated: step.truncated, finalValues: finalValues)
+                           rewards: settings.rewardScale == 1 ? step.rewards : step.rewards.map { $0 * settings.rewardScale }, terminated: step.terminated, truncated: step.truncated, finalValues: finalValues)
                 for index in 0..<count {
                     runningReturns[index] += step.rewards[index]
                     runningLengths[index] += 1
