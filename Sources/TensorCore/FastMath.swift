@@ -26,6 +26,28 @@ enum FastMath {
         return value < -87.33654 ? 0 : (value > 88.72283 ? .infinity : (value.isNaN ? value : result))
     }
 
+    /// tanh(x), branch-free so loops over it vectorise (libm's `tanhf` is a scalar call through
+    /// `expm1f` and was a third of a CartPole PPO run). |x| < 0.5: the Taylor series to x¹³
+    /// (truncation error < 5·10⁻⁸, relative < 1.1·10⁻⁷); otherwise 1 − 2/(e^{2|x|} + 1) with
+    /// `exp` above (relative error < 3·10⁻⁷; |x| is capped at 10, where tanh rounds to 1). Odd;
+    /// NaN stays NaN.
+    @inline(__always)
+    static func tanh(_ x: Float) -> Float {
+        let a = Swift.abs(x)
+        let a2 = a * a
+        var p: Float = 0.003592128
+        p = p * a2 - 0.008863235
+        p = p * a2 + 0.021869488
+        p = p * a2 - 0.053968254
+        p = p * a2 + 0.133333333
+        p = p * a2 - 0.333333333
+        let small = a + a * a2 * p
+        let e = exp(2 * (a < 10 ? a : 10))
+        let large = 1 - 2 / (e + 1)
+        let t = a < 0.5 ? small : large
+        return x.isNaN ? x : (x < 0 ? -t : t)
+    }
+
     /// erfc(z) for z ≥ 0 by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5·10⁻⁷); the scalar
     /// twin of `FastMath4.erfcNonNegativeShort`, so tail elements match the SIMD lanes.
     @inline(__always)
@@ -112,6 +134,27 @@ enum FastMath4 {
         result.replace(with: .infinity, where: value .> 88)
         result.replace(with: value, where: value .!= value)  // NaN
         return result
+    }
+
+    /// tanh on four lanes: the same formulas as `FastMath.tanh`, so tail elements match.
+    @inline(__always)
+    static func tanh(_ x: V) -> V {
+        let a = abs(x)
+        let a2 = a * a
+        var p = V(repeating: 0.003592128)
+        p = p * a2 - 0.008863235
+        p = p * a2 + 0.021869488
+        p = p * a2 - 0.053968254
+        p = p * a2 + 0.133333333
+        p = p * a2 - 0.333333333
+        var t = a + a * a2 * p
+        var capped = a
+        capped.replace(with: 10, where: a .> 10)
+        let large = 1 - 2 / (exp(2 * capped) + 1)
+        t.replace(with: large, where: a .>= 0.5)
+        t.replace(with: -t, where: x .< 0)
+        t.replace(with: x, where: x .!= x)  // NaN
+        return t
     }
 
     /// erfc(z) for z ≥ 0 by Abramowitz & Stegun 7.1.26 (absolute error ≤ 1.5·10⁻⁷), used by

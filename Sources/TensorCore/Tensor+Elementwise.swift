@@ -63,8 +63,30 @@ extension Tensor {
     /// Logistic sigmoid 1/(1+e⁻ˣ), computed without overflow.
     public func sigmoid() -> Tensor { Tensor.unary(self, cost: 4, Tensor.sigmoid, derivative: { _, y in y * (1 - y) }) }
 
-    /// Hyperbolic tangent.
-    public func tanh() -> Tensor { Tensor.unary(self, cost: 4, { Foundation.tanh($0) }, derivative: { _, y in 1 - y * y }) }
+    /// Hyperbolic tangent (`FastMath.tanh`: relative error < 3·10⁻⁷), four lanes at a time;
+    /// backward g·(1 − y²). Memory-bound and cheap, so it stays on the calling thread.
+    public func tanh() -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        let source = storage.base, target = result.storage.base
+        var i = 0
+        while i + 4 <= count {
+            FastMath4.store(FastMath4.tanh(FastMath4.load(source, i)), target, i)
+            i += 4
+        }
+        while i < count {
+            target[i] = FastMath.tanh(source[i])
+            i += 1
+        }
+        guard node != nil && GradientTape.isRecording else { return result }
+        let output = result.detached()
+        Tensor.record(&result, self) { g, _ in
+            let grad = Tensor(uninitializedShape: output.shape)
+            let y = output.storage.base, dy = g.storage.base, dx = grad.storage.base
+            for k in 0..<output.count { dx[k] = dy[k] * (1 - y[k] * y[k]) }
+            return [grad]
+        }
+        return result
+    }
 
     /// log(1+eˣ), with PyTorch's threshold: x > 20 returns x.
     public func softplus() -> Tensor {

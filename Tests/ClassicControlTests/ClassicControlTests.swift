@@ -125,3 +125,38 @@ struct ClassicControlTests {
         #expect(try original.reset().observation == copy.reset().observation)  // the generators continue identically
     }
 }
+
+@Suite("Episode replay input")
+struct EpisodeReplayInputTests {
+    @Test("malformed lines are reported with their line number and reason")
+    func malformedLines() {
+        let cases: [(String, String)] = [
+            ("not json", "line 4: not valid JSON"),
+            ("{\"initial_state\": [0, 0, 0, 0], \"actions\": [1]}", "line 4: missing field 'env'"),
+            ("{\"env\": \"CartPole-v1\", \"initial_state\": [\"a\"], \"actions\": [1]}", "line 4: field 'initial_state.Index 0'"),
+            ("{\"env\": \"CartPole-v1\", \"initial_state\": [0, 0, 0, 0], \"actions\": [true]}", "line 4: field 'actions.Index 0'"),
+        ]
+        for (line, prefix) in cases {
+            do {
+                _ = try EpisodeReplay.parse(line, lineNumber: 4)
+                Issue.record("accepted: \(line)")
+            } catch {
+                #expect("\(error)".hasPrefix(prefix), "\(error)")
+            }
+        }
+    }
+
+    @Test("a well-formed line with a wrong action or environment fails at replay, naming the line")
+    func replayErrors() throws {
+        var registry = EnvironmentRegistry()
+        try ClassicControl.register(in: &registry)
+        let wrongAction = try EpisodeReplay.parse("{\"env\": \"CartPole-v1\", \"initial_state\": [0, 0, 0, 0], \"actions\": [1, 7]}", lineNumber: 2)
+        #expect(throws: EpisodeReplay.LineError.self) { try EpisodeReplay.replay(wrongAction, registry: registry) }
+        let unknown = try EpisodeReplay.parse("{\"env\": \"CartPole-v9\", \"initial_state\": [0, 0, 0, 0], \"actions\": [1]}", lineNumber: 3)
+        do {
+            _ = try EpisodeReplay.replay(unknown, registry: registry)
+        } catch {
+            #expect("\(error)".hasPrefix("line 3: no environment registered as 'CartPole-v9'; registered: CartPole-v1"))
+        }
+    }
+}

@@ -196,3 +196,52 @@ struct PPOTests {
         #expect(after.mean > max(100, 2 * before.mean), "before \(before), after \(after)")
     }
 }
+
+/// A one-step bandit with a MultiBinary(6) action whose last two entries are padding: the
+/// observation carries a validity mask [1, 1, 1, 1, 0, 0]; the reward is the number of valid
+/// entries set to match the target pattern 1, 0, 1, 0.
+final class MaskedBandit: Environment {
+    let observationSpace: any Space<[Float]> = Box(low: 0, high: 1, shape: [6])
+    let actionSpace: any Space<[Bool]> = MultiBinary(6)
+    var episode = EpisodeGuard()
+    static let target = [true, false, true, false]
+
+    func reset(seed: UInt64?, options: ResetOptions) throws -> Reset<[Float]> {
+        episode.begin()
+        return Reset(observation: [1, 1, 1, 1, 0, 0])
+    }
+
+    func step(_ action: [Bool]) throws -> Step<[Float]> {
+        try episode.checkCanStep("MaskedBandit")
+        try validate(action)
+        episode.end(if: true)
+        let reward = Double(zip(action.prefix(4), Self.target).filter { $0 == $1 }.count)
+        return Step(observation: [1, 1, 1, 1, 0, 0], reward: reward, terminated: true, truncated: false)
+    }
+}
+
+@Suite("PPO with a masked MultiBinary action")
+struct MaskedPPOTests {
+    @Test("learns the valid entries and never sets a masked one")
+    func learnsMaskedBandit() throws {
+        var configuration = PPOConfiguration()
+        configuration.environmentCount = 4
+        configuration.stepsPerRollout = 16
+        configuration.minibatchCount = 2
+        configuration.learningRate = 3e-3
+        configuration.entropyCoefficient = 0
+        configuration.hiddenSizes = [16]
+        let vector = VectorEnvironment(count: 4) { _ in MaskedBandit() }
+        let agent = try PPOAgent(observationSpace: vector.singleObservationSpace, actionSpace: vector.singleActionSpace,
+                                 configuration: configuration, seed: 0, maskRange: 0..<6)
+        let trainer = try OnPolicyTrainer(agent: agent, environment: vector,
+                                          configuration: TrainerConfiguration(totalSteps: 64 * 40, seed: 0, showsProgress: false))
+        try trainer.train()
+        let action = try agent.act([[1, 1, 1, 1, 0, 0]], deterministic: true)[0]
+        #expect(Array(action.prefix(4)) == MaskedBandit.target)
+        #expect(action[4] == false && action[5] == false)
+        for sample in try agent.act(Array(repeating: [1, 1, 1, 1, 0, 0], count: 50), deterministic: false) {
+            #expect(!sample[4] && !sample[5])
+        }
+    }
+}

@@ -31,6 +31,20 @@ struct FusedKernelTests {
         #expect(worst < 2e-7, "worst scaled error \(worst)")
     }
 
+    @Test("tanh is within 3e-7 relative of tanh in double precision, odd, saturating, NaN-preserving")
+    func tanh() {
+        let values = (0..<200_001).map { -12 + Float($0) * (24 / 200_000) } + [1e-30, -1e-20, 0.4999999, 0.5, 0.5000001, 100, -100]
+        let y = Tensor(values).tanh().scalars
+        var worst = 0.0
+        for (x, t) in zip(values, y) {
+            let exact = Foundation.tanh(Double(x))
+            worst = max(worst, abs(Double(t) - exact) / max(abs(exact), 1e-30))
+        }
+        #expect(worst < 3e-7, "worst relative error \(worst)")
+        #expect(Tensor([0]).tanh().scalar == 0 && Tensor([.nan]).tanh().scalar.isNaN)
+        #expect(Tensor([.infinity, -.infinity]).tanh().scalars == [1, -1])
+    }
+
     static func random(_ shape: [Int], seed: UInt64) -> Tensor {
         var g = testGenerator(seed)
         return Tensor.normal(shape, using: &g)
