@@ -46,6 +46,7 @@ struct Options {
     func runs(_ section: String) -> Bool { only == nil || only == section }
 }
 
+setvbuf(stdout, nil, _IOLBF, 0)  // line-buffered, so progress shows when redirected
 let options = Options(CommandLine.arguments)
 let seeds: [UInt64] = options.quick ? [0] : [0, 1, 2]
 let peersDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("peers")

@@ -63,7 +63,7 @@ extension Tensor {
     /// Logistic sigmoid 1/(1+e⁻ˣ), computed without overflow.
     public func sigmoid() -> Tensor { Tensor.unary(self, cost: 4, Tensor.sigmoid, derivative: { _, y in y * (1 - y) }) }
 
-    /// Hyperbolic tangent (`FastMath.tanh`: relative error < 3·10⁻⁷), four lanes at a time;
+    /// Hyperbolic tangent (`FastMath.tanh`: relative error < 4·10⁻⁷), four lanes at a time;
     /// backward g·(1 − y²). Memory-bound and cheap, so it stays on the calling thread.
     public func tanh() -> Tensor {
         var result = Tensor(uninitializedShape: shape)

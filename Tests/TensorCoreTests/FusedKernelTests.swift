@@ -31,7 +31,7 @@ struct FusedKernelTests {
         #expect(worst < 2e-7, "worst scaled error \(worst)")
     }
 
-    @Test("tanh is within 3e-7 relative of tanh in double precision, odd, saturating, NaN-preserving")
+    @Test("tanh is within 4e-7 relative of tanh in double precision, odd, saturating, NaN-preserving")
     func tanh() {
         let values = (0..<200_001).map { -12 + Float($0) * (24 / 200_000) } + [1e-30, -1e-20, 0.4999999, 0.5, 0.5000001, 100, -100]
         let y = Tensor(values).tanh().scalars
@@ -40,7 +40,7 @@ struct FusedKernelTests {
             let exact = Foundation.tanh(Double(x))
             worst = max(worst, abs(Double(t) - exact) / max(abs(exact), 1e-30))
         }
-        #expect(worst < 3e-7, "worst relative error \(worst)")
+        #expect(worst < 4e-7, "worst relative error \(worst)")
         #expect(Tensor([0]).tanh().scalar == 0 && Tensor([.nan]).tanh().scalar.isNaN)
         #expect(Tensor([.infinity, -.infinity]).tanh().scalars == [1, -1])
     }
