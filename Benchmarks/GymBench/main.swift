@@ -46,7 +46,8 @@ struct Options {
     func runs(_ section: String) -> Bool { only == nil || only == section }
 }
 
-setvbuf(stdout, nil, _IOLBF, 0)  // line-buffered, so progress shows when redirected
+nonisolated(unsafe) let standardOutput = stdout
+setvbuf(standardOutput, nil, _IOLBF, 0)  // line-buffered, so progress shows when redirected
 let options = Options(CommandLine.arguments)
 let seeds: [UInt64] = options.quick ? [0] : [0, 1, 2]
 let peersDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("peers")
