@@ -46,8 +46,9 @@ struct Options {
     func runs(_ section: String) -> Bool { only == nil || only == section }
 }
 
-nonisolated(unsafe) let standardOutput = stdout
-setvbuf(standardOutput, nil, _IOLBF, 0)  // line-buffered, so progress shows when redirected
+/// Writes a line unbuffered, so progress shows when the output is redirected to a file.
+func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
+
 let options = Options(CommandLine.arguments)
 let seeds: [UInt64] = options.quick ? [0] : [0, 1, 2]
 let peersDirectory = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("peers")
