@@ -202,20 +202,16 @@ public final class BehaviorCloningAgent<Observation: Sendable, Action: Sendable>
         }
     }
 
-    var identity: [String: String] {
-        ["agent.kind": Self.kind, "agent.version": String(Self.version),
-         "agent.observation_space": observationSpace.description, "agent.action_space": actionSpace.description]
+    var identity: AgentIdentity {
+        AgentIdentity(kind: Self.kind, version: Self.version, observationSpace: observationSpace.description, actionSpace: actionSpace.description)
     }
 
     public func save(to url: URL) throws {
-        try Checkpoint.save(model: network, optimizer: optimizer, generators: ["policy": generator], metadata: identity, to: url)
+        try Checkpoint.save(model: network, optimizer: optimizer, generators: ["policy": generator], metadata: identity.metadata, to: url)
     }
 
     public func load(from url: URL) throws {
-        let metadata = try SafeTensorsFile(contentsOf: url).metadata
-        for (key, expected) in identity where metadata[key] != expected {
-            throw AgentError.checkpointMismatch(path: url.path, reason: "\(key) is '\(metadata[key] ?? "missing")', this agent has '\(expected)'")
-        }
+        try identity.verify(url)
         let (generators, _) = try Checkpoint.load(from: url, model: network, optimizer: optimizer)
         if let generator = generators["policy"] { self.generator = generator }
     }

@@ -145,13 +145,12 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
 
     // MARK: Checkpoints
 
-    var identity: [String: String] {
-        ["agent.kind": Self.kind, "agent.version": String(Self.version),
-         "agent.observation_space": observationSpace.description, "agent.action_space": actionSpace.description]
+    var identity: AgentIdentity {
+        AgentIdentity(kind: Self.kind, version: Self.version, observationSpace: observationSpace.description, actionSpace: actionSpace.description)
     }
 
     public func save(to url: URL) throws {
-        var metadata = identity
+        var metadata = identity.metadata
         let encoder = JSONEncoder()
         encoder.outputFormatting = .sortedKeys
         metadata["agent.configuration"] = String(decoding: try encoder.encode(configuration), as: UTF8.self)
@@ -160,10 +159,7 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
     }
 
     public func load(from url: URL) throws {
-        let metadata = try SafeTensorsFile(contentsOf: url).metadata
-        for (key, expected) in identity where metadata[key] != expected {
-            throw AgentError.checkpointMismatch(path: url.path, reason: "\(key) is '\(metadata[key] ?? "missing")', this agent has '\(expected)'")
-        }
+        let metadata = try identity.verify(url)
         var normalizer = self.normalizer
         if normalizer != nil {
             guard let text = metadata["agent.observation_statistics"] else {

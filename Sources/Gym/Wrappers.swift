@@ -57,6 +57,37 @@ public final class TimeLimit<Inner: Environment>: Environment {
     public func close() { inner.close() }
 }
 
+/// Return, length and start time of the running episode (shared by the statistics wrappers).
+struct EpisodeAccumulator {
+    var episodeReturn = 0.0
+    var length = 0
+    var start = Date()
+
+    mutating func begin() {
+        episodeReturn = 0
+        length = 0
+        start = Date()
+    }
+
+    /// Adds a step; returns the episode's statistics when the step ends it.
+    mutating func add(_ reward: Double, done: Bool) -> EpisodeStatistics? {
+        episodeReturn += reward
+        length += 1
+        return done ? EpisodeStatistics(episodeReturn: episodeReturn, length: length, seconds: Date().timeIntervalSince(start)) : nil
+    }
+
+    func save(into snapshot: inout EnvironmentSnapshot) {
+        snapshot.set("return", doubles: [episodeReturn])
+        snapshot.set("length", integers: [length])
+    }
+
+    mutating func restore(from snapshot: EnvironmentSnapshot, environment: String) throws {
+        episodeReturn = try snapshot.doubles("return", in: environment).first ?? 0
+        length = try snapshot.integers("length", in: environment).first ?? 0
+        start = Date()
+    }
+}
+
 /// Adds `Info.episode` (return, length, wall-clock seconds) on the step that ends an episode and
 /// keeps the last `bufferLength` returns and lengths (Gymnasium's `RecordEpisodeStatistics`).
 public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
@@ -69,9 +100,7 @@ public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
     public private(set) var lengthQueue: [Int] = []
     /// Episodes finished since construction.
     public private(set) var episodeCount = 0
-    private var episodeReturn = 0.0
-    private var episodeLength = 0
-    private var episodeStart = Date()
+    private var running = EpisodeAccumulator()
 
     public init(_ inner: Inner, bufferLength: Int = 100) {
         self.inner = inner
@@ -84,18 +113,13 @@ public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
 
     public func reset(seed: UInt64?, options: ResetOptions) throws -> Reset<Observation> {
         let reset = try inner.reset(seed: seed, options: options)
-        episodeReturn = 0
-        episodeLength = 0
-        episodeStart = Date()
+        running.begin()
         return reset
     }
 
     public func step(_ action: Action) throws -> Step<Observation> {
         var step = try inner.step(action)
-        episodeReturn += step.reward
-        episodeLength += 1
-        if step.isDone {
-            let statistics = EpisodeStatistics(episodeReturn: episodeReturn, length: episodeLength, seconds: Date().timeIntervalSince(episodeStart))
+        if let statistics = running.add(step.reward, done: step.isDone) {
             step.info.episode = statistics
             returnQueue.append(statistics.episodeReturn)
             lengthQueue.append(statistics.length)
@@ -111,8 +135,8 @@ public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
     public func snapshot() throws -> EnvironmentSnapshot {
         var snapshot = EnvironmentSnapshot()
         snapshot.embed(try inner.snapshot(), as: "inner")
-        snapshot.set("return", doubles: [episodeReturn])
-        snapshot.set("length", integers: [episodeLength, episodeCount])
+        running.save(into: &snapshot)
+        snapshot.set("episodes", integers: [episodeCount])
         snapshot.set("returnQueue", doubles: returnQueue)
         snapshot.set("lengthQueue", integers: lengthQueue)
         return snapshot
@@ -120,13 +144,10 @@ public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
 
     public func restore(_ snapshot: EnvironmentSnapshot) throws {
         try inner.restore(snapshot.nested("inner"))
-        episodeReturn = try snapshot.doubles("return", in: name).first ?? 0
-        let counts = try snapshot.integers("length", in: name)
-        episodeLength = counts.first ?? 0
-        episodeCount = counts.count > 1 ? counts[1] : 0
+        try running.restore(from: snapshot, environment: name)
+        episodeCount = try snapshot.integers("episodes", in: name).first ?? 0
         returnQueue = try snapshot.doubles("returnQueue", in: name)
         lengthQueue = try snapshot.integers("lengthQueue", in: name)
-        episodeStart = Date()
     }
 
     public func close() { inner.close() }
@@ -211,10 +232,8 @@ public final class EpisodeMonitor<Inner: Environment>: Environment {
 
     public let inner: Inner
     public let url: URL
-    private var episodeReturn = 0.0
-    private var episodeLength = 0
+    private var running = EpisodeAccumulator()
     private var episodeIndex = 0
-    private var episodeStart = Date()
 
     /// Opens (creating if needed) the CSV file at `url`.
     public init(_ inner: Inner, url: URL) throws {
@@ -235,19 +254,14 @@ public final class EpisodeMonitor<Inner: Environment>: Environment {
 
     public func reset(seed: UInt64?, options: ResetOptions) throws -> Reset<Observation> {
         let reset = try inner.reset(seed: seed, options: options)
-        episodeReturn = 0
-        episodeLength = 0
-        episodeStart = Date()
+        running.begin()
         return reset
     }
 
     public func step(_ action: Action) throws -> Step<Observation> {
         let step = try inner.step(action)
-        episodeReturn += step.reward
-        episodeLength += 1
-        if step.isDone {
-            let seconds = Date().timeIntervalSince(episodeStart)
-            let line = "\(episodeIndex),\(episodeReturn),\(episodeLength),\(String(format: "%.6f", seconds)),\(step.terminated)\n"
+        if let statistics = running.add(step.reward, done: step.isDone) {
+            let line = "\(episodeIndex),\(statistics.episodeReturn),\(statistics.length),\(String(format: "%.6f", statistics.seconds)),\(step.terminated)\n"
             let handle = try FileHandle(forWritingTo: url)
             defer { try? handle.close() }
             try handle.seekToEnd()
@@ -260,15 +274,13 @@ public final class EpisodeMonitor<Inner: Environment>: Environment {
     public func snapshot() throws -> EnvironmentSnapshot {
         var snapshot = EnvironmentSnapshot()
         snapshot.embed(try inner.snapshot(), as: "inner")
-        snapshot.set("return", doubles: [episodeReturn])
-        snapshot.set("length", integers: [episodeLength])
+        running.save(into: &snapshot)
         return snapshot
     }
 
     public func restore(_ snapshot: EnvironmentSnapshot) throws {
         try inner.restore(snapshot.nested("inner"))
-        episodeReturn = try snapshot.doubles("return", in: name).first ?? 0
-        episodeLength = try snapshot.integers("length", in: name).first ?? 0
+        try running.restore(from: snapshot, environment: name)
     }
 
     public func close() { inner.close() }
