@@ -31,13 +31,14 @@ public struct BehaviorCloningConfiguration: Codable, Sendable, Equatable {
         if patience < 1 { throw fail("patience must be ≥ 1, got \(patience)") }
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case learningRate = "learning_rate", batchSize = "batch_size", maximumEpochs = "maximum_epochs"
         case entropyWeight = "entropy_weight", l2Weight = "l2_weight", validationFraction = "validation_fraction"
         case patience, hiddenSizes = "hidden_sizes", activation
     }
 
     public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = BehaviorCloningConfiguration()
         learningRate = try c.decodeIfPresent(Float.self, forKey: .learningRate) ?? d.learningRate

@@ -121,7 +121,7 @@ public struct PPOConfiguration: Codable, Sendable, Equatable {
         if hiddenSizes.isEmpty || hiddenSizes.contains(where: { $0 < 1 }) { throw fail("hidden_sizes must be positive, got \(hiddenSizes)") }
     }
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case environmentCount = "environment_count", stepsPerRollout = "steps_per_rollout", minibatchCount = "minibatch_count"
         case epochs, learningRate = "learning_rate", annealsLearningRate = "anneal_learning_rate", gamma, gaeLambda = "gae_lambda"
         case clipCoefficient = "clip_coefficient", annealsClipCoefficient = "anneal_clip_coefficient", clipsValueLoss = "clip_value_loss"
@@ -132,6 +132,7 @@ public struct PPOConfiguration: Codable, Sendable, Equatable {
     }
 
     public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let d = PPOConfiguration()
         environmentCount = try c.decodeIfPresent(Int.self, forKey: .environmentCount) ?? d.environmentCount

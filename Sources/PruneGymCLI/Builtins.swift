@@ -49,7 +49,8 @@ func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw FileError(path: path, reason: "cannot read the file")
     }
-    do { return try JSONDecoder().decode(type, from: data) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context) {
+    do { return try JSONDecoder().decode(type, from: data) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
+        let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
         throw FileError(path: path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
     } catch {
         throw FileError(path: path, reason: "malformed JSON: \(error)")

@@ -116,6 +116,22 @@ struct PPOTests {
         }
     }
 
+    @Test("a configuration file fills omitted fields with defaults and rejects unknown keys")
+    func configurationDecoding() throws {
+        let decoded = try JSONDecoder().decode(PPOConfiguration.self, from: Data(#"{"learning_rate": 0.001, "target_kl": 0.02}"#.utf8))
+        var expected = PPOConfiguration()
+        expected.learningRate = 0.001
+        expected.targetKL = 0.02
+        #expect(decoded == expected)
+        #expect(try JSONDecoder().decode(PPOConfiguration.self, from: JSONEncoder().encode(PPOConfiguration.pendulum)) == .pendulum)
+        do {
+            _ = try JSONDecoder().decode(PPOConfiguration.self, from: Data(#"{"learnin_rate": 0.001}"#.utf8))
+            Issue.record("an unknown key was accepted")
+        } catch let DecodingError.dataCorrupted(context) {
+            #expect(context.debugDescription.hasPrefix("unknown key 'learnin_rate'"))
+        }
+    }
+
     static var tinyConfiguration: PPOConfiguration {
         var c = PPOConfiguration.cartPole
         c.environmentCount = 2
