@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "TensorCore", targets: ["TensorCore"]),
         .library(name: "NN", targets: ["NN"]),
         .library(name: "Gym", targets: ["Gym"]),
+        .library(name: "VLM", targets: ["VLM"]),
         .library(name: "ClassicControl", targets: ["ClassicControl"]),
         .library(name: "Policies", targets: ["Policies"]),
         .library(name: "PPO", targets: ["PPO"]),
@@ -26,6 +27,7 @@ let package = Package(
         .target(name: "TensorCore", dependencies: ["COpenBLAS"], path: "Sources/TensorCore"),
         .target(name: "NN", dependencies: ["TensorCore"], path: "Sources/NN"),
         .target(name: "Gym", dependencies: ["TensorCore"], path: "Sources/Gym"),
+        .target(name: "VLM", dependencies: ["TensorCore", "NN"], path: "Sources/VLM"),
         .target(name: "ClassicControl", dependencies: ["Gym", "TensorCore"], path: "Environments/ClassicControl"),
         // Shared by the learning agents: action distributions and actor-critic networks.
         .target(name: "Policies", dependencies: ["Gym", "NN", "TensorCore"], path: "Agents/Policies"),
@@ -33,7 +35,7 @@ let package = Package(
         .target(name: "BehaviorCloning", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/BehaviorCloning"),
         .executableTarget(
             name: "PruneGymCLI",
-            dependencies: ["TensorCore", "NN", "Gym", "ClassicControl", "Policies", "PPO", "BehaviorCloning"],
+            dependencies: ["TensorCore", "NN", "Gym", "VLM", "ClassicControl", "Policies", "PPO", "BehaviorCloning"],
             path: "Sources/PruneGymCLI"
         ),
 
@@ -57,6 +59,7 @@ let package = Package(
             dependencies: ["TensorCore", "TestSupport"],
             path: "Tests/TensorCoreTests"
         ),
+        .testTarget(name: "VLMTests", dependencies: ["VLM", "NN", "TensorCore", "TestSupport"], path: "Tests/VLMTests"),
         .testTarget(name: "GymTests", dependencies: ["Gym", "TensorCore", "TestSupport"], path: "Tests/GymTests"),
         .testTarget(
             name: "ClassicControlTests",

@@ -1,0 +1,191 @@
+import Foundation
+import NN
+import TensorCore
+
+/// Keys and values of every layer for the tokens seen so far: `[B, S, keyValueHeads·D]` each.
+public struct KeyValueCache {
+    public var keys: [Tensor?]
+    public var values: [Tensor?]
+    public init(layerCount: Int) {
+        keys = Array(repeating: nil, count: layerCount)
+        values = Array(repeating: nil, count: layerCount)
+    }
+    /// Tokens cached so far.
+    public var length: Int { keys.first??.shape[1] ?? 0 }
+}
+
+/// LLaMA self-attention (transformers' `LlamaAttention`): q/k/v/o projections, rotary embedding
+/// ("rotate half") on queries and keys, grouped-query heads, an optional key/value cache.
+public final class LlamaAttention: Module {
+    public let queryProjection: Linear
+    public let keyProjection: Linear
+    public let valueProjection: Linear
+    public let outputProjection: Linear
+    public let headCount: Int
+    public let keyValueHeadCount: Int
+    public let headDimension: Int
+
+    init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
+        headCount = c.headCount
+        keyValueHeadCount = c.resolvedKeyValueHeadCount
+        headDimension = c.resolvedHeadDimension
+        let initializer = Initializer.normal(standardDeviation: 0.02)
+        queryProjection = Linear(c.hiddenSize, headCount * headDimension, bias: c.attentionBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+        keyProjection = Linear(c.hiddenSize, keyValueHeadCount * headDimension, bias: c.attentionBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+        valueProjection = Linear(c.hiddenSize, keyValueHeadCount * headDimension, bias: c.attentionBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+        outputProjection = Linear(headCount * headDimension, c.hiddenSize, bias: c.attentionBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+    }
+
+    /// - Parameters:
+    ///   - x: `[B, T, hidden]`.
+    ///   - rotary: cos/sin `[T, D]` or `[B, T, D]` for the new tokens' positions.
+    ///   - cache: this layer's cached keys/values, extended in place when given.
+    ///   - causal: mask later positions (prefill; a single decode step attends to everything cached).
+    /// - Returns: the output `[B, T, hidden]` and the attention probabilities `[B, heads, T, S]`.
+    func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool)
+        -> (output: Tensor, weights: Tensor) {
+        let (batch, tokens) = (x.shape[0], x.shape[1])
+        let q = queryProjection(x).reshaped(to: [batch, tokens, headCount, headDimension])
+            .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
+        var k = keyProjection(x).reshaped(to: [batch, tokens, keyValueHeadCount, headDimension])
+            .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
+        var v = valueProjection(x)
+        if let previous = cachedKeys { k = Tensor.concatenated([previous, k], alongAxis: 1) }
+        if let previous = cachedValues { v = Tensor.concatenated([previous, v], alongAxis: 1) }
+        cachedKeys = k
+        cachedValues = v
+        let s = k.shape[1]
+        // Causal over the new tokens, which sit at the end of the cached sequence.
+        var mask: Tensor?
+        if causal && s != tokens {
+            let offset = s - tokens
+            var values = [Float](repeating: 0, count: tokens * s)
+            for i in 0..<tokens { for j in (offset + i + 1)..<max(s, offset + i + 1) { values[i * s + j] = -.infinity } }
+            mask = Tensor(shape: [1, 1, tokens, s], scalars: values)
+        }
+        let (attended, weights) = Tensor.scaledDotProductAttention(
+            query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
+            scale: 1 / Float(headDimension).squareRoot(), additiveMask: mask, causal: causal && s == tokens)
+        return (outputProjection(attended), weights)
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        scoped("q_proj", queryProjection) + scoped("k_proj", keyProjection) + scoped("v_proj", valueProjection) + scoped("o_proj", outputProjection)
+    }
+    public var description: String { "LlamaAttention(\(headCount) heads, \(keyValueHeadCount) kv heads, d \(headDimension))" }
+}
+
+/// LLaMA's SwiGLU MLP: down(silu(gate(x)) · up(x)).
+public final class LlamaMLP: Module {
+    public let gate: Linear
+    public let up: Linear
+    public let down: Linear
+
+    init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
+        let initializer = Initializer.normal(standardDeviation: 0.02)
+        gate = Linear(c.hiddenSize, c.intermediateSize, bias: c.mlpBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+        up = Linear(c.hiddenSize, c.intermediateSize, bias: c.mlpBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+        down = Linear(c.intermediateSize, c.hiddenSize, bias: c.mlpBias, weightInitializer: initializer, biasInitializer: .zeros, generator: &generator)
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { down(gate(x).silu() * up(x)) }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        scoped("gate_proj", gate) + scoped("up_proj", up) + scoped("down_proj", down)
+    }
+    public var description: String { "LlamaMLP(\(gate.inputSize) → \(gate.outputSize))" }
+}
+
+/// One pre-norm decoder layer: x + attn(RMSNorm(x)), then h + MLP(RMSNorm(h)).
+public final class LlamaDecoderLayer: Module {
+    public let inputNorm: RMSNorm
+    public let attention: LlamaAttention
+    public let postAttentionNorm: RMSNorm
+    public let mlp: LlamaMLP
+
+    init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
+        inputNorm = RMSNorm(c.hiddenSize, epsilon: c.rmsNormEpsilon)
+        attention = LlamaAttention(c, generator: &generator)
+        postAttentionNorm = RMSNorm(c.hiddenSize, epsilon: c.rmsNormEpsilon)
+        mlp = LlamaMLP(c, generator: &generator)
+    }
+
+    func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool)
+        -> (output: Tensor, weights: Tensor) {
+        let (attended, weights) = attention(inputNorm(x), rotary: rotary, cachedKeys: &cachedKeys, cachedValues: &cachedValues, causal: causal)
+        let h = x + attended
+        return (h + mlp(postAttentionNorm(h)), weights)
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        scoped("input_layernorm", inputNorm) + scoped("self_attn", attention) + scoped("post_attention_layernorm", postAttentionNorm) + scoped("mlp", mlp)
+    }
+    public var description: String { "LlamaDecoderLayer(\(attention), \(mlp))" }
+}
+
+/// The LLaMA decoder without its head (transformers' `LlamaModel`): token embeddings, decoder
+/// layers, final RMSNorm.
+public final class LlamaModel: Module {
+    public let configuration: LlamaConfiguration
+    public let embedTokens: Embedding
+    public let layers: [LlamaDecoderLayer]
+    public let norm: RMSNorm
+
+    public init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
+        configuration = c
+        embedTokens = Embedding(c.vocabularySize, c.hiddenSize, initializer: .normal(standardDeviation: 0.02), generator: &generator)
+        layers = (0..<c.layerCount).map { _ in LlamaDecoderLayer(c, generator: &generator) }
+        norm = RMSNorm(c.hiddenSize, epsilon: c.rmsNormEpsilon)
+    }
+
+    /// Rotary tables for per-sequence positions `[B][T]` (or shared when there is one row).
+    func rotary(positions: [[Int]]) -> (cos: Tensor, sin: Tensor) {
+        let d = configuration.resolvedHeadDimension
+        if positions.count == 1 {
+            return Tensor.rotaryTables(positions: positions[0], dimension: d, base: configuration.ropeTheta)
+        }
+        let tables = positions.map { Tensor.rotaryTables(positions: $0, dimension: d, base: configuration.ropeTheta) }
+        return (Tensor.stacked(tables.map(\.cos)), Tensor.stacked(tables.map(\.sin)))
+    }
+
+    /// Runs the layers on `embeddings` `[B, T, hidden]` at `positions` and returns the final-norm
+    /// hidden states `[B, T, hidden]`.
+    ///
+    /// - Parameters:
+    ///   - cache: extended with this call's keys and values when given.
+    ///   - attentionLayer: also return that layer's attention probabilities `[B, heads, T, S]`.
+    ///   - prune: FastV — after layer `layer` (0-based, its output), keep only the token indices
+    ///     `keep[b]` of each sequence (same count for all), with their original positions.
+    public func forward(
+        _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
+        attentionLayer: Int? = nil, prune: (layer: Int, keep: [[Int]])? = nil
+    ) -> (hidden: Tensor, attention: Tensor?) {
+        var h = embeddings
+        var positions = positions
+        var table = rotary(positions: positions)
+        var attention: Tensor?
+        for (index, layer) in layers.enumerated() {
+            var keys = cache?.keys[index] ?? nil, values = cache?.values[index] ?? nil
+            let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal)
+            if cache != nil {
+                cache!.keys[index] = keys
+                cache!.values[index] = values
+            }
+            if index == attentionLayer { attention = weights }
+            h = output
+            if let prune, prune.layer == index {
+                let batch = h.shape[0]
+                let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(prune.keep[b], alongAxis: 1) }
+                h = Tensor.concatenated(rows, alongAxis: 0)
+                positions = (0..<batch).map { b in prune.keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
+                table = rotary(positions: positions)
+            }
+        }
+        return (norm(h), attention)
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        scoped("embed_tokens", embedTokens) + layers.enumerated().flatMap { scoped("layers.\($0.offset)", $0.element) } + scoped("norm", norm)
+    }
+    public var description: String { "LlamaModel(\(layers.count) layers, d \(configuration.hiddenSize), vocabulary \(configuration.vocabularySize))" }
+}
