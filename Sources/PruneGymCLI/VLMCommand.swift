@@ -1,0 +1,192 @@
+import Foundation
+import Gym
+import TensorCore
+import VLM
+
+/// `prunegym vlm …`: the simulator backend.
+enum VLMCommand {
+    static let help = """
+        usage: prunegym vlm <train | run | eval> [options]     (prunegym vlm <command> --help)
+
+          train   train the built-in ShapesVQA LLaVA model with PruneGym's own autodiff
+          run     run a Hugging Face LLaVA checkpoint on inputs from a safetensors file
+          eval    accuracy per question family of a model directory, full and with a random 11% of tokens
+
+        example:
+          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
+        """
+
+    static func run(_ arguments: [String]) throws {
+        switch arguments.first {
+        case "train": try train(Array(arguments.dropFirst()))
+        case "run": try runModel(Array(arguments.dropFirst()))
+        case "eval": try evaluate(Array(arguments.dropFirst()))
+        case nil, "--help", "-h": print(help)
+        case let other?: throw UsageError(message: "prunegym vlm: unknown command '\(other)'; commands: train, run, eval")
+        }
+    }
+
+    static let trainHelp = """
+        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--config FILE.json] [--samples N] [--quiet]
+
+        Trains the built-in LLaVA-architecture model on ShapesVQA (stage 1: a dense vision objective;
+        stage 2: answers), evaluating each question family on the validation split as it goes
+        (metrics.csv and training-curve.svg in RUN), checkpointing so that a rerun resumes, and finally
+        writes DIR in the Hugging Face layout (config.json, model.safetensors, vocab.txt) with the
+        test-split accuracy per family in DIR/results.json.
+
+        options:
+          --out DIR          model directory to write (default models/shapes-llava)
+          --seed S           seed (default 0)
+          --run-dir RUN      training run directory (default runs/vlm-train-<seed>)
+          --config FILE      VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …)
+          --samples N        training samples (overrides the config)
+
+        example:
+          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
+        """
+
+    static func train(_ arguments: [String]) throws {
+        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"], options: ["out", "seed", "run-dir", "config", "samples"])
+        if args.flag("help") { print(trainHelp); return }
+        var configuration = args.string("config", default: "").isEmpty ? VLMTrainingConfiguration() : try readJSON(VLMTrainingConfiguration.self, from: args.string("config", default: ""))
+        configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
+        configuration.samples = try args.integer("samples", default: configuration.samples, range: 1...100_000_000)
+        let out = URL(fileURLWithPath: args.string("out", default: "models/shapes-llava"))
+        let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(configuration.seed)")))
+        try run.create()
+        try run.writeConfig(configuration)
+        let trainer = VLMTrainer(configuration: configuration)
+        let checkpoint = run.checkpointsURL.appendingPathComponent("trainer.safetensors")
+        if FileManager.default.fileExists(atPath: checkpoint.path) {
+            try trainer.load(from: checkpoint)
+            try MetricsLog(url: run.metricsURL).truncate(keepingRowsWhere: "step", atMost: Double(trainer.step))
+            print("resuming from step \(trainer.step) of \(trainer.totalSteps)")
+        }
+        let metrics = try MetricsLog(url: run.metricsURL)
+        let progress = args.flag("quiet") ? nil : ProgressBar(total: trainer.totalSteps * configuration.batchSize, label: "vlm", start: trainer.step * configuration.batchSize)
+        var recent: [Float] = []
+        var lastAccuracy = "–"
+        while trainer.step < trainer.totalSteps {
+            let losses = try trainer.trainStep()
+            recent.append(losses.answer.isNaN ? losses.dense : losses.answer)
+            if recent.count > 20 { recent.removeFirst() }
+            let step = trainer.step
+            if step % configuration.evaluationInterval == 0 || step == trainer.totalSteps {
+                let accuracy = try trainer.evaluate(split: .validation, count: configuration.evaluationSamples)
+                lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0))
+                var row: [(String, Double)] = [("step", Double(step)), ("samples", Double(step * configuration.batchSize)),
+                                               ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense))]
+                for family in ["overall"] + ShapesVQA.Family.allCases.map(\.rawValue) { row.append(("accuracy_\(family)", accuracy[family] ?? .nan)) }
+                try metrics.append(row)
+                try writeCurve(run)
+            }
+            if step % configuration.checkpointInterval == 0 || step == trainer.totalSteps { try trainer.save(to: checkpoint) }
+            let mean = recent.reduce(0, +) / Float(max(1, recent.count))
+            progress?.update(step * configuration.batchSize, status: String(format: "loss %.3f, val %@", mean, lastAccuracy))
+        }
+        try export(trainer, to: out)
+    }
+
+    static func writeCurve(_ run: RunDirectory) throws {
+        let (columns, rows) = try MetricsLog.read(run.metricsURL)
+        guard let x = columns.firstIndex(of: "samples") else { return }
+        let series = columns.enumerated().filter { $0.element.hasPrefix("accuracy_") }.map { index, name in
+            SVGPlot.Series(name: String(name.dropFirst("accuracy_".count)), points: rows.map { (x: $0[x], y: $0[index] * 100) })
+        }
+        let svg = SVGPlot.lineChart(title: "Built-in VLM: validation accuracy per question family", xLabel: "training samples",
+                                    yLabel: "accuracy (%)", series: series)
+        try AtomicFile.write(Data(svg.utf8), to: run.url.appendingPathComponent("training-curve.svg"))
+        if let loss = columns.firstIndex(of: "loss") {
+            let lossSVG = SVGPlot.lineChart(title: "Built-in VLM: training loss", xLabel: "training samples", yLabel: "loss",
+                                            series: [.init(name: "loss", points: rows.map { (x: $0[x], y: $0[loss]) })])
+            try AtomicFile.write(Data(lossSVG.utf8), to: run.url.appendingPathComponent("loss-curve.svg"))
+        }
+    }
+
+    /// Writes the model directory and its test accuracy (full and with a random 11% of tokens).
+    static func export(_ trainer: VLMTrainer, to out: URL) throws {
+        try LlavaCheckpoint.save(trainer.model, to: out)
+        try trainer.tokenizer.write(to: out.appendingPathComponent("vocab.txt"))
+        let full = try trainer.evaluate(split: .test, count: 2000)
+        let pruned = try trainer.evaluate(split: .test, count: 2000, keepFraction: 1.0 / 9, seed: 1)
+        let majority = trainer.dataset.majorityBaseline(split: .test, count: 2000)
+        var results: [String: Any] = ["test_samples": 2000, "accuracy": full, "accuracy_random_11_percent": pruned]
+        results["majority_baseline"] = Dictionary(uniqueKeysWithValues: majority.map { ($0.key.rawValue, $0.value) })
+        try AtomicFile.write(try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("results.json"))
+        var rows: [[String]] = [["family", "test accuracy", "random 11% of tokens", "majority guess"]]
+        for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {
+            rows.append([family, String(format: "%.1f%%", 100 * (full[family] ?? 0)), String(format: "%.1f%%", 100 * (pruned[family] ?? 0)),
+                         ShapesVQA.Family(rawValue: family).flatMap { majority[$0] }.map { String(format: "%.1f%%", 100 * $0) } ?? "–"])
+        }
+        for row in rows { print(row.map { $0.padding(toLength: 22, withPad: " ", startingAt: 0) }.joined()) }
+        print("wrote \(out.path)")
+    }
+
+    static func runModel(_ arguments: [String]) throws {
+        let args = try Arguments(command: "vlm run", arguments, flags: [], options: ["model", "inputs", "out", "generate"])
+        if args.flag("help") {
+            print("""
+                usage: prunegym vlm run --model DIR --inputs IN.safetensors --out OUT.safetensors [--generate N]
+
+                Reads pixel_values [B,3,H,W], input_ids [B,L] (image placeholder tokens inside) and keep_indices [K]
+                from IN and writes image_features, logits, pruned_logits (the language model on prefix, the kept
+                image features and suffix, positions 0..n−1) and generated_ids (N greedy tokens, default 5) to OUT.
+
+                example:
+                  swift run -c release prunegym vlm run --model Tests/Fixtures/hf-llava-tiny --inputs Tests/Fixtures/hf-llava-tiny/golden.safetensors --out /tmp/out.safetensors
+                """)
+            return
+        }
+        let modelPath = args.string("model", default: ""), inputPath = args.string("inputs", default: ""), outPath = args.string("out", default: "")
+        guard !modelPath.isEmpty, !inputPath.isEmpty, !outPath.isEmpty else { throw UsageError(message: "prunegym vlm run: --model, --inputs and --out are required (prunegym vlm run --help)") }
+        let model = try LlavaCheckpoint.load(URL(fileURLWithPath: modelPath))
+        let inputs = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: inputPath))
+        let pixels = try inputs.tensor("pixel_values")
+        let ids = try inputs.integers("input_ids")
+        guard ids.shape.count == 2 else { throw UsageError(message: "\(inputPath): input_ids must be [B, L], got \(ids.shape)") }
+        let rows = (0..<ids.shape[0]).map { Array(ids.values[($0 * ids.shape[1])..<(($0 + 1) * ids.shape[1])]) }
+        let keep = try inputs.integers("keep_indices").values
+        let image = model.configuration.imageTokenIndex
+        var writer = SafeTensorsWriter(metadata: ["producer": "prunegym \(PruneGymVersion.current)"])
+        try withInferenceMode {
+            let features = model.imageFeatures(pixels)
+            writer.add("image_features", features)
+            writer.add("logits", try model(inputIDs: rows, pixels: pixels))
+            let prefix = rows.map { Array($0.prefix { $0 != image }) }
+            let suffix = rows.map { row in Array(row.reversed().prefix { $0 != image }.reversed()) }
+            writer.add("pruned_logits", try model.prunedLogits(prefix: prefix, imageFeatures: features, keep: keep, suffix: suffix))
+            let generated = try model.generate(inputIDs: rows, pixels: pixels, count: try args.integer("generate", default: 5, range: 1...1000))
+            writer.add("generated_ids", integers: generated.flatMap { $0 }, shape: [generated.count, generated.first?.count ?? 0])
+        }
+        try writer.write(to: URL(fileURLWithPath: outPath))
+        print("wrote image_features, logits, pruned_logits, generated_ids to \(outPath)")
+    }
+
+    static func evaluate(_ arguments: [String]) throws {
+        let args = try Arguments(command: "vlm eval", arguments, flags: [], options: ["model", "samples", "split"])
+        if args.flag("help") {
+            print("""
+                usage: prunegym vlm eval [--model DIR] [--samples N] [--split test|validation]
+
+                Accuracy per ShapesVQA question family with all visual tokens and with a random 11% of them.
+
+                example:
+                  swift run -c release prunegym vlm eval --model models/shapes-llava --samples 1000
+                """)
+            return
+        }
+        let directory = URL(fileURLWithPath: args.string("model", default: "models/shapes-llava"))
+        let model = try LlavaCheckpoint.load(directory)
+        let tokenizer = try WordTokenizer.read(directory.appendingPathComponent("vocab.txt"))
+        let c = model.configuration.vision
+        let dataset = ShapesVQA(imageSize: c.imageSize, patchSize: c.patchSize)
+        guard let split = ShapesVQA.Split(rawValue: args.string("split", default: "test")) else { throw UsageError(message: "prunegym vlm eval: --split must be train, validation or test") }
+        let count = try args.integer("samples", default: 1000, range: 1...1_000_000)
+        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count)
+        let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count, keepFraction: 1.0 / 9, seed: 1)
+        for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {
+            print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%6.1f%%   random 11%%: %6.1f%%", 100 * (full[family] ?? 0), 100 * (pruned[family] ?? 0)))
+        }
+    }
+}

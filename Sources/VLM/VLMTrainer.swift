@@ -1,0 +1,318 @@
+import Foundation
+import NN
+import TensorCore
+
+/// How the built-in ShapesVQA model is built and trained. Every field may be omitted from JSON.
+public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
+    public var seed: UInt64 = 0
+    /// Training samples in total (each a fresh procedural sample).
+    public var samples = 160_000
+    public var batchSize = 32
+    public var learningRate: Float = 5e-4
+    public var minimumLearningRate: Float = 3e-5
+    public var warmupSteps = 150
+    public var weightDecay: Float = 0.01
+    /// Samples of stage 1, where only the dense vision objective trains (a miniature of LLaVA's
+    /// pretrained vision encoder: each patch predicts colour, shape, size and grid position of
+    /// what lies under it). Stage 2 adds the answer loss.
+    public var visionOnlySamples = 6_000
+    /// Weight of the dense objective in stage 2.
+    public var denseWeight: Float = 0.3
+    public var evaluationInterval = 250
+    public var evaluationSamples = 500
+    public var checkpointInterval = 250
+
+    public var imageSize = 64
+    public var patchSize = 4
+    public var visionHidden = 64
+    public var visionLayers = 3
+    public var visionHeads = 4
+    public var textHidden = 128
+    public var textLayers = 3
+    public var textHeads = 4
+    public var textKeyValueHeads = 2
+    public var textIntermediate = 344
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case seed, samples, batchSize = "batch_size", learningRate = "learning_rate", minimumLearningRate = "minimum_learning_rate"
+        case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight"
+        case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
+        case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
+        case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
+        case textKeyValueHeads = "text_key_value_heads", textIntermediate = "text_intermediate"
+    }
+
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = VLMTrainingConfiguration()
+        func value<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
+        seed = try value(.seed, d.seed); samples = try value(.samples, d.samples); batchSize = try value(.batchSize, d.batchSize)
+        learningRate = try value(.learningRate, d.learningRate); minimumLearningRate = try value(.minimumLearningRate, d.minimumLearningRate)
+        warmupSteps = try value(.warmupSteps, d.warmupSteps); weightDecay = try value(.weightDecay, d.weightDecay)
+        visionOnlySamples = try value(.visionOnlySamples, d.visionOnlySamples); denseWeight = try value(.denseWeight, d.denseWeight)
+        evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
+        checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
+        imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
+        visionHidden = try value(.visionHidden, d.visionHidden); visionLayers = try value(.visionLayers, d.visionLayers)
+        visionHeads = try value(.visionHeads, d.visionHeads); textHidden = try value(.textHidden, d.textHidden)
+        textLayers = try value(.textLayers, d.textLayers); textHeads = try value(.textHeads, d.textHeads)
+        textKeyValueHeads = try value(.textKeyValueHeads, d.textKeyValueHeads); textIntermediate = try value(.textIntermediate, d.textIntermediate)
+    }
+
+    /// The LLaVA configuration of the model these settings build.
+    public func llavaConfiguration(tokenizer: WordTokenizer) -> LlavaConfiguration {
+        var c = LlavaConfiguration()
+        c.vision = CLIPVisionConfiguration()
+        c.vision.hiddenSize = visionHidden
+        c.vision.intermediateSize = 4 * visionHidden
+        c.vision.layerCount = visionLayers
+        c.vision.headCount = visionHeads
+        c.vision.imageSize = imageSize
+        c.vision.patchSize = patchSize
+        c.vision.projectionDimension = visionHidden
+        c.visionFeatureLayer = -1
+        c.visionFeatureStrategy = .default
+        c.text = LlamaConfiguration()
+        c.text.vocabularySize = tokenizer.count
+        c.text.hiddenSize = textHidden
+        c.text.intermediateSize = textIntermediate
+        c.text.layerCount = textLayers
+        c.text.headCount = textHeads
+        c.text.keyValueHeadCount = textKeyValueHeads
+        c.text.maxPositionEmbeddings = 512
+        c.text.bosTokenID = tokenizer.bosID
+        c.text.eosTokenID = tokenizer.eosID
+        c.text.padTokenID = tokenizer.padID
+        c.imageTokenIndex = tokenizer.imageID
+        return c
+    }
+}
+
+/// The dense vision objective's head: per patch, logits for colour (8 + background), shape (3 +
+/// background), size (2 + background), column and row of the grid.
+public final class DenseVisionHead: Module {
+    public let linear: Linear
+    public let grid: Int
+    static let colorClasses = 9, shapeClasses = 4, sizeClasses = 3
+
+    init(hidden: Int, grid: Int, generator: inout SeededGenerator) {
+        self.grid = grid
+        linear = Linear(hidden, Self.colorClasses + Self.shapeClasses + Self.sizeClasses + 2 * grid, generator: &generator)
+    }
+
+    /// Mean cross-entropy of the five per-patch predictions: features `[B, N, hidden]`.
+    func loss(_ features: Tensor, samples: [ShapesVQA.Sample]) -> Tensor {
+        let (batch, n) = (features.shape[0], features.shape[1])
+        let logits = linear(features).reshaped(to: [batch * n, -1])
+        var colors: [Int] = [], shapes: [Int] = [], sizes: [Int] = [], columns: [Int] = [], rows: [Int] = []
+        for sample in samples {
+            for (patch, object) in sample.patchObjects.enumerated() {
+                let o = object.map { sample.objects[$0] }
+                colors.append(o.map { $0.color + 1 } ?? 0)
+                shapes.append(o.map { $0.shape + 1 } ?? 0)
+                sizes.append(o.map { $0.size + 1 } ?? 0)
+                columns.append(patch % grid)
+                rows.append(patch / grid)
+            }
+        }
+        var offset = 0
+        var total: Tensor?
+        for (width, targets) in [(Self.colorClasses, colors), (Self.shapeClasses, shapes), (Self.sizeClasses, sizes), (grid, columns), (grid, rows)] {
+            let part = Loss.crossEntropy(logits.sliced(alongAxis: 1, offset..<(offset + width)), targets: targets)
+            total = total.map { $0 + part } ?? part
+            offset += width
+        }
+        return total! * 0.2
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] { scoped("linear", linear) }
+    public var description: String { "DenseVisionHead(\(linear))" }
+}
+
+/// The model and the dense head, trained together (the head is not part of the exported checkpoint).
+final class VLMTrainingModule: Module {
+    let model: LlavaModel
+    let dense: DenseVisionHead
+    init(model: LlavaModel, dense: DenseVisionHead) {
+        self.model = model
+        self.dense = dense
+    }
+    var namedParameters: [(name: String, parameter: Parameter)] { model.namedParameters + scoped("dense_head", dense) }
+    var description: String { "VLMTrainingModule(\(model))" }
+}
+
+/// Builds prompts and batches for ShapesVQA: `<bos> <image>×N question-words`, the answer is the
+/// next token after the last question word.
+public struct ShapesPrompt: Sendable {
+    public let tokenizer: WordTokenizer
+    public let imageTokens: Int
+
+    public init(tokenizer: WordTokenizer, imageTokens: Int) {
+        self.tokenizer = tokenizer
+        self.imageTokens = imageTokens
+    }
+
+    /// The tokens before the image and after it.
+    public func prefix() -> [Int] { [tokenizer.bosID] }
+    public func suffix(question: String) -> [Int] { tokenizer.encode(question) }
+
+    /// `[bos, image × N, question]`, right-padded to the longest question: ids `[B][L]` and the
+    /// index of each sequence's last real token.
+    public func batch(_ questions: [String]) -> (ids: [[Int]], last: [Int]) {
+        let suffixes = questions.map(suffix(question:))
+        let length = 1 + imageTokens + (suffixes.map(\.count).max() ?? 0)
+        var ids: [[Int]] = [], last: [Int] = []
+        for suffix in suffixes {
+            var row = prefix() + Array(repeating: tokenizer.imageID, count: imageTokens) + suffix
+            last.append(row.count - 1)
+            row += Array(repeating: tokenizer.padID, count: length - row.count)
+            ids.append(row)
+        }
+        return (ids, last)
+    }
+}
+
+extension LlavaModel {
+    /// Answer logits `[B, V]` at each sequence's last real token, from image features `[B, N, D]`
+    /// (all or a subset of the visual tokens) and right-padded ids with image placeholders.
+    public func answerLogits(ids: [[Int]], last: [Int], imageFeatures: Tensor) throws -> Tensor {
+        let embedded = try embeddings(inputIDs: ids, imageFeatures: imageFeatures)
+        var cache: KeyValueCache? = nil
+        let hidden = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
+        let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
+        let rows = hidden.reshaped(to: [batch * length, width]).indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
+        return logits(rows)
+    }
+}
+
+/// Trains the built-in ShapesVQA model (stage 1: dense vision objective; stage 2: answers plus the
+/// dense objective), evaluating per family on the validation split, with resumable checkpoints.
+public final class VLMTrainer {
+    public let configuration: VLMTrainingConfiguration
+    public let dataset: ShapesVQA
+    public let tokenizer: WordTokenizer
+    public let model: LlavaModel
+    let module: VLMTrainingModule
+    let optimizer: Adam
+    public private(set) var step = 0
+    var generator: SeededGenerator
+
+    public var totalSteps: Int { configuration.samples / configuration.batchSize }
+
+    public init(configuration: VLMTrainingConfiguration) {
+        self.configuration = configuration
+        dataset = ShapesVQA(imageSize: configuration.imageSize, patchSize: configuration.patchSize)
+        tokenizer = .shapesVQA
+        var generator = SeededGenerator(seed: configuration.seed)
+        var modelGenerator = generator.fork()
+        model = LlavaModel(configuration.llavaConfiguration(tokenizer: tokenizer), generator: &modelGenerator)
+        let dense = DenseVisionHead(hidden: configuration.visionHidden, grid: dataset.gridSize, generator: &modelGenerator)
+        module = VLMTrainingModule(model: model, dense: dense)
+        optimizer = Adam.adamW(module.namedParameters, learningRate: configuration.learningRate, weightDecay: configuration.weightDecay)
+        self.generator = generator
+    }
+
+    var prompt: ShapesPrompt { ShapesPrompt(tokenizer: tokenizer, imageTokens: model.configuration.imageTokenCount) }
+
+    func pixels(_ samples: [ShapesVQA.Sample]) -> Tensor {
+        let n = configuration.imageSize
+        return Tensor(shape: [samples.count, 3, n, n], scalars: samples.flatMap(\.pixels))
+    }
+
+    /// One optimisation step on the next batch; returns (total, answer, dense) losses.
+    public func trainStep() throws -> (total: Float, answer: Float, dense: Float) {
+        let c = configuration
+        let schedule = CosineSchedule(peak: c.learningRate, minimum: c.minimumLearningRate, totalSteps: totalSteps,
+                                      warmupSteps: min(c.warmupSteps, totalSteps / 2))
+        optimizer.learningRate = schedule.learningRate(atStep: step)
+        let first = step * c.batchSize
+        let samples = (first..<(first + c.batchSize)).map { dataset.sample($0, split: .train) }
+        let images = pixels(samples)
+        let visionOnly = first < c.visionOnlySamples
+        let features = model.visionFeatures(images)
+        let dense = module.dense.loss(features, samples: samples)
+        var total = visionOnly ? dense : dense * c.denseWeight
+        var answerLoss: Float = .nan
+        if !visionOnly {
+            let (ids, last) = prompt.batch(samples.map(\.question))
+            let logits = try model.answerLogits(ids: ids, last: last, imageFeatures: model.projector(features))
+            let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
+            answerLoss = answer.scalar
+            total = total + answer
+        }
+        guard total.scalar.isFinite else { throw VLMError.invalidInput(reason: "the training loss became non-finite at step \(step); lower the learning rate") }
+        optimizer.zeroGradients()
+        total.backward()
+        clipGradientNorm(module.parameters, maxNorm: 1)
+        optimizer.step()
+        step += 1
+        return (total.scalar, answerLoss, dense.scalar)
+    }
+
+    /// Accuracy per family (and overall) on `count` samples of `split`, optionally keeping only a
+    /// random `fraction` of each image's visual tokens (seeded), in batches.
+    public func evaluate(split: ShapesVQA.Split, count: Int, keepFraction: Double = 1, seed: UInt64 = 0) throws -> [String: Double] {
+        try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count,
+                                   keepFraction: keepFraction, seed: seed)
+    }
+
+    // MARK: Checkpoints
+
+    public func save(to url: URL) throws {
+        try Checkpoint.save(model: module, optimizer: optimizer, generators: ["data": generator],
+                            metadata: ["step": String(step)], to: url)
+    }
+
+    public func load(from url: URL) throws {
+        let (generators, metadata) = try Checkpoint.load(from: url, model: module, optimizer: optimizer)
+        step = Int(metadata["step"] ?? "0") ?? 0
+        if let g = generators["data"] { generator = g }
+    }
+}
+
+/// Accuracy of a LLaVA model on ShapesVQA.
+public enum VLMEvaluation {
+    public static func accuracy(model: LlavaModel, dataset: ShapesVQA, tokenizer: WordTokenizer, split: ShapesVQA.Split, count: Int,
+                                keepFraction: Double = 1, seed: UInt64 = 0, batchSize: Int = 32) throws -> [String: Double] {
+        let prompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: model.configuration.imageTokenCount)
+        var correct: [String: Int] = [:], total: [String: Int] = [:]
+        var generator = SeededGenerator(seed: seed)
+        let n = dataset.imageSize
+        for start in stride(from: 0, to: count, by: batchSize) {
+            let samples = (start..<min(count, start + batchSize)).map { dataset.sample($0, split: split) }
+            try withInferenceMode {
+                var features = model.imageFeatures(Tensor(shape: [samples.count, 3, n, n], scalars: samples.flatMap(\.pixels)))
+                let tokens = features.shape[1]
+                var imageTokens = tokens
+                if keepFraction < 1 {
+                    let kept = max(1, Int((Double(tokens) * keepFraction).rounded()))
+                    let rows = (0..<samples.count).map { b -> Tensor in
+                        let keep = generator.permutation(tokens).prefix(kept).sorted()
+                        return features.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(Array(keep), alongAxis: 1)
+                    }
+                    features = Tensor.concatenated(rows, alongAxis: 0)
+                    imageTokens = kept
+                }
+                let batchPrompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: imageTokens)
+                let (ids, last) = batchPrompt.batch(samples.map(\.question))
+                let logits = try model.answerLogits(ids: ids, last: last, imageFeatures: features)
+                let vocabulary = logits.shape[1]
+                let values = logits.scalars
+                for (b, sample) in samples.enumerated() {
+                    var best = 0
+                    for v in 1..<vocabulary where values[b * vocabulary + v] > values[b * vocabulary + best] { best = v }
+                    let right = tokenizer.tokens[best] == sample.answer
+                    correct[sample.family.rawValue, default: 0] += right ? 1 : 0
+                    total[sample.family.rawValue, default: 0] += 1
+                }
+            }
+            _ = prompt
+        }
+        var result = total.mapValues { _ in 0.0 }
+        for (family, n) in total { result[family] = Double(correct[family] ?? 0) / Double(n) }
+        result["overall"] = Double(correct.values.reduce(0, +)) / Double(max(1, total.values.reduce(0, +)))
+        return result
+    }
+}
