@@ -10,6 +10,7 @@ let overview = """
       eval        evaluate a run's latest checkpoint: mean and std of the return
       check-env   run the environment checker on a registered environment
       replay      replay recorded episodes (JSONL) through PruneGym's environments
+      data        ShapesVQA: preview samples as PNG images with their questions
       vlm         the simulator backend: train the built-in LLaVA model, run a checkpoint, evaluate it
       demo        train a small transformer on a toy task: the numeric core end to end
       inspect     validate a safetensors file and list its tensors
@@ -27,11 +28,12 @@ do {
     case "check-env": try CheckEnvCommand.run(Array(arguments.dropFirst()))
     case "replay": try ReplayCommand.run(Array(arguments.dropFirst()))
     case "vlm": try VLMCommand.run(Array(arguments.dropFirst()))
+    case "data": try DataCommand.run(Array(arguments.dropFirst()))
     case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
     case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
     case nil, "--help", "-h", "help": print(overview)
     case let other?:
-        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: train, eval, check-env, replay, vlm, demo, inspect (prunegym --help)")
+        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
     }
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))
