@@ -155,10 +155,11 @@ public final class LlamaModel: Module {
     ///   - cache: extended with this call's keys and values when given.
     ///   - attentionLayer: also return that layer's attention probabilities `[B, heads, T, S]`.
     ///   - prune: FastV — after layer `layer` (0-based, its output), keep only the token indices
-    ///     `keep[b]` of each sequence (same count for all), with their original positions.
+    ///     `select(attention of that layer [B, heads, T, S])[b]` of each sequence (the same count
+    ///     for all), with their original positions.
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
-        attentionLayer: Int? = nil, prune: (layer: Int, keep: [[Int]])? = nil
+        attentionLayer: Int? = nil, prune: (layer: Int, select: (Tensor) -> [[Int]])? = nil
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
         var positions = positions
@@ -175,9 +176,10 @@ public final class LlamaModel: Module {
             h = output
             if let prune, prune.layer == index {
                 let batch = h.shape[0]
-                let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(prune.keep[b], alongAxis: 1) }
+                let keep = prune.select(weights)
+                let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
                 h = Tensor.concatenated(rows, alongAxis: 0)
-                positions = (0..<batch).map { b in prune.keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
+                positions = (0..<batch).map { b in keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
                 table = rotary(positions: positions)
             }
         }

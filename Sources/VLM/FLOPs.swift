@@ -1,0 +1,56 @@
+import Foundation
+
+/// FLOPs of a LLaVA model as a function of token counts.
+///
+/// **Convention** (stated once, used everywhere in PruneGym): FastV's — one multiply-accumulate
+/// counts as one FLOP, and only matrix products are counted (norms, activations, softmax and
+/// rotary embedding are ignored). For a LLaMA layer with n tokens, hidden size d, h query heads
+/// and g key/value heads of size e, and MLP width m:
+///
+///     projections  n·d·(h·e) + 2·n·d·(g·e) + n·(h·e)·d      (q; k and v, shrunk by GQA; o)
+///     attention    2·n²·(h·e)                               (QKᵀ and AV)
+///     MLP          3·n·d·m                                  (SwiGLU: gate, up, down)
+///
+/// which is FastV's 4nd² + 2n²d + 2ndm for a standard layer (h·e = d, g = h, two-matrix MLP).
+/// The CLIP tower counts its layers the same way with a two-matrix MLP, plus the patch embedding;
+/// the projector is its two matrices; the LM head is counted for the positions whose logits are
+/// computed (one per answer).
+public struct FLOPCount: Sendable, Equatable, Codable {
+    public var vision: Double
+    public var projector: Double
+    public var prefill: Double
+    public var head: Double
+    public var total: Double { vision + projector + prefill + head }
+}
+
+extension LlavaConfiguration {
+    /// FLOPs of one LLaMA layer over n tokens (prefill).
+    func layerFLOPs(tokens n: Double) -> Double {
+        let t = text
+        let d = Double(t.hiddenSize), e = Double(t.resolvedHeadDimension)
+        let h = Double(t.headCount), g = Double(t.resolvedKeyValueHeadCount), m = Double(t.intermediateSize)
+        return n * d * h * e + 2 * n * d * g * e + n * h * e * d + 2 * n * n * h * e + 3 * n * d * m
+    }
+
+    /// FLOPs of answering one question from `visualTokens` visual tokens and `textTokens` text
+    /// tokens: vision tower over all patches, projector over all features, LLM prefill over
+    /// visual + text tokens, LM head at the answer position.
+    public func flops(visualTokens: Int, textTokens: Int) -> FLOPCount {
+        let v = vision
+        let nv = Double(v.patchCount + 1), dv = Double(v.hiddenSize), mv = Double(v.intermediateSize)
+        let patchEmbedding = Double(v.patchCount) * Double(v.channelCount * v.patchSize * v.patchSize) * dv
+        let visionLayers = Double(v.layerCount) * (4 * nv * dv * dv + 2 * nv * nv * dv + 2 * nv * dv * mv)
+        let features = Double(imageTokenCount), dt = Double(text.hiddenSize)
+        let projector = features * (dv * dt + dt * dt)
+        let n = Double(visualTokens + textTokens)
+        let prefill = Double(text.layerCount) * layerFLOPs(tokens: n)
+        return FLOPCount(vision: patchEmbedding + visionLayers, projector: projector, prefill: prefill, head: dt * Double(text.vocabularySize))
+    }
+
+    /// LLM prefill FLOPs when FastV keeps `keptAfter` of the visual tokens after layer `layer`.
+    public func fastVPrefillFLOPs(visualTokens: Int, textTokens: Int, layer: Int, keptAfter: Int) -> Double {
+        let before = Double(visualTokens + textTokens), after = Double(keptAfter + textTokens)
+        let early = Double(min(layer + 1, text.layerCount))
+        return early * layerFLOPs(tokens: before) + (Double(text.layerCount) - early) * layerFLOPs(tokens: after)
+    }
+}

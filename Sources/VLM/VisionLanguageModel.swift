@@ -1,0 +1,164 @@
+import Foundation
+import NN
+import TensorCore
+
+/// A question to answer from a subset of one image's visual tokens: the language model runs on
+/// `[prefix, features[keep] (original order), suffix]` with positions 0..n−1 (as transformers does
+/// for `inputs_embeds`), and the answer is read at the last suffix token.
+public struct AnswerRequest {
+    /// The image's visual tokens `[N, D]` (from `encode`).
+    public var features: Tensor
+    /// Indices of the kept tokens, ascending, each in 0..<N.
+    public var keep: [Int]
+    public var prefix: [Int]
+    public var suffix: [Int]
+
+    public init(features: Tensor, keep: [Int], prefix: [Int], suffix: [Int]) {
+        self.features = features
+        self.keep = keep
+        self.prefix = prefix
+        self.suffix = suffix
+    }
+}
+
+/// The simulator backend of the token-pruning environment: encodes an image to visual tokens once
+/// and answers questions from any subset of them, many requests per call.
+public protocol VisionLanguageModel: AnyObject {
+    /// Visual tokens per image.
+    var visualTokenCount: Int { get }
+    /// Side of the (square) patch grid the tokens come from, row-major.
+    var gridSize: Int { get }
+    /// Width of a visual token (the LLM's hidden size).
+    var tokenWidth: Int { get }
+    /// Vocabulary size of the answer logits.
+    var vocabularySize: Int { get }
+    /// Visual tokens of images `[B, C, H, W]` → `[B, N, D]`.
+    func encode(_ images: Tensor) -> Tensor
+    /// The class token's attention over the patch tokens in the vision layer whose output is
+    /// selected: `[B, N]` (VisionZip / HiRED / VisPruner scores).
+    func classAttention(_ images: Tensor) -> Tensor
+    /// Answer logits `[R, V]`, one row per request.
+    func answerLogits(_ requests: [AnswerRequest]) throws -> Tensor
+    /// The last text token's attention over the kept visual tokens at LLM layer `layer`, averaged
+    /// over heads: one array per request, aligned with `keep` (FastV's score).
+    func lastTokenAttention(_ requests: [AnswerRequest], layer: Int) throws -> [[Float]]
+    /// Answer logits when the LLM keeps only the `keptAfter` visual tokens with the highest
+    /// last-token attention after layer `layer` (FastV), one row per request.
+    func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor
+    /// Token embeddings of `ids`: `[T, D]` (the query the policy sees).
+    func textEmbeddings(_ ids: [Int]) -> Tensor
+    /// FLOPs of answering with `visualTokens` visual and `textTokens` text tokens (see `FLOPCount`).
+    func flops(visualTokens: Int, textTokens: Int) -> FLOPCount
+}
+
+extension LlavaModel: VisionLanguageModel {
+    public var visualTokenCount: Int { configuration.imageTokenCount }
+    public var gridSize: Int { configuration.vision.gridSize }
+    public var tokenWidth: Int { configuration.text.hiddenSize }
+    public var vocabularySize: Int { configuration.text.vocabularySize }
+
+    public func encode(_ images: Tensor) -> Tensor { imageFeatures(images) }
+
+    public func classAttention(_ images: Tensor) -> Tensor {
+        visionTower.classAttention(images, layer: max(0, featureLayerIndex - 1))
+    }
+
+    public func textEmbeddings(_ ids: [Int]) -> Tensor {
+        languageModel.embedTokens(ids, shape: [ids.count])
+    }
+
+    public func flops(visualTokens: Int, textTokens: Int) -> FLOPCount {
+        configuration.flops(visualTokens: visualTokens, textTokens: textTokens)
+    }
+
+    /// Right-padded embeddings of the requests `[R, L, D]`, each sequence's last index and where
+    /// its visual tokens start.
+    func requestBatch(_ requests: [AnswerRequest]) throws -> (embeddings: Tensor, last: [Int], visualStart: [Int]) {
+        guard !requests.isEmpty else { throw VLMError.invalidInput(reason: "no requests") }
+        let width = configuration.text.hiddenSize
+        let lengths = requests.map { $0.prefix.count + $0.keep.count + $0.suffix.count }
+        let length = lengths.max()!
+        var rows: [Tensor] = []
+        for (request, rowLength) in zip(requests, lengths) {
+            let n = request.features.shape[0]
+            guard request.features.rank == 2, request.features.shape[1] == width else {
+                throw VLMError.invalidInput(reason: "request features must be [N, \(width)], got \(request.features.shape)")
+            }
+            guard !request.suffix.isEmpty else { throw VLMError.invalidInput(reason: "a request needs a non-empty suffix (the question)") }
+            if let bad = request.keep.first(where: { $0 < 0 || $0 >= n }) { throw VLMError.invalidInput(reason: "keep index \(bad) outside 0..<\(n)") }
+            if zip(request.keep, request.keep.dropFirst()).contains(where: { $0 >= $1 }) { throw VLMError.invalidInput(reason: "keep indices must be strictly ascending") }
+            let vocabulary = configuration.text.vocabularySize
+            if let bad = (request.prefix + request.suffix).first(where: { $0 < 0 || $0 >= vocabulary }) {
+                throw VLMError.invalidInput(reason: "token id \(bad) outside the vocabulary 0..<\(vocabulary)")
+            }
+            var pieces: [Tensor] = []
+            if !request.prefix.isEmpty { pieces.append(languageModel.embedTokens(request.prefix, shape: [request.prefix.count])) }
+            if !request.keep.isEmpty { pieces.append(request.features.indexSelect(request.keep, alongAxis: 0)) }
+            pieces.append(languageModel.embedTokens(request.suffix, shape: [request.suffix.count]))
+            if rowLength < length { pieces.append(Tensor.zeros([length - rowLength, width])) }
+            rows.append(Tensor.concatenated(pieces, alongAxis: 0))
+        }
+        return (Tensor.stacked(rows), lengths.map { $0 - 1 }, requests.map(\.prefix.count))
+    }
+
+    func gatherLast(_ hidden: Tensor, _ last: [Int]) -> Tensor {
+        let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
+        return hidden.reshaped(to: [batch * length, width]).indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
+    }
+
+    public func answerLogits(_ requests: [AnswerRequest]) throws -> Tensor {
+        let (embedded, last, _) = try requestBatch(requests)
+        var cache: KeyValueCache? = nil
+        let hidden = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
+        return logits(gatherLast(hidden, last))
+    }
+
+    public func lastTokenAttention(_ requests: [AnswerRequest], layer: Int) throws -> [[Float]] {
+        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
+        let (embedded, last, starts) = try requestBatch(requests)
+        var cache: KeyValueCache? = nil
+        let weights = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer).attention!
+        return Self.lastRowAttention(weights, last: last, starts: starts, counts: requests.map(\.keep.count))
+    }
+
+    /// Mean over heads of `weights[b, :, last[b], starts[b] ..< starts[b] + counts[b]]`.
+    static func lastRowAttention(_ weights: Tensor, last: [Int], starts: [Int], counts: [Int]) -> [[Float]] {
+        let (heads, t, s) = (weights.shape[1], weights.shape[2], weights.shape[3])
+        let values = weights.scalars
+        return last.indices.map { b in
+            (0..<counts[b]).map { k in
+                var sum: Float = 0
+                for h in 0..<heads { sum += values[((b * heads + h) * t + last[b]) * s + starts[b] + k] }
+                return sum / Float(heads)
+            }
+        }
+    }
+
+    public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor {
+        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
+        let (embedded, last, starts) = try requestBatch(requests)
+        let counts = requests.map(\.keep.count)
+        let length = embedded.shape[1]
+        var newLast: [Int] = []
+        var cache: KeyValueCache? = nil
+        let hidden = languageModel.forward(
+            embedded, positions: [Array(0..<length)], cache: &cache,
+            prune: (layer: layer, select: { weights in
+                let scores = Self.lastRowAttention(weights, last: last, starts: starts, counts: counts)
+                // Keep the top `keptAfter` visual tokens of each request (original order), all text
+                // tokens, and pad every row to the same count by repeating its last index (padding
+                // sits after the answer position, so causality keeps it out of the answer).
+                var rows: [[Int]] = []
+                for b in requests.indices {
+                    let kept = min(keptAfter, counts[b])
+                    let top = scores[b].indices.sorted { scores[b][$0] > scores[b][$1] }.prefix(kept).sorted()
+                    let row = Array(0..<starts[b]) + top.map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b])
+                    rows.append(row)
+                }
+                let width = rows.map(\.count).max()!
+                newLast = rows.map { $0.count - 1 }
+                return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
+            }))
+        return logits(gatherLast(hidden.hidden, newLast))
+    }
+}

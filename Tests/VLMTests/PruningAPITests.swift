@@ -1,0 +1,72 @@
+import Foundation
+import TensorCore
+import TestSupport
+import Testing
+import VLM
+
+@Suite("The pruning-aware API")
+struct PruningAPITests {
+    static func setup() throws -> (LlavaModel, Tensor, [Int], [Int], [Int], Tensor) {
+        let model = try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny"))
+        let golden = try SafeTensorsFile(contentsOf: Fixtures.url("hf-llava-tiny/golden.safetensors"))
+        let ids = try golden.integers("input_ids").values
+        let features = model.encode(try golden.tensor("pixel_values"))
+        return (model, features, Array(ids[0..<4]), Array(ids[20..<26]), try golden.integers("keep_indices").values, try golden.tensor("pruned_logits"))
+    }
+
+    @Test("answer logits of a request equal transformers' pruned logits at the last position")
+    func matchesFixture() throws {
+        let (model, features, prefix, suffix, keep, pruned) = try Self.setup()
+        let request = AnswerRequest(features: features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48]), keep: keep, prefix: prefix, suffix: suffix)
+        let logits = try model.answerLogits([request])
+        let expected = pruned.sliced(alongAxis: 0, 0..<1).sliced(alongAxis: 1, 14..<15).reshaped(to: [1, 120])
+        expectClose(logits, expected, absolute: 1e-4, relative: 0)
+    }
+
+    @Test("a batch of requests with different token subsets equals the requests one by one")
+    func batchingIsExact() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 1..<2).reshaped(to: [16, 48])
+        let requests = [[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15], [3, 9], [], [15]].map {
+            AnswerRequest(features: image, keep: $0, prefix: prefix, suffix: suffix)
+        }
+        let batched = try model.answerLogits(requests)
+        for (index, request) in requests.enumerated() {
+            expectClose(batched.sliced(alongAxis: 0, index..<(index + 1)), try model.answerLogits([request]), absolute: 2e-5, relative: 0)
+        }
+        #expect(throws: VLMError.self) { try model.answerLogits([AnswerRequest(features: image, keep: [3, 2], prefix: prefix, suffix: suffix)]) }
+        #expect(throws: VLMError.self) { try model.answerLogits([AnswerRequest(features: image, keep: [16], prefix: prefix, suffix: suffix)]) }
+    }
+
+    @Test("FastV keeping every token equals no pruning; its scores are a distribution over kept tokens")
+    func fastV() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
+        let requests = [AnswerRequest(features: image, keep: Array(0..<16), prefix: prefix, suffix: suffix),
+                        AnswerRequest(features: image, keep: [1, 4, 9], prefix: prefix, suffix: Array(suffix.prefix(3)))]
+        expectClose(try model.fastVAnswerLogits(requests, layer: 0, keptAfter: 16), try model.answerLogits(requests), absolute: 2e-5, relative: 0)
+        let scores = try model.lastTokenAttention(requests, layer: 1)
+        #expect(scores.map(\.count) == [16, 3])
+        #expect(scores.allSatisfy { $0.allSatisfy { $0 >= 0 } && $0.reduce(0, +) < 1.0001 })
+        let pruned = try model.fastVAnswerLogits(requests, layer: 0, keptAfter: 4)
+        #expect(pruned.shape == [2, 120])
+        let attention = model.classAttention(try SafeTensorsFile(contentsOf: Fixtures.url("hf-llava-tiny/golden.safetensors")).tensor("pixel_values"))
+        #expect(attention.shape == [2, 16])
+    }
+
+    @Test("FLOPs follow the stated convention and reduce to FastV's 4nd² + 2n²d + 2ndm")
+    func flops() {
+        var c = LlavaConfiguration()
+        c.text.hiddenSize = 64
+        c.text.headCount = 4
+        c.text.intermediateSize = 128
+        c.text.layerCount = 2
+        let n = 10.0, d = 64.0, m = 128.0
+        // SwiGLU has three matrices: FastV's formula with 3ndm in place of 2ndm.
+        let expected = 2 * (4 * n * d * d + 2 * n * n * d + 3 * n * d * m)
+        #expect(c.flops(visualTokens: 6, textTokens: 4).prefill == expected)
+        c.text.keyValueHeadCount = 2  // GQA halves the k and v projections
+        #expect(c.flops(visualTokens: 6, textTokens: 4).prefill == expected - 2 * (n * d * d))
+        #expect(c.fastVPrefillFLOPs(visualTokens: 6, textTokens: 4, layer: 5, keptAfter: 0) == c.flops(visualTokens: 6, textTokens: 4).prefill)
+    }
+}
