@@ -52,6 +52,8 @@ let package = Package(
             path: "Benchmarks/GymBench"
         ),
 
+        .executableTarget(name: "VLMBench", dependencies: ["VLM", "TensorCore"], path: "Benchmarks/VLMBench"),
+
         // Tests
         .target(name: "TestSupport", dependencies: ["TensorCore", "Gym"], path: "Tests/TestSupport"),
         .testTarget(

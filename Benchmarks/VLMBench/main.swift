@@ -1,0 +1,122 @@
+// VLMBench: forward latency of the built-in model at each token budget, beside transformers.
+//
+//   swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--skip-peers]
+//
+// Encode (vision tower + projector) + LLM prefill of [bos, kept visual tokens, question] + answer
+// logits, batch 1 and 16, at 100%, 33%, 22% and 11% of the visual tokens (median of R runs), with
+// FLOPs at each budget; the same weights in transformers on CPU with the same thread count
+// (Benchmarks/peers/hf_llava.py), measured in the same run. Targets: ≥ 1.5× faster than
+// transformers at batch 1, at least as fast at batch 16; prefill at 11% ≤ 40% of the time at 100%.
+import Foundation
+import TensorCore
+import VLM
+
+func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
+
+var modelPath = "models/shapes-llava"
+var repeats = 20
+var skipPeers = false
+var threads = ProcessInfo.processInfo.activeProcessorCount
+var iterator = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = iterator.next() {
+    switch argument {
+    case "--model": modelPath = iterator.next() ?? modelPath
+    case "--repeats": repeats = Int(iterator.next() ?? "") ?? repeats
+    case "--threads": threads = Int(iterator.next() ?? "") ?? threads
+    case "--skip-peers": skipPeers = true
+    case "--help", "-h":
+        print("usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--skip-peers]\nexample: swift run -c release VLMBench --model models/shapes-llava")
+        exit(0)
+    default:
+        FileHandle.standardError.write(Data("VLMBench: unknown option \(argument) (try --help)\n".utf8))
+        exit(2)
+    }
+}
+
+do {
+    let directory = URL(fileURLWithPath: modelPath)
+    let model = try LlavaCheckpoint.load(directory)
+    let c = model.configuration
+    let n = model.visualTokenCount
+    let questionTokens = 10
+    let fractions = [1.0, 0.333, 0.222, 0.111]
+    print("VLMBench: \(modelPath) — vision \(c.vision.layerCount)×d\(c.vision.hiddenSize) on \(c.vision.gridSize)×\(c.vision.gridSize) patches, LLM \(c.text.layerCount)×d\(c.text.hiddenSize), \(n) visual tokens, \(questionTokens)-token question, \(threads) threads")
+
+    var generator = SeededGenerator(seed: 0)
+    func median(_ body: () throws -> Void) rethrows -> Double {
+        for _ in 0..<3 { try body() }
+        var times: [Double] = []
+        for _ in 0..<repeats {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+        }
+        return times.sorted()[times.count / 2]
+    }
+    var ours: [String: Double] = [:]
+    var prefillOnly: [String: Double] = [:]
+    for batch in [1, 16] {
+        let pixels = Tensor.normal([batch, 3, c.vision.imageSize, c.vision.imageSize], using: &generator)
+        let question = (0..<questionTokens).map { 4 + $0 % 16 }
+        for fraction in fractions {
+            let kept = max(1, Int((Double(n) * fraction).rounded()))
+            let keep = (0..<kept).map { $0 * n / kept }
+            ours["\(batch)@\(fraction)"] = try median {
+                try withInferenceMode {
+                    let features = model.encode(pixels)
+                    let requests = (0..<batch).map { b in
+                        AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
+                    }
+                    _ = try model.answerLogits(requests)
+                }
+            }
+            let features = withInferenceMode { model.encode(pixels) }
+            let requests = (0..<batch).map { b in
+                AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
+            }
+            prefillOnly["\(batch)@\(fraction)"] = try median { try withInferenceMode { _ = try model.answerLogits(requests) } }
+        }
+    }
+
+    var peer: [String: Double]?
+    if !skipPeers {
+        let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("peers/hf_llava.py")
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", script.path, "--model", directory.path, "--threads", String(threads), "--repeats", String(repeats),
+                             "--fractions", fractions.map { "\($0)" }.joined(separator: ","), "--question-tokens", String(questionTokens)]
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        if process.terminationStatus == 0, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let ms = object["ms"] as? [String: Double] {
+            peer = ms
+        } else {
+            print("   peer skipped: \(errorText.split(separator: "\n").last.map(String.init) ?? "no output")")
+        }
+    }
+
+    func cell(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    print(cell("batch", 7) + cell("tokens", 14) + cell("GFLOPs", 9) + cell("PruneGym ms", 13) + cell("prefill ms", 12) + cell("transformers ms", 17) + "speed-up")
+    for batch in [1, 16] {
+        for fraction in fractions {
+            let key = "\(batch)@\(fraction)"
+            let kept = max(1, Int((Double(n) * fraction).rounded()))
+            let flops = c.flops(visualTokens: kept, textTokens: questionTokens + 1).total * Double(batch) / 1e9
+            let theirs = peer?[key]
+            print(cell("\(batch)", 7) + cell("\(kept) (\(Int((fraction * 100).rounded()))%)", 14) + cell(String(format: "%.3f", flops), 9)
+                  + cell(String(format: "%.2f", ours[key]!), 13) + cell(String(format: "%.2f", prefillOnly[key]!), 12)
+                  + cell(theirs.map { String(format: "%.2f", $0) } ?? "skipped", 17) + (theirs.map { String(format: "%.2f×", $0 / ours[key]!) } ?? "-"))
+        }
+    }
+    for batch in [1, 16] {
+        let ratio = prefillOnly["\(batch)@0.111"]! / prefillOnly["\(batch)@1.0"]!
+        print(String(format: "batch %d: prefill at 11%% of tokens takes %.0f%% of the time at 100%% (target ≤ 40%%)", batch, ratio * 100))
+    }
+} catch {
+    FileHandle.standardError.write(Data("VLMBench: \(error)\n".utf8))
+    exit(1)
+}
