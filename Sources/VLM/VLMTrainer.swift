@@ -8,7 +8,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// Training samples in total (each a fresh procedural sample).
     public var samples = 160_000
     public var batchSize = 32
-    public var learningRate: Float = 4e-4
+    public var learningRate: Float = 1e-3
     public var minimumLearningRate: Float = 3e-5
     public var warmupSteps = 150
     public var weightDecay: Float = 0.01
@@ -135,11 +135,17 @@ public final class DenseVisionHead: Module {
 final class VLMTrainingModule: Module {
     let model: LlavaModel
     let dense: DenseVisionHead
-    init(model: LlavaModel, dense: DenseVisionHead) {
+    /// The same objective on the LLM's last hidden states at the visual positions, so that the
+    /// language model's visual residual streams keep what each patch shows.
+    let languageDense: DenseVisionHead
+    init(model: LlavaModel, dense: DenseVisionHead, languageDense: DenseVisionHead) {
         self.model = model
         self.dense = dense
+        self.languageDense = languageDense
     }
-    var namedParameters: [(name: String, parameter: Parameter)] { model.namedParameters + scoped("dense_head", dense) }
+    var namedParameters: [(name: String, parameter: Parameter)] {
+        model.namedParameters + scoped("dense_head", dense) + scoped("language_dense_head", languageDense)
+    }
     var description: String { "VLMTrainingModule(\(model))" }
 }
 
@@ -213,7 +219,8 @@ public final class VLMTrainer {
         var modelGenerator = generator.fork()
         model = LlavaModel(configuration.llavaConfiguration(tokenizer: tokenizer), generator: &modelGenerator)
         let dense = DenseVisionHead(hidden: configuration.visionHidden, grid: dataset.gridSize, generator: &modelGenerator)
-        module = VLMTrainingModule(model: model, dense: dense)
+        let languageDense = DenseVisionHead(hidden: configuration.textHidden, grid: dataset.gridSize, generator: &modelGenerator)
+        module = VLMTrainingModule(model: model, dense: dense, languageDense: languageDense)
         optimizer = Adam.adamW(module.namedParameters, learningRate: configuration.learningRate, weightDecay: configuration.weightDecay)
         self.generator = generator
     }
@@ -241,10 +248,21 @@ public final class VLMTrainer {
         var answerLoss: Float = .nan
         if !visionOnly {
             let (ids, last) = prompt.batch(samples.map(\.question))
-            let logits = try model.answerLogits(ids: ids, last: last, imageFeatures: model.projector(features))
+            let embedded = try model.embeddings(inputIDs: ids, imageFeatures: model.projector(features))
+            var cache: KeyValueCache? = nil
+            let hidden = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
+            let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
+            let flat = hidden.reshaped(to: [batch * length, width])
+            let logits = model.logits(flat.indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0))
             let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
             answerLoss = answer.scalar
-            total = total + answer
+            let tokens = model.configuration.imageTokenCount
+            let visualRows = ids.enumerated().flatMap { b, row -> [Int] in
+                let start = row.firstIndex(of: tokenizer.imageID)!
+                return (0..<tokens).map { b * length + start + $0 }
+            }
+            let languageDense = module.languageDense.loss(flat.indexSelect(visualRows, alongAxis: 0).reshaped(to: [batch, tokens, width]), samples: samples)
+            total = total + answer + languageDense * c.denseWeight
         }
         guard total.scalar.isFinite else { throw VLMError.invalidInput(reason: "the training loss became non-finite at step \(step); lower the learning rate") }
         optimizer.zeroGradients()
