@@ -127,6 +127,29 @@ public final class DenseVisionHead: Module {
         return total! * 0.2
     }
 
+    /// The same loss on explicit rows `[M, hidden]`, row m describing patch `patches[m].patch` of
+    /// sample `patches[m].sample`.
+    func loss(rows: Tensor, patches: [(sample: ShapesVQA.Sample, patch: Int)]) -> Tensor {
+        let logits = linear(rows)
+        var targets: [[Int]] = Array(repeating: [], count: 5)
+        for (sample, patch) in patches {
+            let o = sample.patchObjects[patch].map { sample.objects[$0] }
+            targets[0].append(o.map { $0.color + 1 } ?? 0)
+            targets[1].append(o.map { $0.shape + 1 } ?? 0)
+            targets[2].append(o.map { $0.size + 1 } ?? 0)
+            targets[3].append(patch % grid)
+            targets[4].append(patch / grid)
+        }
+        var offset = 0
+        var total: Tensor?
+        for (index, width) in [Self.colorClasses, Self.shapeClasses, Self.sizeClasses, grid, grid].enumerated() {
+            let part = Loss.crossEntropy(logits.sliced(alongAxis: 1, offset..<(offset + width)), targets: targets[index])
+            total = total.map { $0 + part } ?? part
+            offset += width
+        }
+        return total! * 0.2
+    }
+
     public var namedParameters: [(name: String, parameter: Parameter)] { scoped("linear", linear) }
     public var description: String { "DenseVisionHead(\(linear))" }
 }
@@ -247,8 +270,24 @@ public final class VLMTrainer {
         var total = visionOnly ? dense : dense * c.denseWeight
         var answerLoss: Float = .nan
         if !visionOnly {
-            let (ids, last) = prompt.batch(samples.map(\.question))
-            let embedded = try model.embeddings(inputIDs: ids, imageFeatures: model.projector(features))
+            // Curriculum by token pruning: early in stage 2 the LLM sees the object patches and a
+            // growing random share of the background; from halfway on, every visual token. A short
+            // haystack makes "attend to the patches the question is about" learnable; measured:
+            // with all 256 tokens from the start, three recipes stayed at the answer priors for 56k
+            // samples.
+            let progress = Double(first - c.visionOnlySamples) / Double(max(1, c.samples - c.visionOnlySamples))
+            let backgroundShare = min(1, progress / 0.5)
+            let projected = model.projector(features)
+            let tokens = projected.shape[1]
+            var keeps: [[Int]] = []
+            for sample in samples {
+                keeps.append((0..<tokens).filter { sample.patchObjects[$0] != nil || generator.nextDouble() < backgroundShare })
+            }
+            let requests = samples.enumerated().map { b, sample in
+                AnswerRequest(features: projected.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
+                              prefix: prompt.prefix(question: sample.question), suffix: prompt.suffix(question: sample.question))
+            }
+            let (embedded, last, starts) = try model.requestBatch(requests)
             var cache: KeyValueCache? = nil
             let hidden = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
             let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
@@ -256,12 +295,15 @@ public final class VLMTrainer {
             let logits = model.logits(flat.indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0))
             let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
             answerLoss = answer.scalar
-            let tokens = model.configuration.imageTokenCount
-            let visualRows = ids.enumerated().flatMap { b, row -> [Int] in
-                let start = row.firstIndex(of: tokenizer.imageID)!
-                return (0..<tokens).map { b * length + start + $0 }
+            var visualRows: [Int] = []
+            var patches: [(sample: ShapesVQA.Sample, patch: Int)] = []
+            for (b, keep) in keeps.enumerated() {
+                for (j, patch) in keep.enumerated() {
+                    visualRows.append(b * length + starts[b] + j)
+                    patches.append((samples[b], patch))
+                }
             }
-            let languageDense = module.languageDense.loss(flat.indexSelect(visualRows, alongAxis: 0).reshaped(to: [batch, tokens, width]), samples: samples)
+            let languageDense = module.languageDense.loss(rows: flat.indexSelect(visualRows, alongAxis: 0), patches: patches)
             total = total + answer + languageDense * c.denseWeight
         }
         guard total.scalar.isFinite else { throw VLMError.invalidInput(reason: "the training loss became non-finite at step \(step); lower the learning rate") }
