@@ -193,13 +193,9 @@ public final class BehaviorCloningAgent<Observation: Sendable, Action: Sendable>
 
     public func act(_ observations: [Observation], deterministic: Bool) throws -> [Action] {
         withInferenceMode {
-            var rows: [Float] = []
-            for observation in observations { observationSpace.flatten(observation, into: &rows) }
+            let rows = observationSpace.flatRows(observations)
             let distribution = network.distribution(Tensor(shape: [observations.count, observationSpace.flatDimension], scalars: rows))
-            let chosen = deterministic ? distribution.mode() : distribution.sample(using: &generator)
-            let values = chosen.scalars
-            let width = actionKind.width
-            return (0..<observations.count).map { actionKind.action(from: values[$0 * width ..< ($0 + 1) * width], space: actionSpace) }
+            return actionKind.actions(from: deterministic ? distribution.mode() : distribution.sample(using: &generator), space: actionSpace)
         }
     }
 

@@ -58,9 +58,7 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
 
     /// Flat, normalised observation rows (updating the statistics when `updating`).
     func rows(_ observations: [Observation], updating: Bool) -> Tensor {
-        var rows: [Float] = []
-        rows.reserveCapacity(observations.count * observationWidth)
-        for observation in observations { observationSpace.flatten(observation, into: &rows) }
+        var rows = observationSpace.flatRows(observations)
         if normalizer != nil {
             if updating { normalizer!.update(rows, count: observations.count) }
             normalizer!.normalize(&rows)
@@ -68,11 +66,7 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
         return Tensor(shape: [observations.count, observationWidth], scalars: rows)
     }
 
-    private func actions(from rows: Tensor) -> [Action] {
-        let values = rows.scalars
-        let width = actionWidth
-        return (0..<rows.shape[0]).map { actionKind.action(from: values[$0 * width ..< ($0 + 1) * width], space: actionSpace) }
-    }
+    private func actions(from rows: Tensor) -> [Action] { actionKind.actions(from: rows, space: actionSpace) }
 
     public func act(_ observations: [Observation], deterministic: Bool) throws -> [Action] {
         withInferenceMode {

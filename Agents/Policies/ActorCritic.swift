@@ -65,6 +65,12 @@ public enum ActionKind: Sendable, Equatable, Codable {
         }
     }
 
+    /// The environment actions for every row of `rows` `[B, width]`.
+    public func actions<Action>(from rows: Tensor, space: any Space<Action>) -> [Action] {
+        let values = rows.scalars
+        return (0..<rows.shape[0]).map { action(from: values[$0 * width ..< ($0 + 1) * width], space: space) }
+    }
+
     /// The flat row for an environment action (demonstrations): the inverse of `action(from:)`.
     public func row<Action>(for action: Action, space: any Space<Action>) -> [Float] {
         var row = space.flattened(action)

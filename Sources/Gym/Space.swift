@@ -41,6 +41,14 @@ extension Space {
         return row
     }
 
+    /// The flat rows of `elements`, row-major: `[count · flatDimension]` values.
+    public func flatRows(_ elements: [Element]) -> [Float] {
+        var rows: [Float] = []
+        rows.reserveCapacity(elements.count * flatDimension)
+        for element in elements { flatten(element, into: &rows) }
+        return rows
+    }
+
     /// A readable rendering of an element for error messages.
     public func describe(_ value: Element) -> String { erase(value).description }
 

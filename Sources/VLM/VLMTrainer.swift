@@ -214,9 +214,7 @@ extension LlavaModel {
         let embedded = try embeddings(inputIDs: ids, imageFeatures: imageFeatures)
         var cache: KeyValueCache? = nil
         let hidden = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
-        let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
-        let rows = hidden.reshaped(to: [batch * length, width]).indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
-        return logits(rows)
+        return logits(gatherLast(hidden, last))
     }
 }
 
@@ -299,7 +297,7 @@ public final class VLMTrainer {
             let hidden = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
             let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
             let flat = hidden.reshaped(to: [batch * length, width])
-            let logits = model.logits(flat.indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0))
+            let logits = model.logits(model.gatherLast(hidden, last))
             let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
             answerLoss = answer.scalar
             var visualRows: [Int] = []
@@ -347,7 +345,6 @@ public final class VLMTrainer {
 public enum VLMEvaluation {
     public static func accuracy(model: LlavaModel, dataset: ShapesVQA, tokenizer: WordTokenizer, split: ShapesVQA.Split, count: Int,
                                 keepFraction: Double = 1, seed: UInt64 = 0, batchSize: Int = 32) throws -> [String: Double] {
-        let prompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: model.configuration.imageTokenCount)
         var correct: [String: Int] = [:], total: [String: Int] = [:]
         var generator = SeededGenerator(seed: seed)
         let n = dataset.imageSize
@@ -379,7 +376,6 @@ public enum VLMEvaluation {
                     total[sample.family.rawValue, default: 0] += 1
                 }
             }
-            _ = prompt
         }
         var result = total.mapValues { _ in 0.0 }
         for (family, n) in total { result[family] = Double(correct[family] ?? 0) / Double(n) }

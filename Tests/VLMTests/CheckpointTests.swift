@@ -75,10 +75,6 @@ struct CheckpointTests {
         #expect(LlavaCheckpoint.canonicalName("text_model.embeddings.weight") == nil)
     }
 
-    func tinyModel(_ directory: URL) throws -> LlavaModel {
-        try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny"))
-    }
-
     @Test("save writes transformers' layout; F16/BF16 round trips; sharded checkpoints load")
     func saveAndShards() throws {
         let model = try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny"))
