@@ -11,6 +11,9 @@ let package = Package(
         .library(name: "Gym", targets: ["Gym"]),
         .library(name: "VLM", targets: ["VLM"]),
         .library(name: "ClassicControl", targets: ["ClassicControl"]),
+        .library(name: "TokenPruning", targets: ["TokenPruning"]),
+        .library(name: "Pruners", targets: ["Pruners"]),
+        .library(name: "TPRL", targets: ["TPRL"]),
         .library(name: "Policies", targets: ["Policies"]),
         .library(name: "PPO", targets: ["PPO"]),
         .library(name: "BehaviorCloning", targets: ["BehaviorCloning"]),
@@ -29,13 +32,17 @@ let package = Package(
         .target(name: "Gym", dependencies: ["TensorCore"], path: "Sources/Gym"),
         .target(name: "VLM", dependencies: ["TensorCore", "NN"], path: "Sources/VLM"),
         .target(name: "ClassicControl", dependencies: ["Gym", "TensorCore"], path: "Environments/ClassicControl"),
+        .target(name: "TokenPruning", dependencies: ["Gym", "NN", "VLM", "TensorCore"], path: "Environments/TokenPruning"),
+        .target(name: "Pruners", dependencies: ["Gym", "VLM", "TokenPruning", "TensorCore"], path: "Agents/Pruners"),
+        .target(name: "TPRL", dependencies: ["Gym", "NN", "TensorCore", "VLM", "TokenPruning", "Pruners", "Policies", "PPO", "BehaviorCloning"],
+                path: "Agents/TPRL"),
         // Shared by the learning agents: action distributions and actor-critic networks.
         .target(name: "Policies", dependencies: ["Gym", "NN", "TensorCore"], path: "Agents/Policies"),
         .target(name: "PPO", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/PPO"),
         .target(name: "BehaviorCloning", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/BehaviorCloning"),
         .executableTarget(
             name: "PruneGymCLI",
-            dependencies: ["TensorCore", "NN", "Gym", "VLM", "ClassicControl", "Policies", "PPO", "BehaviorCloning"],
+            dependencies: ["TensorCore", "NN", "Gym", "VLM", "ClassicControl", "TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "BehaviorCloning"],
             path: "Sources/PruneGymCLI"
         ),
 
@@ -74,6 +81,8 @@ let package = Package(
             dependencies: ["BehaviorCloning", "Policies", "Gym", "ClassicControl", "TensorCore", "TestSupport"],
             path: "Tests/BehaviorCloningTests"
         ),
+        .testTarget(name: "TokenPruningTests", dependencies: ["TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "VLM", "Gym", "NN", "TensorCore", "TestSupport"],
+                    path: "Tests/TokenPruningTests"),
         .testTarget(
             name: "NNTests",
             dependencies: ["NN", "TensorCore", "TestSupport"],

@@ -62,9 +62,18 @@ public final class VectorEnvironment<Env: Environment> {
     /// Steps every sub-environment with its action, resetting those whose episode ends.
     public func step(_ actions: [Env.Action]) throws -> VectorStep<Env.Observation> {
         guard actions.count == environments.count else { throw GymError.actionCount(expected: environments.count, actual: actions.count) }
-        let results: [(Step<Env.Observation>, Reset<Env.Observation>?)] = try run { index, environment in
-            let step = try environment.step(actions[index])
-            return (step, step.isDone ? try environment.reset(seed: nil) : nil)
+        let results: [(Step<Env.Observation>, Reset<Env.Observation>?)]
+        if let batching = Env.self as? any BatchSteppingEnvironment.Type {
+            // One batched step for all (e.g. one model call), then the resets of finished episodes.
+            let steps = try batching.erasedStep(environments, actions).map { $0 as! Step<Env.Observation> }
+            results = try run { index, environment in
+                (steps[index], steps[index].isDone ? try environment.reset(seed: nil) : nil)
+            }
+        } else {
+            results = try run { index, environment in
+                let step = try environment.step(actions[index])
+                return (step, step.isDone ? try environment.reset(seed: nil) : nil)
+            }
         }
         var output = VectorStep<Env.Observation>(
             observations: [], rewards: [], terminated: [], truncated: [], infos: [], finalObservations: [], finalInfos: [])
@@ -143,5 +152,18 @@ private final class UnsafeResults<T>: @unchecked Sendable {
             }
         }
         return output
+    }
+}
+
+/// An environment whose instances step together more cheaply than one by one (e.g. by batching
+/// the calls of all of them to one model). `VectorEnvironment` uses `step(batch:actions:)` when its
+/// environments conform; the result must equal stepping each environment alone.
+public protocol BatchSteppingEnvironment: Environment {
+    static func step(batch environments: [Self], actions: [Action]) throws -> [Step<Observation>]
+}
+
+extension BatchSteppingEnvironment {
+    static func erasedStep(_ environments: [Any], _ actions: [Any]) throws -> [Any] {
+        try step(batch: environments.map { $0 as! Self }, actions: actions.map { $0 as! Action })
     }
 }

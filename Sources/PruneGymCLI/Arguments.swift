@@ -8,7 +8,7 @@ struct UsageError: Error, CustomStringConvertible {
 
 /// `--name value` and `--flag` options after a subcommand.
 struct Arguments {
-    private var values: [String: String] = [:]
+    private(set) var values: [String: String] = [:]
     private var flags = Set<String>()
     private(set) var positional: [String] = []
     let command: String

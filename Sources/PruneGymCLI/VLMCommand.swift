@@ -76,14 +76,18 @@ enum VLMCommand {
                 let accuracy = try trainer.evaluate(split: .validation, count: configuration.evaluationSamples)
                 lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0))
                 var row: [(String, Double)] = [("step", Double(step)), ("samples", Double(step * configuration.batchSize)),
-                                               ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense))]
+                                               ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense)),
+                                               ("relevance_loss", Double(trainer.lastRouting.relevance)), ("attention_loss", Double(trainer.lastRouting.attention)),
+                                               ("anchor_recall", Double(trainer.lastRouting.recall)), ("target_mass_first", Double(trainer.lastRouting.massFirst)),
+                                               ("target_mass_second", Double(trainer.lastRouting.massSecond))]
                 for family in ["overall"] + ShapesVQA.Family.allCases.map(\.rawValue) { row.append(("accuracy_\(family)", accuracy[family] ?? .nan)) }
                 try metrics.append(row)
                 try writeCurve(run)
             }
             if step % configuration.checkpointInterval == 0 || step == trainer.totalSteps { try trainer.save(to: checkpoint) }
             let mean = recent.reduce(0, +) / Float(max(1, recent.count))
-            progress?.update(step * configuration.batchSize, status: String(format: "loss %.3f, val %@", mean, lastAccuracy))
+            let r = trainer.lastRouting
+            progress?.update(step * configuration.batchSize, status: String(format: "loss %.3f, recall %.2f, mass %.2f/%.2f, val %@", mean, r.recall, r.massFirst, r.massSecond, lastAccuracy))
         }
         try export(trainer, to: out)
     }

@@ -11,6 +11,10 @@ let overview = """
       check-env   run the environment checker on a registered environment
       replay      replay recorded episodes (JSONL) through PruneGym's environments
       data        ShapesVQA: preview samples as PNG images with their questions
+      quickstart  the whole TPRL recipe on the built-in model, ending with the eval-pruning table
+      eval-pruning  evaluate token pruners (baselines, tprl) per budget: accuracy, tokens, FLOPs, latency
+      tprl        train the TPRL policy (autoencoder, demonstrations, behaviour cloning, PPO)
+      ae          train the token autoencoder alone
       vlm         the simulator backend: train the built-in LLaVA model, run a checkpoint, evaluate it
       demo        train a small transformer on a toy task: the numeric core end to end
       inspect     validate a safetensors file and list its tensors
@@ -28,12 +32,16 @@ do {
     case "check-env": try CheckEnvCommand.run(Array(arguments.dropFirst()))
     case "replay": try ReplayCommand.run(Array(arguments.dropFirst()))
     case "vlm": try VLMCommand.run(Array(arguments.dropFirst()))
+    case "quickstart": try PruningCommand.quickstart(Array(arguments.dropFirst()))
+    case "eval-pruning": try PruningCommand.evalPruning(Array(arguments.dropFirst()))
+    case "tprl": try PruningCommand.tprl(Array(arguments.dropFirst()))
+    case "ae": try PruningCommand.autoencoder(Array(arguments.dropFirst()))
     case "data": try DataCommand.run(Array(arguments.dropFirst()))
     case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
     case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
     case nil, "--help", "-h", "help": print(overview)
     case let other?:
-        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
+        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
     }
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))

@@ -21,6 +21,13 @@ public struct FLOPCount: Sendable, Equatable, Codable {
     public var prefill: Double
     public var head: Double
     public var total: Double { vision + projector + prefill + head }
+
+    public init(vision: Double, projector: Double, prefill: Double, head: Double) {
+        self.vision = vision
+        self.projector = projector
+        self.prefill = prefill
+        self.head = head
+    }
 }
 
 extension LlavaConfiguration {

@@ -64,6 +64,13 @@ public struct ShapesVQA: Sendable {
         public var answer: String
         /// Per patch: index of the object covering its centre (or nil for background).
         public var patchObjects: [Int?]
+        /// The objects the question is about, in two roles: `referents[0]` the first phrase (the
+        /// described object; the counted, sought or compared-first objects), `referents[1]` the
+        /// second (the reference object of a spatial relation; the compared-second objects; empty
+        /// for the other families). Used by the trainer's routing objective.
+        public var referents: [[Int]]
+        /// Per object: its anchor, the patch that contains its centre.
+        public var anchors: [Int]
     }
 
     public let imageSize: Int
@@ -82,9 +89,15 @@ public struct ShapesVQA: Sendable {
         var generator = SeededGenerator(seed: split.seedOffset &+ UInt64(index))
         let objects = placeObjects(&generator)
         let family = Family.allCases[generator.integer(below: Family.allCases.count)]
-        let (question, answer) = makeQuestion(family, objects: objects, &generator)
+        let (question, answer, referents) = makeQuestion(family, objects: objects, &generator)
         return Sample(pixels: render(objects, &generator), objects: objects, family: family, question: question,
-                      answer: answer, patchObjects: patchObjects(objects))
+                      answer: answer, patchObjects: patchObjects(objects), referents: referents, anchors: anchors(objects))
+    }
+
+    /// The patch containing each object's centre.
+    func anchors(_ objects: [Object]) -> [Int] {
+        let grid = gridSize, p = Float(patchSize)
+        return objects.map { min(grid - 1, Int($0.y / p)) * grid + min(grid - 1, Int($0.x / p)) }
     }
 
     func placeObjects(_ g: inout SeededGenerator) -> [Object] {
@@ -182,7 +195,7 @@ public struct ShapesVQA: Sendable {
         return words.joined(separator: " ")
     }
 
-    func makeQuestion(_ family: Family, objects: [Object], _ g: inout SeededGenerator) -> (String, String) {
+    func makeQuestion(_ family: Family, objects: [Object], _ g: inout SeededGenerator) -> (String, String, [[Int]]) {
         switch family {
         case .attribute:
             for _ in 0..<20 {
@@ -191,7 +204,7 @@ public struct ShapesVQA: Sendable {
                 guard let phrase = uniqueDescription(of: index, in: objects, omitting: attribute, &g) else { continue }
                 let object = objects[index]
                 let answer = attribute == "color" ? Self.colors[object.color] : attribute == "shape" ? Self.shapes[object.shape] : Self.sizes[object.size]
-                return ("what \(attribute) is \(phrase) ?", answer)
+                return ("what \(attribute) is \(phrase) ?", answer, [[index], []])
             }
             return makeQuestion(.count, objects: objects, &g)
         case .existence:
@@ -199,19 +212,20 @@ public struct ShapesVQA: Sendable {
             let present = Set(objects.map { $0.color * 3 + $0.shape })
             let candidates = (0..<24).filter { present.contains($0) == wantYes }
             let pick = candidates[g.integer(below: candidates.count)]
-            return ("is there a \(Self.colors[pick / 3]) \(Self.shapes[pick % 3]) ?", wantYes ? "yes" : "no")
+            let found = objects.indices.filter { objects[$0].color == pick / 3 && objects[$0].shape == pick % 3 }
+            return ("is there a \(Self.colors[pick / 3]) \(Self.shapes[pick % 3]) ?", wantYes ? "yes" : "no", [found, []])
         case .count:
             // Every (attribute, value) question with its count; draw the count first, uniformly over
             // the counts this image offers, so that answers spread instead of piling up on 0 and 1.
-            var options: [(String, Int)] = []
-            for color in 0..<8 { options.append(("how many \(Self.colors[color]) objects are there ?", objects.filter { $0.color == color }.count)) }
-            for shape in 0..<3 { options.append(("how many \(Self.shapes[shape])s are there ?", objects.filter { $0.shape == shape }.count)) }
-            for size in 0..<2 { options.append(("how many \(Self.sizes[size]) objects are there ?", objects.filter { $0.size == size }.count)) }
-            let counts = Array(Set(options.map(\.1))).sorted()
+            var options: [(String, [Int])] = []
+            for color in 0..<8 { options.append(("how many \(Self.colors[color]) objects are there ?", objects.indices.filter { objects[$0].color == color })) }
+            for shape in 0..<3 { options.append(("how many \(Self.shapes[shape])s are there ?", objects.indices.filter { objects[$0].shape == shape })) }
+            for size in 0..<2 { options.append(("how many \(Self.sizes[size]) objects are there ?", objects.indices.filter { objects[$0].size == size })) }
+            let counts = Array(Set(options.map(\.1.count))).sorted()
             let target = counts[g.integer(below: counts.count)]
-            let matching = options.filter { $0.1 == target }
+            let matching = options.filter { $0.1.count == target }
             let pick = matching[g.integer(below: matching.count)]
-            return (pick.0, "\(pick.1)")
+            return (pick.0, "\(pick.1.count)", [pick.1, []])
         case .spatial:
             for _ in 0..<20 {
                 let a = g.integer(below: objects.count), b = g.integer(below: objects.count)
@@ -226,16 +240,16 @@ public struct ShapesVQA: Sendable {
                 case "above": truth = oa.y < ob.y
                 default: truth = oa.y > ob.y
                 }
-                return ("is \(first) \(relation) \(second.dropFirst(0)) ?", truth ? "yes" : "no")
+                return ("is \(first) \(relation) \(second) ?", truth ? "yes" : "no", [[a], [b]])
             }
             return makeQuestion(.existence, objects: objects, &g)
         case .compare:
             for _ in 0..<20 {
                 let wantYes = g.bernoulli(0.5)
                 let x = g.integer(below: 3), y = (x + 1 + g.integer(below: 2)) % 3
-                let (cx, cy) = (objects.filter { $0.shape == x }.count, objects.filter { $0.shape == y }.count)
-                guard cx != cy, (cx > cy) == wantYes else { continue }
-                return ("are there more \(Self.shapes[x])s than \(Self.shapes[y])s ?", wantYes ? "yes" : "no")
+                let (ix, iy) = (objects.indices.filter { objects[$0].shape == x }, objects.indices.filter { objects[$0].shape == y })
+                guard ix.count != iy.count, (ix.count > iy.count) == wantYes else { continue }
+                return ("are there more \(Self.shapes[x])s than \(Self.shapes[y])s ?", wantYes ? "yes" : "no", [ix, iy])
             }
             return makeQuestion(.existence, objects: objects, &g)
         }

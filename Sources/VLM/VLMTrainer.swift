@@ -15,9 +15,11 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// Samples of stage 1, where only the dense vision objective trains (a miniature of LLaVA's
     /// pretrained vision encoder: each patch predicts colour, shape, size and grid position of
     /// what lies under it). Stage 2 adds the answer loss.
-    public var visionOnlySamples = 6_000
+    public var visionOnlySamples = 10_000
     /// Weight of the dense objective in stage 2.
     public var denseWeight: Float = 0.3
+    /// Weight of the routing objective (see `RoutingObjective`) in stage 2.
+    public var routingWeight: Float = 1
     public var evaluationInterval = 250
     public var evaluationSamples = 500
     public var checkpointInterval = 250
@@ -28,7 +30,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     public var visionLayers = 3
     public var visionHeads = 4
     public var textHidden = 128
-    public var textLayers = 3
+    public var textLayers = 4
     public var textHeads = 4
     public var textKeyValueHeads = 2
     public var textIntermediate = 344
@@ -37,7 +39,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seed, samples, batchSize = "batch_size", learningRate = "learning_rate", minimumLearningRate = "minimum_learning_rate"
-        case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight"
+        case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight", routingWeight = "routing_weight"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -52,6 +54,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         learningRate = try value(.learningRate, d.learningRate); minimumLearningRate = try value(.minimumLearningRate, d.minimumLearningRate)
         warmupSteps = try value(.warmupSteps, d.warmupSteps); weightDecay = try value(.weightDecay, d.weightDecay)
         visionOnlySamples = try value(.visionOnlySamples, d.visionOnlySamples); denseWeight = try value(.denseWeight, d.denseWeight)
+        routingWeight = try value(.routingWeight, d.routingWeight)
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
@@ -91,94 +94,173 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
 }
 
 /// The dense vision objective's head: per patch, logits for colour (8 + background), shape (3 +
-/// background), size (2 + background), column and row of the grid.
+/// background), size (2 + background), whether the patch is an object's anchor (contains its
+/// centre), and the column and row of the grid.
 public final class DenseVisionHead: Module {
     public let linear: Linear
     public let grid: Int
-    static let colorClasses = 9, shapeClasses = 4, sizeClasses = 3
+    static let colorClasses = 9, shapeClasses = 4, sizeClasses = 3, anchorClasses = 2
+    var widths: [Int] { [Self.colorClasses, Self.shapeClasses, Self.sizeClasses, Self.anchorClasses, grid, grid] }
 
     init(hidden: Int, grid: Int, generator: inout SeededGenerator) {
         self.grid = grid
-        linear = Linear(hidden, Self.colorClasses + Self.shapeClasses + Self.sizeClasses + 2 * grid, generator: &generator)
+        linear = Linear(hidden, Self.colorClasses + Self.shapeClasses + Self.sizeClasses + Self.anchorClasses + 2 * grid, generator: &generator)
     }
 
-    /// Mean cross-entropy of the five per-patch predictions: features `[B, N, hidden]`.
+    /// Mean cross-entropy of the six per-patch predictions: features `[B, N, hidden]`.
     func loss(_ features: Tensor, samples: [ShapesVQA.Sample]) -> Tensor {
         let (batch, n) = (features.shape[0], features.shape[1])
-        let logits = linear(features).reshaped(to: [batch * n, -1])
-        var colors: [Int] = [], shapes: [Int] = [], sizes: [Int] = [], columns: [Int] = [], rows: [Int] = []
-        for sample in samples {
-            for (patch, object) in sample.patchObjects.enumerated() {
-                let o = object.map { sample.objects[$0] }
-                colors.append(o.map { $0.color + 1 } ?? 0)
-                shapes.append(o.map { $0.shape + 1 } ?? 0)
-                sizes.append(o.map { $0.size + 1 } ?? 0)
-                columns.append(patch % grid)
-                rows.append(patch / grid)
-            }
-        }
-        var offset = 0
-        var total: Tensor?
-        for (width, targets) in [(Self.colorClasses, colors), (Self.shapeClasses, shapes), (Self.sizeClasses, sizes), (grid, columns), (grid, rows)] {
-            let part = Loss.crossEntropy(logits.sliced(alongAxis: 1, offset..<(offset + width)), targets: targets)
-            total = total.map { $0 + part } ?? part
-            offset += width
-        }
-        return total! * 0.2
+        let patches = samples.flatMap { sample in (0..<n).map { (sample: sample, patch: $0) } }
+        return loss(rows: features.reshaped(to: [batch * n, -1]), patches: patches)
     }
 
     /// The same loss on explicit rows `[M, hidden]`, row m describing patch `patches[m].patch` of
     /// sample `patches[m].sample`.
     func loss(rows: Tensor, patches: [(sample: ShapesVQA.Sample, patch: Int)]) -> Tensor {
         let logits = linear(rows)
-        var targets: [[Int]] = Array(repeating: [], count: 5)
+        var targets: [[Int]] = Array(repeating: [], count: 6)
         for (sample, patch) in patches {
             let o = sample.patchObjects[patch].map { sample.objects[$0] }
             targets[0].append(o.map { $0.color + 1 } ?? 0)
             targets[1].append(o.map { $0.shape + 1 } ?? 0)
             targets[2].append(o.map { $0.size + 1 } ?? 0)
-            targets[3].append(patch % grid)
-            targets[4].append(patch / grid)
+            targets[3].append(sample.anchors.contains(patch) ? 1 : 0)
+            targets[4].append(patch % grid)
+            targets[5].append(patch / grid)
         }
         var offset = 0
         var total: Tensor?
-        for (index, width) in [Self.colorClasses, Self.shapeClasses, Self.sizeClasses, grid, grid].enumerated() {
+        for (index, width) in widths.enumerated() {
             let part = Loss.crossEntropy(logits.sliced(alongAxis: 1, offset..<(offset + width)), targets: targets[index])
             total = total.map { $0 + part } ?? part
             offset += width
         }
-        return total! * 0.2
+        return total! * (1 / Float(widths.count))
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] { scoped("linear", linear) }
     public var description: String { "DenseVisionHead(\(linear))" }
 }
 
-/// The model and the dense head, trained together (the head is not part of the exported checkpoint).
+/// The routing objective: the language model must learn *where to look*. Measured without it
+/// (five recipes, up to 56k samples): the answer stayed at the question-only priors, because the
+/// last token's attention over 256 mostly-background visual tokens stayed broad and the gradient
+/// through it vanishingly small. With it, the answer token's attention in the last LLM layer is
+/// told where the question's objects are, and the visual tokens entering that layer are told
+/// whether they are one — the same supervision of attention that grounding datasets give real VLMs.
+///
+/// - Relevance: a linear probe on every visual token's input to the last layer classifies it as
+///   none / an anchor of a first-role object / an anchor of a second-role object
+///   (`Sample.referents`, `Sample.anchors`).
+/// - Attention: the first head of key/value group 0 at the last token should spread its attention
+///   evenly over `<bos>` and the first-role anchors, the first head of group 1 over `<bos>` and the
+///   second-role anchors (soft-target cross-entropy). `<bos>` is the sink that makes a count
+///   readable: its share is 1/(k+1) for k objects. The other heads are free.
+final class RoutingObjective: Module {
+    let relevance: Linear
+    /// Diagnostics of the last call: share of anchors the probe classifies right, and the
+    /// attention mass each supervised head puts on its targets.
+    var relevanceRecall: Float = .nan
+    var targetMass: [Float] = [.nan, .nan]
+
+    init(hidden: Int, generator: inout SeededGenerator) {
+        relevance = Linear(hidden, 3, generator: &generator)
+    }
+
+    /// - Parameters:
+    ///   - layer: the last decoder layer; `input` `[B, L, W]` is what enters it.
+    ///   - rotary: the layer's rotary tables for positions 0..<L.
+    ///   - last: each sequence's last real index.
+    ///   - visual: per sequence, `(row in the sequence, role)` of each visual token: role 0 none,
+    ///     1 first-role anchor, 2 second-role anchor.
+    /// - Returns: relevance and attention losses.
+    func loss(layer: LlamaDecoderLayer, input: Tensor, rotary: (cos: Tensor, sin: Tensor), theta: Float, last: [Int],
+              visual: [[(row: Int, role: Int)]]) -> (relevance: Tensor, attention: Tensor) {
+        let (batch, length, width) = (input.shape[0], input.shape[1], input.shape[2])
+        let x = layer.inputNorm(input)
+        let flat = x.reshaped(to: [batch * length, width])
+        var rows: [Int] = [], roles: [Int] = []
+        for (b, tokens) in visual.enumerated() {
+            for token in tokens {
+                rows.append(b * length + token.row)
+                roles.append(token.role)
+            }
+        }
+        // Class-balanced: anchors are 1–2 of ~270 tokens, so positives and negatives are averaged
+        // separately (with plain averaging the probe stayed at the class prior).
+        let positives = roles.indices.filter { roles[$0] != 0 }, negatives = roles.indices.filter { roles[$0] == 0 }
+        var relevanceLoss = Loss.crossEntropy(relevance(flat.indexSelect(negatives.map { rows[$0] }, alongAxis: 0)), targets: negatives.map { _ in 0 })
+        if !positives.isEmpty {
+            let logits = relevance(flat.indexSelect(positives.map { rows[$0] }, alongAxis: 0))
+            relevanceLoss = relevanceLoss + Loss.crossEntropy(logits, targets: positives.map { roles[$0] })
+            let values = logits.scalars
+            relevanceRecall = Float(positives.indices.filter { r in
+                let row = Array(values[(r * 3)..<(r * 3 + 3)])
+                return row.firstIndex(of: row.max()!)! == roles[positives[r]]
+            }.count) / Float(positives.count)
+        }
+
+        let attention = layer.attention
+        let (heads, groups, d) = (attention.headCount, attention.keyValueHeadCount, attention.headDimension)
+        let lastRows = flat.indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
+        let queryTable = Tensor.rotaryTables(positions: last, dimension: d, base: theta)
+        let q = attention.queryProjection(lastRows).reshaped(to: [batch, heads, d])
+            .applyingRotaryEmbedding(cos: queryTable.cos, sin: queryTable.sin, tokenAxis: 0)
+        let k = attention.keyProjection(x).reshaped(to: [batch, length, groups, d])
+            .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, length, groups * d])
+        var maskValues = [Float](repeating: 0, count: batch * length)
+        for b in 0..<batch { for j in (last[b] + 1)..<max(length, last[b] + 1) { maskValues[b * length + j] = -1e9 } }
+        let mask = Tensor(shape: [batch, 1, length], scalars: maskValues)
+        var attentionLoss: Tensor?
+        for group in 0..<min(2, groups) {
+            let head = group * (heads / groups)
+            let logits = Tensor.matmul(q.sliced(alongAxis: 1, head..<(head + 1)), k.sliced(alongAxis: 2, (group * d)..<((group + 1) * d)),
+                                       transposeB: true) * (1 / Float(d).squareRoot())
+            var target = [Float](repeating: 0, count: batch * length)
+            for (b, tokens) in visual.enumerated() {
+                let positions = [0] + tokens.filter { $0.role == group + 1 }.map(\.row)
+                for position in positions { target[b * length + position] = 1 / Float(positions.count) }
+            }
+            let logProbabilities = logits.logSoftmax(alongAxis: 2, additiveMask: mask)
+            let part = (logProbabilities * Tensor(shape: [batch, 1, length], scalars: target)).sum() * (-1 / Float(batch))
+            let p = logProbabilities.scalars
+            targetMass[group] = zip(p, target).reduce(0) { $0 + ($1.1 > 0 ? Foundation.exp($1.0) : 0) } / Float(batch)
+            attentionLoss = attentionLoss.map { $0 + part } ?? part
+        }
+        return (relevanceLoss, attentionLoss!)
+    }
+
+    var namedParameters: [(name: String, parameter: Parameter)] { scoped("relevance", relevance) }
+    var description: String { "RoutingObjective(\(relevance))" }
+}
+
+/// The model and the training-only heads (not part of the exported checkpoint).
 final class VLMTrainingModule: Module {
     let model: LlavaModel
     let dense: DenseVisionHead
     /// The same objective on the LLM's last hidden states at the visual positions, so that the
     /// language model's visual residual streams keep what each patch shows.
     let languageDense: DenseVisionHead
-    init(model: LlavaModel, dense: DenseVisionHead, languageDense: DenseVisionHead) {
+    let routing: RoutingObjective
+    init(model: LlavaModel, dense: DenseVisionHead, languageDense: DenseVisionHead, routing: RoutingObjective) {
         self.model = model
         self.dense = dense
         self.languageDense = languageDense
+        self.routing = routing
     }
     var namedParameters: [(name: String, parameter: Parameter)] {
-        model.namedParameters + scoped("dense_head", dense) + scoped("language_dense_head", languageDense)
+        model.namedParameters + scoped("dense_head", dense) + scoped("language_dense_head", languageDense) + scoped("routing", routing)
     }
     var description: String { "VLMTrainingModule(\(model))" }
 }
 
-/// Builds prompts and batches for ShapesVQA: `<bos> question-words <image>×N ?` — the question
-/// comes before the image so that visual tokens can attend to it (each patch can mark itself as
-/// relevant), and the answer is the next token after the final `?`.
+/// Builds prompts and batches for ShapesVQA: `<bos> question <image>×N question ?` — the question
+/// before the image, so that visual tokens can attend to it (each patch can mark itself as
+/// relevant), and again after it, close to the final `?` where the answer is read.
 ///
 /// Measured: with LLaVA's usual order (`<bos> <image>×N question ?`) the built-in model was still
 /// at the answer priors after 56k training samples (existence, spatial and comparison at chance,
-/// 48% overall); the question-first order is what the shipped model uses.
+/// 48% overall).
 public struct ShapesPrompt: Sendable {
     public let tokenizer: WordTokenizer
     public let imageTokens: Int
@@ -188,15 +270,17 @@ public struct ShapesPrompt: Sendable {
         self.imageTokens = imageTokens
     }
 
-    /// The tokens before the image: `<bos>` and the question without its final `?`.
-    public func prefix(question: String) -> [Int] {
+    func words(_ question: String) -> [Int] {
         var words = tokenizer.encode(question)
         if words.last == tokenizer.id("?") { words.removeLast() }
-        return [tokenizer.bosID] + words
+        return words
     }
 
-    /// The tokens after the image: `?`, where the answer is read.
-    public func suffix(question: String) -> [Int] { [tokenizer.id("?")] }
+    /// The tokens before the image: `<bos>` and the question without its final `?`.
+    public func prefix(question: String) -> [Int] { [tokenizer.bosID] + words(question) }
+
+    /// The tokens after the image: the question again and `?`, where the answer is read.
+    public func suffix(question: String) -> [Int] { words(question) + [tokenizer.id("?")] }
 
     /// `[prefix, image × imageTokens, suffix]` for each question, right-padded to the longest:
     /// ids `[B][L]` and the index of each sequence's last real token.
@@ -229,6 +313,9 @@ public final class VLMTrainer {
     let optimizer: Adam
     public private(set) var step = 0
     var generator: SeededGenerator
+    /// The relevance and attention terms of the routing objective at the last stage-2 step, the
+    /// probe's recall on anchors and the supervised heads' mass on their targets.
+    public private(set) var lastRouting: (relevance: Float, attention: Float, recall: Float, massFirst: Float, massSecond: Float) = (.nan, .nan, .nan, .nan, .nan)
 
     public var totalSteps: Int { configuration.samples / configuration.batchSize }
 
@@ -248,7 +335,8 @@ public final class VLMTrainer {
         }
         let dense = DenseVisionHead(hidden: configuration.visionHidden, grid: dataset.gridSize, generator: &modelGenerator)
         let languageDense = DenseVisionHead(hidden: configuration.textHidden, grid: dataset.gridSize, generator: &modelGenerator)
-        module = VLMTrainingModule(model: model, dense: dense, languageDense: languageDense)
+        let routing = RoutingObjective(hidden: configuration.textHidden, generator: &modelGenerator)
+        module = VLMTrainingModule(model: model, dense: dense, languageDense: languageDense, routing: routing)
         optimizer = Adam.adamW(module.namedParameters, learningRate: configuration.learningRate, weightDecay: configuration.weightDecay)
         self.generator = generator
     }
@@ -275,27 +363,45 @@ public final class VLMTrainer {
         var total = visionOnly ? dense : dense * c.denseWeight
         var answerLoss: Float = .nan
         if !visionOnly {
-            // Curriculum by token pruning: early in stage 2 the LLM sees the object patches and a
-            // growing random share of the background; from halfway on, every visual token. A short
-            // haystack makes "attend to the patches the question is about" learnable; measured:
-            // with all 256 tokens from the start, three recipes stayed at the answer priors for 56k
-            // samples.
-            let progress = Double(first - c.visionOnlySamples) / Double(max(1, c.samples - c.visionOnlySamples))
-            let backgroundShare = min(1, progress / 0.5)
+            // Pruning augmentation: half of the samples keep every anchor and a random share of the
+            // other tokens, so the model answers from subsets as the pruning environment asks it to.
             let projected = model.projector(features)
             let tokens = projected.shape[1]
             var keeps: [[Int]] = []
             for sample in samples {
-                keeps.append((0..<tokens).filter { sample.patchObjects[$0] != nil || generator.nextDouble() < backgroundShare })
+                if generator.bernoulli(0.5) {
+                    let share = 0.05 + 0.95 * generator.nextDouble()
+                    let anchors = Set(sample.anchors)
+                    keeps.append((0..<tokens).filter { anchors.contains($0) || generator.nextDouble() < share })
+                } else {
+                    keeps.append(Array(0..<tokens))
+                }
             }
             let requests = samples.enumerated().map { b, sample in
                 AnswerRequest(features: projected.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
                               prefix: prompt.prefix(question: sample.question), suffix: prompt.suffix(question: sample.question))
             }
             let (embedded, last, starts) = try model.requestBatch(requests)
-            var cache: KeyValueCache? = nil
-            let hidden = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
-            let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
+            let language = model.languageModel
+            let length = embedded.shape[1]
+            let table = language.rotary(positions: [Array(0..<length)])
+            var h = embedded
+            var routing: (relevance: Tensor, attention: Tensor)?
+            for (index, layer) in language.layers.enumerated() {
+                if index == language.layers.count - 1 {
+                    let visual = keeps.enumerated().map { b, keep in
+                        let sample = samples[b]
+                        let first = Set(sample.referents[0].map { sample.anchors[$0] }), second = Set(sample.referents[1].map { sample.anchors[$0] })
+                        return keep.enumerated().map { j, patch in (row: starts[b] + j, role: first.contains(patch) ? 1 : second.contains(patch) ? 2 : 0) }
+                    }
+                    routing = module.routing.loss(layer: layer, input: h, rotary: table, theta: language.configuration.ropeTheta,
+                                                  last: last, visual: visual)
+                }
+                var keys: Tensor?, values: Tensor?
+                h = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: true).output
+            }
+            let hidden = language.norm(h)
+            let (batch, width) = (hidden.shape[0], hidden.shape[2])
             let flat = hidden.reshaped(to: [batch * length, width])
             let logits = model.logits(model.gatherLast(hidden, last))
             let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
@@ -309,7 +415,9 @@ public final class VLMTrainer {
                 }
             }
             let languageDense = module.languageDense.loss(rows: flat.indexSelect(visualRows, alongAxis: 0), patches: patches)
-            total = total + answer + languageDense * c.denseWeight
+            total = total + answer + languageDense * c.denseWeight + (routing!.relevance + routing!.attention * 0.5) * c.routingWeight
+            lastRouting = (routing!.relevance.scalar, routing!.attention.scalar, module.routing.relevanceRecall,
+                           module.routing.targetMass[0], module.routing.targetMass[1])
         }
         guard total.scalar.isFinite else { throw VLMError.invalidInput(reason: "the training loss became non-finite at step \(step); lower the learning rate") }
         optimizer.zeroGradients()

@@ -49,6 +49,8 @@ public protocol VisionLanguageModel: AnyObject {
     func textEmbeddings(_ ids: [Int]) -> Tensor
     /// FLOPs of answering with `visualTokens` visual and `textTokens` text tokens (see `FLOPCount`).
     func flops(visualTokens: Int, textTokens: Int) -> FLOPCount
+    /// Total FLOPs of answering when FastV keeps `keptAfter` visual tokens after LLM layer `layer`.
+    func fastVFLOPs(visualTokens: Int, textTokens: Int, layer: Int, keptAfter: Int) -> Double
 }
 
 extension LlavaModel: VisionLanguageModel {
@@ -69,6 +71,12 @@ extension LlavaModel: VisionLanguageModel {
 
     public func flops(visualTokens: Int, textTokens: Int) -> FLOPCount {
         configuration.flops(visualTokens: visualTokens, textTokens: textTokens)
+    }
+
+    public func fastVFLOPs(visualTokens: Int, textTokens: Int, layer: Int, keptAfter: Int) -> Double {
+        var count = configuration.flops(visualTokens: visualTokens, textTokens: textTokens)
+        count.prefill = configuration.fastVPrefillFLOPs(visualTokens: visualTokens, textTokens: textTokens, layer: layer, keptAfter: keptAfter)
+        return count.total
     }
 
     /// Right-padded embeddings of the requests `[R, L, D]`, each sequence's last index and where

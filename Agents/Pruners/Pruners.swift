@@ -1,0 +1,206 @@
+import Foundation
+import Gym
+import TensorCore
+import TokenPruning
+import VLM
+
+/// How a pruner wants a question answered.
+public enum PruningPlan: Sendable, Equatable {
+    /// The language model reads only these visual tokens (ascending indices).
+    case tokens([Int])
+    /// FastV: the language model reads every visual token up to layer `layer` and keeps the `keep`
+    /// with the highest last-token attention after it.
+    case insideLLM(layer: Int, keep: Int)
+}
+
+/// A token-pruning method: picks which of a task's visual tokens to keep for a budget of `budget`
+/// tokens. Pruners see the simulator's cached task entry (tokens, class attention, query) and may
+/// query the model (FastV, the oracle).
+public protocol TokenPruner: AnyObject {
+    /// Short name used on the command line and in tables (`random`, `cls`, …).
+    var name: String { get }
+    func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan
+}
+
+/// Keeps `budget` tokens drawn uniformly without replacement.
+public final class RandomPruner: TokenPruner {
+    public let name = "random"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        .tokens(Array(generator.permutation(simulator.tokenCount).prefix(budget)).sorted())
+    }
+}
+
+/// Keeps tokens evenly spaced over the patch grid (every (N/k)-th token in raster order, centred):
+/// the spatial-uniform baseline, query- and content-agnostic.
+public final class UniformPruner: TokenPruner {
+    public let name = "uniform"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let n = simulator.tokenCount, k = max(1, min(budget, n))
+        return .tokens(Array(Set((0..<k).map { min(n - 1, Int((Double($0) + 0.5) * Double(n) / Double(k))) })).sorted())
+    }
+}
+
+/// Top-k tokens by the class token's attention in the vision layer whose output is selected —
+/// FasterVLM's rule and VisionZip's dominant tokens (Yang et al., CVPR 2025; HiRED scores the same
+/// way): the vision encoder's own notion of importance, query-agnostic.
+public final class ClassAttentionPruner: TokenPruner {
+    public let name = "cls"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        .tokens(topK(entry.classAttention, budget))
+    }
+}
+
+/// VisPruner (Zhang et al., ICCV 2025, arXiv 2412.01818): the top ⌊r·k⌋ tokens by class-token
+/// attention ("important"), plus diverse tokens from the rest: repeatedly split the remaining
+/// tokens into even/odd halves, score each token of one half by its highest cosine similarity to the
+/// other half (ToMe-style bipartite matching on the normalised features), and delete the 8 most
+/// redundant, until k − ⌊r·k⌋ remain. r = 0.5 for budgets above 1/4 of the tokens, 0.75 below (the
+/// paper's README: 0.5 at 128 of 576, 0.75 at 64).
+public final class VisPrunerPruner: TokenPruner {
+    public let name = "vispruner"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let n = simulator.tokenCount, k = min(budget, n)
+        let ratio = Double(k) / Double(n) > 0.25 ? 0.5 : 0.75
+        let important = topK(entry.classAttention, Int(Double(k) * ratio))
+        let chosen = Set(important)
+        var rest = (0..<n).filter { !chosen.contains($0) }
+        let features = normalisedRows(entry.tokens)
+        let width = entry.tokens.shape[1]
+        while rest.count > k - important.count {
+            let even = stride(from: 0, to: rest.count, by: 2).map { rest[$0] }, odd = stride(from: 1, to: rest.count, by: 2).map { rest[$0] }
+            guard !odd.isEmpty else { rest.removeLast(rest.count - (k - important.count)); break }
+            // Redundancy of each even token: its best similarity to an odd one.
+            let redundancy = even.map { e in odd.map { o in dot(features, e, o, width) }.max()! }
+            let removable = min(8, rest.count - (k - important.count))
+            let drop = Set(topK(redundancy, removable).map { even[$0] })
+            rest.removeAll { drop.contains($0) }
+        }
+        return .tokens((important + rest).sorted())
+    }
+}
+
+/// DivPrune (Alvar et al., CVPR 2025, arXiv 2503.02175): max–min diversity on the projected tokens,
+/// solved greedily — first the token farthest from its nearest neighbour, then repeatedly the token
+/// whose minimum cosine distance to the chosen set is largest.
+public final class DivPrunePruner: TokenPruner {
+    public let name = "divprune"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let n = simulator.tokenCount, k = min(budget, n), width = entry.tokens.shape[1]
+        let features = normalisedRows(entry.tokens)
+        var distance = [Float](repeating: 0, count: n * n)
+        for i in 0..<n { for j in 0..<n { distance[i * n + j] = 1 - dot(features, i, j, width) } }
+        var nearest = (0..<n).map { i in (0..<n).filter { $0 != i }.map { distance[i * n + $0] }.min() ?? 0 }
+        var chosen = [nearest.indices.max { nearest[$0] < nearest[$1] }!]
+        var minimum = (0..<n).map { distance[chosen[0] * n + $0] }
+        while chosen.count < k {
+            for c in chosen { minimum[c] = -1 }
+            let next = minimum.indices.max { minimum[$0] < minimum[$1] }!
+            chosen.append(next)
+            for i in 0..<n { minimum[i] = min(minimum[i], distance[next * n + i]) }
+        }
+        nearest.removeAll()
+        return .tokens(chosen.sorted())
+    }
+}
+
+/// Query similarity: top-k tokens by cosine similarity between the projected token and the mean
+/// embedding of the question's words (the text-relevance score of query-guided pruners such as
+/// SparseVLM's raters, reduced to its simplest pre-LLM form).
+public final class QueryPruner: TokenPruner {
+    public let name = "query"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let features = normalisedRows(entry.tokens), width = entry.tokens.shape[1]
+        let norm = max(1e-12, entry.query.reduce(0) { $0 + $1 * $1 }.squareRoot())
+        let scores = (0..<simulator.tokenCount).map { i in (0..<width).reduce(Float(0)) { $0 + features[i * width + $1] * entry.query[$1] } / norm }
+        return .tokens(topK(scores, budget))
+    }
+}
+
+/// FastV (Chen et al., ECCV 2024, arXiv 2403.06764), as its official code does it: after LLM layer
+/// `layer`, keep the visual tokens with the highest attention from the last input token (averaged
+/// over heads), with their original positions. K = 2 of LLaVA's 32 layers is about the first 6%
+/// of depth; for the built-in 4-layer model that is the first layer (`layer` 0).
+public final class FastVPruner: TokenPruner {
+    public let name = "fastv"
+    public let layer: Int
+    public init(layer: Int = 0) { self.layer = layer }
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        .insideLLM(layer: layer, keep: budget)
+    }
+}
+
+/// An upper bound for small evaluations: leave-one-out with the model. Each token's score is how
+/// much the log-probability of the right answer drops when that token alone is removed; keep the
+/// top k. N + 1 model calls per question (batched), so evaluations mark it and use a subset.
+public final class OraclePruner: TokenPruner {
+    public let name = "oracle"
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let n = simulator.tokenCount
+        let all = Array(0..<n)
+        let requests = [(entry, all)] + (0..<n).map { i in (entry, all.filter { $0 != i }) }
+        let rows = try simulator.answer(requests.map { (entry: $0.0, keep: $0.1) })
+        let answer = entry.task.answer
+        let base = logSoftmaxValue(rows[0], answer)
+        let drops = (0..<n).map { base - logSoftmaxValue(rows[$0 + 1], answer) }
+        return .tokens(topK(drops, budget))
+    }
+}
+
+/// Pruners by command-line name.
+public enum PrunerRegistry {
+    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "oracle"]
+
+    public static func make(_ name: String) throws -> any TokenPruner {
+        switch name {
+        case "random": return RandomPruner()
+        case "uniform": return UniformPruner()
+        case "cls": return ClassAttentionPruner()
+        case "vispruner": return VisPrunerPruner()
+        case "divprune": return DivPrunePruner()
+        case "query": return QueryPruner()
+        case "fastv": return FastVPruner()
+        case "oracle": return OraclePruner()
+        default:
+            throw GymError.invalidOption(environment: "pruners", reason: "unknown pruner '\(name)'; known: \(names.joined(separator: ", "))")
+        }
+    }
+}
+
+// MARK: Helpers
+
+/// Indices of the k largest values, ascending by index (ties: lower index first).
+func topK(_ values: [Float], _ k: Int) -> [Int] {
+    let k = max(0, min(k, values.count))
+    return values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k).sorted()
+}
+
+/// Rows of `[N, D]` scaled to unit length, row-major.
+func normalisedRows(_ tokens: Tensor) -> [Float] {
+    let (n, d) = (tokens.shape[0], tokens.shape[1])
+    var values = tokens.scalars
+    for i in 0..<n {
+        var norm: Float = 0
+        for j in 0..<d { norm += values[i * d + j] * values[i * d + j] }
+        let scale = 1 / max(1e-12, norm.squareRoot())
+        for j in 0..<d { values[i * d + j] *= scale }
+    }
+    return values
+}
+
+func dot(_ rows: [Float], _ i: Int, _ j: Int, _ width: Int) -> Float {
+    var sum: Float = 0
+    for c in 0..<width { sum += rows[i * width + c] * rows[j * width + c] }
+    return sum
+}
+
+func logSoftmaxValue(_ row: [Float], _ index: Int) -> Float {
+    let m = row.max() ?? 0
+    return row[index] - m - Foundation.log(row.reduce(0) { $0 + Foundation.exp($1 - m) })
+}

@@ -1,0 +1,116 @@
+import Foundation
+import Gym
+import TensorCore
+import TokenPruning
+import VLM
+
+/// One method at one budget on one seed.
+public struct PruningResult: Sendable, Codable {
+    public var method: String
+    public var budget: Double
+    public var seed: UInt64
+    public var questions: Int
+    public var accuracy: Double
+    public var accuracyPerFamily: [String: Double]
+    public var meanTokens: Double
+    /// Mean FLOPs per answer (vision tower, projector, LLM prefill, head).
+    public var flops: Double
+    /// Measured wall time per answer at batch 1 (selection + language model), milliseconds.
+    public var latencyMilliseconds: Double
+    /// Evaluated on a smaller subset (the oracle).
+    public var subset: Bool
+}
+
+/// Evaluates pruners on a split of the simulator's tasks: accuracy (overall and per family),
+/// retained tokens, FLOPs and measured latency per answer, per budget and seed.
+public struct PruningEvaluation {
+    public let simulator: PruningSimulator
+    public var split = "test"
+    public var questions = 2000
+    /// Questions timed one at a time for the latency figure.
+    public var latencyQuestions = 48
+
+    public init(simulator: PruningSimulator, split: String = "test", questions: Int = 2000, latencyQuestions: Int = 48) {
+        self.simulator = simulator
+        self.split = split
+        self.questions = questions
+        self.latencyQuestions = latencyQuestions
+    }
+
+    /// Tokens kept for a budget fraction (at least 1).
+    public func tokens(for budget: Double) -> Int { max(1, min(simulator.tokenCount, Int((budget * Double(simulator.tokenCount)).rounded()))) }
+
+    public func evaluate(_ pruner: any TokenPruner, budget: Double, seed: UInt64, questions count: Int? = nil,
+                         progress: ((Int) -> Void)? = nil) throws -> PruningResult {
+        let n = count ?? questions
+        let k = tokens(for: budget)
+        var generator = SeededGenerator(seed: seed &+ 0x5EED)
+        var correct = 0, tokenSum = 0, flopSum = 0.0
+        var familyCorrect: [String: Int] = [:], familyTotal: [String: Int] = [:]
+        let model = simulator.model
+        for start in stride(from: 0, to: n, by: 64) {
+            let entries = try simulator.entries(Array(start..<min(n, start + 64)), split: split)
+            let plans = try entries.map { try pruner.plan($0, budget: k, simulator: simulator, generator: &generator) }
+            let logits = try answer(entries, plans)
+            for (b, entry) in entries.enumerated() {
+                let right = argmax(logits[b]) == entry.task.answer
+                correct += right ? 1 : 0
+                familyCorrect[entry.task.family, default: 0] += right ? 1 : 0
+                familyTotal[entry.task.family, default: 0] += 1
+                let text = entry.task.prefix.count + entry.task.suffix.count
+                switch plans[b] {
+                case let .tokens(keep):
+                    tokenSum += keep.count
+                    flopSum += simulator.flops(entry, visualTokens: keep.count)
+                case let .insideLLM(layer, keep):
+                    tokenSum += min(keep, simulator.tokenCount)
+                    flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: keep)
+                }
+            }
+            progress?(min(n, start + 64))
+        }
+        // Latency: one question at a time, selection and answer (visual tokens already encoded).
+        let timed = try simulator.entries(Array(0..<min(n, latencyQuestions)), split: split)
+        var timer = SeededGenerator(seed: seed)
+        let started = DispatchTime.now().uptimeNanoseconds
+        for entry in timed {
+            let plan = try pruner.plan(entry, budget: k, simulator: simulator, generator: &timer)
+            _ = try answer([entry], [plan])
+        }
+        let elapsed = Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6 / Double(max(1, timed.count))
+        var perFamily: [String: Double] = [:]
+        for (family, total) in familyTotal { perFamily[family] = Double(familyCorrect[family] ?? 0) / Double(total) }
+        return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, accuracy: Double(correct) / Double(max(1, n)),
+                             accuracyPerFamily: perFamily, meanTokens: Double(tokenSum) / Double(max(1, n)), flops: flopSum / Double(max(1, n)),
+                             latencyMilliseconds: elapsed, subset: count != nil && count! < questions)
+    }
+
+    /// Answer logits for each entry under its plan, FastV plans batched through the model's FastV
+    /// path and token plans through the simulator.
+    func answer(_ entries: [TaskEntry], _ plans: [PruningPlan]) throws -> [[Float]] {
+        var rows = [[Float]](repeating: [], count: entries.count)
+        var tokenIndices: [Int] = []
+        var fastV: [String: [Int]] = [:]
+        for (b, plan) in plans.enumerated() {
+            switch plan {
+            case .tokens: tokenIndices.append(b)
+            case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
+            }
+        }
+        if !tokenIndices.isEmpty {
+            let requests = tokenIndices.map { b -> (entry: TaskEntry, keep: [Int]) in
+                guard case let .tokens(keep) = plans[b] else { fatalError("unreachable") }
+                return (entries[b], keep)
+            }
+            for (b, row) in zip(tokenIndices, try simulator.answer(requests)) { rows[b] = row }
+        }
+        for (key, indices) in fastV {
+            let parts = key.split(separator: "/").compactMap { Int($0) }
+            let requests = indices.map { AnswerRequest(features: entries[$0].tokens, keep: Array(0..<simulator.tokenCount), prefix: entries[$0].task.prefix, suffix: entries[$0].task.suffix) }
+            let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(requests, layer: parts[0], keptAfter: parts[1]) }
+            let v = logits.shape[1], values = logits.scalars
+            for (r, b) in indices.enumerated() { rows[b] = Array(values[(r * v)..<((r + 1) * v)]) }
+        }
+        return rows
+    }
+}

@@ -1,0 +1,157 @@
+import Foundation
+import Gym
+import NN
+import Policies
+import TensorCore
+
+/// Where each part of a flattened `TokenPruning-v0` observation sits (the `DictSpace` key order:
+/// tokens, mask, positions, query, step, budget).
+public struct TokenPruningLayout: Sendable, Equatable, Codable {
+    public var tokenCount: Int
+    public var codeWidth: Int
+    public var queryWidth: Int
+    public var maxSteps: Int
+
+    public init(tokenCount: Int, codeWidth: Int, queryWidth: Int, maxSteps: Int) {
+        self.tokenCount = tokenCount
+        self.codeWidth = codeWidth
+        self.queryWidth = queryWidth
+        self.maxSteps = maxSteps
+    }
+
+    public var tokens: Range<Int> { 0..<(tokenCount * codeWidth) }
+    public var mask: Range<Int> { tokens.upperBound..<(tokens.upperBound + tokenCount) }
+    public var positions: Range<Int> { mask.upperBound..<(mask.upperBound + 2 * tokenCount) }
+    public var query: Range<Int> { positions.upperBound..<(positions.upperBound + queryWidth) }
+    /// One-hot step index (Discrete(maxSteps + 1)).
+    public var step: Range<Int> { query.upperBound..<(query.upperBound + maxSteps + 1) }
+    public var budget: Range<Int> { step.upperBound..<(step.upperBound + 1) }
+    public var width: Int { budget.upperBound }
+}
+
+/// The TPRL policy and value network (the TPRL paper, §3.3): a shared pre-norm transformer over
+/// [visual tokens; query] — 2 layers, 8 heads — a per-token keep head and a value head on the
+/// mean-pooled token features.
+///
+/// - Token input: the autoencoder code of each kept token plus a 2-D sinusoidal encoding of its
+///   (row, column) on the patch grid (the reference code gives the policy no positions at all).
+///   Pruned slots are padding: masked out as keys and ignored by the distribution.
+/// - Query input: the question embedding, with the step index and (for budget-conditioned
+///   policies) the target budget added as learned embeddings.
+/// - Keep probability with the step discount (paper Eq. 8): a_{t,i} ~ Bernoulli(λ^t · p_{t,i}),
+///   p = σ(z). `distribution(_:)` folds λ^t into the Bernoulli logits, so the same discount is in
+///   the log-probabilities of the rollout and of every PPO update (the reference code applies it
+///   to only one of them).
+public final class TPRLActorCritic: ActorCritic {
+    public let layout: TokenPruningLayout
+    public let width: Int
+    public let discount: Float
+    public let conditionOnBudget: Bool
+    let tokenInput: Linear
+    let queryInput: Linear
+    let stepEmbedding: Linear
+    let budgetInput: Linear
+    let encoder: TransformerEncoder
+    let keepHead: Linear
+    let valueHead: Linear
+    static let frequencies = 8
+
+    public init(layout: TokenPruningLayout, width: Int = 64, layers: Int = 2, heads: Int = 8, discount: Float = 0.5,
+                conditionOnBudget: Bool = false, generator: inout SeededGenerator) {
+        self.layout = layout
+        self.width = width
+        self.discount = discount
+        self.conditionOnBudget = conditionOnBudget
+        tokenInput = Linear(layout.codeWidth + 4 * Self.frequencies, width, generator: &generator)
+        queryInput = Linear(layout.queryWidth, width, generator: &generator)
+        stepEmbedding = Linear(layout.maxSteps + 1, width, bias: false, generator: &generator)
+        budgetInput = Linear(1, width, generator: &generator)
+        encoder = TransformerEncoder(layerCount: layers, modelSize: width, headCount: heads, mlpSize: 4 * width, generator: &generator)
+        keepHead = Linear(width, 1, generator: &generator)
+        valueHead = Linear(width, 1, generator: &generator)
+    }
+
+    /// 2-D sinusoidal features of the positions `[B, N·2]` (row, column in [0, 1]) → `[B, N, 4F]`.
+    func positionFeatures(_ rows: [Float], batch: Int) -> Tensor {
+        let n = layout.tokenCount, f = Self.frequencies
+        var values = [Float](repeating: 0, count: batch * n * 4 * f)
+        for b in 0..<batch {
+            for i in 0..<n {
+                for axis in 0..<2 {
+                    let x = rows[b * layout.width + layout.positions.lowerBound + 2 * i + axis]
+                    for k in 0..<f {
+                        let angle = x * Float.pi * Float(1 << k) / 2
+                        let base = ((b * n + i) * 4 * f) + axis * 2 * f + 2 * k
+                        values[base] = Foundation.sin(angle)
+                        values[base + 1] = Foundation.cos(angle)
+                    }
+                }
+            }
+        }
+        return Tensor(shape: [batch, n, 4 * f], scalars: values)
+    }
+
+    /// Transformer features `[B, N + 1, width]` (query last) and the validity mask `[B, N]`.
+    func features(_ observations: Tensor) -> (hidden: Tensor, mask: Tensor) {
+        precondition(observations.rank == 2 && observations.shape[1] == layout.width,
+                     "TPRLActorCritic: observations must be [B, \(layout.width)] (flattened TokenPruning-v0), got \(observations.shape)")
+        let batch = observations.shape[0], n = layout.tokenCount
+        let input = observations.detached()
+        let codes = input.sliced(alongAxis: 1, layout.tokens).reshaped(to: [batch, n, layout.codeWidth])
+        let rows = input.scalars
+        let tokens = tokenInput(Tensor.concatenated([codes, positionFeatures(rows, batch: batch)], alongAxis: 2))
+        var query = queryInput(input.sliced(alongAxis: 1, layout.query)) + stepEmbedding(input.sliced(alongAxis: 1, layout.step))
+        if conditionOnBudget { query = query + budgetInput(input.sliced(alongAxis: 1, layout.budget)) }
+        let sequence = Tensor.concatenated([tokens, query.reshaped(to: [batch, 1, width])], alongAxis: 1)
+        let mask = input.sliced(alongAxis: 1, layout.mask)
+        let keyMask = Tensor.concatenated([mask, Tensor(repeating: 1, shape: [batch, 1])], alongAxis: 1)
+        return (encoder(sequence, keyPaddingMask: keyMask), mask)
+    }
+
+    /// Keep logits z `[B, N]` before the step discount.
+    public func keepLogits(_ observations: Tensor) -> Tensor {
+        let (hidden, _) = features(observations)
+        let batch = hidden.shape[0], n = layout.tokenCount
+        return keepHead(hidden.sliced(alongAxis: 1, 0..<n)).reshaped(to: [batch, n])
+    }
+
+    /// Step index of each row (from the one-hot).
+    func steps(_ observations: Tensor) -> [Int] {
+        let rows = observations.detached().sliced(alongAxis: 1, layout.step).scalars, width = layout.maxSteps + 1
+        return (0..<observations.shape[0]).map { b in (0..<width).first { rows[b * width + $0] > 0.5 } ?? 0 }
+    }
+
+    /// Bernoulli(λ^t σ(z)) over the valid slots. Its logit is log p' − log(1 − p') =
+    /// t·log λ + z − softplus(z + log(1 − λ^t)) for t ≥ 1, and z for t = 0.
+    public func distribution(_ observations: Tensor) -> any ActionDistribution {
+        let (hidden, mask) = features(observations)
+        let batch = hidden.shape[0], n = layout.tokenCount
+        let z = keepHead(hidden.sliced(alongAxis: 1, 0..<n)).reshaped(to: [batch, n])
+        return Bernoulli(logits: discounted(z, steps: steps(observations)), mask: mask)
+    }
+
+    func discounted(_ z: Tensor, steps: [Int]) -> Tensor {
+        guard steps.contains(where: { $0 > 0 }) else { return z }
+        let batch = z.shape[0]
+        let logLambda = Foundation.log(discount)
+        let shift = Tensor(shape: [batch, 1], scalars: steps.map { Float($0) * logLambda })
+        let logC = Tensor(shape: [batch, 1], scalars: steps.map { $0 == 0 ? 0 : Foundation.log(1 - Foundation.pow(discount, Float($0))) })
+        let active = Tensor(shape: [batch, 1], scalars: steps.map { $0 == 0 ? 0 : 1 })
+        return z + shift - (z + logC).softplus() * active
+    }
+
+    public func value(_ observations: Tensor) -> Tensor {
+        let (hidden, mask) = features(observations)
+        let batch = hidden.shape[0], n = layout.tokenCount
+        let tokens = hidden.sliced(alongAxis: 1, 0..<n)
+        let weights = mask.reshaped(to: [batch, n, 1])
+        let pooled = (tokens * weights).sum(alongAxis: 1) / (mask.sum(alongAxis: 1, keepingDimensions: true) + 1e-6)
+        return valueHead(pooled).reshaped(to: [batch])
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] {
+        scoped("token_input", tokenInput) + scoped("query_input", queryInput) + scoped("step_embedding", stepEmbedding)
+            + scoped("budget_input", budgetInput) + scoped("encoder", encoder) + scoped("keep_head", keepHead) + scoped("value_head", valueHead)
+    }
+    public var description: String { "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount))" }
+}

@@ -1,0 +1,276 @@
+import BehaviorCloning
+import Foundation
+import Gym
+import NN
+import Policies
+import PPO
+import Pruners
+import TensorCore
+import TokenPruning
+import VLM
+
+/// The whole TPRL recipe's settings (snake_case JSON; omitted keys take these defaults, unknown
+/// keys are rejected).
+public struct TPRLConfiguration: Codable, Sendable, Equatable {
+    public var seed: UInt64 = 0
+    /// Training images whose tokens train the autoencoder, and epochs over them.
+    public var autoencoderImages = 200
+    public var autoencoderEpochs = 4
+    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, or `oracle`).
+    public var demonstrations = 600
+    public var demonstrator = "vispruner"
+    public var behaviorCloningEpochs = 8
+    /// PPO updates after behaviour cloning (0 skips PPO).
+    public var ppoUpdates = 30
+    public var ppoEnvironments = 8
+    public var ppoStepsPerRollout = 6
+    public var ppoLearningRate: Float = 1e-4
+    public var entropyCoefficient: Float = 1e-3
+    /// One policy for every budget (the budget is an input) instead of one per budget.
+    public var budgetConditioned = true
+    public var environment = TokenPruningConfiguration.tprlDefault
+    public var width = 64
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case seed, autoencoderImages = "autoencoder_images", autoencoderEpochs = "autoencoder_epochs", demonstrations, demonstrator
+        case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
+        case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", entropyCoefficient = "entropy_coefficient"
+        case budgetConditioned = "budget_conditioned", environment, width
+    }
+
+    public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TPRLConfiguration()
+        seed = try c.decodeIfPresent(UInt64.self, forKey: .seed) ?? d.seed
+        autoencoderImages = try c.decodeIfPresent(Int.self, forKey: .autoencoderImages) ?? d.autoencoderImages
+        autoencoderEpochs = try c.decodeIfPresent(Int.self, forKey: .autoencoderEpochs) ?? d.autoencoderEpochs
+        demonstrations = try c.decodeIfPresent(Int.self, forKey: .demonstrations) ?? d.demonstrations
+        demonstrator = try c.decodeIfPresent(String.self, forKey: .demonstrator) ?? d.demonstrator
+        behaviorCloningEpochs = try c.decodeIfPresent(Int.self, forKey: .behaviorCloningEpochs) ?? d.behaviorCloningEpochs
+        ppoUpdates = try c.decodeIfPresent(Int.self, forKey: .ppoUpdates) ?? d.ppoUpdates
+        ppoEnvironments = try c.decodeIfPresent(Int.self, forKey: .ppoEnvironments) ?? d.ppoEnvironments
+        ppoStepsPerRollout = try c.decodeIfPresent(Int.self, forKey: .ppoStepsPerRollout) ?? d.ppoStepsPerRollout
+        ppoLearningRate = try c.decodeIfPresent(Float.self, forKey: .ppoLearningRate) ?? d.ppoLearningRate
+        entropyCoefficient = try c.decodeIfPresent(Float.self, forKey: .entropyCoefficient) ?? d.entropyCoefficient
+        budgetConditioned = try c.decodeIfPresent(Bool.self, forKey: .budgetConditioned) ?? d.budgetConditioned
+        environment = try c.decodeIfPresent(TokenPruningConfiguration.self, forKey: .environment) ?? d.environment
+        width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
+    }
+
+    public func validate() throws {
+        func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "tprl", reason: reason) }
+        if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
+        if demonstrations < 2 { throw fail("demonstrations must be ≥ 2, got \(demonstrations)") }
+        if !["vispruner", "oracle"].contains(demonstrator) { throw fail("demonstrator must be vispruner or oracle, got '\(demonstrator)'") }
+        if ppoUpdates < 0 { throw fail("ppo_updates must be ≥ 0, got \(ppoUpdates)") }
+        if ppoEnvironments < 1 || ppoStepsPerRollout < 1 { throw fail("ppo_environments and ppo_steps_per_rollout must be ≥ 1") }
+        try environment.validate()
+    }
+}
+
+extension TokenPruningConfiguration {
+    /// The environment the TPRL recipe trains in: the paper's reward (α = 1 on accuracy, β = 0.5 on
+    /// the token ratio, T_max = 3) with budgets drawn from the evaluation's 33% / 22% / 11%.
+    public static var tprlDefault: TokenPruningConfiguration {
+        var c = TokenPruningConfiguration()
+        c.budgetChoices = [0.333, 0.222, 0.111]
+        return c
+    }
+}
+
+/// Autoencoder training on the visual tokens of training images (`prunegym ae train`).
+public enum TokenAutoencoderTraining {
+    /// Trains `autoencoder` on the tokens of `images` training tasks; returns the validation
+    /// reconstruction error (MSE on standardised tokens; 1 = predicting the mean).
+    public static func train(_ autoencoder: TokenAutoencoder, simulator: PruningSimulator, images: Int, epochs: Int, seed: UInt64,
+                             log: (String) -> Void = { _ in }) throws -> (training: Float, validation: Float) {
+        func tokens(_ split: String, _ count: Int) throws -> Tensor {
+            Tensor.concatenated(try simulator.entries(Array(0..<count), split: split).map(\.tokens), alongAxis: 0)
+        }
+        let train = try tokens("train", images)
+        let validation = try tokens("validation", max(1, images / 4))
+        autoencoder.fitStandardisation(train)
+        let optimizer = Adam(autoencoder.namedParameters.filter { $0.parameter.requiresGradient }, learningRate: 2e-3)
+        var generator = SeededGenerator(seed: seed)
+        let rows = train.shape[0], width = train.shape[1], batch = 256
+        var last: Float = .nan
+        for epoch in 1...max(1, epochs) {
+            let order = generator.permutation(rows)
+            var total: Float = 0, batches = 0
+            for start in stride(from: 0, to: rows, by: batch) {
+                let indices = Array(order[start..<min(rows, start + batch)])
+                let loss = autoencoder.loss(train.indexSelect(indices, alongAxis: 0))
+                optimizer.zeroGradients()
+                loss.backward()
+                optimizer.step()
+                total += loss.scalar
+                batches += 1
+            }
+            last = total / Float(batches)
+            log(String(format: "autoencoder epoch %d: training reconstruction error %.4f", epoch, last))
+        }
+        _ = width
+        let error = withInferenceMode { autoencoder.loss(validation).scalar }
+        return (last, error)
+    }
+}
+
+/// Demonstrations for behaviour cloning: 3-step episodes in which a heuristic pruner shrinks the
+/// kept set geometrically to the episode's budget b (step t keeps N·b^{(t+1)/T} tokens), keeping
+/// its own choice for the final budget first, then the rest by class-token attention.
+public enum Demonstrations {
+    public static func collect(environment: TokenPruningEnvironment, demonstrator: any TokenPruner, episodes: Int, seed: UInt64)
+        throws -> [Trajectory<[String: SpaceValue], [Bool]>] {
+        var trajectories: [Trajectory<[String: SpaceValue], [Bool]>] = []
+        var generator = SeededGenerator(seed: seed)
+        let simulator = environment.simulator
+        let n = simulator.tokenCount
+        let steps = environment.configuration.maxSteps
+        for episode in 0..<episodes {
+            let reset = try environment.reset(seed: seed &+ UInt64(episode))
+            guard let entry = environment.currentEntry else { break }
+            let budget = environment.currentBudget
+            let finalCount = max(1, Int((budget * Double(n)).rounded()))
+            guard case let .tokens(choice) = try demonstrator.plan(entry, budget: finalCount, simulator: simulator, generator: &generator) else {
+                throw AgentError.invalidDemonstrations(reason: "demonstrator \(demonstrator.name) does not select input tokens")
+            }
+            let chosen = Set(choice)
+            let ranking = choice.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
+                + (0..<n).filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
+            var observations = [reset.observation], actions: [[Bool]] = [], rewards: [Double] = []
+            for t in 0..<steps {
+                let count = max(1, Int((Double(n) * Foundation.pow(budget, Double(t + 1) / Double(steps))).rounded()))
+                let keep = Set(ranking.prefix(count))
+                let action = (0..<n).map { keep.contains($0) }
+                let step = try environment.step(action)
+                observations.append(step.observation)
+                actions.append(action)
+                rewards.append(step.reward)
+                if step.isDone { break }
+            }
+            trajectories.append(Trajectory(observations: observations, actions: actions, rewards: rewards, terminal: true))
+        }
+        return trajectories
+    }
+}
+
+/// What the recipe produced.
+public struct TPRLArtifacts {
+    public let autoencoder: TokenAutoencoder
+    public let network: TPRLActorCritic
+    public let simulator: PruningSimulator
+    public let autoencoderError: Float
+    public let behaviorCloning: [[(String, Double)]]
+    public let ppo: [[(String, Double)]]
+}
+
+/// The TPRL recipe: autoencoder → demonstrations → behaviour cloning → PPO (the TPRL paper, §3.3–3.4).
+public enum TPRLRecipe {
+    /// Runs the recipe on `model` and `source`; `log` receives one line per stage.
+    public static func run(model: any VisionLanguageModel, source: any PruningTaskSource, configuration c: TPRLConfiguration,
+                           runDirectory: RunDirectory? = nil, showsProgress: Bool = true, log: (String) -> Void = { print($0) }) throws -> TPRLArtifacts {
+        try c.validate()
+        var generator = SeededGenerator(seed: c.seed)
+        var autoencoderGenerator = generator.fork()
+        let autoencoder = TokenAutoencoder(inputWidth: model.tokenWidth, generator: &autoencoderGenerator)
+        let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth))
+        log("1/4 autoencoder on the tokens of \(c.autoencoderImages) training images")
+        let errors = try TokenAutoencoderTraining.train(autoencoder, simulator: rawSimulator, images: c.autoencoderImages,
+                                                        epochs: c.autoencoderEpochs, seed: c.seed, log: log)
+        log(String(format: "    validation reconstruction error %.4f (1 = predicting the mean token)", errors.validation))
+        let simulator = PruningSimulator(model: model, source: source, encoder: autoencoder)
+
+        var environmentConfiguration = c.environment
+        if !c.budgetConditioned && environmentConfiguration.budgetChoices.count > 1 { environmentConfiguration.budgetChoices = [] }
+        let environment = try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed)
+        let layout = TokenPruningLayout(tokenCount: simulator.tokenCount, codeWidth: autoencoder.codeWidth, queryWidth: model.tokenWidth,
+                                        maxSteps: environmentConfiguration.maxSteps)
+        var networkGenerator = generator.fork()
+        let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned, generator: &networkGenerator)
+
+        log("2/4 \(c.demonstrations) demonstration episodes from \(c.demonstrator)")
+        let demonstrator: any TokenPruner = c.demonstrator == "oracle" ? OraclePruner() : VisPrunerPruner()
+        let demonstrations = try Demonstrations.collect(environment: environment, demonstrator: demonstrator, episodes: c.demonstrations, seed: c.seed)
+
+        log("3/4 behaviour cloning")
+        var bcConfiguration = BehaviorCloningConfiguration()
+        bcConfiguration.maximumEpochs = c.behaviorCloningEpochs
+        bcConfiguration.batchSize = 32
+        bcConfiguration.learningRate = 3e-4
+        bcConfiguration.patience = 3
+        let cloner = try BehaviorCloningAgent<[String: SpaceValue], [Bool]>(observationSpace: environment.observationSpace, actionSpace: environment.actionSpace,
+                                              configuration: bcConfiguration, seed: c.seed, network: network, maskRange: layout.mask)
+        let bcRows = try cloner.learn(from: demonstrations)
+        if let last = bcRows.last { log("    " + last.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")) }
+
+        var ppoRows: [[(String, Double)]] = []
+        if c.ppoUpdates > 0 {
+            log("4/4 PPO, \(c.ppoUpdates) updates of \(c.ppoEnvironments)×\(c.ppoStepsPerRollout) steps")
+            var ppo = PPOConfiguration()
+            ppo.environmentCount = c.ppoEnvironments
+            ppo.stepsPerRollout = c.ppoStepsPerRollout
+            ppo.minibatchCount = 2
+            ppo.epochs = 4
+            ppo.learningRate = c.ppoLearningRate
+            ppo.gamma = 1
+            ppo.gaeLambda = 0.95
+            ppo.entropyCoefficient = c.entropyCoefficient
+            let agent = try PPOAgent<[String: SpaceValue], [Bool]>(observationSpace: environment.observationSpace, actionSpace: environment.actionSpace, configuration: ppo,
+                                     seed: c.seed &+ 1, network: network, maskRange: layout.mask)
+            let vector = try VectorEnvironment<TokenPruningEnvironment>(count: c.ppoEnvironments) { index in
+                try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed &+ 100 &+ UInt64(index))
+            }
+            let trainer = try OnPolicyTrainer(agent: agent, environment: vector,
+                                              configuration: TrainerConfiguration(totalSteps: c.ppoUpdates * c.ppoEnvironments * c.ppoStepsPerRollout,
+                                                                                  seed: c.seed, showsProgress: showsProgress),
+                                              runDirectory: runDirectory)
+            ppoRows = try trainer.train()
+        }
+        return TPRLArtifacts(autoencoder: autoencoder, network: network, simulator: simulator, autoencoderError: errors.validation,
+                             behaviorCloning: bcRows, ppo: ppoRows)
+    }
+}
+
+/// A trained TPRL policy on disk: `tprl.json` (recipe configuration and the observation layout),
+/// `policy.safetensors` (the actor-critic), `autoencoder.safetensors`. Written atomically.
+public struct TPRLPolicyFiles: Codable {
+    public var prunegymVersion: String
+    public var configuration: TPRLConfiguration
+    public var layout: TokenPruningLayout
+    public var autoencoderValidationError: Float
+
+    enum CodingKeys: String, CodingKey {
+        case prunegymVersion = "prunegym_version", configuration, layout, autoencoderValidationError = "autoencoder_validation_error"
+    }
+
+    public static func save(_ artifacts: TPRLArtifacts, configuration: TPRLConfiguration, to directory: URL) throws {
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try artifacts.autoencoder.save(to: directory.appendingPathComponent("autoencoder.safetensors"))
+        try artifacts.network.save(to: directory.appendingPathComponent("policy.safetensors"), metadata: ["kind": "tprl", "version": "1"])
+        let files = TPRLPolicyFiles(prunegymVersion: PruneGymVersion.current, configuration: configuration, layout: artifacts.network.layout,
+                                    autoencoderValidationError: artifacts.autoencoderError)
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(files), to: directory.appendingPathComponent("tprl.json"))
+    }
+
+    /// Loads the policy in `directory`; its layout must match `simulator`'s tokens and encoder.
+    public static func load(from directory: URL, simulator: PruningSimulator) throws -> (network: TPRLActorCritic, files: TPRLPolicyFiles) {
+        let url = directory.appendingPathComponent("tprl.json")
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw FileError(path: url.path, reason: "cannot read the file; train a policy with `prunegym tprl train`") }
+        let files = try JSONDecoder().decode(TPRLPolicyFiles.self, from: data)
+        guard files.layout.tokenCount == simulator.tokenCount, files.layout.codeWidth == simulator.encoder.codeWidth,
+              files.layout.queryWidth == simulator.model.tokenWidth else {
+            throw FileError(path: url.path, reason: "the policy expects \(files.layout.tokenCount) tokens of code width \(files.layout.codeWidth) and query width \(files.layout.queryWidth); the simulator has \(simulator.tokenCount), \(simulator.encoder.codeWidth), \(simulator.model.tokenWidth)")
+        }
+        var generator = SeededGenerator(seed: 0)
+        let network = TPRLActorCritic(layout: files.layout, width: files.configuration.width, conditionOnBudget: files.configuration.budgetConditioned,
+                                      generator: &generator)
+        try network.load(from: directory.appendingPathComponent("policy.safetensors"))
+        return (network, files)
+    }
+}

@@ -1,0 +1,58 @@
+import Foundation
+import TensorCore
+import VLM
+
+/// One question about one image, in the form the token-pruning environment asks a
+/// `VisionLanguageModel`: the language model reads `[prefix, kept visual tokens, suffix]` and the
+/// answer is the next token after the suffix.
+public struct PruningTask: Sendable {
+    /// `[3, H, W]` pixels as the model's vision tower expects them.
+    public var pixels: [Float]
+    public var imageSize: Int
+    public var prefix: [Int]
+    public var suffix: [Int]
+    /// Token id of the right answer.
+    public var answer: Int
+    /// Question family (for per-family accuracy).
+    public var family: String
+    /// The question's words (the query the policy sees), without special tokens.
+    public var query: [Int]
+
+    public init(pixels: [Float], imageSize: Int, prefix: [Int], suffix: [Int], answer: Int, family: String, query: [Int]) {
+        self.pixels = pixels
+        self.imageSize = imageSize
+        self.prefix = prefix
+        self.suffix = suffix
+        self.answer = answer
+        self.family = family
+        self.query = query
+    }
+}
+
+/// Where episodes come from: an indexable collection of tasks per split.
+public protocol PruningTaskSource: Sendable {
+    /// Task `index` of `split` ("train", "validation" or "test"); deterministic.
+    func task(_ index: Int, split: String) -> PruningTask
+    /// Display name of a token id (for the `answer` info value).
+    func word(_ id: Int) -> String
+}
+
+/// ShapesVQA with the built-in model's prompt (`ShapesPrompt`).
+public struct ShapesVQATasks: PruningTaskSource {
+    public let dataset: ShapesVQA
+    public let prompt: ShapesPrompt
+
+    public init(dataset: ShapesVQA = ShapesVQA(), tokenizer: WordTokenizer = .shapesVQA) {
+        self.dataset = dataset
+        prompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: dataset.gridSize * dataset.gridSize)
+    }
+
+    public func task(_ index: Int, split: String) -> PruningTask {
+        let sample = dataset.sample(index, split: ShapesVQA.Split(rawValue: split) ?? .train)
+        let suffix = prompt.suffix(question: sample.question)
+        return PruningTask(pixels: sample.pixels, imageSize: dataset.imageSize, prefix: prompt.prefix(question: sample.question), suffix: suffix,
+                           answer: prompt.tokenizer.id(sample.answer), family: sample.family.rawValue, query: Array(suffix.dropLast()))
+    }
+
+    public func word(_ id: Int) -> String { id >= 0 && id < prompt.tokenizer.count ? prompt.tokenizer.tokens[id] : "<\(id)>" }
+}

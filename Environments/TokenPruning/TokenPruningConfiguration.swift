@@ -1,0 +1,88 @@
+import Foundation
+import Gym
+
+/// What the task term of the reward measures (R_task = Score_t − Score_{t−1}).
+public enum TaskScore: String, Codable, Sendable, CaseIterable {
+    /// 1 when the answer (arg-max token) is right, else 0 — the TPRL paper's choice.
+    case accuracy
+    /// Probability of the right answer.
+    case probability
+    /// Log-probability of the right answer.
+    case logProbability = "log_probability"
+    /// −KL(p_unpruned ‖ p_t): how far the answer distribution moved from the unpruned one.
+    case negativeKL = "negative_kl"
+}
+
+/// What the efficiency term of the reward measures.
+public enum EfficiencyTerm: String, Codable, Sendable, CaseIterable {
+    /// R_eff = 1 − K_t / K_{t−1} — the TPRL paper's choice.
+    case tokenRatio = "token_ratio"
+    /// 1 − F_t / F_{t−1}, F the FLOPs of answering (vision tower, projector and LLM prefill).
+    case flopsSaved = "flops_saved"
+    /// |K_{t−1}/N − b| − |K_t/N − b|: progress towards the target budget b (`targetBudget`).
+    case budgetDistance = "budget_distance"
+}
+
+/// The MDP's settings. Every field may be omitted from JSON (snake_case keys); unknown keys are
+/// rejected by name.
+public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
+    /// Weight α of the task term.
+    public var alpha: Double = 1
+    /// Weight β of the efficiency term.
+    public var beta: Double = 0.5
+    public var taskScore: TaskScore = .accuracy
+    public var efficiency: EfficiencyTerm = .tokenRatio
+    /// Pay the whole reward at the last step: α·(Score_T − Score_0) + β·E(K_0 → K_T).
+    public var terminalOnly = false
+    /// Pruning steps per episode (T_max).
+    public var maxSteps = 3
+    /// The floor: at least this many tokens stay kept (see `TokenPruningEnvironment` for the rule).
+    public var minimumTokens = 1
+    /// Target budget b ∈ (0, 1] (share of visual tokens) for `budget_distance`, and the budget the
+    /// observation reports to budget-conditioned policies.
+    public var targetBudget = 0.333
+    /// Draw the target budget per episode uniformly from these (budget-conditioned training);
+    /// empty keeps `targetBudget`.
+    public var budgetChoices: [Double] = []
+    /// Dataset split the episodes come from, and how many distinct samples of it are used.
+    public var split = "train"
+    public var datasetSize = 20_000
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case alpha, beta, taskScore = "task_score", efficiency, terminalOnly = "terminal_only", maxSteps = "max_steps"
+        case minimumTokens = "minimum_tokens", targetBudget = "target_budget", budgetChoices = "budget_choices", split
+        case datasetSize = "dataset_size"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = TokenPruningConfiguration()
+        alpha = try c.decodeIfPresent(Double.self, forKey: .alpha) ?? d.alpha
+        beta = try c.decodeIfPresent(Double.self, forKey: .beta) ?? d.beta
+        taskScore = try c.decodeIfPresent(TaskScore.self, forKey: .taskScore) ?? d.taskScore
+        efficiency = try c.decodeIfPresent(EfficiencyTerm.self, forKey: .efficiency) ?? d.efficiency
+        terminalOnly = try c.decodeIfPresent(Bool.self, forKey: .terminalOnly) ?? d.terminalOnly
+        maxSteps = try c.decodeIfPresent(Int.self, forKey: .maxSteps) ?? d.maxSteps
+        minimumTokens = try c.decodeIfPresent(Int.self, forKey: .minimumTokens) ?? d.minimumTokens
+        targetBudget = try c.decodeIfPresent(Double.self, forKey: .targetBudget) ?? d.targetBudget
+        budgetChoices = try c.decodeIfPresent([Double].self, forKey: .budgetChoices) ?? d.budgetChoices
+        split = try c.decodeIfPresent(String.self, forKey: .split) ?? d.split
+        datasetSize = try c.decodeIfPresent(Int.self, forKey: .datasetSize) ?? d.datasetSize
+    }
+
+    /// Throws `GymError.invalidOption` naming the first impossible value's key.
+    public func validate() throws {
+        func fail(_ key: String, _ reason: String) -> GymError { .invalidOption(environment: "TokenPruning", reason: "\(key) \(reason)") }
+        guard alpha.isFinite && alpha >= 0 else { throw fail("alpha", "must be finite and ≥ 0, got \(alpha)") }
+        guard beta.isFinite && beta >= 0 else { throw fail("beta", "must be finite and ≥ 0, got \(beta)") }
+        guard maxSteps >= 1 else { throw fail("max_steps", "must be ≥ 1, got \(maxSteps)") }
+        guard minimumTokens >= 1 else { throw fail("minimum_tokens", "must be ≥ 1, got \(minimumTokens)") }
+        guard targetBudget > 0 && targetBudget <= 1 else { throw fail("target_budget", "must be in (0, 1], got \(targetBudget)") }
+        if let bad = budgetChoices.first(where: { !($0 > 0 && $0 <= 1) }) { throw fail("budget_choices", "each budget must be in (0, 1], got \(bad)") }
+        guard ["train", "validation", "test"].contains(split) else { throw fail("split", "must be train, validation or test, got '\(split)'") }
+        guard datasetSize >= 1 else { throw fail("dataset_size", "must be ≥ 1, got \(datasetSize)") }
+    }
+}

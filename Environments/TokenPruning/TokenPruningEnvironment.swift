@@ -1,0 +1,245 @@
+import Foundation
+import Gym
+import TensorCore
+import VLM
+
+/// The token-pruning MDP of TPRL (Ye et al., "Learning to prune visual tokens", the TPRL paper,
+/// §3.2), with a `VisionLanguageModel` as its simulator.
+///
+/// An episode asks one question about one image. At step t the agent sees the tokens it still
+/// keeps and answers a keep mask; the kept set can only shrink. After every step the model
+/// answers from the kept tokens and the reward is (paper Eq. 4–6)
+///
+///     r_t = α·R_task + β·R_eff,  R_task = Score_t − Score_{t−1},  R_eff = 1 − K_t / K_{t−1}
+///
+/// with Score_0 and K_0 = N those of the unpruned image. The episode terminates after `maxSteps`
+/// (T_max, 3 by default) steps. Both terms are pluggable (`TaskScore`, `EfficiencyTerm`); with
+/// `terminalOnly` the whole reward α·(Score_T − Score_0) + β·E(K_0 → K_T) comes at the last step.
+///
+/// **Observation** (a `DictSpace`; N visual tokens, k = the encoder's code width, D = the model's
+/// width): `tokens` `[N·k]` the codes of the kept tokens (zeros where pruned), `mask` `[N]` which
+/// slots are kept, `positions` `[N·2]` each slot's (row, column) on the patch grid scaled to [0, 1],
+/// `query` `[D]` the mean embedding of the question's words, `step` the step index, `budget` the
+/// target budget (for budget-conditioned policies).
+///
+/// **Action**: `MultiBinary(N)`, a keep mask over all slots; entries of slots already pruned are
+/// ignored. **Floor rule**: when fewer than `minimumTokens` would remain, the environment keeps
+/// the previously kept tokens with the highest class-token attention up to the floor.
+///
+/// **Info** per step: `tokens_kept`, `flops` (of answering with the kept tokens), `score`,
+/// `answer` (the word given), `correct` (1 or 0), `family`.
+public final class TokenPruningEnvironment: Environment {
+    public typealias Observation = [String: SpaceValue]
+    public typealias Action = [Bool]
+
+    public let simulator: PruningSimulator
+    public let configuration: TokenPruningConfiguration
+    public let observationSpace: any Space<[String: SpaceValue]>
+    public let actionSpace: any Space<[Bool]>
+    public var name: String { "TokenPruning" }
+
+    var generator: SeededGenerator
+    var entry: TaskEntry?
+    var kept: [Int] = []
+    var stepIndex = 0
+    var score0 = 0.0
+    var previousScore = 0.0
+    var budget = 0.0
+    var finished = true
+
+    public init(simulator: PruningSimulator, configuration: TokenPruningConfiguration = TokenPruningConfiguration(), seed: UInt64 = 0) throws {
+        try configuration.validate()
+        self.simulator = simulator
+        self.configuration = configuration
+        generator = SeededGenerator(seed: seed)
+        let n = simulator.tokenCount, k = simulator.encoder.codeWidth, d = simulator.model.tokenWidth
+        observationSpace = DictSpace([
+            ("tokens", Box(low: -.infinity, high: .infinity, shape: [n * k])),
+            ("mask", MultiBinary(n)),
+            ("positions", Box(low: 0, high: 1, shape: [n * 2])),
+            ("query", Box(low: -.infinity, high: .infinity, shape: [d])),
+            ("step", Discrete(configuration.maxSteps + 1)),
+            ("budget", Box(low: 0, high: 1, shape: [1])),
+        ])
+        actionSpace = MultiBinary(n)
+    }
+
+    /// The current task (nil before the first reset).
+    public var currentEntry: TaskEntry? { entry }
+    /// Indices of the kept tokens, ascending.
+    public var keptTokens: [Int] { kept }
+    public var currentStep: Int { stepIndex }
+    public var currentBudget: Double { budget }
+
+    public func reset(seed: UInt64?, options: ResetOptions) throws -> Reset<Observation> {
+        if let seed { generator = SeededGenerator(seed: seed) }
+        let index: Int
+        if let chosen = options.values["index"]?.number {
+            index = Int(chosen)
+        } else {
+            index = generator.integer(below: configuration.datasetSize)
+        }
+        budget = configuration.budgetChoices.isEmpty ? configuration.targetBudget
+            : configuration.budgetChoices[generator.integer(below: configuration.budgetChoices.count)]
+        if let b = options.values["budget"]?.number { budget = b }
+        try begin(try simulator.entries([index], split: configuration.split)[0])
+        return Reset(observation: observation(), info: Info(values: info(logits: entry!.fullLogits)))
+    }
+
+    /// Starts an episode on `entry` (used by `reset` and the vector form).
+    func begin(_ entry: TaskEntry) throws {
+        self.entry = entry
+        kept = Array(0..<simulator.tokenCount)
+        stepIndex = 0
+        score0 = score(entry.fullLogits)
+        previousScore = score0
+        finished = false
+    }
+
+    public func step(_ action: [Bool]) throws -> Step<Observation> {
+        let request = try prepare(action)
+        let logits = try simulator.answer([request])[0]
+        return try finish(logits: logits)
+    }
+
+    /// Validates `action`, applies it to the kept set and returns the model request to answer.
+    func prepare(_ action: [Bool]) throws -> (entry: TaskEntry, keep: [Int]) {
+        guard let entry else { throw GymError.resetNeeded(environment: name) }
+        guard !finished else { throw GymError.episodeFinished(environment: name) }
+        guard action.count == simulator.tokenCount else {
+            throw GymError.invalidAction(environment: name, space: actionSpace.description,
+                                         action: "a keep mask of \(action.count) entries (expected \(simulator.tokenCount))")
+        }
+        var next = kept.filter { action[$0] }
+        if next.count < configuration.minimumTokens {
+            let chosen = Set(next)
+            let fill = kept.filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
+            next = (next + fill.prefix(configuration.minimumTokens - next.count)).sorted()
+        }
+        pendingPrevious = kept.count
+        kept = next
+        return (entry, kept)
+    }
+    var pendingPrevious = 0
+
+    /// Completes the step with the model's answer logits for the kept tokens.
+    func finish(logits: [Float]) throws -> Step<Observation> {
+        guard let entry else { throw GymError.resetNeeded(environment: name) }
+        stepIndex += 1
+        let current = score(logits)
+        let c = configuration
+        let reward: Double
+        if c.terminalOnly {
+            reward = stepIndex == c.maxSteps ? c.alpha * (current - score0) + c.beta * efficiency(from: simulator.tokenCount, to: kept.count, entry: entry) : 0
+        } else {
+            reward = c.alpha * (current - previousScore) + c.beta * efficiency(from: pendingPrevious, to: kept.count, entry: entry)
+        }
+        guard reward.isFinite else { throw GymError.nonFinite(environment: name, what: "reward (score \(current), kept \(kept.count))") }
+        previousScore = current
+        let terminated = stepIndex >= c.maxSteps
+        finished = terminated
+        return Step(observation: observation(), reward: reward, terminated: terminated, truncated: false, info: Info(values: info(logits: logits)))
+    }
+
+    /// The task score of a logit row (see `TaskScore`).
+    func score(_ logits: [Float]) -> Double {
+        guard let entry else { return 0 }
+        let answer = entry.task.answer
+        switch configuration.taskScore {
+        case .accuracy: return argmax(logits) == answer ? 1 : 0
+        case .probability: return exp(logProbabilities(logits)[answer])
+        case .logProbability: return logProbabilities(logits)[answer]
+        case .negativeKL:
+            let p = logProbabilities(entry.fullLogits), q = logProbabilities(logits)
+            var kl = 0.0
+            for i in p.indices where p[i] > -60 { kl += exp(p[i]) * (p[i] - q[i]) }
+            return -kl
+        }
+    }
+
+    /// The efficiency term for going from `previous` to `current` kept tokens.
+    func efficiency(from previous: Int, to current: Int, entry: TaskEntry) -> Double {
+        switch configuration.efficiency {
+        case .tokenRatio: return 1 - Double(current) / Double(max(1, previous))
+        case .flopsSaved: return 1 - simulator.flops(entry, visualTokens: current) / simulator.flops(entry, visualTokens: previous)
+        case .budgetDistance:
+            let n = Double(simulator.tokenCount)
+            return abs(Double(previous) / n - budget) - abs(Double(current) / n - budget)
+        }
+    }
+
+    func observation() -> Observation {
+        guard let entry else { return [:] }
+        let n = simulator.tokenCount, k = simulator.encoder.codeWidth, grid = simulator.gridSize
+        var tokens = [Float](repeating: 0, count: n * k)
+        var mask = [Bool](repeating: false, count: n)
+        for i in kept {
+            mask[i] = true
+            for j in 0..<k { tokens[i * k + j] = entry.codes[i * k + j] }
+        }
+        let scale = Float(max(1, grid - 1))
+        var positions = [Float](repeating: 0, count: n * 2)
+        for i in 0..<n {
+            positions[2 * i] = Float(i / grid) / scale
+            positions[2 * i + 1] = Float(i % grid) / scale
+        }
+        return ["tokens": .real(tokens), "mask": .binary(mask), "positions": .real(positions), "query": .real(entry.query),
+                "step": .integer(stepIndex), "budget": .real([Float(budget)])]
+    }
+
+    func info(logits: [Float]) -> [String: InfoValue] {
+        guard let entry else { return [:] }
+        let given = argmax(logits)
+        return ["tokens_kept": .number(Double(kept.count)), "flops": .number(simulator.flops(entry, visualTokens: kept.count)),
+                "score": .number(score(logits)), "answer": .text(simulator.source.word(given)),
+                "correct": .number(given == entry.task.answer ? 1 : 0), "family": .text(entry.task.family),
+                "index": .number(Double(entry.index))]
+    }
+
+    public func snapshot() throws -> EnvironmentSnapshot {
+        var s = EnvironmentSnapshot()
+        s.set("generator", generator: generator)
+        s.set("kept", integers: kept)
+        s.set("scalars", doubles: [Double(stepIndex), score0, previousScore, budget, finished ? 1 : 0, Double(entry?.index ?? -1)])
+        return s
+    }
+
+    public func restore(_ snapshot: EnvironmentSnapshot) throws {
+        let x = try snapshot.doubles("scalars", in: name)
+        guard x.count == 6 else { throw GymError.invalidSnapshot(environment: name, reason: "'scalars' has \(x.count) values, expected 6") }
+        generator = try snapshot.generator("generator", in: name)
+        kept = try snapshot.integers("kept", in: name)
+        stepIndex = Int(x[0]); score0 = x[1]; previousScore = x[2]; budget = x[3]; finished = x[4] != 0
+        entry = x[5] >= 0 ? try simulator.entries([Int(x[5])], split: configuration.split)[0] : nil
+    }
+}
+
+func logProbabilities(_ logits: [Float]) -> [Double] {
+    let m = Double(logits.max() ?? 0)
+    let total = logits.reduce(0.0) { $0 + exp(Double($1) - m) }
+    let shift = m + log(total)
+    return logits.map { Double($0) - shift }
+}
+
+extension TokenPruningEnvironment: BatchSteppingEnvironment {
+    /// Steps every environment with one batched model call (same results as stepping each alone).
+    /// Errors name the sub-environment.
+    public static func step(batch environments: [TokenPruningEnvironment], actions: [[Bool]]) throws -> [Step<Observation>] {
+        var requests: [(entry: TaskEntry, keep: [Int])] = []
+        for (index, (environment, action)) in zip(environments, actions).enumerated() {
+            do { requests.append(try environment.prepare(action)) }
+            catch { throw GymError.subEnvironment(index: index, underlying: "\(error)") }
+        }
+        var byModel: [ObjectIdentifier: [Int]] = [:]
+        for (index, environment) in environments.enumerated() { byModel[ObjectIdentifier(environment.simulator), default: []].append(index) }
+        var logits = [[Float]](repeating: [], count: environments.count)
+        for indices in byModel.values {
+            let rows = try environments[indices[0]].simulator.answer(indices.map { requests[$0] })
+            for (index, row) in zip(indices, rows) { logits[index] = row }
+        }
+        return try environments.indices.map { index in
+            do { return try environments[index].finish(logits: logits[index]) }
+            catch { throw GymError.subEnvironment(index: index, underlying: "\(error)") }
+        }
+    }
+}

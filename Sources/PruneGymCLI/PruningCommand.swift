@@ -1,0 +1,270 @@
+import Foundation
+import Gym
+import Pruners
+import TensorCore
+import TokenPruning
+import TPRL
+import VLM
+
+/// `prunegym eval-pruning`, `prunegym ae train`, `prunegym tprl train`, `prunegym quickstart`.
+enum PruningCommand {
+    static let evalHelp = """
+        usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--oracle-questions N]
+                                     [--model DIR] [--policy DIR] [--out DIR] [--json]
+
+        Evaluates token pruners on the ShapesVQA test split with the built-in model: accuracy per budget
+        (mean ± std over seeds), % of unpruned accuracy, accuracy per question family, mean retained tokens,
+        FLOPs and measured latency per answer (batch 1). Prints a Markdown table and writes results.csv,
+        results.json and accuracy-vs-tokens.svg to OUT. The oracle runs on a smaller subset (marked *).
+
+        options:
+          --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
+          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, oracle, tprl
+                              (default all but oracle; tprl when a policy exists)
+          --seeds S,…         seeds (default 0,1,2)
+          --questions N       test questions per cell (default 2000)
+          --oracle-questions N  questions for the oracle (default 100)
+          --model DIR         model directory (default models/shapes-llava)
+          --policy DIR        TPRL policy directory (default models/tprl)
+          --out DIR           where to write the results (default runs/eval-pruning)
+          --json              print the results as JSON instead of the table
+
+        example:
+          swift run -c release prunegym eval-pruning --budgets 1.0,0.333,0.222,0.111 --agents random,cls,vispruner,tprl --seeds 0,1,2
+        """
+
+    static func evalPruning(_ arguments: [String]) throws {
+        let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
+                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "model", "policy", "out"])
+        if args.flag("help") { print(evalHelp); return }
+        let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
+        let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
+        let questions = try args.integer("questions", default: 2000, range: 1...1_000_000)
+        let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
+        let policyDirectory = URL(fileURLWithPath: args.string("policy", default: BuiltinSimulator.modelsDirectory.appendingPathComponent("tprl").path))
+        let hasPolicy = FileManager.default.fileExists(atPath: policyDirectory.appendingPathComponent("tprl.json").path)
+        let defaultAgents = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv"] + (hasPolicy ? ["tprl"] : [])
+        let agents = args.values["agents"].map { $0.split(separator: ",").map(String.init) } ?? defaultAgents
+        let modelDirectory = args.values["model"].map { URL(fileURLWithPath: $0) }
+        let simulator = try BuiltinSimulator.make(modelDirectory: modelDirectory,
+                                                  autoencoder: hasPolicy ? policyDirectory.appendingPathComponent("autoencoder.safetensors") : nil)
+        var pruners: [any TokenPruner] = []
+        for name in agents {
+            if name == "tprl" {
+                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: simulator)
+                pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment))
+            } else {
+                pruners.append(try PrunerRegistry.make(name))
+            }
+        }
+        let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
+        let results = try evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
+                                   oracleQuestions: oracleQuestions, quiet: args.flag("json"))
+        try write(results, to: out)
+        if args.flag("json") {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+            print(String(decoding: try encoder.encode(results), as: UTF8.self))
+        } else {
+            print(table(results))
+            print("wrote \(out.appendingPathComponent("results.csv").path) and the plot \(out.appendingPathComponent("accuracy-vs-tokens.svg").path)")
+        }
+    }
+
+    static func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {
+        let values = text.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+        let parsed = values.compactMap(parse)
+        guard !values.isEmpty, parsed.count == values.count else { throw UsageError(message: "--\(name): cannot read '\(text)'") }
+        return parsed
+    }
+
+    static func evaluate(_ pruners: [any TokenPruner], simulator: PruningSimulator, budgets: [Double], seeds: [UInt64], questions: Int,
+                         oracleQuestions: Int, quiet: Bool) throws -> [PruningResult] {
+        let evaluation = PruningEvaluation(simulator: simulator, questions: questions)
+        let cells = pruners.count * budgets.count * seeds.count
+        let total = pruners.reduce(0) { $0 + ($1.name == "oracle" ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
+        let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
+        var done = 0
+        var results: [PruningResult] = []
+        _ = cells
+        for pruner in pruners {
+            for budget in budgets {
+                for seed in seeds {
+                    let count = pruner.name == "oracle" ? min(oracleQuestions, questions) : questions
+                    let base = done
+                    results.append(try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count) { progress?.update(base + $0, status: "\(pruner.name) @ \(budget)") })
+                    done += count
+                }
+            }
+        }
+        progress?.update(total, status: "done")
+        return results
+    }
+
+    struct Row {
+        var method: String, budget: Double
+        var accuracy: [Double], tokens: Double, flops: Double, latency: Double, subset: Bool
+        var families: [String: Double]
+    }
+
+    static func rows(_ results: [PruningResult]) -> [Row] {
+        var rows: [Row] = []
+        var seen: [String] = []
+        for r in results where !seen.contains("\(r.method)@\(r.budget)") { seen.append("\(r.method)@\(r.budget)") }
+        for key in seen {
+            let cell = results.filter { "\($0.method)@\($0.budget)" == key }
+            var families: [String: Double] = [:]
+            for family in Set(cell.flatMap { $0.accuracyPerFamily.keys }) {
+                families[family] = cell.map { $0.accuracyPerFamily[family] ?? 0 }.reduce(0, +) / Double(cell.count)
+            }
+            rows.append(Row(method: cell[0].method, budget: cell[0].budget, accuracy: cell.map(\.accuracy),
+                            tokens: cell.map(\.meanTokens).reduce(0, +) / Double(cell.count), flops: cell.map(\.flops).reduce(0, +) / Double(cell.count),
+                            latency: cell.map(\.latencyMilliseconds).reduce(0, +) / Double(cell.count), subset: cell[0].subset, families: families))
+        }
+        return rows
+    }
+
+    static func meanStd(_ values: [Double]) -> (Double, Double) {
+        let mean = values.reduce(0, +) / Double(max(1, values.count))
+        let variance = values.count > 1 ? values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1) : 0
+        return (mean, variance.squareRoot())
+    }
+
+    /// The Markdown table: one row per method and budget.
+    static func table(_ results: [PruningResult]) -> String {
+        let all = rows(results)
+        let families = ShapesVQA.Family.allCases.map(\.rawValue)
+        // Unpruned accuracy: the best 100% row (every method keeps everything there).
+        let unpruned = all.filter { $0.budget >= 1 }.map { meanStd($0.accuracy).0 }.max()
+        var lines = ["| method | budget | accuracy (%) | % of unpruned | " + families.joined(separator: " | ") + " | tokens | GFLOPs | ms/answer |",
+                     "|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|"]
+        for row in all.sorted(by: { ($0.budget, $0.method) > ($1.budget, $1.method) }) {
+            let (mean, std) = meanStd(row.accuracy)
+            let share = unpruned.map { String(format: "%.1f", 100 * mean / $0) } ?? "–"
+            let familyCells = families.map { row.families[$0].map { String(format: "%.1f", 100 * $0) } ?? "–" }
+            lines.append("| \(row.method)\(row.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * row.budget)) | \(String(format: "%.1f ± %.1f", 100 * mean, 100 * std)) | \(share) | "
+                         + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(String(format: "%.2f", row.latency)) |")
+        }
+        if all.contains(where: \.subset) { lines.append("\n\\* evaluated on a smaller subset of the test split.") }
+        return lines.joined(separator: "\n")
+    }
+
+    static func write(_ results: [PruningResult], to out: URL) throws {
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        let families = ShapesVQA.Family.allCases.map(\.rawValue)
+        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,latency_ms,subset\n"
+        for r in results {
+            csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
+                + ",\(r.meanTokens),\(r.flops),\(r.latencyMilliseconds),\(r.subset)\n"
+        }
+        try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(results), to: out.appendingPathComponent("results.json"))
+        let series = Dictionary(grouping: rows(results), by: \.method).sorted { $0.key < $1.key }.map { method, rows in
+            SVGPlot.Series(name: method, points: rows.sorted { $0.tokens < $1.tokens }.map { (x: $0.tokens, y: 100 * meanStd($0.accuracy).0) })
+        }
+        let svg = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs retained visual tokens", xLabel: "visual tokens kept (of 256)",
+                                    yLabel: "accuracy (%)", series: series)
+        try AtomicFile.write(Data(svg.utf8), to: out.appendingPathComponent("accuracy-vs-tokens.svg"))
+    }
+}
+
+extension PruningCommand {
+    static let aeHelp = """
+        usage: prunegym ae train [--out FILE] [--images N] [--epochs E] [--seed S] [--model DIR]
+
+        Trains the TPRL token autoencoder (token-wise MLP, D → D/16 → D) on the visual tokens of N
+        ShapesVQA training images as the built-in model encodes them, and reports the reconstruction
+        error on validation tokens (MSE of standardised tokens; 1 = predicting the mean token).
+
+        example:
+          swift run -c release prunegym ae train --out runs/autoencoder.safetensors --images 200
+        """
+
+    static func autoencoder(_ arguments: [String]) throws {
+        guard arguments.first == "train" else {
+            print(aeHelp)
+            if arguments.first.map({ !["--help", "-h"].contains($0) }) ?? false { throw UsageError(message: "ae: unknown subcommand '\(arguments[0])' (ae train)") }
+            return
+        }
+        let args = try Arguments(command: "ae train", Array(arguments.dropFirst()), flags: [], options: ["out", "images", "epochs", "seed", "model"])
+        if args.flag("help") { print(aeHelp); return }
+        let images = try args.integer("images", default: 200, range: 1...100_000)
+        let epochs = try args.integer("epochs", default: 4, range: 1...1000)
+        let seed = UInt64(try args.integer("seed", default: 0))
+        let out = URL(fileURLWithPath: args.string("out", default: "runs/autoencoder.safetensors"))
+        let model = try BuiltinSimulator.model(directory: args.values["model"].map { URL(fileURLWithPath: $0) })
+        let simulator = PruningSimulator(model: model, source: ShapesVQATasks(), encoder: IdentityTokenEncoder(width: model.tokenWidth))
+        var generator = SeededGenerator(seed: seed)
+        let autoencoder = TokenAutoencoder(inputWidth: model.tokenWidth, generator: &generator)
+        let errors = try TokenAutoencoderTraining.train(autoencoder, simulator: simulator, images: images, epochs: epochs, seed: seed) { print($0) }
+        try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try autoencoder.save(to: out)
+        print(String(format: "validation reconstruction error %.4f (training %.4f); wrote %@", errors.validation, errors.training, out.path))
+    }
+
+    static let tprlHelp = """
+        usage: prunegym tprl train [--out DIR] [--config FILE.json] [--seed S] [--run-dir RUN]
+
+        The full TPRL recipe on the built-in model: token autoencoder, demonstrations (VisPruner, as the
+        paper), behaviour cloning, PPO in TokenPruning-v0. Writes the policy to DIR (tprl.json,
+        policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
+        CONFIG holds TPRLConfiguration keys (demonstrations, ppo_updates, budget_conditioned,
+        environment: {alpha, beta, task_score, …}).
+
+        example:
+          swift run -c release prunegym tprl train --out models/tprl
+        """
+
+    static func tprl(_ arguments: [String]) throws {
+        guard arguments.first == "train" else {
+            print(tprlHelp)
+            if arguments.first.map({ !["--help", "-h"].contains($0) }) ?? false { throw UsageError(message: "tprl: unknown subcommand '\(arguments[0])' (tprl train)") }
+            return
+        }
+        let args = try Arguments(command: "tprl train", Array(arguments.dropFirst()), flags: ["quiet"], options: ["out", "config", "seed", "run-dir"])
+        if args.flag("help") { print(tprlHelp); return }
+        var configuration = TPRLConfiguration()
+        if let path = args.values["config"] { configuration = try readJSON(TPRLConfiguration.self, from: path) }
+        configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
+        let out = URL(fileURLWithPath: args.string("out", default: "models/tprl"))
+        try trainPolicy(configuration, out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
+    }
+
+    static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool) throws {
+        let model = try BuiltinSimulator.model()
+        let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
+        try run.create()
+        try run.writeConfig(configuration)
+        let started = Date()
+        let artifacts = try TPRLRecipe.run(model: model, source: ShapesVQATasks(), configuration: configuration, runDirectory: run, showsProgress: !quiet)
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)
+        print(String(format: "TPRL recipe took %.0f s; wrote %@", Date().timeIntervalSince(started), out.path))
+    }
+
+    static let quickstartHelp = """
+        usage: prunegym quickstart [--questions N] [--seed S]
+
+        The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
+        demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
+        100% / 33% / 22% / 11% of the visual tokens. Writes the policy to runs/quickstart/tprl and the
+        table, CSV and plot to runs/quickstart/eval.
+
+        example:
+          swift run -c release prunegym quickstart
+        """
+
+    static func quickstart(_ arguments: [String]) throws {
+        let args = try Arguments(command: "quickstart", arguments, flags: [], options: ["questions", "seed"])
+        if args.flag("help") { print(quickstartHelp); return }
+        var configuration = TPRLConfiguration()
+        configuration.seed = UInt64(try args.integer("seed", default: 0))
+        configuration.demonstrations = 300
+        configuration.ppoUpdates = 10
+        let policy = URL(fileURLWithPath: "runs/quickstart/tprl")
+        try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false)
+        try evalPruning(["--policy", policy.path, "--questions", String(try args.integer("questions", default: 500, range: 1...100_000)),
+                         "--seeds", "0", "--out", "runs/quickstart/eval"])
+    }
+}

@@ -1,0 +1,91 @@
+import Foundation
+import Gym
+import TensorCore
+import Testing
+import TokenPruning
+@testable import Pruners
+
+@Suite struct PrunerTests {
+    let (simulator, model) = fakeSimulator()
+
+    func entry(_ index: Int = 3) throws -> TaskEntry { try simulator.entries([index], split: "test")[0] }
+
+    func tokens(_ plan: PruningPlan) -> [Int] {
+        if case let .tokens(keep) = plan { return keep }
+        Issue.record("expected a token plan, got \(plan)")
+        return []
+    }
+
+    @Test func classAttentionKeepsTheTopScores() throws {
+        var g = SeededGenerator(seed: 0)
+        // The fake's class attention falls with the index.
+        #expect(tokens(try ClassAttentionPruner().plan(try entry(), budget: 4, simulator: simulator, generator: &g)) == [0, 1, 2, 3])
+    }
+
+    @Test func uniformSpreadsOverTheGrid() throws {
+        var g = SeededGenerator(seed: 0)
+        #expect(tokens(try UniformPruner().plan(try entry(), budget: 4, simulator: simulator, generator: &g)) == [2, 6, 10, 14])
+    }
+
+    @Test func randomIsSeededAndSized() throws {
+        var a = SeededGenerator(seed: 5), b = SeededGenerator(seed: 5)
+        let first = tokens(try RandomPruner().plan(try entry(), budget: 5, simulator: simulator, generator: &a))
+        #expect(first.count == 5 && Set(first).count == 5 && first == first.sorted())
+        #expect(first == tokens(try RandomPruner().plan(try entry(), budget: 5, simulator: simulator, generator: &b)))
+    }
+
+    @Test func divPrunePicksDiverseTokens() throws {
+        // Fake tokens j and j + 8 are identical up to the shared pixel offset, so a diverse set of 8
+        // never takes both of a pair.
+        var g = SeededGenerator(seed: 0)
+        let kept = tokens(try DivPrunePruner().plan(try entry(), budget: 8, simulator: simulator, generator: &g))
+        #expect(kept.count == 8)
+        #expect(Set(kept.map { $0 % 8 }).count == 8)
+    }
+
+    @Test func visPrunerKeepsImportantThenDiverse() throws {
+        var g = SeededGenerator(seed: 0)
+        let kept = tokens(try VisPrunerPruner().plan(try entry(), budget: 8, simulator: simulator, generator: &g))
+        #expect(kept.count == 8)
+        // 8 of 16 is above a quarter: r = 0.5, so the 4 highest class-attention tokens are in.
+        #expect(Set([0, 1, 2, 3]).isSubset(of: Set(kept)))
+        // At 3 of 16 (below a quarter) r = 0.75: ⌊0.75·3⌋ = 2 important tokens and 1 diverse one.
+        let small = tokens(try VisPrunerPruner().plan(try entry(), budget: 3, simulator: simulator, generator: &g))
+        #expect(small.count == 3 && Set([0, 1]).isSubset(of: Set(small)))
+    }
+
+    @Test func queryPrefersTokensLikeTheQuestion() throws {
+        var g = SeededGenerator(seed: 0)
+        // Task 3's query embedding is the one-hot of 3; tokens 3 and 11 carry that one-hot.
+        let kept = tokens(try QueryPruner().plan(try entry(3), budget: 2, simulator: simulator, generator: &g))
+        #expect(kept == [3, 11])
+    }
+
+    @Test func fastVPrunesInsideTheLanguageModel() throws {
+        var g = SeededGenerator(seed: 0)
+        #expect(try FastVPruner(layer: 0).plan(try entry(), budget: 5, simulator: simulator, generator: &g) == .insideLLM(layer: 0, keep: 5))
+    }
+
+    @Test func oracleFindsTheTokenTheAnswerNeeds() throws {
+        var g = SeededGenerator(seed: 0)
+        // Task 3 of the test split is task 1003: its key token is 1003 mod 16 = 11.
+        #expect(tokens(try OraclePruner().plan(try entry(3), budget: 1, simulator: simulator, generator: &g)) == [11])
+    }
+
+    @Test func evaluationCountsAccuracyTokensAndFlops() throws {
+        let evaluation = PruningEvaluation(simulator: simulator, split: "test", questions: 32, latencyQuestions: 2)
+        let full = try evaluation.evaluate(ClassAttentionPruner(), budget: 1, seed: 0)
+        #expect(full.accuracy == 1 && full.meanTokens == 16)
+        let oracle = try evaluation.evaluate(OraclePruner(), budget: 1.0 / 16, seed: 0)
+        #expect(oracle.accuracy == 1 && oracle.meanTokens == 1)
+        #expect(oracle.flops < full.flops)
+        // Keeping the 4 highest class-attention tokens keeps the key only when it is among 0…3.
+        let cls = try evaluation.evaluate(ClassAttentionPruner(), budget: 0.25, seed: 0)
+        #expect(cls.accuracy == 0.25)
+        #expect(cls.accuracyPerFamily.keys.sorted() == ["even", "odd"])
+    }
+
+    @Test func unknownPrunerNamesTheKnownOnes() {
+        do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
+    }
+}

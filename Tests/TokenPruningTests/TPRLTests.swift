@@ -1,0 +1,165 @@
+import Foundation
+import Gym
+import NN
+import Policies
+import PPO
+import TensorCore
+import Testing
+import TokenPruning
+import TestSupport
+@testable import TPRL
+
+/// One test per defect of the TPRL reference code (see DESIGN: "Known defects").
+@Suite struct TPRLReferenceDefectTests {
+    let (simulator, model) = fakeSimulator()
+
+    func environment() throws -> TokenPruningEnvironment {
+        var configuration = TokenPruningConfiguration()
+        configuration.datasetSize = 30
+        return try TokenPruningEnvironment(simulator: simulator, configuration: configuration, seed: 1)
+    }
+
+    func network(seed: UInt64 = 0) -> TPRLActorCritic {
+        var g = SeededGenerator(seed: seed)
+        return TPRLActorCritic(layout: TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3), width: 16, heads: 4, generator: &g)
+    }
+
+    func rows(_ observations: [[String: SpaceValue]], _ env: TokenPruningEnvironment) -> Tensor {
+        Tensor(shape: [observations.count, env.observationSpace.flatDimension], scalars: env.observationSpace.flatRows(observations))
+    }
+
+    /// Defect: only one of the old/new log-probabilities had the step discount. Here the
+    /// distribution itself is Bernoulli(λ^t·σ(z)), so rollout and update use the same one.
+    @Test func logProbabilitiesCarryTheStepDiscount() throws {
+        let env = try environment(), net = network()
+        var observations = [try env.reset(seed: 0).observation]
+        observations.append(try env.step((0..<16).map { $0 % 4 != 0 }).observation)  // step index 1
+        observations.append(try env.step((0..<16).map { $0 % 2 == 1 }).observation)  // step index 2
+        let input = rows(observations, env)
+        let z = net.keepLogits(input).scalars
+        let action = Tensor(shape: [3, 16], scalars: (0..<48).map { Float($0 % 3 == 0 ? 1 : 0) })
+        let logProbabilities = net.distribution(input).logProbability(of: action).scalars
+        for (b, t) in [0, 1, 2].enumerated() {
+            guard case let .binary(valid) = observations[b]["mask"] else { return }
+            var expected = 0.0
+            for i in 0..<16 where valid[i] {
+                let p = pow(0.5, Double(t)) / (1 + exp(-Double(z[b * 16 + i])))
+                expected += action.scalars[b * 16 + i] == 1 ? log(p) : log(1 - p)
+            }
+            #expect(abs(Double(logProbabilities[b]) - expected) < 1e-4 * max(1, abs(expected)), "step \(t)")
+        }
+    }
+
+    /// Defect: GAE ran over concatenated episodes. Episodes end with `terminated`, and the
+    /// buffer's advantages stop there.
+    @Test func advantagesDoNotCrossEpisodes() throws {
+        let buffer = RolloutBuffer(stepCount: 6, environmentCount: 1, observationWidth: 1, actionWidth: 1)
+        let rewards: [Double] = [0, 0, 1, 0, 0, 100]
+        for t in 0..<6 {
+            buffer.add(observations: [0], actions: [0], logProbabilities: [0], values: [0], rewards: [rewards[t]],
+                       terminated: [t == 2 || t == 5], truncated: [false])
+        }
+        buffer.computeAdvantages(lastValues: [0], gamma: 1, lambda: 1)
+        #expect(Array(buffer.advantages[0..<3]) == [1, 1, 1])  // the first episode never sees the 100
+        #expect(Array(buffer.advantages[3..<6]) == [100, 100, 100])
+    }
+
+    /// Defect: variable token counts could not be batched. Observations are padded to N with a
+    /// validity mask; pruned slots get no probability mass and do not change the kept ones.
+    @Test func variableTokenCountsBatchTogether() throws {
+        let env = try environment(), net = network()
+        let first = try env.reset(seed: 0).observation
+        let later = try env.step((0..<16).map { $0 < 5 }).observation
+        let batch = rows([first, later], env)
+        let distribution = net.distribution(batch)
+        let sample = distribution.mode().scalars
+        #expect(sample[16 + 5..<32].allSatisfy { $0 == 0 }, "pruned slots are never kept")
+        // The kept tokens' logits do not depend on what the padded slots contain.
+        var alteredRow = env.observationSpace.flatRows([later])
+        for i in 5..<16 { for j in 0..<8 { alteredRow[i * 8 + j] = 123 } }
+        let a = net.keepLogits(rows([later], env)).scalars, b = net.keepLogits(Tensor(shape: [1, alteredRow.count], scalars: alteredRow)).scalars
+        for i in 0..<5 { #expect(abs(a[i] - b[i]) < 1e-5) }
+    }
+
+    /// Defect: the entropy bonus was computed but never applied. PPO's loss moves with it.
+    @Test func entropyIsInTheLoss() throws {
+        let values = Tensor(shape: [4], scalars: [0.1, 0.2, 0.3, 0.4])
+        func loss(_ coefficient: Float) -> Float {
+            PPOLoss.compute(newLogProbabilities: Tensor(shape: [4], scalars: [-1, -2, -1, -2]), oldLogProbabilities: Tensor(shape: [4], scalars: [-1, -2, -1, -2]),
+                            advantages: Tensor(shape: [4], scalars: [1, -1, 0.5, 0]), newValues: values, oldValues: values,
+                            returns: values, entropy: Tensor(shape: [4], scalars: [2, 2, 2, 2]), clipCoefficient: 0.2, clipsValueLoss: true,
+                            normalizesAdvantages: false, entropyCoefficient: coefficient, valueCoefficient: 0.5).total.scalar
+        }
+        #expect(abs((loss(0) - loss(0.1)) - 0.2) < 1e-6)
+    }
+
+    /// Defect: the autoencoder was never trained. `TokenAutoencoderTraining` trains it and the
+    /// validation error falls well below that of predicting the mean token.
+    @Test func autoencoderIsTrained() throws {
+        var g = SeededGenerator(seed: 0)
+        let autoencoder = TokenAutoencoder(inputWidth: 8, codeWidth: 4, generator: &g)
+        let errors = try TokenAutoencoderTraining.train(autoencoder, simulator: simulator, images: 60, epochs: 40, seed: 0)
+        #expect(errors.validation < 0.2, "validation error \(errors.validation)")
+        let untrained = TokenAutoencoder(inputWidth: 8, codeWidth: 4, generator: &g)
+        untrained.fitStandardisation(try simulator.entries(Array(0..<10), split: "validation")[0].tokens)
+        #expect(untrained.loss(try simulator.entries([0], split: "validation")[0].tokens).scalar > errors.validation)
+    }
+
+    /// Defect: the policy saw no token positions. Two observations with the same token codes in
+    /// different grid slots get different keep logits.
+    @Test func policySeesPositions() throws {
+        let env = try environment(), net = network()
+        let observation = try env.reset(seed: 0).observation
+        var row = env.observationSpace.flatRows([observation])
+        let layout = net.layout
+        let a = net.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
+        // Same codes, positions of the grid mirrored.
+        for i in 0..<16 { row[layout.positions.lowerBound + 2 * i + 1] = 1 - row[layout.positions.lowerBound + 2 * i + 1] }
+        let b = net.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
+        #expect(zip(a, b).contains { abs($0 - $1) > 1e-4 })
+    }
+
+    /// The budget-conditioned policy reads the budget; the per-budget one ignores it.
+    @Test func budgetConditioning() throws {
+        let env = try environment()
+        var g = SeededGenerator(seed: 0)
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3)
+        let conditioned = TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+        let plain = TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: false, generator: &g)
+        var row = env.observationSpace.flatRows([try env.reset(seed: 0).observation])
+        let before = (conditioned.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars, plain.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars)
+        row[layout.budget.lowerBound] = 0.9
+        let after = (conditioned.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars, plain.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars)
+        #expect(before.0 != after.0)
+        #expect(before.1 == after.1)
+    }
+
+    /// Behaviour cloning on VisPruner demonstrations and a few PPO updates run end to end on the
+    /// fake model, and the policy serves every budget through `TPRLPruner`.
+    @Test func recipeRunsEndToEnd() throws {
+        var configuration = TPRLConfiguration()
+        configuration.autoencoderImages = 8
+        configuration.autoencoderEpochs = 1
+        configuration.demonstrations = 12
+        configuration.behaviorCloningEpochs = 2
+        configuration.ppoUpdates = 2
+        configuration.ppoEnvironments = 2
+        configuration.ppoStepsPerRollout = 3
+        configuration.width = 16
+        configuration.environment.datasetSize = 30
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        #expect(artifacts.ppo.count == 2)
+        let pruner = TPRLPruner(network: artifacts.network, configuration: configuration.environment)
+        var g = SeededGenerator(seed: 0)
+        let entry = try artifacts.simulator.entries([0], split: "test")[0]
+        guard case let .tokens(kept) = try pruner.plan(entry, budget: 4, simulator: artifacts.simulator, generator: &g) else { return }
+        #expect(kept.count == 4)
+        let directory = try makeTemporaryDirectory()
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
+        let simulator = PruningSimulator(model: model, source: FakeTasks(), encoder: try TokenAutoencoder.load(from: directory.appendingPathComponent("autoencoder.safetensors")))
+        let (loaded, _) = try TPRLPolicyFiles.load(from: directory, simulator: simulator)
+        let row = try pruner.firstObservation(entry, simulator: artifacts.simulator, budget: 0.25)
+        let x = Tensor(shape: [1, row.count], scalars: row)
+        #expect(loaded.keepLogits(x).scalars == artifacts.network.keepLogits(x).scalars)
+    }
+}
