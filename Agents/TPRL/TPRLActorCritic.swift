@@ -23,8 +23,8 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
     public var mask: Range<Int> { tokens.upperBound..<(tokens.upperBound + tokenCount) }
     public var positions: Range<Int> { mask.upperBound..<(mask.upperBound + 2 * tokenCount) }
     public var query: Range<Int> { positions.upperBound..<(positions.upperBound + queryWidth) }
-    /// One-hot step index (Discrete(maxSteps + 1)).
-    public var step: Range<Int> { query.upperBound..<(query.upperBound + maxSteps + 1) }
+    /// The step index (Discrete(maxSteps + 1) flattens to its value).
+    public var step: Range<Int> { query.upperBound..<(query.upperBound + 1) }
     public var budget: Range<Int> { step.upperBound..<(step.upperBound + 1) }
     public var width: Int { budget.upperBound }
 }
@@ -100,7 +100,8 @@ public final class TPRLActorCritic: ActorCritic {
         let codes = input.sliced(alongAxis: 1, layout.tokens).reshaped(to: [batch, n, layout.codeWidth])
         let rows = input.scalars
         let tokens = tokenInput(Tensor.concatenated([codes, positionFeatures(rows, batch: batch)], alongAxis: 2))
-        var query = queryInput(input.sliced(alongAxis: 1, layout.query)) + stepEmbedding(input.sliced(alongAxis: 1, layout.step))
+        let oneHot = steps(observations).flatMap { t in (0...layout.maxSteps).map { Float($0 == t ? 1 : 0) } }
+        var query = queryInput(input.sliced(alongAxis: 1, layout.query)) + stepEmbedding(Tensor(shape: [batch, layout.maxSteps + 1], scalars: oneHot))
         if conditionOnBudget { query = query + budgetInput(input.sliced(alongAxis: 1, layout.budget)) }
         let sequence = Tensor.concatenated([tokens, query.reshaped(to: [batch, 1, width])], alongAxis: 1)
         let mask = input.sliced(alongAxis: 1, layout.mask)
@@ -115,10 +116,9 @@ public final class TPRLActorCritic: ActorCritic {
         return keepHead(hidden.sliced(alongAxis: 1, 0..<n)).reshaped(to: [batch, n])
     }
 
-    /// Step index of each row (from the one-hot).
+    /// Step index of each row, clamped to 0…maxSteps.
     func steps(_ observations: Tensor) -> [Int] {
-        let rows = observations.detached().sliced(alongAxis: 1, layout.step).scalars, width = layout.maxSteps + 1
-        return (0..<observations.shape[0]).map { b in (0..<width).first { rows[b * width + $0] > 0.5 } ?? 0 }
+        observations.detached().sliced(alongAxis: 1, layout.step).scalars.map { min(layout.maxSteps, max(0, Int($0.rounded()))) }
     }
 
     /// Bernoulli(λ^t σ(z)) over the valid slots. Its logit is log p' − log(1 − p') =

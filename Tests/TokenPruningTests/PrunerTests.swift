@@ -6,7 +6,9 @@ import TokenPruning
 @testable import Pruners
 
 @Suite struct PrunerTests {
-    let (simulator, model) = fakeSimulator()
+    let simulator: PruningSimulator
+    let model: FakeVLM
+    init() { (simulator, model) = fakeSimulator() }
 
     func entry(_ index: Int = 3) throws -> TaskEntry { try simulator.entries([index], split: "test")[0] }
 
