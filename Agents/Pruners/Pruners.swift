@@ -19,12 +19,20 @@ public enum PruningPlan: Sendable, Equatable {
 public protocol TokenPruner: AnyObject {
     /// Short name used on the command line and in tables (`random`, `cls`, …).
     var name: String { get }
+    /// True when the choice does not depend on the generator (evaluations then run one seed and
+    /// report it for every seed, with std 0).
+    var isDeterministic: Bool { get }
     func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan
+}
+
+extension TokenPruner {
+    public var isDeterministic: Bool { true }
 }
 
 /// Keeps `budget` tokens drawn uniformly without replacement.
 public final class RandomPruner: TokenPruner {
     public let name = "random"
+    public var isDeterministic: Bool { false }
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .tokens(Array(generator.permutation(simulator.tokenCount).prefix(budget)).sorted())

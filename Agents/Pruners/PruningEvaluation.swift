@@ -69,11 +69,14 @@ public struct PruningEvaluation {
             }
             progress?(min(n, start + 64))
         }
-        // Latency: one question at a time, selection and answer (visual tokens already encoded).
+        // Latency: one question at a time — the vision tower on the image (what the FLOPs count
+        // too), the pruner's selection, and the language model on what it keeps.
         let timed = try simulator.entries(Array(0..<min(n, latencyQuestions)), split: split)
         var timer = SeededGenerator(seed: seed)
         let started = DispatchTime.now().uptimeNanoseconds
         for entry in timed {
+            let size = entry.task.imageSize
+            _ = withInferenceMode { model.encode(Tensor(shape: [1, 3, size, size], scalars: entry.task.pixels)) }
             let plan = try pruner.plan(entry, budget: k, simulator: simulator, generator: &timer)
             _ = try answer([entry], [plan])
         }

@@ -87,13 +87,30 @@ enum PruningCommand {
         var done = 0
         var results: [PruningResult] = []
         _ = cells
+        var unpruned: PruningResult?
         for pruner in pruners {
             for budget in budgets {
+                var first: PruningResult?
                 for seed in seeds {
                     let count = pruner.name == "oracle" ? min(oracleQuestions, questions) : questions
                     let base = done
-                    results.append(try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count) { progress?.update(base + $0, status: "\(pruner.name) @ \(budget)") })
+                    var result: PruningResult
+                    if budget >= 1, pruner.name != "oracle", var full = unpruned {
+                        // Every method keeps every token at 100%: the same answers (FastV included).
+                        full.method = pruner.name
+                        full.seed = seed
+                        result = full
+                    } else if pruner.isDeterministic, var again = first {
+                        again.seed = seed  // a deterministic choice: the same result for every seed
+                        result = again
+                    } else {
+                        result = try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count) { progress?.update(base + $0, status: "\(pruner.name) @ \(budget)") }
+                    }
+                    if budget >= 1 && pruner.name != "oracle" && unpruned == nil { unpruned = result }
+                    first = first ?? result
+                    results.append(result)
                     done += count
+                    progress?.update(done, status: "\(pruner.name) @ \(budget)")
                 }
             }
         }
@@ -138,7 +155,8 @@ enum PruningCommand {
         let unpruned = all.filter { $0.budget >= 1 }.map { meanStd($0.accuracy).0 }.max()
         var lines = ["| method | budget | accuracy (%) | % of unpruned | " + families.joined(separator: " | ") + " | tokens | GFLOPs | ms/answer |",
                      "|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|"]
-        for row in all.sorted(by: { ($0.budget, $0.method) > ($1.budget, $1.method) }) {
+        let order = all.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        for row in all.sorted(by: { ($0.budget, order.firstIndex(of: $1.method)!) > ($1.budget, order.firstIndex(of: $0.method)!) }) {
             let (mean, std) = meanStd(row.accuracy)
             let share = unpruned.map { String(format: "%.1f", 100 * mean / $0) } ?? "–"
             let familyCells = families.map { row.families[$0].map { String(format: "%.1f", 100 * $0) } ?? "–" }

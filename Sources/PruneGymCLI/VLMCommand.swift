@@ -11,6 +11,7 @@ enum VLMCommand {
           train   train the built-in ShapesVQA LLaVA model with PruneGym's own autodiff
           run     run a Hugging Face LLaVA checkpoint on inputs from a safetensors file
           eval    accuracy per question family of a model directory, full and with a random 11% of tokens
+          export  write the model of a training run's latest checkpoint (e.g. mid-training) as a model directory
 
         example:
           swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
@@ -21,8 +22,9 @@ enum VLMCommand {
         case "train": try train(Array(arguments.dropFirst()))
         case "run": try runModel(Array(arguments.dropFirst()))
         case "eval": try evaluate(Array(arguments.dropFirst()))
+        case "export": try exportCheckpoint(Array(arguments.dropFirst()))
         case nil, "--help", "-h": print(help)
-        case let other?: throw UsageError(message: "prunegym vlm: unknown command '\(other)'; commands: train, run, eval")
+        case let other?: throw UsageError(message: "prunegym vlm: unknown command '\(other)'; commands: train, run, eval, export")
         }
     }
 
@@ -90,6 +92,31 @@ enum VLMCommand {
             progress?.update(step * configuration.batchSize, status: String(format: "loss %.3f, recall %.2f, mass %.2f/%.2f, val %@", mean, r.recall, r.massFirst, r.massSecond, lastAccuracy))
         }
         try export(trainer, to: out)
+    }
+
+    static func exportCheckpoint(_ arguments: [String]) throws {
+        let args = try Arguments(command: "vlm export", arguments, flags: [], options: ["run-dir", "out"])
+        if args.flag("help") || args.values["run-dir"] == nil || args.values["out"] == nil {
+            print("""
+                usage: prunegym vlm export --run-dir RUN --out DIR
+
+                Writes the model in RUN's latest checkpoint (checkpoints/trainer.safetensors) to DIR in the Hugging
+                Face layout (config.json, model.safetensors, vocab.txt), e.g. to try a model while it still trains.
+
+                example:
+                  swift run -c release prunegym vlm export --run-dir runs/vlm-train-0 --out /tmp/shapes-llava-partial
+                """)
+            if !args.flag("help") { throw UsageError(message: "vlm export needs --run-dir and --out") }
+            return
+        }
+        let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "")))
+        let configuration = try readJSON(VLMTrainingConfiguration.self, from: run.url.appendingPathComponent("config.json").path)
+        let trainer = VLMTrainer(configuration: configuration)
+        try trainer.load(from: run.checkpointsURL.appendingPathComponent("trainer.safetensors"))
+        let out = URL(fileURLWithPath: args.string("out", default: ""))
+        try LlavaCheckpoint.save(trainer.model, to: out)
+        try trainer.tokenizer.write(to: out.appendingPathComponent("vocab.txt"))
+        print("wrote the model of step \(trainer.step) of \(trainer.totalSteps) to \(out.path)")
     }
 
     static func writeCurve(_ run: RunDirectory) throws {
