@@ -5,11 +5,13 @@ import Gym
 import PPO
 import Policies
 import TensorCore
+import TokenPruning
 
 /// The environments the CLI knows by name.
 func builtInRegistry() throws -> EnvironmentRegistry {
     var registry = EnvironmentRegistry()
     try ClassicControl.register(in: &registry)
+    try TokenPruningEnvironment.register(in: &registry)
     return registry
 }
 
@@ -61,9 +63,10 @@ func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
 func makeAgent<O: Sendable, A: Sendable>(
     _ config: RunConfiguration, observationSpace: any Space<O>, actionSpace: any Space<A>
 ) throws -> any Agent<O, A> {
+    let mask = maskRange(observationSpace, actionSpace)
     switch config.agent {
-    case "ppo": return try PPOAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.ppo ?? .cleanRL, seed: config.seed)
-    case "bc": return try BehaviorCloningAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.bc ?? .init(), seed: config.seed)
+    case "ppo": return try PPOAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.ppo ?? .cleanRL, seed: config.seed, maskRange: mask)
+    case "bc": return try BehaviorCloningAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.bc ?? .init(), seed: config.seed, maskRange: mask)
     case "random": return RandomAgent(actionSpace: actionSpace, seed: config.seed)
     default: throw UsageError(message: "unknown agent '\(config.agent)'; agents: \(agentNames.joined(separator: ", "))")
     }
@@ -74,4 +77,18 @@ func makeEnvironment<E: Environment>(_ id: String, as type: E.Type, registry: En
     let environment = try registry.make(id)
     guard let typed = environment as? E else { throw UsageError(message: "environment '\(id)' built a \(environment.name), expected \(E.self)") }
     return typed
+}
+
+/// For a MultiBinary action and a Dict observation with a `mask` entry of the same size (as in
+/// TokenPruning-v0), where that validity mask sits in the flat observation row.
+func maskRange<O, A>(_ observationSpace: any Space<O>, _ actionSpace: any Space<A>) -> Range<Int>? {
+    guard case let .multiBinary(shape) = actionSpace.descriptor, let dict = observationSpace as? DictSpace else { return nil }
+    var offset = 0
+    for entry in dict.entries {
+        if entry.key == "mask", case let .multiBinary(maskShape) = entry.space.descriptor, maskShape.reduce(1, *) == shape.reduce(1, *) {
+            return offset..<(offset + entry.space.flatDimension)
+        }
+        offset += entry.space.flatDimension
+    }
+    return nil
 }
