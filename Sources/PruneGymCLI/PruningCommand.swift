@@ -26,6 +26,8 @@ enum PruningCommand {
           --oracle-questions N  questions for the oracle (default 100)
           --model DIR         model directory (default models/shapes-llava)
           --policy DIR        TPRL policy directory (default models/tprl)
+          --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
+                              (e.g. per-budget policies from `tprl train --budget B`)
           --out DIR           where to write the results (default runs/eval-pruning)
           --json              print the results as JSON instead of the table
 
@@ -35,7 +37,7 @@ enum PruningCommand {
 
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
-                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "model", "policy", "out"])
+                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "model", "policy", "policies", "out"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
         let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
@@ -56,6 +58,12 @@ enum PruningCommand {
             } else {
                 pruners.append(try PrunerRegistry.make(name))
             }
+        }
+        for item in args.values["policies"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
+            let (network, files) = try TPRLPolicyFiles.load(from: URL(fileURLWithPath: parts[1]), simulator: simulator)
+            pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0]))
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
         let results = try evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
@@ -223,13 +231,14 @@ extension PruningCommand {
     }
 
     static let tprlHelp = """
-        usage: prunegym tprl train [--out DIR] [--config FILE.json] [--seed S] [--run-dir RUN]
+        usage: prunegym tprl train [--out DIR] [--config FILE.json] [--seed S] [--budget B] [--run-dir RUN]
 
         The full TPRL recipe on the built-in model: token autoencoder, demonstrations (VisPruner, as the
         paper), behaviour cloning, PPO in TokenPruning-v0. Writes the policy to DIR (tprl.json,
         policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
-        CONFIG holds TPRLConfiguration keys (demonstrations, ppo_updates, budget_conditioned,
-        environment: {alpha, beta, task_score, …}).
+        CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
+        budget_conditioned, environment: {alpha, beta, task_score, …}). By default one policy serves
+        every budget (the budget is an input); --budget B trains a policy for that budget alone.
 
         example:
           swift run -c release prunegym tprl train --out models/tprl
@@ -241,11 +250,17 @@ extension PruningCommand {
             if arguments.first.map({ !["--help", "-h"].contains($0) }) ?? false { throw UsageError(message: "tprl: unknown subcommand '\(arguments[0])' (tprl train)") }
             return
         }
-        let args = try Arguments(command: "tprl train", Array(arguments.dropFirst()), flags: ["quiet"], options: ["out", "config", "seed", "run-dir"])
+        let args = try Arguments(command: "tprl train", Array(arguments.dropFirst()), flags: ["quiet"], options: ["out", "config", "seed", "run-dir", "budget"])
         if args.flag("help") { print(tprlHelp); return }
         var configuration = TPRLConfiguration()
         if let path = args.values["config"] { configuration = try readJSON(TPRLConfiguration.self, from: path) }
         configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
+        if let text = args.values["budget"] {
+            guard let budget = Double(text), budget > 0, budget <= 1 else { throw UsageError(message: "--budget must be in (0, 1], got '\(text)'") }
+            configuration.budgetConditioned = false
+            configuration.environment.budgetChoices = []
+            configuration.environment.targetBudget = budget
+        }
         let out = URL(fileURLWithPath: args.string("out", default: "models/tprl"))
         try trainPolicy(configuration, out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
     }

@@ -23,6 +23,7 @@ enum VLMCommand {
         case "run": try runModel(Array(arguments.dropFirst()))
         case "eval": try evaluate(Array(arguments.dropFirst()))
         case "export": try exportCheckpoint(Array(arguments.dropFirst()))
+        case "diagnose": try diagnose(Array(arguments.dropFirst()))
         case nil, "--help", "-h": print(help)
         case let other?: throw UsageError(message: "prunegym vlm: unknown command '\(other)'; commands: train, run, eval, export")
         }
@@ -79,7 +80,7 @@ enum VLMCommand {
                 lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0))
                 var row: [(String, Double)] = [("step", Double(step)), ("samples", Double(step * configuration.batchSize)),
                                                ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense)),
-                                               ("relevance_loss", Double(trainer.lastRouting.relevance)), ("attention_loss", Double(trainer.lastRouting.attention)),
+                                               ("relevance_loss", Double(trainer.lastRouting.relevance)), ("attention_loss", Double(trainer.lastRouting.attention)), ("readout_loss", Double(trainer.lastReadout)),
                                                ("anchor_recall", Double(trainer.lastRouting.recall)), ("target_mass_first", Double(trainer.lastRouting.massFirst)),
                                                ("target_mass_second", Double(trainer.lastRouting.massSecond))]
                 for family in ["overall"] + ShapesVQA.Family.allCases.map(\.rawValue) { row.append(("accuracy_\(family)", accuracy[family] ?? .nan)) }
@@ -218,6 +219,67 @@ enum VLMCommand {
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count, keepFraction: 1.0 / 9, seed: 1)
         for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {
             print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%6.1f%%   random 11%%: %6.1f%%", 100 * (full[family] ?? 0), 100 * (pruned[family] ?? 0)))
+        }
+    }
+}
+
+extension VLMCommand {
+    /// `prunegym vlm diagnose --model DIR [--count N]`: where the answer token looks, per family.
+    static func diagnose(_ arguments: [String]) throws {
+        let args = try Arguments(command: "vlm diagnose", arguments, flags: [], options: ["model", "count"])
+        if args.flag("help") {
+            print("usage: prunegym vlm diagnose --model DIR [--count N]\n\nPer question family: the last LLM layer's attention from the answer token, per head, on <bos>, on the\nanchors (centre patches) of the objects the question is about, on those objects' other patches, and elsewhere.\n\nexample:\n  swift run -c release prunegym vlm diagnose --model models/shapes-llava --count 200")
+            return
+        }
+        let model = try LlavaCheckpoint.load(URL(fileURLWithPath: args.string("model", default: "models/shapes-llava")))
+        let dataset = ShapesVQA()
+        let tokenizer = WordTokenizer.shapesVQA
+        let prompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: model.visualTokenCount)
+        let count = try args.integer("count", default: 200, range: 1...100_000)
+        var sums: [String: [Double]] = [:], counts: [String: Int] = [:]
+        let heads = model.configuration.text.headCount
+        for start in stride(from: 0, to: count, by: 16) {
+            let samples = (start..<min(count, start + 16)).map { dataset.sample($0, split: .validation) }
+            try withInferenceMode {
+                let features = model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
+                let n = features.shape[1]
+                let requests = samples.enumerated().map { b, s in
+                    AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: Array(0..<n),
+                                  prefix: prompt.prefix(question: s.question), suffix: prompt.suffix(question: s.question))
+                }
+                let (embedded, last, starts) = try model.requestBatch(requests)
+                var cache: KeyValueCache? = nil
+                let layer = model.languageModel.layers.count - 1
+                let weights = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer).attention!
+                let (t, sLen) = (weights.shape[2], weights.shape[3])
+                let w = weights.scalars
+                for (b, sample) in samples.enumerated() {
+                    let referents = Set(sample.referents[0] + sample.referents[1])
+                    let anchors = Set(referents.map { sample.anchors[$0] })
+                    var row = [Double](repeating: 0, count: 4 * heads)
+                    for h in 0..<heads {
+                        for j in 0...last[b] {
+                            let p = Double(w[((b * heads + h) * t + last[b]) * sLen + j])
+                            let patch = j - starts[b]
+                            let kind: Int
+                            if j == 0 { kind = 0 }
+                            else if patch >= 0 && patch < n && anchors.contains(patch) { kind = 1 }
+                            else if patch >= 0 && patch < n, let o = sample.patchObjects[patch], referents.contains(o) { kind = 2 }
+                            else { kind = 3 }
+                            row[h * 4 + kind] += p
+                        }
+                    }
+                    let key = sample.family.rawValue
+                    sums[key] = zip(sums[key] ?? Array(repeating: 0, count: 4 * heads), row).map { $0 + $1 }
+                    counts[key, default: 0] += 1
+                }
+            }
+        }
+        print("family      head: <bos> / anchors / other referent patches / elsewhere")
+        for (family, sum) in sums.sorted(by: { $0.key < $1.key }) {
+            let c = Double(counts[family]!)
+            let cells = (0..<heads).map { h in (0..<4).map { String(format: "%.2f", sum[h * 4 + $0] / c) }.joined(separator: "/") }
+            print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + cells.joined(separator: "   "))
         }
     }
 }

@@ -81,7 +81,7 @@ extension LlavaModel: VisionLanguageModel {
 
     /// Right-padded embeddings of the requests `[R, L, D]`, each sequence's last index and where
     /// its visual tokens start.
-    func requestBatch(_ requests: [AnswerRequest]) throws -> (embeddings: Tensor, last: [Int], visualStart: [Int]) {
+    public func requestBatch(_ requests: [AnswerRequest]) throws -> (embeddings: Tensor, last: [Int], visualStart: [Int]) {
         guard !requests.isEmpty else { throw VLMError.invalidInput(reason: "no requests") }
         let width = configuration.text.hiddenSize
         let lengths = requests.map { $0.prefix.count + $0.keep.count + $0.suffix.count }
