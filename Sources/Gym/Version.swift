@@ -1,4 +1,4 @@
 /// The PruneGym release, recorded in every run's `config.json`.
 public enum PruneGymVersion {
-    public static let current = "0.3.0"
+    public static let current = "0.4.0"
 }

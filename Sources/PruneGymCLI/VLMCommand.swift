@@ -226,9 +226,9 @@ enum VLMCommand {
 extension VLMCommand {
     /// `prunegym vlm diagnose --model DIR [--count N]`: where the answer token looks, per family.
     static func diagnose(_ arguments: [String]) throws {
-        let args = try Arguments(command: "vlm diagnose", arguments, flags: [], options: ["model", "count"])
+        let args = try Arguments(command: "vlm diagnose", arguments, flags: [], options: ["model", "count", "layer"])
         if args.flag("help") {
-            print("usage: prunegym vlm diagnose --model DIR [--count N]\n\nPer question family: the last LLM layer's attention from the answer token, per head, on <bos>, on the\nanchors (centre patches) of the objects the question is about, on those objects' other patches, and elsewhere.\n\nexample:\n  swift run -c release prunegym vlm diagnose --model models/shapes-llava --count 200")
+            print("usage: prunegym vlm diagnose --model DIR [--count N] [--layer L]\n\nPer question family: LLM layer L's attention from the answer token, per head, on <bos>, on the\nanchors (centre patches) of the objects the question is about, on those objects' other patches, and elsewhere.\n\nexample:\n  swift run -c release prunegym vlm diagnose --model models/shapes-llava --count 200")
             return
         }
         let model = try LlavaCheckpoint.load(URL(fileURLWithPath: args.string("model", default: "models/shapes-llava")))
@@ -249,7 +249,7 @@ extension VLMCommand {
                 }
                 let (embedded, last, starts) = try model.requestBatch(requests)
                 var cache: KeyValueCache? = nil
-                let layer = model.languageModel.layers.count - 1
+                let layer = try args.integer("layer", default: model.languageModel.layers.count - 1, range: 0...(model.languageModel.layers.count - 1))
                 let weights = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer).attention!
                 let (t, sLen) = (weights.shape[2], weights.shape[3])
                 let w = weights.scalars
