@@ -22,15 +22,15 @@ import TestSupport
     @Test func answersTestQuestionsFromTheImage() throws {
         let model = try LlavaCheckpoint.load(Self.directory)
         let dataset = ShapesVQA()
-        let count = 160
+        let count = 96  // debug builds render and answer about 2 questions a second
         let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count)
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count,
                                                 keepFraction: 1.0 / 9, seed: 1)
-        // The shipped weights reproduce the figure in their results.json (2000 questions): on 160
-        // questions the binomial standard error is about 3.7 points, so allow 3 of them.
+        // The shipped weights reproduce the figure in their results.json (2000 questions): on 96
+        // questions the binomial standard error is about 4.7 points, so allow 3 of them.
         let reported = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("results.json"))) as! [String: Any]
         let overall = (reported["accuracy"] as! [String: Double])["overall"]!
-        #expect(abs(full["overall"]! - overall) <= 0.11, "unpruned accuracy \(full), reported \(overall)")
+        #expect(abs(full["overall"]! - overall) <= 0.14, "unpruned accuracy \(full), reported \(overall)")
         // Far above guessing the majority answer (≈ 36% over the five families) …
         #expect(full["overall"]! >= 0.55, "unpruned accuracy \(full)")
         // … and the answers depend on the visual tokens.
