@@ -15,6 +15,8 @@ public final class TPRLPruner: TokenPruner {
     public let configuration: TokenPruningConfiguration
     /// Keep by threshold τ (ignoring the budget) instead of top-k.
     public var threshold: Float?
+    /// One environment per (simulator, split), reused to build observations.
+    private var environments: [String: TokenPruningEnvironment] = [:]
 
     public init(network: TPRLActorCritic, configuration: TokenPruningConfiguration, name: String = "tprl") {
         self.network = network
@@ -24,9 +26,16 @@ public final class TPRLPruner: TokenPruner {
 
     /// The flat observation row of the first step of `entry` with `budget` as the target.
     public func firstObservation(_ entry: TaskEntry, simulator: PruningSimulator, budget: Double) throws -> [Float] {
-        var config = configuration
-        config.split = entry.split
-        let environment = try TokenPruningEnvironment(simulator: simulator, configuration: config)
+        let key = "\(ObjectIdentifier(simulator))/\(entry.split)"
+        let environment: TokenPruningEnvironment
+        if let cached = environments[key] {
+            environment = cached
+        } else {
+            var config = configuration
+            config.split = entry.split
+            environment = try TokenPruningEnvironment(simulator: simulator, configuration: config)
+            environments[key] = environment
+        }
         let reset = try environment.reset(seed: 0, options: ResetOptions(values: ["index": .number(Double(entry.index)), "budget": .number(budget)]))
         var row: [Float] = []
         environment.observationSpace.flatten(reset.observation, into: &row)

@@ -95,7 +95,7 @@ public enum TokenAutoencoderTraining {
         autoencoder.fitStandardisation(train)
         let optimizer = Adam(autoencoder.namedParameters.filter { $0.parameter.requiresGradient }, learningRate: 2e-3)
         var generator = SeededGenerator(seed: seed)
-        let rows = train.shape[0], width = train.shape[1], batch = 256
+        let rows = train.shape[0], batch = 256
         var last: Float = .nan
         for epoch in 1...max(1, epochs) {
             let order = generator.permutation(rows)
@@ -112,7 +112,6 @@ public enum TokenAutoencoderTraining {
             last = total / Float(batches)
             log(String(format: "autoencoder epoch %d: training reconstruction error %.4f", epoch, last))
         }
-        _ = width
         let error = withInferenceMode { autoencoder.loss(validation).scalar }
         return (last, error)
     }

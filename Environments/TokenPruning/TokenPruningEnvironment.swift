@@ -46,6 +46,8 @@ public final class TokenPruningEnvironment: Environment {
     var previousScore = 0.0
     var budget = 0.0
     var finished = true
+    /// Tokens kept before the step being taken (between `prepare` and `finish`).
+    var pendingPrevious = 0
 
     public init(simulator: PruningSimulator, configuration: TokenPruningConfiguration = TokenPruningConfiguration(), seed: UInt64 = 0) throws {
         try configuration.validate()
@@ -120,7 +122,6 @@ public final class TokenPruningEnvironment: Environment {
         kept = next
         return (entry, kept)
     }
-    var pendingPrevious = 0
 
     /// Completes the step with the model's answer logits for the kept tokens.
     func finish(logits: [Float]) throws -> Step<Observation> {

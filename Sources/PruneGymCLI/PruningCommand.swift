@@ -89,12 +89,10 @@ enum PruningCommand {
     static func evaluate(_ pruners: [any TokenPruner], simulator: PruningSimulator, budgets: [Double], seeds: [UInt64], questions: Int,
                          oracleQuestions: Int, quiet: Bool) throws -> [PruningResult] {
         let evaluation = PruningEvaluation(simulator: simulator, questions: questions)
-        let cells = pruners.count * budgets.count * seeds.count
         let total = pruners.reduce(0) { $0 + ($1.name == "oracle" ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
         let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
         var done = 0
         var results: [PruningResult] = []
-        _ = cells
         var unpruned: PruningResult?
         for pruner in pruners {
             for budget in budgets {
