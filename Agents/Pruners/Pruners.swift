@@ -176,7 +176,16 @@ public enum PrunerRegistry {
         case "fastv": return FastVPruner()
         case "oracle": return OraclePruner()
         default:
-            throw GymError.invalidOption(environment: "pruners", reason: "unknown pruner '\(name)'; known: \(names.joined(separator: ", "))")
+            throw PrunerError.unknown(name: name, known: names)
+        }
+    }
+}
+
+public enum PrunerError: Error, CustomStringConvertible {
+    case unknown(name: String, known: [String])
+    public var description: String {
+        switch self {
+        case let .unknown(name, known): return "unknown pruner '\(name)'; known: \(known.joined(separator: ", ")) (and tprl for a trained policy)"
         }
     }
 }
