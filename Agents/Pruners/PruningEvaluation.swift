@@ -92,20 +92,16 @@ public struct PruningEvaluation {
     /// path and token plans through the simulator.
     func answer(_ entries: [TaskEntry], _ plans: [PruningPlan]) throws -> [[Float]] {
         var rows = [[Float]](repeating: [], count: entries.count)
-        var tokenIndices: [Int] = []
+        var tokenRequests: [(index: Int, request: (entry: TaskEntry, keep: [Int]))] = []
         var fastV: [String: [Int]] = [:]
         for (b, plan) in plans.enumerated() {
             switch plan {
-            case .tokens: tokenIndices.append(b)
+            case let .tokens(keep): tokenRequests.append((b, (entries[b], keep)))
             case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
             }
         }
-        if !tokenIndices.isEmpty {
-            let requests = tokenIndices.map { b -> (entry: TaskEntry, keep: [Int]) in
-                guard case let .tokens(keep) = plans[b] else { fatalError("unreachable") }
-                return (entries[b], keep)
-            }
-            for (b, row) in zip(tokenIndices, try simulator.answer(requests)) { rows[b] = row }
+        if !tokenRequests.isEmpty {
+            for (item, row) in zip(tokenRequests, try simulator.answer(tokenRequests.map(\.request))) { rows[item.index] = row }
         }
         for (key, indices) in fastV {
             let parts = key.split(separator: "/").compactMap { Int($0) }
