@@ -102,7 +102,7 @@ public final class DivPrunePruner: TokenPruner {
         let features = normalisedRows(entry.tokens)
         var distance = [Float](repeating: 0, count: n * n)
         for i in 0..<n { for j in 0..<n { distance[i * n + j] = 1 - dot(features, i, j, width) } }
-        var nearest = (0..<n).map { i in (0..<n).filter { $0 != i }.map { distance[i * n + $0] }.min() ?? 0 }
+        let nearest = (0..<n).map { i in (0..<n).filter { $0 != i }.map { distance[i * n + $0] }.min() ?? 0 }
         var chosen = [nearest.indices.max { nearest[$0] < nearest[$1] }!]
         var minimum = (0..<n).map { distance[chosen[0] * n + $0] }
         while chosen.count < k {
@@ -111,7 +111,6 @@ public final class DivPrunePruner: TokenPruner {
             chosen.append(next)
             for i in 0..<n { minimum[i] = min(minimum[i], distance[next * n + i]) }
         }
-        nearest.removeAll()
         return .tokens(chosen.sorted())
     }
 }

@@ -48,25 +48,22 @@ public final class PruningSimulator: @unchecked Sendable {
     /// Entries for `indices` of `split`, computing the missing ones in one batched encode.
     public func entries(_ indices: [Int], split: String) throws -> [TaskEntry] {
         let keys = indices.map { "\(split)/\($0)" }
-        lock.lock()
-        let missing = Array(Set(zip(indices, keys).filter { cache[$0.1] == nil }.map(\.0))).sorted()
-        lock.unlock()
+        var found: [String: TaskEntry] = [:]
+        lock.withLock { for key in keys { if let entry = cache[key] { found[key] = entry } } }
+        let missing = Array(Set(zip(indices, keys).filter { found[$0.1] == nil }.map(\.0))).sorted()
         if !missing.isEmpty {
             let computed = try compute(missing, split: split)
-            lock.lock()
-            for entry in computed {
-                let key = "\(split)/\(entry.index)"
-                if cache[key] == nil { order.append(key) }
-                cache[key] = entry
+            for entry in computed { found["\(split)/\(entry.index)"] = entry }
+            lock.withLock {
+                for entry in computed {
+                    let key = "\(split)/\(entry.index)"
+                    if cache[key] == nil { order.append(key) }
+                    cache[key] = entry
+                }
+                while order.count > capacity { cache.removeValue(forKey: order.removeFirst()) }
             }
-            while order.count > capacity { cache.removeValue(forKey: order.removeFirst()) }
-            lock.unlock()
-            let byIndex = Dictionary(computed.map { ($0.index, $0) }, uniquingKeysWith: { a, _ in a })
-            lock.lock(); defer { lock.unlock() }
-            return zip(indices, keys).map { cache[$0.1] ?? byIndex[$0.0]! }
         }
-        lock.lock(); defer { lock.unlock() }
-        return keys.map { cache[$0]! }
+        return keys.map { found[$0]! }
     }
 
     private func compute(_ indices: [Int], split: String) throws -> [TaskEntry] {

@@ -48,6 +48,8 @@ public final class TokenPruningEnvironment: Environment {
     var finished = true
     /// Tokens kept before the step being taken (between `prepare` and `finish`).
     var pendingPrevious = 0
+    /// Each slot's (row, column) on the patch grid scaled to [0, 1]: the same for every step.
+    let positions: [Float]
 
     public init(simulator: PruningSimulator, configuration: TokenPruningConfiguration = TokenPruningConfiguration(), seed: UInt64 = 0) throws {
         try configuration.validate()
@@ -64,6 +66,8 @@ public final class TokenPruningEnvironment: Environment {
             ("budget", Box(low: 0, high: 1, shape: [1])),
         ])
         actionSpace = MultiBinary(n)
+        let grid = simulator.gridSize, scale = Float(max(1, grid - 1))
+        positions = (0..<n).flatMap { [Float($0 / grid) / scale, Float($0 % grid) / scale] }
     }
 
     /// The current task (nil before the first reset).
@@ -171,18 +175,12 @@ public final class TokenPruningEnvironment: Environment {
 
     func observation() -> Observation {
         guard let entry else { return [:] }
-        let n = simulator.tokenCount, k = simulator.encoder.codeWidth, grid = simulator.gridSize
+        let n = simulator.tokenCount, k = simulator.encoder.codeWidth
         var tokens = [Float](repeating: 0, count: n * k)
         var mask = [Bool](repeating: false, count: n)
         for i in kept {
             mask[i] = true
             for j in 0..<k { tokens[i * k + j] = entry.codes[i * k + j] }
-        }
-        let scale = Float(max(1, grid - 1))
-        var positions = [Float](repeating: 0, count: n * 2)
-        for i in 0..<n {
-            positions[2 * i] = Float(i / grid) / scale
-            positions[2 * i + 1] = Float(i % grid) / scale
         }
         return ["tokens": .real(tokens), "mask": .binary(mask), "positions": .real(positions), "query": .real(entry.query),
                 "step": .integer(stepIndex), "budget": .real([Float(budget)])]
