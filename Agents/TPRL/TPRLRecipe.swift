@@ -16,7 +16,8 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// Training images whose tokens train the autoencoder, and epochs over them.
     public var autoencoderImages = 200
     public var autoencoderEpochs = 4
-    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, or `oracle`).
+    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, or `oracle`);
+    /// 0 skips behaviour cloning (PPO from a random initialisation).
     public var demonstrations = 600
     public var demonstrator = "vispruner"
     public var behaviorCloningEpochs = 8
@@ -63,7 +64,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public func validate() throws {
         func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "tprl", reason: reason) }
         if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
-        if demonstrations < 2 { throw fail("demonstrations must be ≥ 2, got \(demonstrations)") }
+        if demonstrations != 0 && demonstrations < 2 { throw fail("demonstrations must be 0 (no behaviour cloning) or ≥ 2, got \(demonstrations)") }
         if !["vispruner", "oracle"].contains(demonstrator) { throw fail("demonstrator must be vispruner or oracle, got '\(demonstrator)'") }
         if ppoUpdates < 0 { throw fail("ppo_updates must be ≥ 0, got \(ppoUpdates)") }
         if ppoEnvironments < 1 || ppoStepsPerRollout < 1 { throw fail("ppo_environments and ppo_steps_per_rollout must be ≥ 1") }
@@ -190,20 +191,25 @@ public enum TPRLRecipe {
         var networkGenerator = generator.fork()
         let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned, generator: &networkGenerator)
 
-        log("2/4 \(c.demonstrations) demonstration episodes from \(c.demonstrator)")
-        let demonstrator: any TokenPruner = c.demonstrator == "oracle" ? OraclePruner() : VisPrunerPruner()
-        let demonstrations = try Demonstrations.collect(environment: environment, demonstrator: demonstrator, episodes: c.demonstrations, seed: c.seed)
+        var bcRows: [[(String, Double)]] = []
+        if c.demonstrations > 0 {
+            log("2/4 \(c.demonstrations) demonstration episodes from \(c.demonstrator)")
+            let demonstrator: any TokenPruner = c.demonstrator == "oracle" ? OraclePruner() : VisPrunerPruner()
+            let demonstrations = try Demonstrations.collect(environment: environment, demonstrator: demonstrator, episodes: c.demonstrations, seed: c.seed)
 
-        log("3/4 behaviour cloning")
-        var bcConfiguration = BehaviorCloningConfiguration()
-        bcConfiguration.maximumEpochs = c.behaviorCloningEpochs
-        bcConfiguration.batchSize = 32
-        bcConfiguration.learningRate = 3e-4
-        bcConfiguration.patience = 3
-        let cloner = try BehaviorCloningAgent<[String: SpaceValue], [Bool]>(observationSpace: environment.observationSpace, actionSpace: environment.actionSpace,
-                                              configuration: bcConfiguration, seed: c.seed, network: network, maskRange: layout.mask)
-        let bcRows = try cloner.learn(from: demonstrations)
-        if let last = bcRows.last { log("    " + last.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")) }
+            log("3/4 behaviour cloning")
+            var bcConfiguration = BehaviorCloningConfiguration()
+            bcConfiguration.maximumEpochs = c.behaviorCloningEpochs
+            bcConfiguration.batchSize = 32
+            bcConfiguration.learningRate = 3e-4
+            bcConfiguration.patience = 3
+            let cloner = try BehaviorCloningAgent<[String: SpaceValue], [Bool]>(observationSpace: environment.observationSpace, actionSpace: environment.actionSpace,
+                                                  configuration: bcConfiguration, seed: c.seed, network: network, maskRange: layout.mask)
+            bcRows = try cloner.learn(from: demonstrations)
+            if let last = bcRows.last { log("    " + last.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")) }
+        } else {
+            log("2/4, 3/4 no demonstrations: PPO starts from the random initialisation")
+        }
 
         var ppoRows: [[(String, Double)]] = []
         if c.ppoUpdates > 0 {

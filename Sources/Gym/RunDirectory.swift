@@ -20,21 +20,51 @@ public struct RunDirectory: Sendable {
         try FileManager.default.createDirectory(at: checkpointsURL, withIntermediateDirectories: true)
     }
 
-    /// Writes `config.json` (pretty, sorted keys).
-    public func writeConfig<C: Encodable>(_ config: C) throws {
+    /// Writes `config.json` (pretty, sorted keys): the configuration's own keys plus a `prunegym`
+    /// object (`RunProvenance`: the kind of run, the PruneGym version, the git commit, the seed and
+    /// the command line), so that `prunegym rerun` can reproduce the run from the directory alone.
+    public func writeConfig<C: Encodable>(_ config: C, kind: String, command: [String] = Array(CommandLine.arguments.dropFirst())) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(config), to: configURL)
+        guard var object = try JSONSerialization.jsonObject(with: try encoder.encode(config)) as? [String: Any] else {
+            throw FileError(path: configURL.path, reason: "the configuration does not encode as a JSON object")
+        }
+        let seed = (object["seed"] as? NSNumber).map { $0.uint64Value }
+        let provenance = RunProvenance(kind: kind, seed: seed, command: command)
+        object[RunProvenance.key] = try JSONSerialization.jsonObject(with: try encoder.encode(provenance))
+        let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])
+        try AtomicFile.write(data, to: configURL)
     }
 
+    /// Reads `config.json` as `type` (ignoring the `prunegym` provenance object).
     public func readConfig<C: Decodable>(_ type: C.Type) throws -> C {
+        let object = try readConfigObject()
+        do {
+            var stripped = object
+            stripped.removeValue(forKey: RunProvenance.key)
+            return try JSONDecoder().decode(type, from: try JSONSerialization.data(withJSONObject: stripped))
+        } catch {
+            throw FileError(path: configURL.path, reason: "malformed configuration: \(error)")
+        }
+    }
+
+    /// The provenance recorded by `writeConfig`, or nil for a run written before it existed.
+    public func readProvenance() throws -> RunProvenance? {
+        guard let value = try readConfigObject()[RunProvenance.key] else { return nil }
+        do { return try JSONDecoder().decode(RunProvenance.self, from: try JSONSerialization.data(withJSONObject: value)) } catch {
+            throw FileError(path: configURL.path, reason: "malformed `\(RunProvenance.key)` object: \(error)")
+        }
+    }
+
+    private func readConfigObject() throws -> [String: Any] {
         let data: Data
         do { data = try Data(contentsOf: configURL) } catch {
             throw FileError(path: configURL.path, reason: "cannot read the run's configuration (is this a run directory?)")
         }
-        do { return try JSONDecoder().decode(type, from: data) } catch {
-            throw FileError(path: configURL.path, reason: "malformed configuration: \(error)")
+        guard let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw FileError(path: configURL.path, reason: "not a JSON object; the run directory is damaged")
         }
+        return object
     }
 
     /// The newest complete checkpoint's directory, or nil if there is none.
@@ -65,16 +95,76 @@ public struct RunDirectory: Sendable {
     }
 }
 
+/// What every run's `config.json` records beside the configuration, under the key `prunegym`.
+public struct RunProvenance: Codable, Equatable, Sendable {
+    public static let key = "prunegym"
+    /// What made the run: `train`, `tprl`, `vlm-train`, `sweep-cell`, … (`prunegym rerun` dispatches on it).
+    public var kind: String
+    public var version: String
+    /// `git rev-parse HEAD` of the working directory when the run started, with `-dirty` when
+    /// tracked files had changes; `unknown` outside a git checkout.
+    public var gitCommit: String
+    public var seed: UInt64?
+    /// The command line, without the executable.
+    public var command: [String]
+
+    enum CodingKeys: String, CodingKey { case kind, version, gitCommit = "git_commit", seed, command }
+
+    public init(kind: String, seed: UInt64?, command: [String], version: String = PruneGymVersion.current, gitCommit: String = GitCommit.current) {
+        self.kind = kind
+        self.version = version
+        self.gitCommit = gitCommit
+        self.seed = seed
+        self.command = command
+    }
+}
+
+/// The git commit of the current directory's checkout, asked once per process.
+public enum GitCommit {
+    public static let current: String = {
+        guard let head = run(["rev-parse", "HEAD"]), !head.isEmpty else { return "unknown" }
+        let dirty = run(["status", "--porcelain", "--untracked-files=no"]).map { !$0.isEmpty } ?? false
+        return dirty ? head + "-dirty" : head
+    }()
+
+    static func run(_ arguments: [String]) -> String? {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["git"] + arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = FileHandle.nullDevice
+        do { try process.run() } catch { return nil }
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else { return nil }
+        return String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+}
+
 /// `metrics.csv`: a header fixed by the first row, then one row per update. Values are written
 /// with full precision; a resumed run first drops rows past its checkpoint.
+///
+/// Every row also goes to a TensorBoard event file in the same directory (`TensorBoardWriter`),
+/// each column a scalar tagged with its name, at the row's `step` (or `samples`, `update`,
+/// `epoch`, whichever the row has first; else the row number): `tensorboard --logdir runs`.
 public final class MetricsLog {
     public let url: URL
     private var columns: [String]?
+    /// Write TensorBoard event files beside the CSV (default true).
+    public var writesTensorBoard: Bool
+    private var tensorBoard: TensorBoardWriter?
+    private var rowCount = 0
 
-    public init(url: URL) throws {
+    /// The columns tried, in order, for a row's TensorBoard step.
+    public static let stepColumns = ["step", "samples", "update", "epoch"]
+
+    public init(url: URL, writesTensorBoard: Bool = true) throws {
         self.url = url
+        self.writesTensorBoard = writesTensorBoard
         if let text = try? String(contentsOf: url, encoding: .utf8), let header = text.split(separator: "\n").first {
             columns = header.split(separator: ",").map(String.init)
+            rowCount = text.split(separator: "\n").count - 1
         }
     }
 
@@ -87,6 +177,7 @@ public final class MetricsLog {
             return index < fields.count && (Double(fields[index]) ?? .infinity) <= value
         }.map(String.init)
         try AtomicFile.write(Data((kept.joined(separator: "\n") + "\n").utf8), to: url)
+        rowCount = kept.count - 1
     }
 
     /// Appends one row; the first row ever written fixes the columns.
@@ -101,6 +192,17 @@ public final class MetricsLog {
         defer { try? handle.close() }
         try handle.seekToEnd()
         try handle.write(contentsOf: Data(line.utf8))
+        rowCount += 1
+        if writesTensorBoard {
+            let stepValue = Self.stepColumns.lazy.compactMap { values[$0] }.first ?? Double(rowCount)
+            let step = stepValue.isFinite ? Int64(stepValue) : Int64(rowCount)
+            if tensorBoard == nil {
+                // Rows already in the CSV mean a resumed run: tell TensorBoard to drop the
+                // older file's events from this step on.
+                tensorBoard = try TensorBoardWriter(directory: url.deletingLastPathComponent(), resumingAt: rowCount > 1 ? step : nil)
+            }
+            try tensorBoard?.add(row, step: step)
+        }
     }
 
     static func format(_ value: Double) -> String {

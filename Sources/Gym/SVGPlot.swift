@@ -56,6 +56,12 @@ public enum SVGPlot {
             if !points.isEmpty {
                 svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.8\" points=\"\(points.joined(separator: " "))\"/>\n"
             }
+            // Markers where points are few enough to tell apart (a single point has no line).
+            if points.count <= 20 {
+                for point in entry.points where point.x.isFinite && point.y.isFinite {
+                    svg += "<circle cx=\"\(f(px(point.x)))\" cy=\"\(f(py(point.y)))\" r=\"3\" fill=\"\(color)\"/>\n"
+                }
+            }
             let ly = top + 14 + Double(index) * 16
             svg += "<line x1=\"\(f(left + 10))\" y1=\"\(f(ly - 4))\" x2=\"\(f(left + 28))\" y2=\"\(f(ly - 4))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
             svg += "<text x=\"\(f(left + 34))\" y=\"\(f(ly))\">\(escape(entry.name))</text>\n"

@@ -45,11 +45,16 @@ struct RunConfiguration: Codable, Equatable {
     }
 }
 
-/// Reads a JSON file of type `T`, with errors that name the file.
+/// Reads a JSON file of type `T`, with errors that name the file. A run's `config.json` may be
+/// passed as it is: its `prunegym` provenance object is ignored.
 func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
-    let data: Data
+    var data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw FileError(path: path, reason: "cannot read the file")
+    }
+    if var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object[RunProvenance.key] != nil {
+        object.removeValue(forKey: RunProvenance.key)
+        data = try JSONSerialization.data(withJSONObject: object)
     }
     do { return try JSONDecoder().decode(type, from: data) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
         let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {

@@ -66,15 +66,15 @@ enum PruningCommand {
             pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0]))
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
-        let results = try evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
+        let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
                                    oracleQuestions: oracleQuestions, quiet: args.flag("json"))
-        try write(results, to: out)
+        try PruningReport.write(results, to: out)
         if args.flag("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(results), as: UTF8.self))
         } else {
-            print(table(results))
+            print(PruningReport.table(results))
             print("wrote \(out.appendingPathComponent("results.csv").path) and the plot \(out.appendingPathComponent("accuracy-vs-tokens.svg").path)")
         }
     }
@@ -84,113 +84,6 @@ enum PruningCommand {
         let parsed = values.compactMap(parse)
         guard !values.isEmpty, parsed.count == values.count else { throw UsageError(message: "--\(name): cannot read '\(text)'") }
         return parsed
-    }
-
-    static func evaluate(_ pruners: [any TokenPruner], simulator: PruningSimulator, budgets: [Double], seeds: [UInt64], questions: Int,
-                         oracleQuestions: Int, quiet: Bool) throws -> [PruningResult] {
-        let evaluation = PruningEvaluation(simulator: simulator, questions: questions)
-        let total = pruners.reduce(0) { $0 + ($1.name == "oracle" ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
-        let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
-        var done = 0
-        var results: [PruningResult] = []
-        var unpruned: PruningResult?
-        for pruner in pruners {
-            for budget in budgets {
-                var first: PruningResult?
-                for seed in seeds {
-                    let count = pruner.name == "oracle" ? min(oracleQuestions, questions) : questions
-                    let base = done
-                    var result: PruningResult
-                    if budget >= 1, pruner.name != "oracle", var full = unpruned {
-                        // Every method keeps every token at 100%: the same answers (FastV included).
-                        full.method = pruner.name
-                        full.seed = seed
-                        result = full
-                    } else if pruner.isDeterministic, var again = first {
-                        again.seed = seed  // a deterministic choice: the same result for every seed
-                        result = again
-                    } else {
-                        result = try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count) { progress?.update(base + $0, status: "\(pruner.name) @ \(budget)") }
-                    }
-                    if budget >= 1 && pruner.name != "oracle" && unpruned == nil { unpruned = result }
-                    first = first ?? result
-                    results.append(result)
-                    done += count
-                    progress?.update(done, status: "\(pruner.name) @ \(budget)")
-                }
-            }
-        }
-        progress?.update(total, status: "done")
-        return results
-    }
-
-    struct Row {
-        var method: String, budget: Double
-        var accuracy: [Double], tokens: Double, flops: Double, latency: Double, subset: Bool
-        var families: [String: Double]
-    }
-
-    static func rows(_ results: [PruningResult]) -> [Row] {
-        var rows: [Row] = []
-        var seen: [String] = []
-        for r in results where !seen.contains("\(r.method)@\(r.budget)") { seen.append("\(r.method)@\(r.budget)") }
-        for key in seen {
-            let cell = results.filter { "\($0.method)@\($0.budget)" == key }
-            var families: [String: Double] = [:]
-            for family in Set(cell.flatMap { $0.accuracyPerFamily.keys }) {
-                families[family] = cell.map { $0.accuracyPerFamily[family] ?? 0 }.reduce(0, +) / Double(cell.count)
-            }
-            rows.append(Row(method: cell[0].method, budget: cell[0].budget, accuracy: cell.map(\.accuracy),
-                            tokens: cell.map(\.meanTokens).reduce(0, +) / Double(cell.count), flops: cell.map(\.flops).reduce(0, +) / Double(cell.count),
-                            latency: cell.map(\.latencyMilliseconds).reduce(0, +) / Double(cell.count), subset: cell[0].subset, families: families))
-        }
-        return rows
-    }
-
-    static func meanStd(_ values: [Double]) -> (Double, Double) {
-        let mean = values.reduce(0, +) / Double(max(1, values.count))
-        let variance = values.count > 1 ? values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(values.count - 1) : 0
-        return (mean, variance.squareRoot())
-    }
-
-    /// The Markdown table: one row per method and budget.
-    static func table(_ results: [PruningResult]) -> String {
-        let all = rows(results)
-        let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        // Unpruned accuracy: the best 100% row (every method keeps everything there).
-        let unpruned = all.filter { $0.budget >= 1 }.map { meanStd($0.accuracy).0 }.max()
-        var lines = ["| method | budget | accuracy (%) | % of unpruned | " + families.joined(separator: " | ") + " | tokens | GFLOPs | ms/answer |",
-                     "|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|"]
-        let order = all.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        for row in all.sorted(by: { ($0.budget, order.firstIndex(of: $1.method)!) > ($1.budget, order.firstIndex(of: $0.method)!) }) {
-            let (mean, std) = meanStd(row.accuracy)
-            let share = unpruned.map { String(format: "%.1f", 100 * mean / $0) } ?? "–"
-            let familyCells = families.map { row.families[$0].map { String(format: "%.1f", 100 * $0) } ?? "–" }
-            lines.append("| \(row.method)\(row.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * row.budget)) | \(String(format: "%.1f ± %.1f", 100 * mean, 100 * std)) | \(share) | "
-                         + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(String(format: "%.2f", row.latency)) |")
-        }
-        if all.contains(where: \.subset) { lines.append("\n\\* evaluated on a smaller subset of the test split.") }
-        return lines.joined(separator: "\n")
-    }
-
-    static func write(_ results: [PruningResult], to out: URL) throws {
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
-        let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,latency_ms,subset\n"
-        for r in results {
-            csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
-                + ",\(r.meanTokens),\(r.flops),\(r.latencyMilliseconds),\(r.subset)\n"
-        }
-        try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try AtomicFile.write(try encoder.encode(results), to: out.appendingPathComponent("results.json"))
-        let series = Dictionary(grouping: rows(results), by: \.method).sorted { $0.key < $1.key }.map { method, rows in
-            SVGPlot.Series(name: method, points: rows.sorted { $0.tokens < $1.tokens }.map { (x: $0.tokens, y: 100 * meanStd($0.accuracy).0) })
-        }
-        let svg = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs retained visual tokens", xLabel: "visual tokens kept (of 256)",
-                                    yLabel: "accuracy (%)", series: series)
-        try AtomicFile.write(Data(svg.utf8), to: out.appendingPathComponent("accuracy-vs-tokens.svg"))
     }
 }
 
@@ -267,7 +160,7 @@ extension PruningCommand {
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
         try run.create()
-        try run.writeConfig(configuration)
+        try run.writeConfig(configuration, kind: "tprl")
         let started = Date()
         let artifacts = try TPRLRecipe.run(model: model, source: ShapesVQATasks(), configuration: configuration, runDirectory: run, showsProgress: !quiet)
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)

@@ -65,6 +65,11 @@ enum TrainCommand {
         default: break
         }
         let runDirectory = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/\(environmentID)-\(agentName)-\(seed)")))
+        try start(config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
+    }
+
+    /// Starts (or resumes) the run of `config` in `runDirectory`.
+    static func start(_ config: RunConfiguration, runDirectory: RunDirectory, registry: EnvironmentRegistry, showsProgress: Bool) throws {
         if FileManager.default.fileExists(atPath: runDirectory.configURL.path) {
             let existing = try runDirectory.readConfig(RunConfiguration.self)
             guard existing.isSameRun(as: config) else {
@@ -73,9 +78,9 @@ enum TrainCommand {
             if try runDirectory.latestCheckpoint() != nil { print("resuming \(runDirectory.url.path) from its latest checkpoint") }
         }
         try runDirectory.create()
-        try runDirectory.writeConfig(config)
-        let environment = try registry.make(environmentID)
-        try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
+        try runDirectory.writeConfig(config, kind: "train")
+        let environment = try registry.make(config.environment)
+        try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress)
     }
 
     static func train<E: Environment>(_ first: E, config: RunConfiguration, runDirectory: RunDirectory,
@@ -152,6 +157,10 @@ struct CartPoleExpert<E: Environment> {
 
 /// Prints rows of (label, value) as an aligned two-column table.
 func printTable(_ rows: [[String]]) {
-    let width = rows.map { $0[0].count }.max() ?? 0
-    for row in rows { print(row[0].padding(toLength: width, withPad: " ", startingAt: 0) + "  " + row[1]) }
+    let columns = rows.map(\.count).max() ?? 0
+    let widths = (0..<columns).map { c in rows.map { c < $0.count ? $0[c].count : 0 }.max() ?? 0 }
+    for row in rows {
+        let cells = row.enumerated().map { c, text in c == row.count - 1 ? text : text.padding(toLength: widths[c], withPad: " ", startingAt: 0) }
+        print(cells.joined(separator: "  "))
+    }
 }

@@ -57,8 +57,13 @@ enum VLMCommand {
         configuration.samples = try args.integer("samples", default: configuration.samples, range: 1...100_000_000)
         let out = URL(fileURLWithPath: args.string("out", default: "models/shapes-llava"))
         let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(configuration.seed)")))
+        try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"))
+    }
+
+    /// Trains (or resumes) the model of `configuration` in `run` and writes it to `out`.
+    static func trainModel(_ configuration: VLMTrainingConfiguration, out: URL, run: RunDirectory, quiet: Bool) throws {
         try run.create()
-        try run.writeConfig(configuration)
+        try run.writeConfig(configuration, kind: "vlm-train")
         let trainer = VLMTrainer(configuration: configuration)
         let checkpoint = run.checkpointsURL.appendingPathComponent("trainer.safetensors")
         if FileManager.default.fileExists(atPath: checkpoint.path) {
@@ -67,7 +72,7 @@ enum VLMCommand {
             print("resuming from step \(trainer.step) of \(trainer.totalSteps)")
         }
         let metrics = try MetricsLog(url: run.metricsURL)
-        let progress = args.flag("quiet") ? nil : ProgressBar(total: trainer.totalSteps * configuration.batchSize, label: "vlm", start: trainer.step * configuration.batchSize)
+        let progress = quiet ? nil : ProgressBar(total: trainer.totalSteps * configuration.batchSize, label: "vlm", start: trainer.step * configuration.batchSize)
         var recent: [Float] = []
         var lastAccuracy = "–"
         while trainer.step < trainer.totalSteps {
@@ -111,7 +116,7 @@ enum VLMCommand {
             return
         }
         let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "")))
-        let configuration = try readJSON(VLMTrainingConfiguration.self, from: run.url.appendingPathComponent("config.json").path)
+        let configuration = try run.readConfig(VLMTrainingConfiguration.self)
         let trainer = VLMTrainer(configuration: configuration)
         try trainer.load(from: run.checkpointsURL.appendingPathComponent("trainer.safetensors"))
         let out = URL(fileURLWithPath: args.string("out", default: ""))

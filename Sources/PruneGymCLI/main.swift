@@ -14,6 +14,9 @@ let overview = """
       quickstart  the whole TPRL recipe on the built-in model, ending with the eval-pruning table
       eval-pruning  evaluate token pruners (baselines, tprl) per budget: accuracy, tokens, FLOPs, latency
       tprl        train the TPRL policy (autoencoder, demonstrations, behaviour cloning, PPO)
+      sweep       a reward-ablation grid (α, β, task and efficiency terms, T_max) × agents × seeds
+      report      the table and plots of a sweep directory
+      rerun       reproduce a run from its directory alone (config.json records everything)
       ae          train the token autoencoder alone
       vlm         the simulator backend: train the built-in LLaVA model, run a checkpoint, evaluate it
       demo        train a small transformer on a toy task: the numeric core end to end
@@ -36,12 +39,15 @@ do {
     case "eval-pruning": try PruningCommand.evalPruning(Array(arguments.dropFirst()))
     case "tprl": try PruningCommand.tprl(Array(arguments.dropFirst()))
     case "ae": try PruningCommand.autoencoder(Array(arguments.dropFirst()))
+    case "sweep": try SweepCommand.run(Array(arguments.dropFirst()))
+    case "report": try SweepCommand.report(Array(arguments.dropFirst()))
+    case "rerun": try RerunCommand.run(Array(arguments.dropFirst()))
     case "data": try DataCommand.run(Array(arguments.dropFirst()))
     case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
     case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
     case nil, "--help", "-h", "help": print(overview)
     case let other?:
-        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
+        throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, sweep, report, rerun, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
     }
 } catch {
     FileHandle.standardError.write(Data("error: \(error)\n".utf8))

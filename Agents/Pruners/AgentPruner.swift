@@ -1,0 +1,53 @@
+import Foundation
+import Gym
+import TensorCore
+import TokenPruning
+
+/// Any `Agent` trained on `TokenPruning-v0` as a pruner, so that it sits in the same eval-pruning
+/// table as the baselines: for each question it plays one episode of the environment (the target
+/// budget set to the evaluated budget) and keeps what is left at the end. The retained-token
+/// column then shows what the agent chose — an agent is not forced to the budget.
+///
+/// `sampling` draws the agent's stochastic actions (its own seeded generator, as in training);
+/// otherwise the agent's deterministic action is used.
+public final class AgentPruner: TokenPruner {
+    public let name: String
+    public let agent: any Agent<[String: SpaceValue], [Bool]>
+    public let configuration: TokenPruningConfiguration
+    public let sampling: Bool
+    public var isDeterministic: Bool { !sampling }
+    private var environments: [String: TokenPruningEnvironment] = [:]
+
+    /// `configuration` is the environment the agent was trained in (its observation layout and
+    /// reward; the split is taken from each evaluated task).
+    public init(name: String, agent: any Agent<[String: SpaceValue], [Bool]>, configuration: TokenPruningConfiguration, sampling: Bool = false) {
+        self.name = name
+        self.agent = agent
+        self.configuration = configuration
+        self.sampling = sampling
+    }
+
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let environment = try self.environment(simulator: simulator, split: entry.split)
+        var observation = try environment.reset(
+            seed: nil, options: ResetOptions(values: ["index": .number(Double(entry.index)), "budget": .number(Double(budget) / Double(simulator.tokenCount))])
+        ).observation
+        while true {
+            let action = try agent.act([observation], deterministic: !sampling)[0]
+            let step = try environment.step(action)
+            observation = step.observation
+            if step.terminated || step.truncated { break }
+        }
+        return .tokens(environment.keptTokens)
+    }
+
+    private func environment(simulator: PruningSimulator, split: String) throws -> TokenPruningEnvironment {
+        let key = "\(ObjectIdentifier(simulator))/\(split)"
+        if let cached = environments[key] { return cached }
+        var config = configuration
+        config.split = split
+        let environment = try TokenPruningEnvironment(simulator: simulator, configuration: config)
+        environments[key] = environment
+        return environment
+    }
+}

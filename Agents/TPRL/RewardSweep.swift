@@ -1,0 +1,436 @@
+import Foundation
+import Gym
+import PPO
+import Policies
+import Pruners
+import TensorCore
+import TokenPruning
+import VLM
+
+/// A sweep configuration that cannot run, with the JSON key path of the offending value
+/// (`grid.beta[1]`, `agents[0]`, `recipe.environment.max_steps`).
+public struct SweepError: Error, CustomStringConvertible, Sendable {
+    public var path: String
+    public var reason: String
+    public init(path: String, reason: String) {
+        self.path = path
+        self.reason = reason
+    }
+    public var description: String { "sweep configuration: '\(path)': \(reason)" }
+}
+
+/// The reward settings a sweep varies (each a list of values; omitted = the recipe's value).
+public struct SweepGrid: Codable, Sendable, Equatable {
+    public var alpha: [Double]?
+    public var beta: [Double]?
+    public var taskScore: [TaskScore]?
+    public var efficiency: [EfficiencyTerm]?
+    public var terminalOnly: [Bool]?
+    public var maxSteps: [Int]?
+
+    public init(alpha: [Double]? = nil, beta: [Double]? = nil, taskScore: [TaskScore]? = nil, efficiency: [EfficiencyTerm]? = nil,
+                terminalOnly: [Bool]? = nil, maxSteps: [Int]? = nil) {
+        self.alpha = alpha
+        self.beta = beta
+        self.taskScore = taskScore
+        self.efficiency = efficiency
+        self.terminalOnly = terminalOnly
+        self.maxSteps = maxSteps
+    }
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case alpha, beta, taskScore = "task_score", efficiency, terminalOnly = "terminal_only", maxSteps = "max_steps"
+    }
+
+    public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        alpha = try c.decodeIfPresent([Double].self, forKey: .alpha)
+        beta = try c.decodeIfPresent([Double].self, forKey: .beta)
+        taskScore = try c.decodeIfPresent([TaskScore].self, forKey: .taskScore)
+        efficiency = try c.decodeIfPresent([EfficiencyTerm].self, forKey: .efficiency)
+        terminalOnly = try c.decodeIfPresent([Bool].self, forKey: .terminalOnly)
+        maxSteps = try c.decodeIfPresent([Int].self, forKey: .maxSteps)
+    }
+}
+
+/// How each cell's final policy is measured: `questions` test questions, one episode each with
+/// the target budget `budget`, the agent sampling its actions as in training.
+public struct SweepEvaluation: Codable, Sendable, Equatable {
+    public var questions = 500
+    public var budget = 0.333
+    public var split = "test"
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case questions, budget, split }
+
+    public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = SweepEvaluation()
+        questions = try c.decodeIfPresent(Int.self, forKey: .questions) ?? d.questions
+        budget = try c.decodeIfPresent(Double.self, forKey: .budget) ?? d.budget
+        split = try c.decodeIfPresent(String.self, forKey: .split) ?? d.split
+    }
+}
+
+/// `prunegym sweep --config sweep.json`: a grid over reward settings × agents × seeds on the
+/// built-in model. Every command-line flag of `sweep` is also a key here (`out`, `jobs`, `quiet`).
+///
+/// ```json
+/// {"out": "runs/sweep-reward", "jobs": 2, "seeds": [0, 1], "agents": ["tprl"],
+///  "grid": {"alpha": [1], "beta": [0, 0.5, 2]},
+///  "recipe": {"demonstrations": 200, "ppo_updates": 10},
+///  "evaluation": {"questions": 300, "budget": 0.333}}
+/// ```
+public struct SweepConfiguration: Codable, Sendable, Equatable {
+    /// The agents a cell can train: the TPRL recipe (behaviour cloning then PPO), behaviour cloning
+    /// alone, or PPO from a random initialisation — all with the TPRL actor-critic.
+    public static let agentNames = ["tprl", "bc", "ppo"]
+
+    public var out = "runs/sweep"
+    public var jobs = 1
+    public var quiet = false
+    public var seeds: [UInt64] = [0]
+    public var agents = ["tprl"]
+    public var grid = SweepGrid()
+    /// The base recipe (`TPRLConfiguration` keys); the grid overrides its environment's reward.
+    public var recipe = TPRLConfiguration()
+    public var evaluation = SweepEvaluation()
+
+    public init() {}
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case out, jobs, quiet, seeds, agents, grid, recipe, evaluation }
+
+    public init(from decoder: Decoder) throws {
+        try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        let d = SweepConfiguration()
+        out = try c.decodeIfPresent(String.self, forKey: .out) ?? d.out
+        jobs = try c.decodeIfPresent(Int.self, forKey: .jobs) ?? d.jobs
+        quiet = try c.decodeIfPresent(Bool.self, forKey: .quiet) ?? d.quiet
+        seeds = try c.decodeIfPresent([UInt64].self, forKey: .seeds) ?? d.seeds
+        agents = try c.decodeIfPresent([String].self, forKey: .agents) ?? d.agents
+        grid = try c.decodeIfPresent(SweepGrid.self, forKey: .grid) ?? d.grid
+        recipe = try c.decodeIfPresent(TPRLConfiguration.self, forKey: .recipe) ?? d.recipe
+        evaluation = try c.decodeIfPresent(SweepEvaluation.self, forKey: .evaluation) ?? d.evaluation
+    }
+
+    /// Reads a sweep file; a JSON error names the key path (`grid.beta[1]`) and the file.
+    public static func load(_ url: URL) throws -> SweepConfiguration {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw FileError(path: url.path, reason: "cannot read the sweep configuration") }
+        do {
+            let configuration = try JSONDecoder().decode(SweepConfiguration.self, from: data)
+            try configuration.validate()
+            return configuration
+        } catch let error as DecodingError {
+            throw FileError(path: url.path, reason: Self.describe(error))
+        } catch let error as SweepError {
+            throw FileError(path: url.path, reason: error.description)
+        }
+    }
+
+    /// A decoding error as `'key.path[i]': what was wrong`.
+    static func describe(_ error: DecodingError) -> String {
+        func path(_ codingPath: [CodingKey]) -> String {
+            codingPath.reduce("") { text, key in
+                if let index = key.intValue { return text + "[\(index)]" }
+                return text.isEmpty ? key.stringValue : text + "." + key.stringValue
+            }
+        }
+        switch error {
+        case let .typeMismatch(type, context): return "'\(path(context.codingPath))': expected \(type) — \(context.debugDescription)"
+        case let .valueNotFound(type, context): return "'\(path(context.codingPath))': missing \(type)"
+        case let .keyNotFound(key, context): return "'\(path(context.codingPath + [key]))': missing"
+        case let .dataCorrupted(context):
+            return context.codingPath.isEmpty ? "malformed JSON: \(context.debugDescription)" : "'\(path(context.codingPath))': \(context.debugDescription)"
+        @unknown default: return "\(error)"
+        }
+    }
+
+    /// Rejects impossible values before anything runs, naming the key path.
+    public func validate() throws {
+        if jobs < 1 { throw SweepError(path: "jobs", reason: "must be ≥ 1, got \(jobs)") }
+        if out.isEmpty { throw SweepError(path: "out", reason: "must name a directory") }
+        if seeds.isEmpty { throw SweepError(path: "seeds", reason: "must list at least one seed") }
+        if agents.isEmpty { throw SweepError(path: "agents", reason: "must list at least one agent") }
+        for (i, agent) in agents.enumerated() where !Self.agentNames.contains(agent) {
+            throw SweepError(path: "agents[\(i)]", reason: "unknown agent '\(agent)'; sweep agents: \(Self.agentNames.joined(separator: ", "))")
+        }
+        func check<T>(_ name: String, _ values: [T]?, _ ok: (T) -> Bool, _ rule: String) throws {
+            guard let values else { return }
+            if values.isEmpty { throw SweepError(path: "grid.\(name)", reason: "must list at least one value (or be omitted)") }
+            for (i, value) in values.enumerated() where !ok(value) {
+                throw SweepError(path: "grid.\(name)[\(i)]", reason: "\(rule), got \(value)")
+            }
+        }
+        try check("alpha", grid.alpha, { $0.isFinite && $0 >= 0 }, "must be finite and ≥ 0")
+        try check("beta", grid.beta, { $0.isFinite && $0 >= 0 }, "must be finite and ≥ 0")
+        try check("max_steps", grid.maxSteps, { $0 >= 1 }, "must be ≥ 1")
+        try check("task_score", grid.taskScore, { _ in true }, "")
+        try check("efficiency", grid.efficiency, { _ in true }, "")
+        try check("terminal_only", grid.terminalOnly, { _ in true }, "")
+        if evaluation.questions < 1 { throw SweepError(path: "evaluation.questions", reason: "must be ≥ 1, got \(evaluation.questions)") }
+        if !(evaluation.budget > 0 && evaluation.budget <= 1) { throw SweepError(path: "evaluation.budget", reason: "must be in (0, 1], got \(evaluation.budget)") }
+        if !["train", "validation", "test"].contains(evaluation.split) {
+            throw SweepError(path: "evaluation.split", reason: "must be train, validation or test, got '\(evaluation.split)'")
+        }
+        do { try recipe.validate() } catch { throw SweepError(path: "recipe", reason: "\(error)") }
+        for cell in cells() {
+            do { try cell.recipe.validate() } catch { throw SweepError(path: "grid", reason: "cell \(cell.name): \(error)") }
+        }
+    }
+
+    /// The grid's cells: agents × α × β × task × efficiency × terminal-only × T_max × seeds.
+    public func cells() -> [SweepCell] {
+        let base = recipe.environment
+        var cells: [SweepCell] = []
+        for agent in agents {
+            for alpha in grid.alpha ?? [base.alpha] {
+                for beta in grid.beta ?? [base.beta] {
+                    for task in grid.taskScore ?? [base.taskScore] {
+                        for efficiency in grid.efficiency ?? [base.efficiency] {
+                            for terminal in grid.terminalOnly ?? [base.terminalOnly] {
+                                for steps in grid.maxSteps ?? [base.maxSteps] {
+                                    for seed in seeds {
+                                        var r = recipe
+                                        r.seed = seed
+                                        r.environment.alpha = alpha
+                                        r.environment.beta = beta
+                                        r.environment.taskScore = task
+                                        r.environment.efficiency = efficiency
+                                        r.environment.terminalOnly = terminal
+                                        r.environment.maxSteps = steps
+                                        switch agent {
+                                        case "bc": r.ppoUpdates = 0
+                                        case "ppo": r.demonstrations = 0
+                                        default: break
+                                        }
+                                        cells.append(SweepCell(agent: agent, recipe: r, evaluation: evaluation))
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return cells
+    }
+}
+
+/// One run of a sweep: an agent, its full recipe (reward settings and seed included) and how it
+/// is evaluated. Its directory is `<sweep>/cells/<setting>/seed-<seed>`.
+public struct SweepCell: Codable, Sendable, Equatable {
+    public var agent: String
+    public var recipe: TPRLConfiguration
+    public var evaluation: SweepEvaluation
+
+    public init(agent: String, recipe: TPRLConfiguration, evaluation: SweepEvaluation) {
+        self.agent = agent
+        self.recipe = recipe
+        self.evaluation = evaluation
+    }
+
+    /// The setting without the seed: what the report averages over seeds.
+    public var setting: String {
+        let e = recipe.environment
+        return "\(agent)-a\(Self.format(e.alpha))-b\(Self.format(e.beta))-\(e.taskScore.rawValue)-\(e.efficiency.rawValue)"
+            + (e.terminalOnly ? "-terminal" : "") + "-T\(e.maxSteps)"
+    }
+
+    public var name: String { "\(setting)/seed-\(recipe.seed)" }
+
+    static func format(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e9 ? String(Int(value)) : String(value)
+    }
+}
+
+/// What a finished cell measured (`result.json` in its directory; its presence marks the cell done).
+public struct SweepCellResult: Codable, Sendable, Equatable {
+    public var setting: String
+    public var agent: String
+    public var seed: UInt64
+    public var accuracy: Double
+    public var accuracyPerFamily: [String: Double]
+    public var meanTokens: Double
+    public var flops: Double
+    /// Mean return of the last training rollouts (PPO), or nil without PPO.
+    public var finalTrainingReturn: Double?
+    public var questions: Int
+    public var seconds: Double
+
+    enum CodingKeys: String, CodingKey {
+        case setting, agent, seed, accuracy, accuracyPerFamily = "accuracy_per_family", meanTokens = "mean_tokens", flops
+        case finalTrainingReturn = "final_training_return", questions, seconds
+    }
+}
+
+/// Running and reading sweep cells.
+public enum SweepRunner {
+    public static let resultFile = "result.json"
+    public static let cellKind = "sweep-cell"
+
+    /// The state of a cell directory before a sweep runs it.
+    public enum CellState: Equatable, Sendable {
+        case new, partial, finished
+        /// Unreadable or holding another cell: reported and skipped, never overwritten.
+        case corrupt(String)
+    }
+
+    public static func state(of cell: SweepCell, in directory: URL) -> CellState {
+        let run = RunDirectory(directory)
+        guard FileManager.default.fileExists(atPath: directory.path) else { return .new }
+        guard FileManager.default.fileExists(atPath: run.configURL.path) else {
+            let contents = (try? FileManager.default.contentsOfDirectory(atPath: directory.path)) ?? []
+            return contents.isEmpty ? .new : .corrupt("\(directory.path) has files but no config.json")
+        }
+        let recorded: SweepCell
+        do { recorded = try run.readConfig(SweepCell.self) } catch { return .corrupt("\(error)") }
+        guard recorded == cell else { return .corrupt("\(run.configURL.path) holds a different cell (\(recorded.name))") }
+        let result = directory.appendingPathComponent(resultFile)
+        guard FileManager.default.fileExists(atPath: result.path) else { return .partial }
+        do {
+            _ = try JSONDecoder().decode(SweepCellResult.self, from: try Data(contentsOf: result))
+            return .finished
+        } catch {
+            return .corrupt("\(result.path) is unreadable: \(error)")
+        }
+    }
+
+    /// Trains and evaluates one cell in `directory` (resuming PPO from its checkpoint when one
+    /// exists) and writes `result.json` last.
+    public static func run(_ cell: SweepCell, in directory: URL, model: any VisionLanguageModel, source: any PruningTaskSource,
+                           showsProgress: Bool, log: (String) -> Void = { print($0) }) throws -> SweepCellResult {
+        let started = Date()
+        let run = RunDirectory(directory)
+        try run.create()
+        if !FileManager.default.fileExists(atPath: run.configURL.path) {
+            try run.writeConfig(cell, kind: cellKind)
+        }
+        let artifacts = try TPRLRecipe.run(model: model, source: source, configuration: cell.recipe, runDirectory: run,
+                                           showsProgress: showsProgress, log: log)
+        // The cell's environment as the recipe trained in it; the evaluation fixes the budget.
+        var environment = cell.recipe.environment
+        environment.budgetChoices = []
+        environment.targetBudget = cell.evaluation.budget
+        let probe = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: environment)
+        var ppo = PPOConfiguration()
+        ppo.environmentCount = 1
+        let agent = try PPOAgent<[String: SpaceValue], [Bool]>(observationSpace: probe.observationSpace, actionSpace: probe.actionSpace,
+                                                               configuration: ppo, seed: cell.recipe.seed &+ 7, network: artifacts.network,
+                                                               maskRange: artifacts.network.layout.mask)
+        let pruner = AgentPruner(name: cell.setting, agent: agent, configuration: environment, sampling: true)
+        var evaluation = PruningEvaluation(simulator: artifacts.simulator, split: cell.evaluation.split, questions: cell.evaluation.questions)
+        evaluation.latencyQuestions = 0
+        let measured = try evaluation.evaluate(pruner, budget: cell.evaluation.budget, seed: cell.recipe.seed)
+        let finalReturn = artifacts.ppo.last?.first { $0.0 == "return_mean" }?.1
+        let result = SweepCellResult(setting: cell.setting, agent: cell.agent, seed: cell.recipe.seed, accuracy: measured.accuracy,
+                                     accuracyPerFamily: measured.accuracyPerFamily, meanTokens: measured.meanTokens, flops: measured.flops,
+                                     finalTrainingReturn: finalReturn.flatMap { $0.isFinite ? $0 : nil }, questions: measured.questions,
+                                     seconds: Date().timeIntervalSince(started))
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try AtomicFile.write(try encoder.encode(result), to: directory.appendingPathComponent(resultFile))
+        return result
+    }
+}
+
+/// `prunegym report SWEEP_DIR`: the reward-ablation table (mean ± std over seeds per setting) as
+/// Markdown and CSV, learning curves per setting and accuracy vs retained tokens across settings.
+public enum SweepReport {
+    public struct Row: Sendable {
+        public var setting: String
+        public var results: [SweepCellResult]
+    }
+
+    /// Reads every finished cell under `sweep/cells`; unreadable ones are returned as problems.
+    public static func load(_ sweep: URL) throws -> (rows: [Row], problems: [String]) {
+        let cells = sweep.appendingPathComponent("cells")
+        guard let settings = try? FileManager.default.contentsOfDirectory(atPath: cells.path) else {
+            throw FileError(path: cells.path, reason: "no cells here; is this a sweep directory (made by `prunegym sweep`)?")
+        }
+        var rows: [Row] = []
+        var problems: [String] = []
+        for setting in settings.sorted() {
+            let seeds = (try? FileManager.default.contentsOfDirectory(atPath: cells.appendingPathComponent(setting).path)) ?? []
+            var results: [SweepCellResult] = []
+            for seed in seeds.sorted() {
+                let url = cells.appendingPathComponent(setting).appendingPathComponent(seed).appendingPathComponent(SweepRunner.resultFile)
+                guard FileManager.default.fileExists(atPath: url.path) else { problems.append("\(setting)/\(seed): not finished"); continue }
+                do { results.append(try JSONDecoder().decode(SweepCellResult.self, from: try Data(contentsOf: url))) } catch {
+                    problems.append("\(url.path): unreadable (\(error))")
+                }
+            }
+            if !results.isEmpty { rows.append(Row(setting: setting, results: results)) }
+        }
+        return (rows, problems)
+    }
+
+    static func cell(_ values: [Double], scale: Double = 1, digits: Int = 1) -> String {
+        let (mean, std) = PruningReport.meanStd(values.map { $0 * scale })
+        return String(format: "%.\(digits)f ± %.\(digits)f", mean, std)
+    }
+
+    public static func markdown(_ rows: [Row]) -> String {
+        var lines = ["| setting | seeds | accuracy (%) | tokens kept | GFLOPs | final training return |", "|---|---|---|---|---|---|"]
+        for row in rows {
+            let returns = row.results.compactMap(\.finalTrainingReturn)
+            lines.append("| \(row.setting) | \(row.results.count) | \(cell(row.results.map(\.accuracy), scale: 100)) | \(cell(row.results.map(\.meanTokens))) | "
+                         + "\(cell(row.results.map(\.flops), scale: 1e-9, digits: 3)) | \(returns.isEmpty ? "–" : cell(returns, digits: 3)) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    public static func csv(_ rows: [Row]) -> String {
+        var text = "setting,agent,seed,accuracy,mean_tokens,flops,final_training_return,questions,seconds\n"
+        for row in rows {
+            for r in row.results {
+                text += "\(r.setting),\(r.agent),\(r.seed),\(r.accuracy),\(r.meanTokens),\(r.flops),\(r.finalTrainingReturn.map { "\($0)" } ?? ""),\(r.questions),\(r.seconds)\n"
+            }
+        }
+        return text
+    }
+
+    /// Writes report.md, results.csv, learning-curves.svg and accuracy-vs-tokens.svg to `sweep`
+    /// and returns the Markdown table.
+    @discardableResult
+    public static func write(_ sweep: URL) throws -> (table: String, problems: [String]) {
+        let (rows, problems) = try load(sweep)
+        let table = markdown(rows)
+        try AtomicFile.write(Data((table + "\n").utf8), to: sweep.appendingPathComponent("report.md"))
+        try AtomicFile.write(Data(csv(rows).utf8), to: sweep.appendingPathComponent("results.csv"))
+        // Learning curves: the training return per PPO update, averaged over seeds.
+        var curves: [SVGPlot.Series] = []
+        for row in rows {
+            var sums: [Double: (Double, Int)] = [:]
+            for result in row.results {
+                let metrics = sweep.appendingPathComponent("cells/\(row.setting)/seed-\(result.seed)/metrics.csv")
+                guard let (columns, values) = try? MetricsLog.read(metrics),
+                      let x = columns.firstIndex(of: "step"), let y = columns.firstIndex(of: "return_mean") else { continue }
+                for value in values where value.count > max(x, y) && value[y].isFinite {
+                    let old = sums[value[x]] ?? (0, 0)
+                    sums[value[x]] = (old.0 + value[y], old.1 + 1)
+                }
+            }
+            if !sums.isEmpty {
+                curves.append(.init(name: row.setting, points: sums.keys.sorted().map { (x: $0, y: sums[$0]!.0 / Double(sums[$0]!.1)) }))
+            }
+        }
+        if !curves.isEmpty {
+            let svg = SVGPlot.lineChart(title: "Training return per setting (mean over seeds)", xLabel: "environment steps", yLabel: "mean episode return", series: curves)
+            try AtomicFile.write(Data(svg.utf8), to: sweep.appendingPathComponent("learning-curves.svg"))
+        }
+        let points = rows.map { row in
+            SVGPlot.Series(name: row.setting, points: [(x: PruningReport.meanStd(row.results.map(\.meanTokens)).0,
+                                                       y: 100 * PruningReport.meanStd(row.results.map(\.accuracy)).0)])
+        }
+        if !points.isEmpty {
+            let svg = SVGPlot.lineChart(title: "Accuracy vs retained tokens per setting", xLabel: "visual tokens kept", yLabel: "accuracy (%)", series: points)
+            try AtomicFile.write(Data(svg.utf8), to: sweep.appendingPathComponent("accuracy-vs-tokens.svg"))
+        }
+        return (table, problems)
+    }
+}
