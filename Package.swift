@@ -17,6 +17,8 @@ let package = Package(
         .library(name: "Policies", targets: ["Policies"]),
         .library(name: "PPO", targets: ["PPO"]),
         .library(name: "BehaviorCloning", targets: ["BehaviorCloning"]),
+        // Helpers for testing your own environments and agents (see examples/).
+        .library(name: "PruneGymTesting", targets: ["PruneGymTesting"]),
         .executable(name: "prunegym", targets: ["PruneGymCLI"]),
     ],
     targets: [
@@ -40,6 +42,7 @@ let package = Package(
         .target(name: "Policies", dependencies: ["Gym", "NN", "TensorCore"], path: "Agents/Policies"),
         .target(name: "PPO", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/PPO"),
         .target(name: "BehaviorCloning", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/BehaviorCloning"),
+        .target(name: "PruneGymTesting", dependencies: ["Gym", "TensorCore", "VLM", "TokenPruning"], path: "Sources/PruneGymTesting"),
         .executableTarget(
             name: "PruneGymCLI",
             dependencies: ["TensorCore", "NN", "Gym", "VLM", "ClassicControl", "TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "BehaviorCloning"],
@@ -82,8 +85,10 @@ let package = Package(
             dependencies: ["BehaviorCloning", "Policies", "Gym", "ClassicControl", "TensorCore", "TestSupport"],
             path: "Tests/BehaviorCloningTests"
         ),
-        .testTarget(name: "TokenPruningTests", dependencies: ["TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "VLM", "Gym", "NN", "TensorCore", "TestSupport"],
+        .testTarget(name: "TokenPruningTests", dependencies: ["TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "VLM", "Gym", "NN", "TensorCore", "TestSupport", "PruneGymTesting"],
                     path: "Tests/TokenPruningTests"),
+        .testTarget(name: "WorkflowTests", dependencies: ["PruneGymTesting", "TPRL", "Pruners", "TokenPruning", "ClassicControl", "Gym", "TensorCore", "TestSupport"],
+                    path: "Tests/WorkflowTests"),
         .testTarget(
             name: "NNTests",
             dependencies: ["NN", "TensorCore", "TestSupport"],

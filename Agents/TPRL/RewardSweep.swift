@@ -308,7 +308,7 @@ public enum SweepRunner {
         let run = RunDirectory(directory)
         try run.create()
         if !FileManager.default.fileExists(atPath: run.configURL.path) {
-            try run.writeConfig(cell, kind: cellKind)
+            try run.writeConfig(cell, kind: cellKind, seed: cell.recipe.seed)
         }
         let artifacts = try TPRLRecipe.run(model: model, source: source, configuration: cell.recipe, runDirectory: run,
                                            showsProgress: showsProgress, log: log)

@@ -23,13 +23,14 @@ public struct RunDirectory: Sendable {
     /// Writes `config.json` (pretty, sorted keys): the configuration's own keys plus a `prunegym`
     /// object (`RunProvenance`: the kind of run, the PruneGym version, the git commit, the seed and
     /// the command line), so that `prunegym rerun` can reproduce the run from the directory alone.
-    public func writeConfig<C: Encodable>(_ config: C, kind: String, command: [String] = Array(CommandLine.arguments.dropFirst())) throws {
+    /// `seed` defaults to the configuration's top-level `seed` key.
+    public func writeConfig<C: Encodable>(_ config: C, kind: String, seed: UInt64? = nil, command: [String] = Array(CommandLine.arguments.dropFirst())) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         guard var object = try JSONSerialization.jsonObject(with: try encoder.encode(config)) as? [String: Any] else {
             throw FileError(path: configURL.path, reason: "the configuration does not encode as a JSON object")
         }
-        let seed = (object["seed"] as? NSNumber).map { $0.uint64Value }
+        let seed = seed ?? (object["seed"] as? NSNumber).map { $0.uint64Value }
         let provenance = RunProvenance(kind: kind, seed: seed, command: command)
         object[RunProvenance.key] = try JSONSerialization.jsonObject(with: try encoder.encode(provenance))
         let data = try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes])

@@ -132,7 +132,7 @@ enum SweepCommand {
                 let run = RunDirectory(directory)
                 try run.create()
                 if !FileManager.default.fileExists(atPath: run.configURL.path) {
-                    try run.writeConfig(cell, kind: SweepRunner.cellKind, command: ["sweep", "--cell", directory.path])
+                    try run.writeConfig(cell, kind: SweepRunner.cellKind, seed: cell.recipe.seed, command: ["sweep", "--cell", directory.path])
                 }
                 let log = directory.appendingPathComponent("log.txt")
                 guard FileManager.default.createFile(atPath: log.path, contents: nil), let handle = try? FileHandle(forWritingTo: log) else {

@@ -1,0 +1,114 @@
+import Foundation
+import Gym
+import PruneGymTesting
+import Pruners
+import TensorCore
+import TestSupport
+import Testing
+import TokenPruning
+import TPRL
+
+@Suite("Reward-ablation sweeps")
+struct SweepTests {
+    func decode(_ json: String) throws -> SweepConfiguration {
+        let url = try makeTemporaryDirectory("sweep-config").appendingPathComponent("sweep.json")
+        try Data(json.utf8).write(to: url)
+        return try SweepConfiguration.load(url)
+    }
+
+    func rejects(_ json: String, mentioning path: String) {
+        #expect {
+            _ = try decode(json)
+        } throws: { error in
+            let text = "\(error)"
+            return text.contains("'\(path)'") && text.contains("sweep.json")
+        }
+    }
+
+    @Test("bad configurations are rejected before anything runs, naming the key path")
+    func validation() throws {
+        rejects(#"{"grid": {"beta": [0.5, -1]}}"#, mentioning: "grid.beta[1]")
+        rejects(#"{"grid": {"max_steps": [3, 0]}}"#, mentioning: "grid.max_steps[1]")
+        rejects(#"{"agents": ["tprl", "dqn"]}"#, mentioning: "agents[1]")
+        rejects(#"{"grid": {"betta": [1]}}"#, mentioning: "grid.betta")
+        rejects(#"{"colour": 1}"#, mentioning: "colour")
+        rejects(#"{"jobs": "two"}"#, mentioning: "jobs")
+        rejects(#"{"grid": {"task_score": ["accuracy", "f1"]}}"#, mentioning: "grid.task_score[1]")
+        rejects(#"{"recipe": {"environment": {"max_steps": 0}}}"#, mentioning: "recipe")
+        rejects(#"{"recipe": {"ppo_updatez": 3}}"#, mentioning: "recipe.ppo_updatez")
+        rejects(#"{"seeds": []}"#, mentioning: "seeds")
+        rejects(#"{"evaluation": {"budget": 1.5}}"#, mentioning: "evaluation.budget")
+    }
+
+    @Test("the grid expands to agents × reward settings × seeds with readable names")
+    func cells() throws {
+        let configuration = try decode(#"{"seeds": [0, 1], "agents": ["tprl", "bc"], "grid": {"beta": [0, 0.5], "task_score": ["accuracy", "probability"]}}"#)
+        let cells = configuration.cells()
+        #expect(cells.count == 2 * 2 * 2 * 2)
+        #expect(Set(cells.map(\.name)).count == cells.count)
+        #expect(cells[0].name == "tprl-a1-b0-accuracy-token_ratio-T3/seed-0")
+        #expect(cells.filter { $0.agent == "bc" }.allSatisfy { $0.recipe.ppoUpdates == 0 })
+        #expect(cells.contains { $0.recipe.environment.beta == 0.5 && $0.recipe.environment.taskScore == .probability && $0.recipe.seed == 1 })
+    }
+
+    static let tinyRecipe = #""recipe": {"autoencoder_images": 6, "autoencoder_epochs": 1, "demonstrations": 6, "behavior_cloning_epochs": 1, "ppo_updates": 2, "ppo_environments": 2, "ppo_steps_per_rollout": 3, "width": 16, "environment": {"dataset_size": 30}}"#
+
+    @Test("a cell trains, evaluates and records its result; reruns are identical; the report averages seeds")
+    func runAndReport() throws {
+        let configuration = try decode(#"{"seeds": [0, 1], "grid": {"beta": [0.5, 2]}, "evaluation": {"questions": 12}, "# + Self.tinyRecipe + "}")
+        let sweep = try makeTemporaryDirectory("sweep-run")
+        let cells = configuration.cells()
+        var results: [SweepCellResult] = []
+        for cell in cells {
+            let directory = sweep.appendingPathComponent("cells").appendingPathComponent(cell.name)
+            #expect(SweepRunner.state(of: cell, in: directory) == .new)
+            let (simulator, model) = ScriptedVisionLanguageModel.simulator()
+            _ = simulator
+            results.append(try SweepRunner.run(cell, in: directory, model: model, source: ScriptedTasks(), showsProgress: false, log: { _ in }))
+            #expect(SweepRunner.state(of: cell, in: directory) == .finished)
+            let provenance = try RunDirectory(directory).readProvenance()
+            #expect(provenance?.kind == SweepRunner.cellKind)
+            #expect(provenance?.seed == cell.recipe.seed)
+            #expect(!(try TensorBoard.readDirectory(directory)).isEmpty)
+        }
+        #expect(results.allSatisfy { $0.questions == 12 && $0.meanTokens >= 1 && $0.meanTokens <= 16 })
+
+        // Same cell again in a fresh directory: the same result (every draw is seeded).
+        let again = try SweepRunner.run(cells[0], in: sweep.appendingPathComponent("again"), model: ScriptedVisionLanguageModel(),
+                                        source: ScriptedTasks(), showsProgress: false, log: { _ in })
+        #expect(again.accuracy == results[0].accuracy && again.meanTokens == results[0].meanTokens && again.flops == results[0].flops)
+
+        let (table, problems) = try SweepReport.write(sweep)
+        #expect(problems.isEmpty)
+        #expect(table.contains("tprl-a1-b0.5-accuracy-token_ratio-T3 | 2 |"))
+        #expect(table.contains("tprl-a1-b2-accuracy-token_ratio-T3 | 2 |"))
+        let csv = try String(contentsOf: sweep.appendingPathComponent("results.csv"), encoding: .utf8)
+        #expect(csv.split(separator: "\n").count == 1 + 4)
+        for file in ["report.md", "learning-curves.svg", "accuracy-vs-tokens.svg"] {
+            #expect(FileManager.default.fileExists(atPath: sweep.appendingPathComponent(file).path), "\(file)")
+        }
+    }
+
+    @Test("a damaged or foreign cell directory is reported as corrupt and never overwritten")
+    func corruptCells() throws {
+        let configuration = try decode(#"{"grid": {"beta": [0.5, 1]}, "# + Self.tinyRecipe + "}")
+        let cells = configuration.cells()
+        let sweep = try makeTemporaryDirectory("sweep-corrupt")
+        let first = sweep.appendingPathComponent("cells").appendingPathComponent(cells[0].name)
+        try FileManager.default.createDirectory(at: first, withIntermediateDirectories: true)
+        try Data("{ not json".utf8).write(to: first.appendingPathComponent("config.json"))
+        guard case .corrupt = SweepRunner.state(of: cells[0], in: first) else { Issue.record("unreadable config.json not reported"); return }
+        // Another cell's configuration in this cell's directory.
+        let second = sweep.appendingPathComponent("cells").appendingPathComponent(cells[1].name)
+        try RunDirectory(second).create()
+        try RunDirectory(second).writeConfig(cells[0], kind: SweepRunner.cellKind)
+        guard case let .corrupt(reason) = SweepRunner.state(of: cells[1], in: second) else { Issue.record("foreign cell not reported"); return }
+        #expect(reason.contains("different cell"))
+        // Files but no config.json.
+        let third = sweep.appendingPathComponent("stray")
+        try FileManager.default.createDirectory(at: third, withIntermediateDirectories: true)
+        try Data("x".utf8).write(to: third.appendingPathComponent("notes.txt"))
+        guard case .corrupt = SweepRunner.state(of: cells[0], in: third) else { Issue.record("stray directory not reported"); return }
+        #expect(try String(contentsOf: first.appendingPathComponent("config.json"), encoding: .utf8) == "{ not json")
+    }
+}
