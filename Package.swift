@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "BehaviorCloning", targets: ["BehaviorCloning"]),
         // Helpers for testing your own environments and agents (see examples/).
         .library(name: "PruneGymTesting", targets: ["PruneGymTesting"]),
+        .library(name: "PruneGymCommands", targets: ["PruneGymCommands"]),
         .executable(name: "prunegym", targets: ["PruneGymCLI"]),
     ],
     targets: [
@@ -43,11 +44,13 @@ let package = Package(
         .target(name: "PPO", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/PPO"),
         .target(name: "BehaviorCloning", dependencies: ["Gym", "NN", "TensorCore", "Policies"], path: "Agents/BehaviorCloning"),
         .target(name: "PruneGymTesting", dependencies: ["Gym", "TensorCore", "VLM", "TokenPruning"], path: "Sources/PruneGymTesting"),
-        .executableTarget(
-            name: "PruneGymCLI",
+        // The command line as a library (so packages can run it with their own agents) and its executable.
+        .target(
+            name: "PruneGymCommands",
             dependencies: ["TensorCore", "NN", "Gym", "VLM", "ClassicControl", "TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "BehaviorCloning"],
-            path: "Sources/PruneGymCLI"
+            path: "Sources/PruneGymCommands"
         ),
+        .executableTarget(name: "PruneGymCLI", dependencies: ["PruneGymCommands"], path: "Sources/PruneGymCLI"),
 
         // Benchmarks: executables that print measured figures and ratios against peers.
         .executableTarget(
@@ -87,7 +90,8 @@ let package = Package(
         ),
         .testTarget(name: "TokenPruningTests", dependencies: ["TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "VLM", "Gym", "NN", "TensorCore", "TestSupport", "PruneGymTesting"],
                     path: "Tests/TokenPruningTests"),
-        .testTarget(name: "WorkflowTests", dependencies: ["PruneGymTesting", "TPRL", "Pruners", "TokenPruning", "ClassicControl", "Gym", "TensorCore", "TestSupport"],
+        .testTarget(name: "WorkflowTests", dependencies: ["PruneGymTesting", "TPRL", "Pruners", "TokenPruning", "ClassicControl", "Gym", "TensorCore", "TestSupport",
+                                                    "NN", "Policies", "PPO"],
                     path: "Tests/WorkflowTests"),
         .testTarget(
             name: "NNTests",

@@ -169,3 +169,18 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
         self.normalizer = normalizer
     }
 }
+
+/// `ppo` in an `AgentRegistry`: the configuration is `PPOConfiguration` JSON (default: the preset
+/// for the environment), and a `mask` entry of a Dict observation masks a MultiBinary action.
+public struct PPOAgentFactory: AgentFactory {
+    public let name = "ppo"
+    public let summary = "PPO with CleanRL's details (Discrete, MultiBinary with masks, Box)"
+
+    public init() {}
+
+    public func make<O: Sendable, A: Sendable>(_ request: AgentRequest<O, A>) throws -> any OnPolicyAgent<O, A> {
+        let configuration = try request.decode(PPOConfiguration.self, agent: name, fallback: .preset(for: request.environmentID))
+        return try PPOAgent(observationSpace: request.observationSpace, actionSpace: request.actionSpace, configuration: configuration,
+                            seed: request.seed, maskRange: request.maskRange)
+    }
+}

@@ -1,7 +1,5 @@
 import Foundation
 import Gym
-import PPO
-import Policies
 import Pruners
 import TensorCore
 import TokenPruning
@@ -54,16 +52,19 @@ public struct SweepGrid: Codable, Sendable, Equatable {
     }
 }
 
-/// How each cell's final policy is measured: `questions` test questions, one episode each with
-/// the target budget `budget`, the agent sampling its actions as in training.
+/// How each cell's final policy is measured: `questions` questions of `split`, one episode each
+/// with `budget` as the target the policy is given, keeping at every step the tokens with keep
+/// probability ≥ `threshold` (the paper's threshold inference) — so the reward decides how many
+/// tokens the policy keeps, and the table shows it.
 public struct SweepEvaluation: Codable, Sendable, Equatable {
     public var questions = 500
     public var budget = 0.333
+    public var threshold: Float = 0.5
     public var split = "test"
 
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case questions, budget, split }
+    enum CodingKeys: String, CodingKey, CaseIterable { case questions, budget, threshold, split }
 
     public init(from decoder: Decoder) throws {
         try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
@@ -71,6 +72,7 @@ public struct SweepEvaluation: Codable, Sendable, Equatable {
         let d = SweepEvaluation()
         questions = try c.decodeIfPresent(Int.self, forKey: .questions) ?? d.questions
         budget = try c.decodeIfPresent(Double.self, forKey: .budget) ?? d.budget
+        threshold = try c.decodeIfPresent(Float.self, forKey: .threshold) ?? d.threshold
         split = try c.decodeIfPresent(String.self, forKey: .split) ?? d.split
     }
 }
@@ -174,6 +176,9 @@ public struct SweepConfiguration: Codable, Sendable, Equatable {
         try check("terminal_only", grid.terminalOnly, { _ in true }, "")
         if evaluation.questions < 1 { throw SweepError(path: "evaluation.questions", reason: "must be ≥ 1, got \(evaluation.questions)") }
         if !(evaluation.budget > 0 && evaluation.budget <= 1) { throw SweepError(path: "evaluation.budget", reason: "must be in (0, 1], got \(evaluation.budget)") }
+        if !(evaluation.threshold > 0 && evaluation.threshold < 1) {
+            throw SweepError(path: "evaluation.threshold", reason: "must be in (0, 1), got \(evaluation.threshold)")
+        }
         if !["train", "validation", "test"].contains(evaluation.split) {
             throw SweepError(path: "evaluation.split", reason: "must be train, validation or test, got '\(evaluation.split)'")
         }
@@ -316,13 +321,8 @@ public enum SweepRunner {
         var environment = cell.recipe.environment
         environment.budgetChoices = []
         environment.targetBudget = cell.evaluation.budget
-        let probe = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: environment)
-        var ppo = PPOConfiguration()
-        ppo.environmentCount = 1
-        let agent = try PPOAgent<[String: SpaceValue], [Bool]>(observationSpace: probe.observationSpace, actionSpace: probe.actionSpace,
-                                                               configuration: ppo, seed: cell.recipe.seed &+ 7, network: artifacts.network,
-                                                               maskRange: artifacts.network.layout.mask)
-        let pruner = AgentPruner(name: cell.setting, agent: agent, configuration: environment, sampling: true)
+        let pruner = TPRLPruner(network: artifacts.network, configuration: environment, name: cell.setting)
+        pruner.threshold = cell.evaluation.threshold
         var evaluation = PruningEvaluation(simulator: artifacts.simulator, split: cell.evaluation.split, questions: cell.evaluation.questions)
         evaluation.latencyQuestions = 0
         let measured = try evaluation.evaluate(pruner, budget: cell.evaluation.budget, seed: cell.recipe.seed)

@@ -8,7 +8,8 @@ import TokenPruning
 
 /// The trained TPRL policy as a pruner: for a budget of k tokens it keeps the k tokens with the
 /// highest keep probability p = σ(z) at the first step (top-k inference); `threshold` instead
-/// keeps those with p ≥ τ, stepping through the episode as the environment would.
+/// keeps those with p ≥ τ at every step of the episode, stepping through it as the environment
+/// would (the floor rule applies when nothing passes), so the policy decides how many it keeps.
 public final class TPRLPruner: TokenPruner {
     public let name: String
     public let network: TPRLActorCritic
@@ -26,6 +27,12 @@ public final class TPRLPruner: TokenPruner {
 
     /// The flat observation row of the first step of `entry` with `budget` as the target.
     public func firstObservation(_ entry: TaskEntry, simulator: PruningSimulator, budget: Double) throws -> [Float] {
+        let (environment, observation) = try start(entry, simulator: simulator, budget: budget)
+        return environment.observationSpace.flattened(observation)
+    }
+
+    /// Resets the (cached) environment of `entry`'s split to `entry` with `budget` as the target.
+    func start(_ entry: TaskEntry, simulator: PruningSimulator, budget: Double) throws -> (TokenPruningEnvironment, [String: SpaceValue]) {
         let key = "\(ObjectIdentifier(simulator))/\(entry.split)"
         let environment: TokenPruningEnvironment
         if let cached = environments[key] {
@@ -37,19 +44,28 @@ public final class TPRLPruner: TokenPruner {
             environments[key] = environment
         }
         let reset = try environment.reset(seed: 0, options: ResetOptions(values: ["index": .number(Double(entry.index)), "budget": .number(budget)]))
-        var row: [Float] = []
-        environment.observationSpace.flatten(reset.observation, into: &row)
-        return row
+        return (environment, reset.observation)
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        let row = try firstObservation(entry, simulator: simulator, budget: Double(budget) / Double(simulator.tokenCount))
-        let z = withInferenceMode { network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
+        let share = Double(budget) / Double(simulator.tokenCount)
         if let threshold {
+            // The paper's threshold inference: at each of the episode's steps keep the tokens
+            // with p = σ(z) ≥ τ (no step discount at inference), as the environment applies it.
             let logit = Foundation.log(threshold / (1 - threshold))
-            let kept = z.indices.filter { z[$0] >= logit }
-            return .tokens(kept.isEmpty ? [z.indices.max { z[$0] < z[$1] }!] : kept)
+            let (environment, first) = try start(entry, simulator: simulator, budget: share)
+            var observation = first
+            while true {
+                let row = environment.observationSpace.flattened(observation)
+                let z = withInferenceMode { network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
+                let step = try environment.step(z.map { $0 >= logit })
+                observation = step.observation
+                if step.terminated || step.truncated { break }
+            }
+            return .tokens(environment.keptTokens)
         }
+        let row = try firstObservation(entry, simulator: simulator, budget: share)
+        let z = withInferenceMode { network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
         let k = max(1, min(budget, z.count))
         return .tokens(z.indices.sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(k).sorted())
     }

@@ -89,7 +89,10 @@ public struct RolloutSettings: Sendable, Codable, Equatable {
 
 /// An agent that learns from on-policy rollouts (PPO, A2C, REINFORCE, …), driven by
 /// `OnPolicyTrainer`.
-public protocol OnPolicyAgent: Agent {
+public protocol OnPolicyAgent<Observation, Action>: Agent {
+    // Restated so that `any OnPolicyAgent<O, A>` can name them (primary associated types).
+    associatedtype Observation
+    associatedtype Action
     var rolloutSettings: RolloutSettings { get }
     var observationWidth: Int { get }
     var actionWidth: Int { get }

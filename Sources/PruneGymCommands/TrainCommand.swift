@@ -19,7 +19,7 @@ enum TrainCommand {
 
         options:
           --env ID              environment id (prunegym check-env --list shows them)
-          --agent NAME          ppo | bc | random
+          --agent NAME          ppo | bc | random, or an agent your package registered (examples/custom-agent)
           --steps N             environment steps for ppo (default 100000)
           --seed S              seed of every random draw (default 0)
           --run-dir DIR         run directory (default runs/<env>-<agent>-<seed>)
@@ -62,7 +62,13 @@ enum TrainCommand {
         case "bc":
             config.bc = configPath.isEmpty ? BehaviorCloningConfiguration() : try readJSON(BehaviorCloningConfiguration.self, from: configPath)
             config.expertEpisodes = try args.integer("expert-episodes", default: 20, range: 1...100_000)
-        default: break
+        case "random": break
+        default:
+            if !configPath.isEmpty {
+                do { config.agentConfiguration = try String(contentsOfFile: configPath, encoding: .utf8) } catch {
+                    throw FileError(path: configPath, reason: "cannot read the agent configuration")
+                }
+            }
         }
         let runDirectory = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/\(environmentID)-\(agentName)-\(seed)")))
         try start(config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
@@ -87,25 +93,6 @@ enum TrainCommand {
                                       registry: EnvironmentRegistry, showsProgress: Bool) throws {
         let started = Date()
         switch config.agent {
-        case "ppo":
-            let ppo = config.ppo ?? .cleanRL
-            var environments = [first]
-            for _ in 1..<ppo.environmentCount { environments.append(try makeEnvironment(config.environment, as: E.self, registry: registry)) }
-            let vector = VectorEnvironment(environments, execution: .init(rawValue: config.vector) ?? .synchronous)
-            let agent = try PPOAgent(observationSpace: first.observationSpace, actionSpace: first.actionSpace, configuration: ppo, seed: config.seed)
-            let trainer = try OnPolicyTrainer(
-                agent: agent, environment: vector,
-                configuration: TrainerConfiguration(totalSteps: config.steps, seed: config.seed, checkpointInterval: config.checkpointInterval, showsProgress: showsProgress),
-                runDirectory: runDirectory)
-            try trainer.train()
-            try writeLearningCurve(runDirectory, title: "PPO on \(config.environment), seed \(config.seed)")
-            let summary = try evaluate(agent, in: try makeEnvironment(config.environment, as: E.self, registry: registry), episodes: 10, seed: 1_000_000)
-            printTable([
-                ["run", runDirectory.url.path], ["environment steps", "\(trainer.globalStep)"], ["episodes", "\(trainer.episodes)"],
-                ["recent training return", trainer.recentReturnMean.map { String(format: "%.1f", $0) } ?? "–"],
-                ["evaluation (10 episodes, deterministic)", summary.description],
-                ["wall clock", String(format: "%.1f s", Date().timeIntervalSince(started))],
-            ])
         case "bc":
             guard config.environment == "CartPole-v1", let expert = CartPoleExpert(E.self) else {
                 throw UsageError(message: "prunegym train --agent bc: a built-in expert exists only for CartPole-v1; for other environments clone your own demonstrations with BehaviorCloningAgent.learn(from:)")
@@ -126,14 +113,41 @@ enum TrainCommand {
                 ["epochs", "\(rows.count)"], ["validation loss", String(format: "%.4f", rows.last?.first { $0.0 == "validation_loss" }?.1 ?? .nan)],
                 ["evaluation (10 episodes, deterministic)", summary.description],
             ])
-        default:
+        case "random":
             let agent = RandomAgent<E.Observation, E.Action>(actionSpace: first.actionSpace, seed: config.seed)
             try runDirectory.saveCheckpoint(named: "update-000001") { directory in
                 try agent.save(to: directory.appendingPathComponent("agent.safetensors"))
                 try AtomicFile.write(Data("{\"agent\": \"random\"}".utf8), to: directory.appendingPathComponent("trainer.json"))
             }
             print("random agent: nothing to train; evaluate it with prunegym eval --run-dir \(runDirectory.url.path)")
+        default:
+            let request = AgentRequest(observationSpace: first.observationSpace, actionSpace: first.actionSpace, environmentID: config.environment,
+                                       seed: config.seed, configuration: try config.factoryConfiguration())
+            let agent = try agentRegistry.make(config.agent, request)
+            try trainOnPolicy(agent, first: first, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress, started: started)
         }
+    }
+
+    /// Trains any registered on-policy agent with `OnPolicyTrainer` on copies of `first`.
+    static func trainOnPolicy<E: Environment, Ag: OnPolicyAgent>(_ agent: Ag, first: E, config: RunConfiguration, runDirectory: RunDirectory,
+                                                                registry: EnvironmentRegistry, showsProgress: Bool, started: Date) throws
+        where Ag.Observation == E.Observation, Ag.Action == E.Action {
+        var environments = [first]
+        for _ in 1..<max(1, agent.rolloutSettings.environmentCount) { environments.append(try makeEnvironment(config.environment, as: E.self, registry: registry)) }
+        let vector = VectorEnvironment(environments, execution: .init(rawValue: config.vector) ?? .synchronous)
+        let trainer = try OnPolicyTrainer(
+            agent: agent, environment: vector,
+            configuration: TrainerConfiguration(totalSteps: config.steps, seed: config.seed, checkpointInterval: config.checkpointInterval, showsProgress: showsProgress),
+            runDirectory: runDirectory)
+        try trainer.train()
+        try writeLearningCurve(runDirectory, title: "\(config.agent) on \(config.environment), seed \(config.seed)")
+        let summary = try evaluate(agent, in: try makeEnvironment(config.environment, as: E.self, registry: registry), episodes: 10, seed: 1_000_000)
+        printTable([
+            ["run", runDirectory.url.path], ["environment steps", "\(trainer.globalStep)"], ["episodes", "\(trainer.episodes)"],
+            ["recent training return", trainer.recentReturnMean.map { String(format: "%.1f", $0) } ?? "–"],
+            ["evaluation (10 episodes, deterministic)", summary.description],
+            ["wall clock", String(format: "%.1f s", Date().timeIntervalSince(started))],
+        ])
     }
 
     static func writeLearningCurve(_ runDirectory: RunDirectory, title: String) throws {

@@ -10,7 +10,7 @@ import VLM
 enum PruningCommand {
     static let evalHelp = """
         usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--oracle-questions N]
-                                     [--model DIR] [--policy DIR] [--out DIR] [--json]
+                                     [--model DIR] [--policy DIR] [--policies N=DIR,…] [--runs N=RUN,…] [--out DIR] [--json]
 
         Evaluates token pruners on the ShapesVQA test split with the built-in model: accuracy per budget
         (mean ± std over seeds), % of unpruned accuracy, accuracy per question family, mean retained tokens,
@@ -28,6 +28,9 @@ enum PruningCommand {
           --policy DIR        TPRL policy directory (default models/tprl)
           --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
                               (e.g. per-budget policies from `tprl train --budget B`)
+          --runs N=RUN,…      agents trained on TokenPruning-v0 with `prunegym train` (any registered
+                              agent: ppo, or your own), each playing its deterministic policy through
+                              the episode under the name N; its retained tokens are its own choice
           --out DIR           where to write the results (default runs/eval-pruning)
           --json              print the results as JSON instead of the table
 
@@ -37,7 +40,7 @@ enum PruningCommand {
 
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
-                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "model", "policy", "policies", "out"])
+                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "model", "policy", "policies", "runs", "out"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
         let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
@@ -65,6 +68,11 @@ enum PruningCommand {
             let (network, files) = try TPRLPolicyFiles.load(from: URL(fileURLWithPath: parts[1]), simulator: simulator)
             pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0]))
         }
+        for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
+            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+            guard parts.count == 2 else { throw UsageError(message: "--runs: expected NAME=RUN_DIR, got '\(item)'") }
+            pruners.append(try trainedAgent(name: parts[0], run: RunDirectory(URL(fileURLWithPath: parts[1])), simulator: simulator))
+        }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
         let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
                                    oracleQuestions: oracleQuestions, quiet: args.flag("json"))
@@ -77,6 +85,21 @@ enum PruningCommand {
             print(PruningReport.table(results))
             print("wrote \(out.appendingPathComponent("results.csv").path) and the plot \(out.appendingPathComponent("accuracy-vs-tokens.svg").path)")
         }
+    }
+
+    /// The agent of a `prunegym train --env TokenPruning-v0` run, from its latest checkpoint, as a pruner.
+    static func trainedAgent(name: String, run: RunDirectory, simulator: PruningSimulator) throws -> AgentPruner {
+        let config = try run.readConfig(RunConfiguration.self)
+        guard config.environment == TokenPruningEnvironment.spec.id else {
+            throw UsageError(message: "--runs \(name)=\(run.url.path): the run trained on \(config.environment), not \(TokenPruningEnvironment.spec.id)")
+        }
+        guard let checkpoint = try run.latestCheckpoint() else {
+            throw UsageError(message: "--runs \(name)=\(run.url.path): no checkpoint yet; train it first with prunegym train --env TokenPruning-v0 --run-dir \(run.url.path)")
+        }
+        let environment = try TokenPruningEnvironment(simulator: simulator)
+        let agent = try makeAgent(config, observationSpace: environment.observationSpace, actionSpace: environment.actionSpace)
+        try agent.load(from: checkpoint.appendingPathComponent("agent.safetensors"))
+        return AgentPruner(name: name, agent: agent, configuration: environment.configuration)
     }
 
     static func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {

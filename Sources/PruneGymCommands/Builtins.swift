@@ -15,8 +15,8 @@ func builtInRegistry() throws -> EnvironmentRegistry {
     return registry
 }
 
-/// Agents the CLI trains by name.
-let agentNames = ["ppo", "bc", "random"]
+/// Agents the CLI trains by name: the registry's on-policy learners, behaviour cloning, random.
+var agentNames: [String] { agentRegistry.names + ["bc", "random"] }
 
 /// A run's `config.json`: everything needed to rebuild the run.
 struct RunConfiguration: Codable, Equatable {
@@ -30,10 +30,18 @@ struct RunConfiguration: Codable, Equatable {
     var ppo: PPOConfiguration?
     var bc: BehaviorCloningConfiguration?
     var expertEpisodes: Int?
+    /// The settings (JSON text) of a registered agent other than ppo, as given with --config.
+    var agentConfiguration: String?
 
     enum CodingKeys: String, CodingKey {
         case prunegymVersion = "prunegym_version", environment = "env", agent, steps, seed, vector
-        case checkpointInterval = "checkpoint_interval", ppo, bc, expertEpisodes = "expert_episodes"
+        case checkpointInterval = "checkpoint_interval", ppo, bc, expertEpisodes = "expert_episodes", agentConfiguration = "agent_config"
+    }
+
+    /// The JSON settings handed to the agent's factory.
+    func factoryConfiguration() throws -> Data? {
+        if agent == "ppo", let ppo { return try JSONEncoder().encode(ppo) }
+        return agentConfiguration.map { Data($0.utf8) }
     }
 
     /// The same run, ignoring what may change on resume (version, total steps).
@@ -68,12 +76,14 @@ func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
 func makeAgent<O: Sendable, A: Sendable>(
     _ config: RunConfiguration, observationSpace: any Space<O>, actionSpace: any Space<A>
 ) throws -> any Agent<O, A> {
-    let mask = maskRange(observationSpace, actionSpace)
+    let request = AgentRequest(observationSpace: observationSpace, actionSpace: actionSpace, environmentID: config.environment,
+                               seed: config.seed, configuration: try config.factoryConfiguration())
     switch config.agent {
-    case "ppo": return try PPOAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.ppo ?? .cleanRL, seed: config.seed, maskRange: mask)
-    case "bc": return try BehaviorCloningAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.bc ?? .init(), seed: config.seed, maskRange: mask)
+    case "bc": return try BehaviorCloningAgent(observationSpace: observationSpace, actionSpace: actionSpace, configuration: config.bc ?? .init(), seed: config.seed, maskRange: request.maskRange)
     case "random": return RandomAgent(actionSpace: actionSpace, seed: config.seed)
-    default: throw UsageError(message: "unknown agent '\(config.agent)'; agents: \(agentNames.joined(separator: ", "))")
+    default:
+        guard agentRegistry.contains(config.agent) else { throw UsageError(message: "unknown agent '\(config.agent)'; agents: \(agentNames.joined(separator: ", "))") }
+        return try agentRegistry.make(config.agent, request)
     }
 }
 
@@ -84,16 +94,3 @@ func makeEnvironment<E: Environment>(_ id: String, as type: E.Type, registry: En
     return typed
 }
 
-/// For a MultiBinary action and a Dict observation with a `mask` entry of the same size (as in
-/// TokenPruning-v0), where that validity mask sits in the flat observation row.
-func maskRange<O, A>(_ observationSpace: any Space<O>, _ actionSpace: any Space<A>) -> Range<Int>? {
-    guard case let .multiBinary(shape) = actionSpace.descriptor, let dict = observationSpace as? DictSpace else { return nil }
-    var offset = 0
-    for entry in dict.entries {
-        if entry.key == "mask", case let .multiBinary(maskShape) = entry.space.descriptor, maskShape.reduce(1, *) == shape.reduce(1, *) {
-            return offset..<(offset + entry.space.flatDimension)
-        }
-        offset += entry.space.flatDimension
-    }
-    return nil
-}

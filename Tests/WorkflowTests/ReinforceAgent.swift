@@ -1,0 +1,1 @@
+../../examples/custom-agent/Sources/custom-agent/ReinforceAgent.swift
