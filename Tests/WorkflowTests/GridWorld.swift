@@ -1,0 +1,1 @@
+../../examples/my-environment/Sources/GridWorld/GridWorld.swift

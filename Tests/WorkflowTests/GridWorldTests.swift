@@ -1,0 +1,1 @@
+../../examples/my-environment/Tests/GridWorldTests/GridWorldTests.swift
