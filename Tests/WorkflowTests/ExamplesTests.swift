@@ -1,0 +1,36 @@
+import Foundation
+import TestSupport
+import Testing
+import TPRL
+
+/// The examples are what the README's tutorials run; these tests keep them from rotting. (Their
+/// Swift sources are compiled into this target through symbolic links and tested by the other
+/// suites; here: the manifests and the sweep configuration.)
+@Suite("Examples")
+struct ExamplesTests {
+    static let root = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent()
+
+    /// Every `.product(name: X, package: "PruneGym")` an example uses is a library the root manifest declares.
+    @Test("the example packages depend only on products the root package declares", arguments: ["custom-agent", "my-environment"])
+    func manifests(example: String) throws {
+        let manifest = try String(contentsOf: Self.root.appendingPathComponent("examples/\(example)/Package.swift"), encoding: .utf8)
+        let rootManifest = try String(contentsOf: Self.root.appendingPathComponent("Package.swift"), encoding: .utf8)
+        #expect(manifest.contains(#".package(name: "PruneGym", path: "../..")"#))
+        #expect(rootManifest.contains(#"name: "PruneGym""#))
+        let products = try Regex(#"\.product\(name: "([A-Za-z]+)", package: "PruneGym"\)"#)
+        let used = manifest.matches(of: products).map { String($0.output[1].substring!) }
+        #expect(!used.isEmpty)
+        for product in used {
+            #expect(rootManifest.contains(#".library(name: "\#(product)""#), "\(example) uses the product \(product), which Package.swift does not declare")
+        }
+    }
+
+    @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
+    func rewardAblationConfig() throws {
+        let configuration = try SweepConfiguration.load(Self.root.appendingPathComponent("examples/reward-ablation.json"))
+        let settings = Set(configuration.cells().map(\.setting))
+        #expect(settings.contains("tprl-a1-b0.5-accuracy-token_ratio-T3"), "the paper's setting (α = 1, β = 0.5, accuracy, token ratio, T_max = 3)")
+        #expect(settings.count > 1)
+        #expect(configuration.seeds.count >= 2)
+    }
+}
