@@ -16,6 +16,7 @@ func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "
 var modelPath = "models/shapes-llava"
 var repeats = 20
 var skipPeers = false
+var profile = false
 var threads = ProcessInfo.processInfo.activeProcessorCount
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = iterator.next() {
@@ -24,8 +25,9 @@ while let argument = iterator.next() {
     case "--repeats": repeats = Int(iterator.next() ?? "") ?? repeats
     case "--threads": threads = Int(iterator.next() ?? "") ?? threads
     case "--skip-peers": skipPeers = true
+    case "--profile": profile = true
     case "--help", "-h":
-        print("usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--skip-peers]\nexample: swift run -c release VLMBench --model models/shapes-llava")
+        print("usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--skip-peers] [--profile]\n  --profile  where the vision tower's time goes at batch 1 and 16 (median per stage), then exit\nexample: swift run -c release VLMBench --model models/shapes-llava")
         exit(0)
     default:
         FileHandle.standardError.write(Data("VLMBench: unknown option \(argument) (try --help)\n".utf8))
@@ -52,6 +54,41 @@ do {
             times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
         return times.sorted()[times.count / 2]
+    }
+    if profile {
+        // The vision tower stage by stage, as CLIPVisionTower and TransformerEncoderLayer run it.
+        let tower = model.visionTower
+        for batch in [1, 16] {
+            let pixels = Tensor.normal([batch, 3, c.vision.imageSize, c.vision.imageSize], using: &generator)
+            var stages: [(String, Double)] = []
+            withInferenceMode {
+                stages.append(("embeddings (patchify, matmul, class + position, pre-LN)", median { _ = tower.embeddings(pixels) }))
+                var h = tower.embeddings(pixels)
+                for (index, layer) in tower.layers.prefix(max(1, c.vision.layerCount + c.visionFeatureLayer + 1)).enumerated() {
+                    let attention = layer.selfAttention
+                    let normed = layer.layerNorm1(h)
+                    let (q, k, v) = (attention.queryProjection(normed), attention.keyProjection(normed), attention.valueProjection(normed))
+                    let mixed = Tensor.scaledDotProductAttention(query: q, key: k, value: v, heads: attention.headCount, keyValueHeads: attention.keyValueHeadCount).output
+                    let residual = h + attention.outputProjection(mixed)
+                    let normed2 = layer.layerNorm2(residual)
+                    let hidden = layer.mlp.fc1(normed2)
+                    let activated = layer.mlp.activation(hidden)
+                    stages.append(("layer \(index): layer norm 1", median { _ = layer.layerNorm1(h) }))
+                    stages.append(("layer \(index): q, k, v projections", median { _ = (attention.queryProjection(normed), attention.keyProjection(normed), attention.valueProjection(normed)) }))
+                    stages.append(("layer \(index): attention kernel", median { _ = Tensor.scaledDotProductAttention(query: q, key: k, value: v, heads: attention.headCount, keyValueHeads: attention.keyValueHeadCount) }))
+                    stages.append(("layer \(index): output projection + residual", median { _ = h + attention.outputProjection(mixed) }))
+                    stages.append(("layer \(index): layer norm 2", median { _ = layer.layerNorm2(residual) }))
+                    stages.append(("layer \(index): fc1", median { _ = layer.mlp.fc1(normed2) }))
+                    stages.append(("layer \(index): activation", median { _ = layer.mlp.activation(hidden) }))
+                    stages.append(("layer \(index): fc2 + residual", median { _ = residual + layer.mlp.fc2(activated) }))
+                    h = layer(h)
+                }
+                stages.append(("whole encode (tower + projector)", median { _ = model.encode(pixels) }))
+            }
+            print("\nbatch \(batch): vision tower stages (median ms)")
+            for (name, ms) in stages { print(String(format: "  %-58@ %8.3f", name as NSString, ms)) }
+        }
+        exit(0)
     }
     var ours: [String: Double] = [:]
     var prefillOnly: [String: Double] = [:]

@@ -95,24 +95,39 @@ extension Tensor {
             derivative: { x, _ in x > 20 ? 1 : Tensor.sigmoid(x) })
     }
 
-    /// SiLU (swish): x·σ(x).
-    public func silu() -> Tensor {
-        Tensor.unary(
-            self, cost: 4, { $0 * Tensor.sigmoid($0) },
-            derivative: { x, _ in
-                let s = Tensor.sigmoid(x)
-                return s * (1 + x * (1 - s))
-            })
-    }
+    /// SiLU (swish): x·σ(x), four lanes at a time.
+    public func silu() -> Tensor { sigmoidGated(scale: 1) }
 
-    /// quick_gelu of CLIP: x·σ(1.702x).
-    public func quickGELU() -> Tensor {
-        Tensor.unary(
-            self, cost: 4, { $0 * Tensor.sigmoid(1.702 * $0) },
-            derivative: { x, _ in
-                let s = Tensor.sigmoid(1.702 * x)
-                return s + 1.702 * x * s * (1 - s)
-            })
+    /// quick_gelu of CLIP: x·σ(1.702x), four lanes at a time.
+    public func quickGELU() -> Tensor { sigmoidGated(scale: 1.702) }
+
+    /// x·σ(a·x) with `FastMath4.exp` (relative error of σ below 10⁻⁶), on the calling thread
+    /// (memory-bound); backward g·(s + a·x·s·(1 − s)) with s = σ(a·x).
+    func sigmoidGated(scale a: Float) -> Tensor {
+        var result = Tensor(uninitializedShape: shape)
+        let source = storage.base, target = result.storage.base
+        var i = 0
+        while i + 4 <= count {
+            let x = FastMath4.load(source, i)
+            FastMath4.store(x / (1 + FastMath4.exp(-a * x)), target, i)
+            i += 4
+        }
+        while i < count {
+            target[i] = source[i] * Tensor.sigmoid(a * source[i])
+            i += 1
+        }
+        guard node != nil && GradientTape.isRecording else { return result }
+        let input = detached()
+        Tensor.record(&result, self) { g, _ in
+            let grad = Tensor(uninitializedShape: input.shape)
+            let x = input.storage.base, dy = g.storage.base, dx = grad.storage.base
+            for k in 0..<input.count {
+                let s = Tensor.sigmoid(a * x[k])
+                dx[k] = dy[k] * (s + a * x[k] * s * (1 - s))
+            }
+            return [grad]
+        }
+        return result
     }
 
     /// GELU: x·Φ(x) with the erf form, or PyTorch's tanh approximation
