@@ -86,7 +86,7 @@ do {
                 stages.append(("whole encode (tower + projector)", median { _ = model.encode(pixels) }))
             }
             print("\nbatch \(batch): vision tower stages (median ms)")
-            for (name, ms) in stages { print(String(format: "  %-58@ %8.3f", name as NSString, ms)) }
+            for (name, ms) in stages { print("  " + name.padding(toLength: 58, withPad: " ", startingAt: 0) + String(format: "%8.3f", ms)) }
         }
         exit(0)
     }
