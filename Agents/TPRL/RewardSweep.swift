@@ -8,7 +8,9 @@ import VLM
 /// A sweep configuration that cannot run, with the JSON key path of the offending value
 /// (`grid.beta[1]`, `agents[0]`, `recipe.environment.max_steps`).
 public struct SweepError: Error, CustomStringConvertible, Sendable {
+    /// The JSON key path of the offending value, e.g. `grid.beta[1]`.
     public var path: String
+    /// What is wrong with it.
     public var reason: String
     public init(path: String, reason: String) {
         self.path = path
@@ -19,11 +21,17 @@ public struct SweepError: Error, CustomStringConvertible, Sendable {
 
 /// The reward settings a sweep varies (each a list of values; omitted = the recipe's value).
 public struct SweepGrid: Codable, Sendable, Equatable {
+    /// Weights α of the task term.
     public var alpha: [Double]?
+    /// Weights β of the efficiency term.
     public var beta: [Double]?
+    /// Task terms (`accuracy`, `probability`, `log_probability`, `negative_kl`).
     public var taskScore: [TaskScore]?
+    /// Efficiency terms (`token_ratio`, `flops_saved`, `budget_distance`).
     public var efficiency: [EfficiencyTerm]?
+    /// Pay the reward only at the last step, or at every step.
     public var terminalOnly: [Bool]?
+    /// Episode lengths T_max.
     public var maxSteps: [Int]?
 
     public init(alpha: [Double]? = nil, beta: [Double]? = nil, taskScore: [TaskScore]? = nil, efficiency: [EfficiencyTerm]? = nil,
@@ -57,9 +65,13 @@ public struct SweepGrid: Codable, Sendable, Equatable {
 /// probability ≥ `threshold` (the paper's threshold inference) — so the reward decides how many
 /// tokens the policy keeps, and the table shows it.
 public struct SweepEvaluation: Codable, Sendable, Equatable {
+    /// Questions evaluated per cell.
     public var questions = 500
+    /// The target budget the policy is given (its observation's `budget`).
     public var budget = 0.333
+    /// Keep-probability threshold τ of the inference.
     public var threshold: Float = 0.5
+    /// The dataset split the questions come from.
     public var split = "test"
 
     public init() {}
@@ -91,11 +103,17 @@ public struct SweepConfiguration: Codable, Sendable, Equatable {
     /// alone, or PPO from a random initialisation — all with the TPRL actor-critic.
     public static let agentNames = ["tprl", "bc", "ppo"]
 
+    /// The sweep directory (`--out`).
     public var out = "runs/sweep"
+    /// Cells run at once, each in its own process (`--jobs`).
     public var jobs = 1
+    /// No progress bars (`--quiet`).
     public var quiet = false
+    /// Seeds of every setting.
     public var seeds: [UInt64] = [0]
+    /// Agents of `agentNames`.
     public var agents = ["tprl"]
+    /// The reward settings to cross.
     public var grid = SweepGrid()
     /// The base recipe (`TPRLConfiguration` keys); the grid overrides its environment's reward.
     public var recipe = TPRLConfiguration()
@@ -229,8 +247,11 @@ public struct SweepConfiguration: Codable, Sendable, Equatable {
 /// One run of a sweep: an agent, its full recipe (reward settings and seed included) and how it
 /// is evaluated. Its directory is `<sweep>/cells/<setting>/seed-<seed>`.
 public struct SweepCell: Codable, Sendable, Equatable {
+    /// `tprl`, `bc` or `ppo`.
     public var agent: String
+    /// The full recipe, seed and reward settings included.
     public var recipe: TPRLConfiguration
+    /// How the trained policy is measured.
     public var evaluation: SweepEvaluation
 
     public init(agent: String, recipe: TPRLConfiguration, evaluation: SweepEvaluation) {

@@ -30,10 +30,15 @@ public protocol AgentFactory: Sendable {
 /// What a factory gets: the environment's spaces and id, the seed, and the agent's settings as
 /// JSON (nil = the factory's defaults for that environment).
 public struct AgentRequest<O: Sendable, A: Sendable> {
+    /// The environment's observation space.
     public var observationSpace: any Space<O>
+    /// The environment's action space.
     public var actionSpace: any Space<A>
+    /// The registered id (`CartPole-v1`, `TokenPruning-v0`), for per-environment presets.
     public var environmentID: String
+    /// Seed of every draw the agent makes.
     public var seed: UInt64
+    /// The agent's settings as JSON, or nil for its defaults.
     public var configuration: Data?
 
     public init(observationSpace: any Space<O>, actionSpace: any Space<A>, environmentID: String, seed: UInt64, configuration: Data? = nil) {
@@ -73,6 +78,7 @@ public struct AgentRegistry: Sendable {
 
     public init() {}
 
+    /// The registered names, sorted.
     public var names: [String] { factories.keys.sorted() }
 
     /// Adds `factory`; registering a name twice is an error.
@@ -83,8 +89,10 @@ public struct AgentRegistry: Sendable {
         factories[factory.name] = factory
     }
 
+    /// Whether `name` is registered.
     public func contains(_ name: String) -> Bool { factories[name] != nil }
 
+    /// The factory of `name`; an unknown name throws, listing the registered ones.
     public func factory(_ name: String) throws -> any AgentFactory {
         guard let factory = factories[name] else {
             throw AgentError.invalidConfiguration(agent: name, reason: "no agent of this name is registered; registered: \(names.joined(separator: ", "))")

@@ -101,10 +101,12 @@ public struct RunProvenance: Codable, Equatable, Sendable {
     public static let key = "prunegym"
     /// What made the run: `train`, `tprl`, `vlm-train`, `sweep-cell`, … (`prunegym rerun` dispatches on it).
     public var kind: String
+    /// The PruneGym release that made the run.
     public var version: String
     /// `git rev-parse HEAD` of the working directory when the run started, with `-dirty` when
     /// tracked files had changes; `unknown` outside a git checkout.
     public var gitCommit: String
+    /// The run's seed (nil when the configuration has none).
     public var seed: UInt64?
     /// The command line, without the executable.
     public var command: [String]

@@ -18,9 +18,13 @@ import TensorCore
 public enum TensorBoard {
     /// One scalar read back from an event file.
     public struct Scalar: Equatable, Sendable {
+        /// The global step (x axis).
         public var step: Int64
+        /// The scalar's name (a metrics.csv column).
         public var tag: String
+        /// The value (TensorBoard stores float32).
         public var value: Float
+        /// Seconds since 1970 when it was written.
         public var wallTime: Double
 
         public init(step: Int64, tag: String, value: Float, wallTime: Double) {
@@ -219,6 +223,7 @@ public enum TensorBoard {
 /// Appends scalars to one TensorBoard event file (see `TensorBoard` for the format). Each record
 /// is written and flushed as it comes, so a crash loses at most the record being written.
 public final class TensorBoardWriter {
+    /// The event file being written.
     public let url: URL
     private let handle: FileHandle
 
