@@ -29,10 +29,12 @@ public enum SVGPlot {
         func px(_ x: Double) -> Double { left + (x - minX) / (maxX - minX) * plotWidth }
         func py(_ y: Double) -> Double { top + (1 - (y - minY) / (maxY - minY)) * plotHeight }
         func f(_ v: Double) -> String { String(format: "%.1f", v) }
-        func label(_ v: Double) -> String {
-            let magnitude = Swift.max(abs(minY), abs(maxY), abs(minX), abs(maxX))
-            if abs(v) >= 10_000 { return String(format: "%.0fk", v / 1000) }
-            return magnitude < 10 ? String(format: "%.2f", v) : String(format: "%.0f", v)
+        // Enough decimals that the six ticks of an axis differ (a span of 1.4 needs one).
+        func label(_ v: Double, span: Double) -> String {
+            if abs(v) >= 10_000 && span >= 5_000 { return String(format: "%.0fk", v / 1000) }
+            let step = span / 5
+            let decimals = step >= 1 ? 0 : Swift.min(6, Int((-Foundation.log10(step)).rounded(.up)))
+            return String(format: "%.\(decimals)f", v)
         }
         func escape(_ text: String) -> String {
             text.replacingOccurrences(of: "&", with: "&amp;").replacingOccurrences(of: "<", with: "&lt;").replacingOccurrences(of: ">", with: "&gt;")
@@ -44,8 +46,8 @@ public enum SVGPlot {
             let x = minX + (maxX - minX) * Double(k) / 5, y = minY + (maxY - minY) * Double(k) / 5
             svg += "<line x1=\"\(f(px(x)))\" y1=\"\(f(top))\" x2=\"\(f(px(x)))\" y2=\"\(f(top + plotHeight))\" stroke=\"#eee\"/>\n"
             svg += "<line x1=\"\(f(left))\" y1=\"\(f(py(y)))\" x2=\"\(f(left + plotWidth))\" y2=\"\(f(py(y)))\" stroke=\"#eee\"/>\n"
-            svg += "<text x=\"\(f(px(x)))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(label(x))</text>\n"
-            svg += "<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(label(y))</text>\n"
+            svg += "<text x=\"\(f(px(x)))\" y=\"\(f(top + plotHeight + 16))\" text-anchor=\"middle\">\(label(x, span: maxX - minX))</text>\n"
+            svg += "<text x=\"\(f(left - 6))\" y=\"\(f(py(y) + 4))\" text-anchor=\"end\">\(label(y, span: maxY - minY))</text>\n"
         }
         svg += "<rect x=\"\(f(left))\" y=\"\(f(top))\" width=\"\(f(plotWidth))\" height=\"\(f(plotHeight))\" fill=\"none\" stroke=\"#333\"/>\n"
         svg += "<text x=\"\(f(left + plotWidth / 2))\" y=\"\(f(height - 10))\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
