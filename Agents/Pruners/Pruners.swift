@@ -142,6 +142,28 @@ public final class FastVPruner: TokenPruner {
     }
 }
 
+/// The language model's own routing as a choice of input tokens: run the LLM once on every visual
+/// token and keep the k with the highest attention from the last text token at LLM layer `layer`
+/// (mean over heads) — FastV's score (Chen et al., ECCV 2024), but used to prune *before* the
+/// LLM. It costs a full forward pass per question, so it is no efficiency method: it is a
+/// demonstrator for behaviour cloning (the policy learns to predict, from the autoencoded tokens
+/// and the query, what the model will attend to) and a reference row. `layer` nil takes the
+/// second-to-last layer, where the built-in model's routing objective trains the answer token's
+/// attention onto the question's objects.
+public final class AttentionPruner: TokenPruner {
+    public let name = "llm-attention"
+    public let layer: Int?
+    public init(layer: Int? = nil) { self.layer = layer }
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let layerCount = (simulator.model as? LlavaModel)?.configuration.text.layerCount ?? 2
+        let chosen = layer ?? max(0, layerCount - 2)
+        let all = Array(0..<simulator.tokenCount)
+        let request = AnswerRequest(features: entry.tokens, keep: all, prefix: entry.task.prefix, suffix: entry.task.suffix)
+        let scores = try withInferenceMode { try simulator.model.lastTokenAttention([request], layer: chosen)[0] }
+        return .tokens(topK(scores, budget))
+    }
+}
+
 /// An upper bound for small evaluations: leave-one-out with the model. Each token's score is how
 /// much the log-probability of the right answer drops when that token alone is removed; keep the
 /// top k. N + 1 model calls per question (batched), so evaluations mark it and use a subset.
@@ -162,7 +184,7 @@ public final class OraclePruner: TokenPruner {
 
 /// Pruners by command-line name.
 public enum PrunerRegistry {
-    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "oracle"]
+    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "oracle"]
 
     public static func make(_ name: String) throws -> any TokenPruner {
         switch name {
@@ -173,6 +195,7 @@ public enum PrunerRegistry {
         case "divprune": return DivPrunePruner()
         case "query": return QueryPruner()
         case "fastv": return FastVPruner()
+        case "llm-attention": return AttentionPruner()
         case "oracle": return OraclePruner()
         default:
             throw PrunerError.unknown(name: name, known: names)

@@ -16,7 +16,10 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// Training images whose tokens train the autoencoder, and epochs over them.
     public var autoencoderImages = 200
     public var autoencoderEpochs = 4
-    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, or `oracle`);
+    /// The demonstrators behaviour cloning can imitate: VisPruner (the paper's), the leave-one-out
+    /// oracle, or the language model's own attention (`AttentionPruner`).
+    public static let demonstrators = ["vispruner", "oracle", "llm-attention"]
+    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, `oracle`, `llm-attention`);
     /// 0 skips behaviour cloning (PPO from a random initialisation).
     public var demonstrations = 600
     public var demonstrator = "vispruner"
@@ -65,7 +68,9 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "tprl", reason: reason) }
         if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
         if demonstrations != 0 && demonstrations < 2 { throw fail("demonstrations must be 0 (no behaviour cloning) or ≥ 2, got \(demonstrations)") }
-        if !["vispruner", "oracle"].contains(demonstrator) { throw fail("demonstrator must be vispruner or oracle, got '\(demonstrator)'") }
+        if !Self.demonstrators.contains(demonstrator) {
+            throw fail("demonstrator must be one of \(Self.demonstrators.joined(separator: ", ")), got '\(demonstrator)'")
+        }
         if ppoUpdates < 0 { throw fail("ppo_updates must be ≥ 0, got \(ppoUpdates)") }
         if ppoEnvironments < 1 || ppoStepsPerRollout < 1 { throw fail("ppo_environments and ppo_steps_per_rollout must be ≥ 1") }
         try environment.validate()
@@ -194,7 +199,7 @@ public enum TPRLRecipe {
         var bcRows: [[(String, Double)]] = []
         if c.demonstrations > 0 {
             log("2/4 \(c.demonstrations) demonstration episodes from \(c.demonstrator)")
-            let demonstrator: any TokenPruner = c.demonstrator == "oracle" ? OraclePruner() : VisPrunerPruner()
+            let demonstrator: any TokenPruner = try PrunerRegistry.make(c.demonstrator)
             let demonstrations = try Demonstrations.collect(environment: environment, demonstrator: demonstrator, episodes: c.demonstrations, seed: c.seed)
 
             log("3/4 behaviour cloning")

@@ -19,7 +19,8 @@ enum PruningCommand {
 
         options:
           --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
-          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, oracle, tprl
+          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, llm-attention
+                              (the LLM's own attention; a full pass first: a reference, not a method), oracle, tprl
                               (default all but oracle; tprl when a policy exists)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)

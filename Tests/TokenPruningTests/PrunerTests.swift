@@ -68,6 +68,13 @@ import TokenPruning
         #expect(try FastVPruner(layer: 0).plan(try entry(), budget: 5, simulator: simulator, generator: &g) == .insideLLM(layer: 0, keep: 5))
     }
 
+    @Test func llmAttentionKeepsWhatTheLastTokenAttendsTo() throws {
+        var g = SeededGenerator(seed: 0)
+        // The scripted model's last token attends only to the key token (11 for test task 3).
+        #expect(tokens(try AttentionPruner().plan(try entry(3), budget: 1, simulator: simulator, generator: &g)) == [11])
+        #expect(try PrunerRegistry.make("llm-attention") is AttentionPruner)
+    }
+
     @Test func oracleFindsTheTokenTheAnswerNeeds() throws {
         var g = SeededGenerator(seed: 0)
         // Task 3 of the test split is task 1003: its key token is 1003 mod 16 = 11.
