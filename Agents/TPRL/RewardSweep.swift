@@ -347,7 +347,12 @@ public enum SweepRunner {
         var evaluation = PruningEvaluation(simulator: artifacts.simulator, split: cell.evaluation.split, questions: cell.evaluation.questions)
         evaluation.latencyQuestions = 0
         let measured = try evaluation.evaluate(pruner, budget: cell.evaluation.budget, seed: cell.recipe.seed)
-        let finalReturn = artifacts.ppo.last?.first { $0.0 == "return_mean" }?.1
+        // From metrics.csv, not this call's rows: a resumed cell may have had nothing left to train.
+        var finalReturn: Double?
+        if let (columns, rows) = try? MetricsLog.read(run.metricsURL), let column = columns.firstIndex(of: "return_mean"),
+           let last = rows.last, column < last.count {
+            finalReturn = last[column]
+        }
         let result = SweepCellResult(setting: cell.setting, agent: cell.agent, seed: cell.recipe.seed, accuracy: measured.accuracy,
                                      accuracyPerFamily: measured.accuracyPerFamily, meanTokens: measured.meanTokens, flops: measured.flops,
                                      finalTrainingReturn: finalReturn.flatMap { $0.isFinite ? $0 : nil }, questions: measured.questions,

@@ -89,6 +89,23 @@ struct SweepTests {
         }
     }
 
+    @Test("a half-finished cell continues from its checkpoint to the same result, without duplicate metrics rows")
+    func partialCellResumes() throws {
+        let configuration = try decode(#"{"evaluation": {"questions": 8}, "# + Self.tinyRecipe + "}")
+        let cell = configuration.cells()[0]
+        let directory = try makeTemporaryDirectory("sweep-partial").appendingPathComponent("cell")
+        let first = try SweepRunner.run(cell, in: directory, model: ScriptedVisionLanguageModel(), source: ScriptedTasks(), showsProgress: false, log: { _ in })
+        let rows = try MetricsLog.read(directory.appendingPathComponent("metrics.csv")).rows.count
+        // Interrupted after PPO's last checkpoint but before the evaluation wrote result.json.
+        try FileManager.default.removeItem(at: directory.appendingPathComponent(SweepRunner.resultFile))
+        #expect(SweepRunner.state(of: cell, in: directory) == .partial)
+        #expect(try RunDirectory(directory).latestCheckpoint() != nil)
+        let resumed = try SweepRunner.run(cell, in: directory, model: ScriptedVisionLanguageModel(), source: ScriptedTasks(), showsProgress: false, log: { _ in })
+        #expect(resumed.accuracy == first.accuracy && resumed.meanTokens == first.meanTokens && resumed.finalTrainingReturn == first.finalTrainingReturn)
+        #expect(try MetricsLog.read(directory.appendingPathComponent("metrics.csv")).rows.count == rows)
+        #expect(SweepRunner.state(of: cell, in: directory) == .finished)
+    }
+
     @Test("a damaged or foreign cell directory is reported as corrupt and never overwritten")
     func corruptCells() throws {
         let configuration = try decode(#"{"grid": {"beta": [0.5, 1]}, "# + Self.tinyRecipe + "}")
