@@ -276,16 +276,24 @@ public struct SweepCell: Codable, Sendable, Equatable {
 
 /// What a finished cell measured (`result.json` in its directory; its presence marks the cell done).
 public struct SweepCellResult: Codable, Sendable, Equatable {
+    /// The cell's setting (its name without the seed).
     public var setting: String
+    /// `tprl`, `bc` or `ppo`.
     public var agent: String
+    /// The cell's seed.
     public var seed: UInt64
+    /// Share of the evaluated questions answered right.
     public var accuracy: Double
+    /// Accuracy per question family.
     public var accuracyPerFamily: [String: Double]
+    /// Mean visual tokens kept at the end of the episode.
     public var meanTokens: Double
     public var flops: Double
     /// Mean return of the last training rollouts (PPO), or nil without PPO.
     public var finalTrainingReturn: Double?
+    /// Questions evaluated.
     public var questions: Int
+    /// Wall clock of the cell (training and evaluation).
     public var seconds: Double
 
     enum CodingKeys: String, CodingKey {
@@ -296,7 +304,9 @@ public struct SweepCellResult: Codable, Sendable, Equatable {
 
 /// Running and reading sweep cells.
 public enum SweepRunner {
+    /// The file whose presence marks a finished cell.
     public static let resultFile = "result.json"
+    /// The run kind recorded in a cell's config.json (`prunegym rerun` dispatches on it).
     public static let cellKind = "sweep-cell"
 
     /// The state of a cell directory before a sweep runs it.
@@ -306,6 +316,8 @@ public enum SweepRunner {
         case corrupt(String)
     }
 
+    /// What `directory` holds for `cell`: nothing yet, a half-finished run, a finished one, or
+    /// something damaged or foreign (never overwritten).
     public static func state(of cell: SweepCell, in directory: URL) -> CellState {
         let run = RunDirectory(directory)
         guard FileManager.default.fileExists(atPath: directory.path) else { return .new }
@@ -367,8 +379,11 @@ public enum SweepRunner {
 /// `prunegym report SWEEP_DIR`: the reward-ablation table (mean ± std over seeds per setting) as
 /// Markdown and CSV, learning curves per setting and accuracy vs retained tokens across settings.
 public enum SweepReport {
+    /// One setting of the table: its cells' results over seeds.
     public struct Row: Sendable {
+        /// The setting's name.
         public var setting: String
+        /// One result per finished seed.
         public var results: [SweepCellResult]
     }
 
@@ -400,6 +415,7 @@ public enum SweepReport {
         return String(format: "%.\(digits)f ± %.\(digits)f", mean, std)
     }
 
+    /// The Markdown table: mean ± std over seeds per setting.
     public static func markdown(_ rows: [Row]) -> String {
         var lines = ["| setting | seeds | accuracy (%) | tokens kept | GFLOPs | final training return |", "|---|---|---|---|---|---|"]
         for row in rows {
@@ -410,6 +426,7 @@ public enum SweepReport {
         return lines.joined(separator: "\n")
     }
 
+    /// One CSV row per cell.
     public static func csv(_ rows: [Row]) -> String {
         var text = "setting,agent,seed,accuracy,mean_tokens,flops,final_training_return,questions,seconds\n"
         for row in rows {

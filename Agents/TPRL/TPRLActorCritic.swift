@@ -7,9 +7,13 @@ import TensorCore
 /// Where each part of a flattened `TokenPruning-v0` observation sits (the `DictSpace` key order:
 /// tokens, mask, positions, query, step, budget).
 public struct TokenPruningLayout: Sendable, Equatable, Codable {
+    /// Visual token slots N (the image's token count).
     public var tokenCount: Int
+    /// Width of each token's autoencoder code z_i = E(v_i) (d_l = d_v/16 in the paper).
     public var codeWidth: Int
+    /// Width of the query embedding q.
     public var queryWidth: Int
+    /// T_max: the step index runs over 0…maxSteps.
     public var maxSteps: Int
 
     public init(tokenCount: Int, codeWidth: Int, queryWidth: Int, maxSteps: Int) {
@@ -19,13 +23,19 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
         self.maxSteps = maxSteps
     }
 
+    /// The codes Z_t of the kept tokens (zeros in pruned slots), N × codeWidth.
     public var tokens: Range<Int> { 0..<(tokenCount * codeWidth) }
+    /// Which slots are still kept (1) — the validity mask of the MultiBinary action.
     public var mask: Range<Int> { tokens.upperBound..<(tokens.upperBound + tokenCount) }
+    /// (row, column) of every slot on the patch grid, scaled to [0, 1].
     public var positions: Range<Int> { mask.upperBound..<(mask.upperBound + 2 * tokenCount) }
+    /// The query embedding q (mean of the question's token embeddings).
     public var query: Range<Int> { positions.upperBound..<(positions.upperBound + queryWidth) }
     /// The step index (Discrete(maxSteps + 1) flattens to its value).
     public var step: Range<Int> { query.upperBound..<(query.upperBound + 1) }
+    /// The target budget (share of tokens) the episode was given.
     public var budget: Range<Int> { step.upperBound..<(step.upperBound + 1) }
+    /// The whole flat observation's width.
     public var width: Int { budget.upperBound }
 }
 
@@ -43,9 +53,13 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
 ///   the log-probabilities of the rollout and of every PPO update (the reference code applies it
 ///   to only one of them).
 public final class TPRLActorCritic: ActorCritic {
+    /// The observation layout the network reads.
     public let layout: TokenPruningLayout
+    /// Model width of the trunk.
     public let width: Int
+    /// The step discount λ of a_{t,i} ~ Bernoulli(λ^t · p_{t,i}) (0.5 in the paper).
     public let discount: Float
+    /// Whether the target budget is an input (one policy for every budget).
     public let conditionOnBudget: Bool
     let tokenInput: Linear
     let queryInput: Linear

@@ -12,7 +12,9 @@ import TokenPruning
 /// would (the floor rule applies when nothing passes), so the policy decides how many it keeps.
 public final class TPRLPruner: TokenPruner {
     public let name: String
+    /// The trained policy.
     public let network: TPRLActorCritic
+    /// The environment it was trained in (observation layout; the split comes from each task).
     public let configuration: TokenPruningConfiguration
     /// Keep by threshold τ (ignoring the budget) instead of top-k.
     public var threshold: Float?

@@ -12,6 +12,7 @@ import VLM
 /// The whole TPRL recipe's settings (snake_case JSON; omitted keys take these defaults, unknown
 /// keys are rejected).
 public struct TPRLConfiguration: Codable, Sendable, Equatable {
+    /// Seed of every draw of the recipe (autoencoder, demonstrations, networks, PPO).
     public var seed: UInt64 = 0
     /// Training images whose tokens train the autoencoder, and epochs over them.
     public var autoencoderImages = 200
@@ -26,13 +27,18 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var behaviorCloningEpochs = 8
     /// PPO updates after behaviour cloning (0 skips PPO).
     public var ppoUpdates = 30
+    /// PPO's parallel environments and steps per rollout (a rollout of 8 × 6 steps is 16 episodes of T_max = 3).
     public var ppoEnvironments = 8
     public var ppoStepsPerRollout = 6
+    /// PPO's Adam learning rate.
     public var ppoLearningRate: Float = 1e-4
+    /// Weight of the entropy bonus in PPO's loss (the paper's loss has one; the reference code computes it and drops it).
     public var entropyCoefficient: Float = 1e-3
     /// One policy for every budget (the budget is an input) instead of one per budget.
     public var budgetConditioned = true
+    /// The MDP the policy trains in: reward r_t = α·R_task + β·R_eff, T_max, budgets (paper §3.2).
     public var environment = TokenPruningConfiguration.tprlDefault
+    /// Width of the policy's transformer trunk.
     public var width = 64
 
     public init() {}
@@ -64,6 +70,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
     }
 
+    /// Throws `AgentError.invalidConfiguration` naming the first impossible setting.
     public func validate() throws {
         func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "tprl", reason: reason) }
         if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
@@ -164,11 +171,17 @@ public enum Demonstrations {
 
 /// What the recipe produced.
 public struct TPRLArtifacts {
+    /// The trained token autoencoder E (state compression, paper §3.1).
     public let autoencoder: TokenAutoencoder
+    /// The trained policy and value network.
     public let network: TPRLActorCritic
+    /// The simulator with `autoencoder` as its encoder (what the policy observes).
     public let simulator: PruningSimulator
+    /// Reconstruction error of the autoencoder on validation tokens (1 = predicting the mean token).
     public let autoencoderError: Float
+    /// Behaviour cloning's per-epoch metrics.
     public let behaviorCloning: [[(String, Double)]]
+    /// PPO's per-update metrics from this call (a resumed run has only the updates it ran).
     public let ppo: [[(String, Double)]]
 }
 
@@ -247,9 +260,13 @@ public enum TPRLRecipe {
 /// A trained TPRL policy on disk: `tprl.json` (recipe configuration and the observation layout),
 /// `policy.safetensors` (the actor-critic), `autoencoder.safetensors`. Written atomically.
 public struct TPRLPolicyFiles: Codable {
+    /// The PruneGym release that trained the policy.
     public var prunegymVersion: String
+    /// The recipe it was trained with (its environment configuration is what inference uses).
     public var configuration: TPRLConfiguration
+    /// The observation layout the policy expects.
     public var layout: TokenPruningLayout
+    /// The autoencoder's validation reconstruction error.
     public var autoencoderValidationError: Float
 
     enum CodingKeys: String, CodingKey {
