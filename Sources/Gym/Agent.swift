@@ -50,11 +50,13 @@ public struct RolloutDecision<Action: Sendable> {
     public var actions: [Action]
     /// The actions as stored for learning, flat (`count × actionWidth`; e.g. unclipped samples).
     public var flatActions: [Float]
+    /// log π(a|s) of each sampled action (the old log-probabilities PPO's ratio uses).
     public var logProbabilities: [Float]
     public var values: [Float]
     /// The observations as the agent saw them, flat (`count × observationWidth`).
     public var flatObservations: [Float]
 
+    /// Bundles one `decide` call's results.
     public init(actions: [Action], flatActions: [Float], logProbabilities: [Float], values: [Float], flatObservations: [Float]) {
         self.actions = actions
         self.flatActions = flatActions
@@ -66,9 +68,13 @@ public struct RolloutDecision<Action: Sendable> {
 
 /// Rollout settings an on-policy agent asks of the training loop.
 public struct RolloutSettings: Sendable, Codable, Equatable {
+    /// Parallel environments the agent wants (`VectorEnvironment` copies).
     public var environmentCount: Int
+    /// Steps collected from each environment per update.
     public var stepsPerRollout: Int
+    /// Discount factor γ of the returns.
     public var gamma: Double
+    /// λ of generalised advantage estimation (1 = Monte-Carlo returns minus the baseline).
     public var gaeLambda: Double
     /// Bootstrap truncated episodes from V(final observation) (SB3) rather than treating them as
     /// terminal (CleanRL).
@@ -77,6 +83,7 @@ public struct RolloutSettings: Sendable, Codable, Equatable {
     /// unscaled): a fixed reward scale, as many PPO setups use for large-magnitude rewards.
     public var rewardScale: Double
 
+    /// Rollout settings; `bootstrapsTruncation` false gives CleanRL's treatment of time limits.
     public init(environmentCount: Int, stepsPerRollout: Int, gamma: Double, gaeLambda: Double, bootstrapsTruncation: Bool = true, rewardScale: Double = 1) {
         self.environmentCount = environmentCount
         self.stepsPerRollout = stepsPerRollout
@@ -108,11 +115,16 @@ public protocol OnPolicyAgent<Observation, Action>: Agent {
 /// A demonstration: one episode's observations (T + 1, the last after the final action),
 /// actions (T) and whether it ended in a terminal state (`imitation`'s `Trajectory`).
 public struct Trajectory<Observation: Sendable, Action: Sendable>: Sendable {
+    /// T + 1 observations: the first after reset, the last after the final action.
     public var observations: [Observation]
+    /// The T actions taken.
     public var actions: [Action]
+    /// The T rewards received (may be empty when only states and actions were recorded).
     public var rewards: [Double]
+    /// Whether the episode ended in a terminal state (not a truncation).
     public var terminal: Bool
 
+    /// A demonstration episode; `observations` must hold one more element than `actions`.
     public init(observations: [Observation], actions: [Action], rewards: [Double] = [], terminal: Bool) {
         self.observations = observations
         self.actions = actions
@@ -120,6 +132,7 @@ public struct Trajectory<Observation: Sendable, Action: Sendable>: Sendable {
         self.terminal = terminal
     }
 
+    /// The undiscounted sum of the rewards.
     public var episodeReturn: Double { rewards.reduce(0, +) }
 }
 
@@ -133,8 +146,10 @@ public protocol DemonstrationLearner: Agent {
 public final class RandomAgent<Observation: Sendable, Action: Sendable>: Agent {
     public static var kind: String { "random" }
     public let actionSpace: any Space<Action>
+    /// The generator the actions are drawn from (saved in checkpoints).
     public private(set) var generator: SeededGenerator
 
+    /// Draws uniformly from `actionSpace` with its own generator seeded by `seed`.
     public init(actionSpace: any Space<Action>, seed: UInt64) {
         self.actionSpace = actionSpace
         generator = SeededGenerator(seed: seed)
@@ -161,8 +176,10 @@ public final class RandomAgent<Observation: Sendable, Action: Sendable>: Agent {
 /// A fixed policy given as a closure — experts for demonstrations, baselines, and tests.
 public final class ScriptedAgent<Observation: Sendable, Action: Sendable>: Agent {
     public static var kind: String { "scripted" }
+    /// The observation → action function the agent follows.
     public let policy: (Observation) -> Action
 
+    /// An agent that always does what `policy` says (deterministic or not, it ignores the flag).
     public init(_ policy: @escaping (Observation) -> Action) { self.policy = policy }
 
     public func act(_ observations: [Observation], deterministic: Bool) throws -> [Action] { observations.map(policy) }
@@ -199,11 +216,16 @@ public func rolloutEpisodes<E: Environment, A: Agent>(
 
 /// Mean and (population) standard deviation of episode returns.
 public struct ReturnSummary: Sendable, Codable, Equatable, CustomStringConvertible {
+    /// Mean episode return.
     public var mean: Double
+    /// Sample standard deviation of the returns (0 for one episode).
     public var standardDeviation: Double
+    /// Episodes evaluated.
     public var episodes: Int
+    /// Every episode's return, in order.
     public var returns: [Double]
 
+    /// Summarises `returns`.
     public init(returns: [Double]) {
         self.returns = returns
         episodes = returns.count

@@ -41,6 +41,7 @@ public struct AgentRequest<O: Sendable, A: Sendable> {
     /// The agent's settings as JSON, or nil for its defaults.
     public var configuration: Data?
 
+    /// A request for an agent of these spaces; `configuration` nil asks for the factory's defaults.
     public init(observationSpace: any Space<O>, actionSpace: any Space<A>, environmentID: String, seed: UInt64, configuration: Data? = nil) {
         self.observationSpace = observationSpace
         self.actionSpace = actionSpace
@@ -76,6 +77,7 @@ public struct AgentRequest<O: Sendable, A: Sendable> {
 public struct AgentRegistry: Sendable {
     private var factories: [String: any AgentFactory] = [:]
 
+    /// An empty registry.
     public init() {}
 
     /// The registered names, sorted.

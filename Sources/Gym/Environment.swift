@@ -59,8 +59,11 @@ extension Environment {
 
 /// What `reset` returns.
 public struct Reset<Observation: Sendable>: Sendable {
+    /// The first observation of the episode.
     public var observation: Observation
+    /// Environment-specific values at the start of the episode.
     public var info: Info
+    /// The result of `reset`.
     public init(observation: Observation, info: Info = Info()) {
         self.observation = observation
         self.info = info
@@ -69,14 +72,18 @@ public struct Reset<Observation: Sendable>: Sendable {
 
 /// What `step` returns.
 public struct Step<Observation: Sendable>: Sendable {
+    /// The observation after the action.
     public var observation: Observation
+    /// The reward for the transition.
     public var reward: Double
     /// A terminal state of the MDP was reached: the value of what follows is zero.
     public var terminated: Bool
     /// The episode was cut short from outside the MDP (time limit): the state is not terminal.
     public var truncated: Bool
+    /// Environment-specific values of this step; `episode` set by `RecordEpisodeStatistics` at the end.
     public var info: Info
 
+    /// The result of `step`.
     public init(observation: Observation, reward: Double, terminated: Bool, truncated: Bool, info: Info = Info()) {
         self.observation = observation
         self.reward = reward
@@ -105,14 +112,19 @@ public enum InfoValue: Sendable, Equatable, CustomStringConvertible, Codable {
         }
     }
 
+    /// The value as a number, if it is one.
     public var number: Double? { if case let .number(value) = self { return value } else { return nil } }
 }
 
 /// The statistics of a finished episode (Gymnasium's `info["episode"]`: `r`, `l`, `t`).
 public struct EpisodeStatistics: Sendable, Equatable, Codable {
+    /// Sum of the episode's rewards.
     public var episodeReturn: Double
+    /// Steps in the episode.
     public var length: Int
+    /// Wall-clock seconds the episode took.
     public var seconds: Double
+    /// Statistics of one finished episode.
     public init(episodeReturn: Double, length: Int, seconds: Double) {
         self.episodeReturn = episodeReturn
         self.length = length
@@ -127,11 +139,13 @@ public struct Info: Sendable, Equatable {
     /// Environment-specific values (e.g. `tokens_kept`, `flops`).
     public var values: [String: InfoValue]
 
+    /// Info with optional episode statistics and named values.
     public init(episode: EpisodeStatistics? = nil, values: [String: InfoValue] = [:]) {
         self.episode = episode
         self.values = values
     }
 
+    /// The value named `key`, if any.
     public subscript(key: String) -> InfoValue? {
         get { values[key] }
         set { values[key] = newValue }
@@ -146,9 +160,11 @@ public struct ResetOptions: Sendable {
     public var initialState: [Double]?
     /// Bounds of the uniform distribution of the random start (CartPole's `low`/`high`).
     public var low: Double?
+    /// Upper bound of the random start (CartPole's `high`).
     public var high: Double?
     public var values: [String: InfoValue]
 
+    /// Reset options; all optional, each environment documents which it reads.
     public init(initialState: [Double]? = nil, low: Double? = nil, high: Double? = nil, values: [String: InfoValue] = [:]) {
         self.initialState = initialState
         self.low = low
@@ -160,17 +176,27 @@ public struct ResetOptions: Sendable {
 /// An environment's internal state, for checkpoints: named arrays of 64-bit words (doubles by
 /// bit pattern, so the round trip is exact). Wrappers nest their own state under a prefix.
 public struct EnvironmentSnapshot: Sendable, Codable, Equatable {
+    /// The saved state: named arrays of 64-bit words (bit patterns, so restores are exact).
     public var words: [String: [UInt64]]
+    /// A snapshot holding `words`.
     public init(words: [String: [UInt64]] = [:]) { self.words = words }
 
+    /// Saves doubles bit for bit.
     public mutating func set(_ key: String, doubles: [Double]) { words[key] = doubles.map(\.bitPattern) }
+    /// Saves integers.
     public mutating func set(_ key: String, integers: [Int]) { words[key] = integers.map { UInt64(bitPattern: Int64($0)) } }
+    /// Saves a generator's full state.
     public mutating func set(_ key: String, generator: SeededGenerator) { words[key] = generator.stateWords }
+    /// Saves a flag.
     public mutating func set(_ key: String, flag: Bool) { words[key] = [flag ? 1 : 0] }
 
+    /// Reads doubles saved under `key`; a missing key throws `GymError.invalidSnapshot` naming `environment`.
     public func doubles(_ key: String, in environment: String) throws -> [Double] { try raw(key, environment).map(Double.init(bitPattern:)) }
+    /// Reads integers saved under `key`.
     public func integers(_ key: String, in environment: String) throws -> [Int] { try raw(key, environment).map { Int(Int64(bitPattern: $0)) } }
+    /// Reads a flag saved under `key`.
     public func flag(_ key: String, in environment: String) throws -> Bool { try raw(key, environment).first == 1 }
+    /// Reads a generator saved under `key`; malformed state throws.
     public func generator(_ key: String, in environment: String) throws -> SeededGenerator {
         let words = try raw(key, environment)
         guard words.count == 4, words.contains(where: { $0 != 0 }) else {
@@ -200,10 +226,14 @@ public struct EnvironmentSnapshot: Sendable, Codable, Equatable {
 /// Tracks whether an episode is running, so environments can reject stepping before a reset
 /// or after the end (Gymnasium's `OrderEnforcing`, made an error instead of a warning).
 public struct EpisodeGuard: Sendable, Equatable {
+    /// Where the episode is: before the first reset, running, or ended.
     public enum Phase: Int, Sendable { case notStarted = 0, running = 1, finished = 2 }
+    /// The current phase.
     public private(set) var phase: Phase = .notStarted
+    /// A guard before the first reset.
     public init() {}
 
+    /// Marks an episode as started (call from `reset`).
     public mutating func begin() { phase = .running }
     /// Marks the episode finished when `done`.
     public mutating func end(if done: Bool) { if done { phase = .finished } }

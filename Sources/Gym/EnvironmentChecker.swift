@@ -27,6 +27,7 @@ import TensorCore
 /// `terminated` and `truncated` are `Bool`s by type, so Gymnasium's "flags are booleans" rule
 /// holds by construction.
 public struct EnvironmentChecker {
+    /// The contract each check enforces (the rule's name appears in every problem).
     public enum Rule: String, Sendable, CaseIterable, Codable {
         case spaces, resetObservation, resetOptions, stepObservation, seedDeterminism, seedSensitivity
         case unseededReset, finiteReward, flags, invalidAction, stepAfterEnd, stepBeforeReset, close, unexpectedError
@@ -34,16 +35,22 @@ public struct EnvironmentChecker {
 
     /// One problem: the rule it breaks and what was seen.
     public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        /// The rule broken.
         public var rule: Rule
+        /// What was observed, with the values involved.
         public var message: String
         public var description: String { "[\(rule.rawValue)] \(message)" }
     }
 
     /// Everything the checker found.
     public struct Report: Sendable, CustomStringConvertible {
+        /// The environment's name.
         public var environment: String
+        /// Every problem found, in the order the checks ran.
         public var problems: [Problem]
+        /// True when no rule is broken.
         public var passed: Bool { problems.isEmpty }
+        /// Whether `rule` is among the problems.
         public func breaks(_ rule: Rule) -> Bool { problems.contains { $0.rule == rule } }
         public var description: String {
             if problems.isEmpty { return "\(environment): passed every check" }
@@ -56,9 +63,12 @@ public struct EnvironmentChecker {
     public var probeSteps = 64
     /// Upper bound on an episode's length when checking that a time limit ends it.
     public var maximumSteps = 100_000
+    /// Expect different seeds to give different first observations (false for environments with a fixed start).
     public var expectsSeedDependence = true
+    /// The registry entry, to check its time limit and reward threshold too.
     public var spec: EnvironmentSpec?
 
+    /// A checker; `probeSteps` random steps are taken per probe.
     public init(spec: EnvironmentSpec? = nil, probeSteps: Int = 64, expectsSeedDependence: Bool = true) {
         self.spec = spec
         self.probeSteps = probeSteps

@@ -4,10 +4,14 @@ import TensorCore
 /// Running mean and variance of a stream of vectors, combined batch by batch with Chan et al.'s
 /// parallel update (Gymnasium's `RunningMeanStd`: mean 0, variance 1, count 1e-4 at the start).
 public struct RunningMeanStd: Sendable, Equatable, Codable {
+    /// Running mean per dimension.
     public var mean: [Double]
+    /// Running (population) variance per dimension.
     public var variance: [Double]
+    /// Samples seen, starting from `epsilon` as Gymnasium's does.
     public var count: Double
 
+    /// Statistics of `dimension` values (mean 0, variance 1, count `epsilon`).
     public init(dimension: Int, epsilon: Double = 1e-4) {
         mean = Array(repeating: 0, count: dimension)
         variance = Array(repeating: 1, count: dimension)
@@ -55,16 +59,24 @@ public struct RunningMeanStd: Sendable, Equatable, Codable {
 /// every reset and step unless `updatesStatistics` is false (evaluation); they are part of the
 /// snapshot, so checkpoints carry them.
 public final class NormalizeObservation<Inner: Environment>: Environment where Inner.Observation == [Float] {
+    /// The normalised observation.
     public typealias Observation = [Float]
+    /// The wrapped environment's action.
     public typealias Action = Inner.Action
 
+    /// The wrapped environment.
     public let inner: Inner
+    /// Added to the variance before the square root.
     public let epsilon: Double
+    /// Clip the normalised values to ±clip (nil: no clip).
     public let clip: Float?
+    /// The running statistics (saved in snapshots).
     public var statistics: RunningMeanStd
+    /// Set to false to freeze the statistics (evaluation).
     public var updatesStatistics = true
     public let observationSpace: any Space<[Float]>
 
+    /// Normalises `inner`'s observations with running statistics updated on every reset and step.
     public init(_ inner: Inner, epsilon: Double = 1e-8, clip: Float? = nil) {
         self.inner = inner
         self.epsilon = epsilon
@@ -118,17 +130,26 @@ public final class NormalizeObservation<Inner: Environment>: Environment where I
 /// `NormalizeReward`): `G ← γ·G·(1 − terminated) + r`, then `r / sqrt(var(G) + ε)`; the mean is
 /// not subtracted (openai/baselines#538). Optionally clipped to ±`clip`.
 public final class NormalizeReward<Inner: Environment>: Environment {
+    /// The wrapped environment's observation.
     public typealias Observation = Inner.Observation
+    /// The wrapped environment's action.
     public typealias Action = Inner.Action
 
+    /// The wrapped environment.
     public let inner: Inner
+    /// Discount of the running return whose variance scales the rewards.
     public let gamma: Double
+    /// Added to the variance before the square root.
     public let epsilon: Double
+    /// Clip the scaled reward to ±clip (nil: no clip).
     public let clip: Double?
+    /// Running statistics of the discounted return.
     public var statistics = RunningMeanStd(dimension: 1)
+    /// Set to false to freeze the statistics (evaluation).
     public var updatesStatistics = true
     private var discountedReturn = 0.0
 
+    /// Scales `inner`'s rewards by the standard deviation of the discounted return (Gymnasium's NormalizeReward).
     public init(_ inner: Inner, gamma: Double = 0.99, epsilon: Double = 1e-8, clip: Double? = nil) {
         self.inner = inner
         self.gamma = gamma

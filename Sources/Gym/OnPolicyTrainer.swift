@@ -12,8 +12,10 @@ public struct TrainerConfiguration: Sendable, Codable, Equatable {
     public var checkpointInterval: Int
     /// Finished episodes averaged for the `return_mean` column and the progress bar.
     public var returnWindow: Int
+    /// Show a progress bar (plain lines when not on a terminal).
     public var showsProgress: Bool
 
+    /// Trainer settings.
     public init(totalSteps: Int, seed: UInt64, checkpointInterval: Int = 10, returnWindow: Int = 20, showsProgress: Bool = true) {
         self.totalSteps = totalSteps
         self.seed = seed
@@ -46,22 +48,32 @@ struct TrainerState: Codable {
 /// checkpoint and resumed continues identically to an uninterrupted one (`metrics.csv` rows past
 /// the checkpoint are dropped first).
 public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.Observation == Env.Observation, A.Action == Env.Action {
+    /// The agent being trained.
     public let agent: A
+    /// The environments it collects from.
     public let environment: VectorEnvironment<Env>
+    /// The loop's settings.
     public let configuration: TrainerConfiguration
+    /// Where config, metrics and checkpoints go (nil: nothing is written).
     public let runDirectory: RunDirectory?
     /// Called after each update with its metrics row.
     public var onUpdate: (([(String, Double)]) -> Void)?
 
+    /// Updates done so far.
     public private(set) var update = 0
+    /// Environment steps so far, summed over the vector environment's copies.
     public private(set) var globalStep = 0
+    /// Episodes finished so far.
     public private(set) var episodes = 0
+    /// Returns of the last `returnWindow` episodes.
     public private(set) var recentReturns: [Double] = []
+    /// Lengths of the last `returnWindow` episodes.
     public private(set) var recentLengths: [Int] = []
     private var observations: [Env.Observation] = []
     private var runningReturns: [Double] = []
     private var runningLengths: [Int] = []
 
+    /// A trainer; the environment count must equal the agent's rollout settings.
     public init(agent: A, environment: VectorEnvironment<Env>, configuration: TrainerConfiguration, runDirectory: RunDirectory? = nil) throws {
         let settings = agent.rolloutSettings
         guard environment.count == settings.environmentCount else {
@@ -73,6 +85,7 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
         self.runDirectory = runDirectory
     }
 
+    /// Updates the whole run makes: totalSteps / (environments × stepsPerRollout), at least one.
     public var updateCount: Int {
         let settings = agent.rolloutSettings
         return max(1, configuration.totalSteps / (settings.environmentCount * settings.stepsPerRollout))

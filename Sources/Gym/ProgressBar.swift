@@ -3,7 +3,9 @@ import Foundation
 /// Progress of long work: a redrawn bar with rate and ETA on a terminal, plain periodic lines
 /// otherwise (logs, CI).
 public final class ProgressBar {
+    /// The count that means done.
     public let total: Int
+    /// Shown before the bar.
     public let label: String
     private let start = Date()
     private let interactive = isatty(STDERR_FILENO) == 1
@@ -43,6 +45,7 @@ public final class ProgressBar {
         if finished && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 
+    /// Seconds as `m:ss` or `h:mm:ss`.
     public static func format(_ seconds: Double) -> String {
         let s = Int(seconds.rounded())
         return s >= 3600 ? String(format: "%d:%02d:%02d", s / 3600, (s / 60) % 60, s % 60) : String(format: "%d:%02d", s / 60, s % 60)

@@ -13,6 +13,7 @@ public struct EnvironmentSpec: Sendable, Codable, Equatable {
     /// One line on what the environment is.
     public var summary: String
 
+    /// A registry entry; `maxEpisodeSteps` adds a `TimeLimit` in `make`.
     public init(id: String, maxEpisodeSteps: Int? = nil, rewardThreshold: Double? = nil, nondeterministic: Bool = false, summary: String = "") {
         self.id = id
         self.maxEpisodeSteps = maxEpisodeSteps
@@ -32,10 +33,12 @@ public typealias EnvironmentOptions = [String: InfoValue]
 /// that registers them (e.g. `ClassicControl.register(in:)`), and a program builds the registry
 /// it needs. Users register their own environments the same way.
 public struct EnvironmentRegistry: Sendable {
+    /// Builds an environment from its options.
     public typealias Constructor = @Sendable (EnvironmentOptions) throws -> any Environment
 
     private var entries: [String: (spec: EnvironmentSpec, constructor: Constructor)] = [:]
 
+    /// An empty registry.
     public init() {}
 
     /// Registers `constructor` under `spec.id`. Throws if the id is taken.

@@ -7,19 +7,27 @@ import Foundation
 public enum EpisodeReplay {
     /// One replayed step.
     public struct Step: Sendable, Equatable {
+        /// The observation after the step.
         public var observation: SpaceValue
+        /// The reward of the step.
         public var reward: Double
+        /// Whether the step ended the episode in a terminal state.
         public var terminated: Bool
+        /// Whether the step ended the episode by truncation.
         public var truncated: Bool
     }
 
     /// One input line, parsed.
     public struct Episode: Sendable {
+        /// The registered id the episode was recorded on.
         public var environment: String
+        /// The reset seed, if the recorder used one.
         public var seed: UInt64?
+        /// The environment's internal state after reset (replayed through `ResetOptions.initialState`).
         public var initialState: [Double]
         /// Actions as written in the file.
         public var actions: [ActionValue]
+        /// The JSONL line the episode came from (for error messages).
         public var lineNumber: Int
         /// The steps recorded in the file, when it has them.
         public var recordedSteps: [Step]?
@@ -49,8 +57,11 @@ public enum EpisodeReplay {
         }
     }
 
+    /// A malformed JSONL line: its number and what was wrong.
     public struct LineError: Error, CustomStringConvertible {
+        /// 1-based line number.
         public var lineNumber: Int
+        /// What was wrong with it.
         public var reason: String
         public var description: String { "line \(lineNumber): \(reason)" }
     }

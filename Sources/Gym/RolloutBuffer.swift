@@ -18,25 +18,38 @@ import TensorCore
 /// SB3 does since DLR-RM/stable-baselines3#633. Pass `bootstrapsTruncation: false` for CleanRL's
 /// behaviour.
 public final class RolloutBuffer {
+    /// Steps per environment the buffer holds (T).
     public let stepCount: Int
+    /// Environments per step (N).
     public let environmentCount: Int
     public let observationWidth: Int
     public let actionWidth: Int
+    /// T × N transitions.
     public var capacity: Int { stepCount * environmentCount }
 
+    /// Flat observations, [T, N, observationWidth].
     public private(set) var observations: [Float]
+    /// Flat actions, [T, N, actionWidth].
     public private(set) var actions: [Float]
+    /// log π(a|s) at collection time, [T, N].
     public private(set) var logProbabilities: [Float]
     public private(set) var values: [Float]
+    /// Rewards, [T, N].
     public private(set) var rewards: [Float]
+    /// Whether each step reached a terminal state, [T, N].
     public private(set) var terminated: [Bool]
+    /// Whether each step was truncated, [T, N].
     public private(set) var truncated: [Bool]
+    /// V(final observation) of truncated steps (bootstrapped when the settings say so), [T, N].
     public private(set) var finalValues: [Float]
+    /// GAE advantages after `computeAdvantages`, [T, N].
     public private(set) var advantages: [Float]
+    /// Returns (advantages + values) after `computeAdvantages`, [T, N].
     public private(set) var returns: [Float]
     /// Steps stored so far (each step holds `environmentCount` transitions).
     public private(set) var position = 0
 
+    /// An empty buffer for T steps of N environments.
     public init(stepCount: Int, environmentCount: Int, observationWidth: Int, actionWidth: Int) {
         precondition(stepCount > 0 && environmentCount > 0, "RolloutBuffer: stepCount and environmentCount must be positive")
         self.stepCount = stepCount
@@ -56,6 +69,7 @@ public final class RolloutBuffer {
         returns = Array(repeating: 0, count: n)
     }
 
+    /// Whether T steps have been added.
     public var isFull: Bool { position == stepCount }
 
     /// Empties the buffer (storage is reused).
@@ -148,10 +162,15 @@ public final class RolloutBuffer {
 /// A minibatch from a `RolloutBuffer`: observations `[B, obs]`, actions `[B, act]`, and `[B]`
 /// log-probabilities, values, advantages and returns.
 public struct RolloutBatch {
+    /// Observations `[B, observationWidth]`.
     public var observations: Tensor
+    /// Actions `[B, actionWidth]`.
     public var actions: Tensor
+    /// Old log-probabilities `[B]`.
     public var logProbabilities: Tensor
     public var values: Tensor
+    /// Advantages `[B]`.
     public var advantages: Tensor
+    /// Returns `[B]`.
     public var returns: Tensor
 }

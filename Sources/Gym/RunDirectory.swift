@@ -8,14 +8,20 @@ import TensorCore
 ///   naming the newest complete one (written last, atomically, so a crash never leaves a
 ///   half-written checkpoint as the latest).
 public struct RunDirectory: Sendable {
+    /// The run's directory.
     public let url: URL
 
+    /// A run directory at `url` (nothing is created until `create`).
     public init(_ url: URL) { self.url = url }
 
+    /// `config.json`.
     public var configURL: URL { url.appendingPathComponent("config.json") }
+    /// `metrics.csv`.
     public var metricsURL: URL { url.appendingPathComponent("metrics.csv") }
+    /// `checkpoints/`.
     public var checkpointsURL: URL { url.appendingPathComponent("checkpoints") }
 
+    /// Creates the directory and `checkpoints/`.
     public func create() throws {
         try FileManager.default.createDirectory(at: checkpointsURL, withIntermediateDirectories: true)
     }
@@ -98,6 +104,7 @@ public struct RunDirectory: Sendable {
 
 /// What every run's `config.json` records beside the configuration, under the key `prunegym`.
 public struct RunProvenance: Codable, Equatable, Sendable {
+    /// The key of the provenance object in config.json.
     public static let key = "prunegym"
     /// What made the run: `train`, `tprl`, `vlm-train`, `sweep-cell`, … (`prunegym rerun` dispatches on it).
     public var kind: String
@@ -113,6 +120,7 @@ public struct RunProvenance: Codable, Equatable, Sendable {
 
     enum CodingKeys: String, CodingKey { case kind, version, gitCommit = "git_commit", seed, command }
 
+    /// Provenance of a run starting now (version and git commit of this process by default).
     public init(kind: String, seed: UInt64?, command: [String], version: String = PruneGymVersion.current, gitCommit: String = GitCommit.current) {
         self.kind = kind
         self.version = version
@@ -124,6 +132,7 @@ public struct RunProvenance: Codable, Equatable, Sendable {
 
 /// The git commit of the current directory's checkout, asked once per process.
 public enum GitCommit {
+    /// `HEAD` of the working directory's checkout (`-dirty` with uncommitted changes), or `unknown`.
     public static let current: String = {
         guard let head = run(["rev-parse", "HEAD"]), !head.isEmpty else { return "unknown" }
         let dirty = run(["status", "--porcelain", "--untracked-files=no"]).map { !$0.isEmpty } ?? false
@@ -152,6 +161,7 @@ public enum GitCommit {
 /// each column a scalar tagged with its name, at the row's `step` (or `samples`, `update`,
 /// `epoch`, whichever the row has first; else the row number): `tensorboard --logdir runs`.
 public final class MetricsLog {
+    /// The CSV file.
     public let url: URL
     private var columns: [String]?
     /// Write TensorBoard event files beside the CSV (default true).
@@ -162,6 +172,7 @@ public final class MetricsLog {
     /// The columns tried, in order, for a row's TensorBoard step.
     public static let stepColumns = ["step", "samples", "update", "epoch"]
 
+    /// A log appending to `url` (its header, if the file exists, fixes the columns).
     public init(url: URL, writesTensorBoard: Bool = true) throws {
         self.url = url
         self.writesTensorBoard = writesTensorBoard

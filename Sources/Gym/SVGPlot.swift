@@ -3,9 +3,12 @@ import Foundation
 /// Minimal SVG line charts for learning curves and result plots (no dependencies): axes with
 /// ticks, one polyline per series, a legend.
 public enum SVGPlot {
+    /// One line of a chart.
     public struct Series: Sendable {
         public var name: String
+        /// Its points, in drawing order (non-finite points are skipped).
         public var points: [(x: Double, y: Double)]
+        /// A named line.
         public init(name: String, points: [(x: Double, y: Double)]) {
             self.name = name
             self.points = points

@@ -74,6 +74,7 @@ extension Space {
     /// `unflatten` returning a dynamically typed value.
     public func unflattenValue(_ row: ArraySlice<Float>) -> SpaceValue { erase(unflatten(row)) }
 
+    /// A value outside the space, for the checker's invalid-action probe (nil: none exists).
     public var invalidExample: Element? { nil }
 }
 
@@ -122,6 +123,7 @@ public indirect enum SpaceDescriptor: Sendable, Equatable, CustomStringConvertib
     /// A user-defined space: its name and flat dimension.
     case custom(name: String, flatDimension: Int)
 
+    /// Descriptors compare by kind, shape and bounds.
     public static func == (lhs: SpaceDescriptor, rhs: SpaceDescriptor) -> Bool {
         lhs.description == rhs.description  // the description lists every bound and size
     }

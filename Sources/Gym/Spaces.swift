@@ -6,8 +6,11 @@ import TensorCore
 /// Sampling follows Gymnasium: uniform on a bounded interval, `low + Exp(1)` when only bounded
 /// below, `high − Exp(1)` when only bounded above, `N(0, 1)` when unbounded.
 public struct Box: Space, Equatable {
+    /// Lower bounds, one per element.
     public let low: [Float]
+    /// Upper bounds, one per element.
     public let high: [Float]
+    /// The shape of a value (its element count is the bounds' count).
     public let shape: [Int]
 
     /// A box with per-element bounds. - Precondition: `low` and `high` have `shape`'s element count.
@@ -55,6 +58,7 @@ public struct Box: Space, Equatable {
     public func unflatten(_ row: ArraySlice<Float>) -> [Float] { Array(row) }
     public func erase(_ value: [Float]) -> SpaceValue { .real(value) }
     public func element(from value: SpaceValue) -> [Float]? { if case let .real(v) = value { return v } else { return nil } }
+    /// A vector of NaN.
     public var invalidExample: [Float]? { Array(repeating: .nan, count: low.count) }
 
     /// Whether every bound is finite.
@@ -69,14 +73,18 @@ public struct Box: Space, Equatable {
 
 /// The integers `start ..< start + count` (Gymnasium's `Discrete`).
 public struct Discrete: Space, Equatable {
+    /// Number of values.
     public let count: Int
+    /// The smallest value (Gymnasium's `start`).
     public let start: Int
 
+    /// `start ..< start + count`.
     public init(_ count: Int, start: Int = 0) {
         self.count = count
         self.start = start
     }
 
+    /// A scalar.
     public var shape: [Int] { [] }
     public var descriptor: SpaceDescriptor { .discrete(count: count, start: start) }
     public var flatDimension: Int { 1 }
@@ -96,16 +104,21 @@ public struct Discrete: Space, Equatable {
     public func unflatten(_ row: ArraySlice<Float>) -> Int { Int(row[row.startIndex].rounded()) }
     public func erase(_ value: Int) -> SpaceValue { .integer(value) }
     public func element(from value: SpaceValue) -> Int? { if case let .integer(v) = value { return v } else { return nil } }
+    /// One past the last value.
     public var invalidExample: Int? { start + count }
 }
 
 /// Binary vectors of a fixed shape (Gymnasium's `MultiBinary`); elements are `[Bool]` row-major.
 public struct MultiBinary: Space, Equatable {
+    /// The shape of a value.
     public let shape: [Int]
 
+    /// `count` binary entries.
     public init(_ count: Int) { shape = [count] }
+    /// Binary entries of `shape`.
     public init(shape: [Int]) { self.shape = shape }
 
+    /// Entries in a value.
     public var count: Int { shape.reduce(1, *) }
     public var descriptor: SpaceDescriptor { .multiBinary(shape: shape) }
     public var flatDimension: Int { count }
@@ -122,20 +135,25 @@ public struct MultiBinary: Space, Equatable {
     public func unflatten(_ row: ArraySlice<Float>) -> [Bool] { row.map { $0 > 0.5 } }
     public func erase(_ value: [Bool]) -> SpaceValue { .binary(value) }
     public func element(from value: SpaceValue) -> [Bool]? { if case let .binary(v) = value { return v } else { return nil } }
+    /// One entry too many.
     public var invalidExample: [Bool]? { Array(repeating: false, count: count + 1) }
 }
 
 /// A vector of independent integers, entry i in `start[i] ..< start[i] + counts[i]`
 /// (Gymnasium's `MultiDiscrete`).
 public struct MultiDiscrete: Space, Equatable {
+    /// Number of values of each entry.
     public let counts: [Int]
+    /// The smallest value of each entry.
     public let start: [Int]
 
+    /// Entry i takes values in `start[i] ..< start[i] + counts[i]` (start 0 by default).
     public init(_ counts: [Int], start: [Int]? = nil) {
         self.counts = counts
         self.start = start ?? Array(repeating: 0, count: counts.count)
     }
 
+    /// One entry per count.
     public var shape: [Int] { [counts.count] }
     public var descriptor: SpaceDescriptor { .multiDiscrete(counts: counts, start: start) }
     public var flatDimension: Int { counts.count }
@@ -149,22 +167,27 @@ public struct MultiDiscrete: Space, Equatable {
     public func unflatten(_ row: ArraySlice<Float>) -> [Int] { row.map { Int($0.rounded()) } }
     public func erase(_ value: [Int]) -> SpaceValue { .integers(value) }
     public func element(from value: SpaceValue) -> [Int]? { if case let .integers(v) = value { return v } else { return nil } }
+    /// Every entry one past its range.
     public var invalidExample: [Int]? { counts.indices.map { start[$0] + counts[$0] } }
 }
 
 /// Named sub-spaces (Gymnasium's `Dict`); keys keep the order given. Elements are
 /// `[String: SpaceValue]`; flattening concatenates the children in key order.
 public struct DictSpace: Space {
+    /// The named subspaces, in flattening order.
     public let entries: [(key: String, space: any Space)]
 
+    /// A dictionary space; flattening follows the given order.
     public init(_ entries: [(key: String, space: any Space)]) {
         self.entries = entries
     }
 
+    /// A composite space has no single shape.
     public var shape: [Int] { [] }
     public var descriptor: SpaceDescriptor { .dict(entries.map { ($0.key, $0.space.descriptor) }) }
     public var flatDimension: Int { entries.reduce(0) { $0 + $1.space.flatDimension } }
 
+    /// The subspace named `key`.
     public subscript(key: String) -> (any Space)? { entries.first { $0.key == key }?.space }
 
     public func contains(_ value: [String: SpaceValue]) -> Bool {
@@ -201,15 +224,19 @@ public struct DictSpace: Space {
 
     public func erase(_ value: [String: SpaceValue]) -> SpaceValue { .dict(value) }
     public func element(from value: SpaceValue) -> [String: SpaceValue]? { if case let .dict(v) = value { return v } else { return nil } }
+    /// An empty dictionary (every key missing).
     public var invalidExample: [String: SpaceValue]? { [:] }
 }
 
 /// An ordered product of sub-spaces (Gymnasium's `Tuple`). Elements are `[SpaceValue]`.
 public struct TupleSpace: Space {
+    /// The subspaces, in order.
     public let spaces: [any Space]
 
+    /// A tuple of `spaces`.
     public init(_ spaces: [any Space]) { self.spaces = spaces }
 
+    /// A composite space has no single shape.
     public var shape: [Int] { [] }
     public var descriptor: SpaceDescriptor { .tuple(spaces.map(\.descriptor)) }
     public var flatDimension: Int { spaces.reduce(0) { $0 + $1.flatDimension } }
@@ -241,5 +268,6 @@ public struct TupleSpace: Space {
 
     public func erase(_ value: [SpaceValue]) -> SpaceValue { .tuple(value) }
     public func element(from value: SpaceValue) -> [SpaceValue]? { if case let .tuple(v) = value { return v } else { return nil } }
+    /// An empty tuple.
     public var invalidExample: [SpaceValue]? { [] }
 }

@@ -27,6 +27,7 @@ public enum TensorBoard {
         /// Seconds since 1970 when it was written.
         public var wallTime: Double
 
+        /// A scalar read back.
         public init(step: Int64, tag: String, value: Float, wallTime: Double) {
             self.step = step
             self.tag = tag

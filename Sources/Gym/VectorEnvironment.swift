@@ -6,9 +6,13 @@ public struct VectorStep<Observation: Sendable>: Sendable {
     /// The next observation; for a sub-environment whose episode just ended, the first
     /// observation of its next episode (same-step autoreset).
     public var observations: [Observation]
+    /// Each environment's reward.
     public var rewards: [Double]
+    /// Each environment's terminated flag (it was reset in the same step).
     public var terminated: [Bool]
+    /// Each environment's truncated flag (it was reset in the same step).
     public var truncated: [Bool]
+    /// Each environment's info (of the step that ended it, for ended ones).
     public var infos: [Info]
     /// For a sub-environment whose episode ended on this step, the true last observation of that
     /// episode (bootstrap from it when truncated); nil otherwise.
@@ -29,15 +33,21 @@ public struct VectorStep<Observation: Sendable>: Sendable {
 /// are identical to `.synchronous` for the same seeds, since each sub-environment owns its state
 /// and generator.
 public final class VectorEnvironment<Env: Environment> {
+    /// Step the copies one after another or on several threads.
     public enum Execution: String, Sendable, Codable {
         case synchronous
         case threaded
     }
 
+    /// The copies.
     public let environments: [Env]
+    /// How they are stepped.
     public let execution: Execution
+    /// Number of copies.
     public var count: Int { environments.count }
+    /// Observation space of one copy.
     public var singleObservationSpace: any Space<Env.Observation> { environments[0].observationSpace }
+    /// Action space of one copy.
     public var singleActionSpace: any Space<Env.Action> { environments[0].actionSpace }
 
     /// - Precondition: `environments` is not empty.

@@ -4,10 +4,14 @@ import TensorCore
 /// Ends an episode with `truncated = true` after `maxEpisodeSteps` steps (Gymnasium's
 /// `TimeLimit`). When the limit and a termination fall on the same step both flags are set.
 public final class TimeLimit<Inner: Environment>: Environment {
+    /// The wrapped environment's observation.
     public typealias Observation = Inner.Observation
+    /// The wrapped environment's action.
     public typealias Action = Inner.Action
 
+    /// The wrapped environment.
     public let inner: Inner
+    /// Steps after which an episode is truncated.
     public let maxEpisodeSteps: Int
     /// Steps taken in the current episode.
     public private(set) var elapsedSteps = 0
@@ -91,17 +95,24 @@ struct EpisodeAccumulator {
 /// Adds `Info.episode` (return, length, wall-clock seconds) on the step that ends an episode and
 /// keeps the last `bufferLength` returns and lengths (Gymnasium's `RecordEpisodeStatistics`).
 public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
+    /// The wrapped environment's observation.
     public typealias Observation = Inner.Observation
+    /// The wrapped environment's action.
     public typealias Action = Inner.Action
 
+    /// The wrapped environment.
     public let inner: Inner
+    /// Finished episodes kept in the queues.
     public let bufferLength: Int
+    /// Returns of the last `bufferLength` episodes.
     public private(set) var returnQueue: [Double] = []
+    /// Lengths of the last `bufferLength` episodes.
     public private(set) var lengthQueue: [Int] = []
     /// Episodes finished since construction.
     public private(set) var episodeCount = 0
     private var running = EpisodeAccumulator()
 
+    /// Records each episode's return, length and time into the final step's `info.episode`.
     public init(_ inner: Inner, bufferLength: Int = 100) {
         self.inner = inner
         self.bufferLength = bufferLength
@@ -156,9 +167,12 @@ public final class RecordEpisodeStatistics<Inner: Environment>: Environment {
 /// Clips continuous actions into the inner `Box` action space before stepping (Gymnasium's
 /// `ClipAction`); the exposed action space is unbounded: `Box(-inf, inf)` of the same shape.
 public final class ClipAction<Inner: Environment>: Environment where Inner.Action == [Float] {
+    /// The wrapped environment's observation.
     public typealias Observation = Inner.Observation
+    /// A real vector (clipped into the action space).
     public typealias Action = [Float]
 
+    /// The wrapped environment.
     public let inner: Inner
     private let bounds: Box
     public let actionSpace: any Space<[Float]>
@@ -193,13 +207,19 @@ public final class ClipAction<Inner: Environment>: Environment where Inner.Actio
 /// Replaces each reward by `transform(reward)` (Gymnasium's `TransformReward`): scaling,
 /// shaping, and reward ablations. A transform that returns NaN or ±∞ makes `step` throw.
 public final class TransformReward<Inner: Environment>: Environment {
+    /// The wrapped environment's observation.
     public typealias Observation = Inner.Observation
+    /// The wrapped environment's action.
     public typealias Action = Inner.Action
 
+    /// The wrapped environment.
     public let inner: Inner
+    /// The reward transform.
     public let transform: @Sendable (Double) -> Double
+    /// A name for the transform, shown in the wrapper's name.
     public let label: String
 
+    /// Applies `transform` to every reward of `inner`.
     public init(_ inner: Inner, label: String = "f", _ transform: @escaping @Sendable (Double) -> Double) {
         self.inner = inner
         self.transform = transform
@@ -227,10 +247,14 @@ public final class TransformReward<Inner: Environment>: Environment {
 /// Appends one CSV row per finished episode — `episode,return,length,seconds,terminated` — to a
 /// file (the header is written when the file is new). Like SB3's `Monitor`.
 public final class EpisodeMonitor<Inner: Environment>: Environment {
+    /// The wrapped environment's observation.
     public typealias Observation = Inner.Observation
+    /// The wrapped environment's action.
     public typealias Action = Inner.Action
 
+    /// The wrapped environment.
     public let inner: Inner
+    /// The CSV file episodes are appended to.
     public let url: URL
     private var running = EpisodeAccumulator()
     private var episodeIndex = 0
