@@ -7,20 +7,29 @@ import TensorCore
 /// Behaviour cloning's hyperparameters (defaults follow the `imitation` library's `BC`:
 /// Adam 1e-3, batch 32, entropy weight 1e-3, no L2; a 32-32 tanh policy).
 public struct BehaviorCloningConfiguration: Codable, Sendable, Equatable {
+    /// Adam's learning rate.
     public var learningRate: Float = 1e-3
+    /// Transitions per gradient step.
     public var batchSize = 32
+    /// Epochs at most (early stopping usually ends sooner).
     public var maximumEpochs = 50
+    /// Weight w of the entropy bonus in −log π(a|s) − w·H (`imitation`'s ent_weight).
     public var entropyWeight: Float = 1e-3
+    /// Weight of the L2 penalty on the parameters (`imitation`'s l2_weight).
     public var l2Weight: Float = 0
     /// Fraction of the demonstration *episodes* held out for the validation loss.
     public var validationFraction = 0.1
     /// Stop after this many epochs without a better validation loss; the best weights are kept.
     public var patience = 5
+    /// Hidden layer sizes of the MLP actor-critic (when no network is passed).
     public var hiddenSizes = [32, 32]
+    /// Activation of the hidden layers.
     public var activation: Activation = .tanh
 
+    /// The defaults.
     public init() {}
 
+    /// Throws `AgentError.invalidConfiguration` naming the first impossible setting.
     public func validate() throws {
         func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "bc", reason: reason) }
         if !(learningRate > 0) { throw fail("learning_rate must be positive, got \(learningRate)") }
@@ -67,14 +76,20 @@ public final class BehaviorCloningAgent<Observation: Sendable, Action: Sendable>
     public static var kind: String { "bc" }
     public static var version: Int { 1 }
 
+    /// The settings.
     public let configuration: BehaviorCloningConfiguration
     public let observationSpace: any Space<Observation>
     public let actionSpace: any Space<Action>
+    /// How actions map to the network's output.
     public let actionKind: ActionKind
+    /// The network trained (shared with PPO when passed in, as in the TPRL recipe).
     public let network: ActorCritic
+    /// The optimizer (its state is in checkpoints).
     public let optimizer: Adam
+    /// The generator of shuffles and sampled actions.
     public private(set) var generator: SeededGenerator
 
+    /// A cloner for these spaces; `network` replaces the default MLP, `maskRange` masks MultiBinary actions.
     public init(observationSpace: any Space<Observation>, actionSpace: any Space<Action>,
                 configuration: BehaviorCloningConfiguration = BehaviorCloningConfiguration(), seed: UInt64,
                 network: ActorCritic? = nil, maskRange: Range<Int>? = nil) throws {

@@ -19,13 +19,19 @@ public final class PPOAgent<Observation: Sendable, Action: Sendable>: OnPolicyAg
     /// Bumped when the checkpoint layout changes.
     public static var version: Int { 1 }
 
+    /// The hyperparameters.
     public let configuration: PPOConfiguration
     public let observationSpace: any Space<Observation>
     public let actionSpace: any Space<Action>
+    /// How actions map to the network's output (Discrete, MultiBinary, Box).
     public let actionKind: ActionKind
+    /// The actor-critic trained.
     public let network: ActorCritic
+    /// Adam with ε from the configuration.
     public let optimizer: Adam
+    /// The generator of sampled actions and minibatch shuffles.
     public private(set) var generator: SeededGenerator
+    /// Running observation statistics, when the configuration normalises observations.
     public private(set) var normalizer: ObservationNormalizer?
 
     /// - Parameters:
@@ -176,6 +182,7 @@ public struct PPOAgentFactory: AgentFactory {
     public let name = "ppo"
     public let summary = "PPO with CleanRL's details (Discrete, MultiBinary with masks, Box)"
 
+    /// The factory for `AgentRegistry`.
     public init() {}
 
     public func make<O: Sendable, A: Sendable>(_ request: AgentRequest<O, A>) throws -> any OnPolicyAgent<O, A> {

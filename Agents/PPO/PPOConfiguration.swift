@@ -5,27 +5,43 @@ import NN
 /// PPO's hyperparameters. Defaults are CleanRL's `ppo.py` (Huang et al. 2022); every field may be
 /// omitted from a JSON configuration and takes its default.
 public struct PPOConfiguration: Codable, Sendable, Equatable {
+    /// Parallel environments (CleanRL's num_envs).
     public var environmentCount = 4
+    /// Steps per environment per rollout (num_steps).
     public var stepsPerRollout = 128
+    /// Minibatches per epoch (num_minibatches).
     public var minibatchCount = 4
+    /// Epochs over each rollout (update_epochs).
     public var epochs = 4
+    /// Adam's learning rate (linearly annealed to 0 when `anneals_learning_rate`).
     public var learningRate: Float = 2.5e-4
     /// Anneal the learning rate linearly to 0 over the updates.
     public var annealsLearningRate = true
+    /// Discount γ.
     public var gamma = 0.99
+    /// GAE λ.
     public var gaeLambda = 0.95
+    /// Clip range ε of the surrogate ratio.
     public var clipCoefficient: Float = 0.2
     /// Anneal the clip coefficient linearly to 0 (SB3 zoo's `lin_0.2`).
     public var annealsClipCoefficient = false
+    /// Clip the value loss around the old values (CleanRL's clip_vloss).
     public var clipsValueLoss = true
+    /// Weight of the entropy bonus.
     public var entropyCoefficient: Float = 0.01
+    /// Weight of the value loss.
     public var valueCoefficient: Float = 0.5
+    /// Global gradient-norm clip.
     public var maxGradientNorm: Float = 0.5
     /// Stop the epochs of an update early once the approximate KL exceeds this (checked after each epoch).
     public var targetKL: Float? = nil
+    /// Normalise advantages per minibatch.
     public var normalizesAdvantages = true
+    /// Adam's ε (CleanRL: 1e-5).
     public var adamEpsilon: Float = 1e-5
+    /// Hidden layer sizes of the MLP actor-critic.
     public var hiddenSizes = [64, 64]
+    /// Activation of the hidden layers.
     public var activation: Activation = .tanh
     /// Running observation normalisation (clip ±10) inside the agent.
     public var normalizesObservations = false
@@ -34,6 +50,7 @@ public struct PPOConfiguration: Codable, Sendable, Equatable {
     /// Multiplies rewards before learning (returns are logged unscaled).
     public var rewardScale = 1.0
 
+    /// CleanRL's `ppo.py` defaults.
     public init() {}
 
     /// CleanRL `ppo.py` defaults (discrete actions).

@@ -13,12 +13,17 @@ import TensorCore
 /// gradient: `oldApproximateKL = mean(−log r)`, `approximateKL = mean((r − 1) − log r)` (the k3
 /// estimator), `clipFraction = mean(|r − 1| > ε)`.
 public struct PPOLoss {
+    /// policy − c_e·entropy + c_v·value: what is minimised.
     public var total: Tensor
+    /// The clipped surrogate loss.
     public var policy: Tensor
     public var value: Tensor
     public var entropy: Tensor
+    /// k3 estimate of KL(old ‖ new): mean((r − 1) − log r).
     public var approximateKL: Float
+    /// The naive estimate mean(−log r).
     public var oldApproximateKL: Float
+    /// Share of samples whose ratio left [1 − ε, 1 + ε].
     public var clipFraction: Float
 
     /// - Parameters are all `[B]`; `newLogProbabilities`, `newValues` and `entropy` carry gradients.

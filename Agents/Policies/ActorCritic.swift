@@ -87,12 +87,17 @@ public enum ActionKind: Sendable, Equatable, Codable {
 /// `maskRange`: for a `MultiBinary` action, the slice of the observation row holding the
 /// validity mask of the action entries (1 = valid).
 public final class MLPActorCritic: ActorCritic {
+    /// The policy MLP (observation → action parameters).
     public let actor: MLP
+    /// The value MLP (observation → V).
     public let critic: MLP
+    /// State-independent log σ of a Gaussian policy (Box actions), else nil.
     public let logStandardDeviation: Parameter?
     public let kind: ActionKind
+    /// Where a MultiBinary action's validity mask sits in the flat observation.
     public let maskRange: Range<Int>?
 
+    /// CleanRL's actor-critic: separate MLPs, orthogonal init with gains √2 (hidden), 0.01 (policy) and 1 (value).
     public init(observationWidth: Int, action kind: ActionKind, hidden: [Int] = [64, 64], activation: Activation = .tanh,
                 maskRange: Range<Int>? = nil, generator: inout SeededGenerator) {
         precondition(maskRange == nil || maskRange!.count == kind.headWidth, "MLPActorCritic: mask range \(maskRange!) does not match \(kind.headWidth) action entries")
@@ -137,10 +142,14 @@ public final class MLPActorCritic: ActorCritic {
 /// clip ±10), updated on the observations the agent acts on during training and frozen
 /// otherwise; its statistics are saved with the agent, so evaluation sees what training saw.
 public struct ObservationNormalizer: Sendable, Equatable {
+    /// The running statistics.
     public var statistics: RunningMeanStd
+    /// Normalised values are clipped to ±clip.
     public let clip: Float
+    /// Added to the variance before the square root.
     public let epsilon: Double
 
+    /// Statistics of `dimension` values.
     public init(dimension: Int, clip: Float = 10, epsilon: Double = 1e-8) {
         statistics = RunningMeanStd(dimension: dimension)
         self.clip = clip

@@ -11,6 +11,7 @@ public struct AgentIdentity: Sendable, Equatable {
     public var observationSpace: String
     public var actionSpace: String
 
+    /// The identity of an agent of `kind` and `version` for these spaces (their descriptions).
     public init(kind: String, version: Int, observationSpace: String, actionSpace: String) {
         self.kind = kind
         self.version = version

@@ -18,9 +18,11 @@ public protocol ActionDistribution {
 
 /// Categorical over `n` classes from logits `[B, n]`; an action row is the class index `[B, 1]`.
 public struct Categorical: ActionDistribution {
+    /// Unnormalised log-probabilities `[B, K]`.
     public let logits: Tensor
     private let logProbabilities: Tensor
 
+    /// A categorical distribution per row of `logits`.
     public init(logits: Tensor) {
         precondition(logits.rank == 2, "Categorical: logits must be [B, n], got \(logits.shape)")
         self.logits = logits
@@ -73,9 +75,12 @@ public struct Categorical: ActionDistribution {
 /// log π(a) = Σᵢ mᵢ·(aᵢ log σ(zᵢ) + (1 − aᵢ) log(1 − σ(zᵢ))) = −Σᵢ mᵢ·BCE(zᵢ, aᵢ);
 /// H = Σᵢ mᵢ·(softplus(zᵢ) − zᵢ σ(zᵢ)).
 public struct Bernoulli: ActionDistribution {
+    /// Logits `[B, K]` of each entry being 1.
     public let logits: Tensor
+    /// 1 where an entry is valid, 0 where it is ignored (no probability, no entropy), `[B, K]`.
     public let mask: Tensor?
 
+    /// Independent Bernoullis per entry, optionally masked.
     public init(logits: Tensor, mask: Tensor? = nil) {
         precondition(logits.rank == 2, "Bernoulli: logits must be [B, n], got \(logits.shape)")
         precondition(mask == nil || mask!.shape == logits.shape, "Bernoulli: mask \(mask!.shape) differs from logits \(logits.shape)")
@@ -120,10 +125,13 @@ public struct Bernoulli: ActionDistribution {
 /// batch (state-independent, as CleanRL's `ppo_continuous_action.py`); log-probabilities and
 /// entropies are summed over the n independent components.
 public struct DiagonalGaussian: ActionDistribution {
+    /// Means `[B, K]`.
     public let mean: Tensor
+    /// log σ, broadcast to the means.
     public let logStandardDeviation: Tensor
     static let halfLogTwoPi = Float(0.5 * Foundation.log(2 * Double.pi))
 
+    /// A diagonal Gaussian.
     public init(mean: Tensor, logStandardDeviation: Tensor) {
         precondition(mean.rank == 2 && logStandardDeviation.shape == [1, mean.shape[1]],
                      "DiagonalGaussian: mean must be [B, n] and log-std [1, n], got \(mean.shape) and \(logStandardDeviation.shape)")

@@ -12,8 +12,11 @@ import TokenPruning
 /// otherwise the agent's deterministic action is used.
 public final class AgentPruner: TokenPruner {
     public let name: String
+    /// The trained agent.
     public let agent: any Agent<[String: SpaceValue], [Bool]>
+    /// The environment it was trained in (its split is set from each task).
     public let configuration: TokenPruningConfiguration
+    /// Sample the agent's actions instead of taking its deterministic ones.
     public let sampling: Bool
     public var isDeterministic: Bool { !sampling }
     private var environments: [String: TokenPruningEnvironment] = [:]

@@ -33,6 +33,7 @@ extension TokenPruner {
 public final class RandomPruner: TokenPruner {
     public let name = "random"
     public var isDeterministic: Bool { false }
+    /// A random pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .tokens(Array(generator.permutation(simulator.tokenCount).prefix(budget)).sorted())
@@ -43,6 +44,7 @@ public final class RandomPruner: TokenPruner {
 /// the spatial-uniform baseline, query- and content-agnostic.
 public final class UniformPruner: TokenPruner {
     public let name = "uniform"
+    /// A uniform-grid pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount, k = max(1, min(budget, n))
@@ -55,6 +57,7 @@ public final class UniformPruner: TokenPruner {
 /// way): the vision encoder's own notion of importance, query-agnostic.
 public final class ClassAttentionPruner: TokenPruner {
     public let name = "cls"
+    /// A class-attention pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .tokens(topK(entry.classAttention, budget))
@@ -69,6 +72,7 @@ public final class ClassAttentionPruner: TokenPruner {
 /// paper's README: 0.5 at 128 of 576, 0.75 at 64).
 public final class VisPrunerPruner: TokenPruner {
     public let name = "vispruner"
+    /// VisPruner with the paper's split between important and diverse tokens.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount, k = min(budget, n)
@@ -96,6 +100,7 @@ public final class VisPrunerPruner: TokenPruner {
 /// whose minimum cosine distance to the chosen set is largest.
 public final class DivPrunePruner: TokenPruner {
     public let name = "divprune"
+    /// A DivPrune pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount, k = min(budget, n), width = entry.tokens.shape[1]
@@ -120,6 +125,7 @@ public final class DivPrunePruner: TokenPruner {
 /// SparseVLM's raters, reduced to its simplest pre-LLM form).
 public final class QueryPruner: TokenPruner {
     public let name = "query"
+    /// A query-similarity pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let features = normalisedRows(entry.tokens), width = entry.tokens.shape[1]
@@ -135,7 +141,9 @@ public final class QueryPruner: TokenPruner {
 /// of depth; for the built-in 4-layer model that is the first layer (`layer` 0).
 public final class FastVPruner: TokenPruner {
     public let name = "fastv"
+    /// The LLM layer after which tokens are dropped (K).
     public let layer: Int
+    /// FastV after LLM layer `layer`.
     public init(layer: Int = 0) { self.layer = layer }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .insideLLM(layer: layer, keep: budget)
@@ -152,7 +160,9 @@ public final class FastVPruner: TokenPruner {
 /// attention onto the question's objects.
 public final class AttentionPruner: TokenPruner {
     public let name = "llm-attention"
+    /// The LLM layer whose attention scores the tokens (nil: the second-to-last).
     public let layer: Int?
+    /// Scores by the attention at `layer`.
     public init(layer: Int? = nil) { self.layer = layer }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let layerCount = (simulator.model as? LlavaModel)?.configuration.text.layerCount ?? 2
@@ -169,6 +179,7 @@ public final class AttentionPruner: TokenPruner {
 /// top k. N + 1 model calls per question (batched), so evaluations mark it and use a subset.
 public final class OraclePruner: TokenPruner {
     public let name = "oracle"
+    /// The leave-one-out oracle.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount
@@ -184,6 +195,7 @@ public final class OraclePruner: TokenPruner {
 
 /// Pruners by command-line name.
 public enum PrunerRegistry {
+    /// The names `make` knows.
     public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "oracle"]
 
     public static func make(_ name: String) throws -> any TokenPruner {
@@ -203,6 +215,7 @@ public enum PrunerRegistry {
     }
 }
 
+/// An unknown pruner name, with the known ones.
 public enum PrunerError: Error, CustomStringConvertible {
     case unknown(name: String, known: [String])
     public var description: String {

@@ -6,12 +6,19 @@ import VLM
 
 /// One method at one budget on one seed.
 public struct PruningResult: Sendable, Codable {
+    /// The pruner's name.
     public var method: String
+    /// Share of visual tokens allowed.
     public var budget: Double
+    /// The evaluation's seed.
     public var seed: UInt64
+    /// Questions evaluated.
     public var questions: Int
+    /// Share answered right.
     public var accuracy: Double
+    /// Accuracy per question family.
     public var accuracyPerFamily: [String: Double]
+    /// Mean visual tokens the language model read.
     public var meanTokens: Double
     /// Mean FLOPs per answer (vision tower, projector, LLM prefill, head).
     public var flops: Double
@@ -24,12 +31,16 @@ public struct PruningResult: Sendable, Codable {
 /// Evaluates pruners on a split of the simulator's tasks: accuracy (overall and per family),
 /// retained tokens, FLOPs and measured latency per answer, per budget and seed.
 public struct PruningEvaluation {
+    /// The model and tasks evaluated on.
     public let simulator: PruningSimulator
+    /// The dataset split.
     public var split = "test"
+    /// Questions per evaluation.
     public var questions = 2000
     /// Questions timed one at a time for the latency figure.
     public var latencyQuestions = 48
 
+    /// An evaluation of `questions` questions of `split`, timing `latencyQuestions` of them one at a time.
     public init(simulator: PruningSimulator, split: String = "test", questions: Int = 2000, latencyQuestions: Int = 48) {
         self.simulator = simulator
         self.split = split
@@ -40,6 +51,7 @@ public struct PruningEvaluation {
     /// Tokens kept for a budget fraction (at least 1).
     public func tokens(for budget: Double) -> Int { max(1, min(simulator.tokenCount, Int((budget * Double(simulator.tokenCount)).rounded()))) }
 
+    /// Accuracy (overall and per family), mean tokens, FLOPs and latency of `pruner` at `budget`.
     public func evaluate(_ pruner: any TokenPruner, budget: Double, seed: UInt64, questions count: Int? = nil,
                          progress: ((Int) -> Void)? = nil) throws -> PruningResult {
         let n = count ?? questions

@@ -50,8 +50,11 @@ public enum PruningReport {
 
     /// One table row: a method at a budget, over its seeds.
     public struct Row {
+        /// Method and budget of the row.
         public var method: String, budget: Double
+        /// Accuracy per seed; mean tokens, FLOPs and latency; whether it ran on a subset.
         public var accuracy: [Double], tokens: Double, flops: Double, latency: Double, subset: Bool
+        /// Mean accuracy per family over seeds.
         public var families: [String: Double]
     }
 

@@ -12,6 +12,7 @@ public struct SweepError: Error, CustomStringConvertible, Sendable {
     public var path: String
     /// What is wrong with it.
     public var reason: String
+    /// An error at `path`.
     public init(path: String, reason: String) {
         self.path = path
         self.reason = reason
@@ -34,6 +35,7 @@ public struct SweepGrid: Codable, Sendable, Equatable {
     /// Episode lengths T_max.
     public var maxSteps: [Int]?
 
+    /// A grid; nil keeps the recipe's value of that setting.
     public init(alpha: [Double]? = nil, beta: [Double]? = nil, taskScore: [TaskScore]? = nil, efficiency: [EfficiencyTerm]? = nil,
                 terminalOnly: [Bool]? = nil, maxSteps: [Int]? = nil) {
         self.alpha = alpha
@@ -74,6 +76,7 @@ public struct SweepEvaluation: Codable, Sendable, Equatable {
     /// The dataset split the questions come from.
     public var split = "test"
 
+    /// The defaults: 500 test questions at budget 0.333, τ = 0.5.
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable { case questions, budget, threshold, split }
@@ -117,8 +120,10 @@ public struct SweepConfiguration: Codable, Sendable, Equatable {
     public var grid = SweepGrid()
     /// The base recipe (`TPRLConfiguration` keys); the grid overrides its environment's reward.
     public var recipe = TPRLConfiguration()
+    /// How each cell is evaluated.
     public var evaluation = SweepEvaluation()
 
+    /// The defaults.
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable { case out, jobs, quiet, seeds, agents, grid, recipe, evaluation }
@@ -254,6 +259,7 @@ public struct SweepCell: Codable, Sendable, Equatable {
     /// How the trained policy is measured.
     public var evaluation: SweepEvaluation
 
+    /// A cell.
     public init(agent: String, recipe: TPRLConfiguration, evaluation: SweepEvaluation) {
         self.agent = agent
         self.recipe = recipe

@@ -16,6 +16,7 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
     /// T_max: the step index runs over 0…maxSteps.
     public var maxSteps: Int
 
+    /// The layout of `TokenPruning-v0` observations with these sizes.
     public init(tokenCount: Int, codeWidth: Int, queryWidth: Int, maxSteps: Int) {
         self.tokenCount = tokenCount
         self.codeWidth = codeWidth
@@ -70,6 +71,7 @@ public final class TPRLActorCritic: ActorCritic {
     let valueHead: Linear
     static let frequencies = 8
 
+    /// A policy for `layout`; `discount` is λ of the step discount.
     public init(layout: TokenPruningLayout, width: Int = 64, layers: Int = 2, heads: Int = 8, discount: Float = 0.5,
                 conditionOnBudget: Bool = false, generator: inout SeededGenerator) {
         self.layout = layout

@@ -21,6 +21,7 @@ public final class TPRLPruner: TokenPruner {
     /// One environment per (simulator, split), reused to build observations.
     private var environments: [String: TokenPruningEnvironment] = [:]
 
+    /// The policy as a pruner (top-k unless `threshold` is set).
     public init(network: TPRLActorCritic, configuration: TokenPruningConfiguration, name: String = "tprl") {
         self.network = network
         self.configuration = configuration

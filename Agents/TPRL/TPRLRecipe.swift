@@ -16,6 +16,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Training images whose tokens train the autoencoder, and epochs over them.
     public var autoencoderImages = 200
+    /// Epochs over those images.
     public var autoencoderEpochs = 4
     /// The demonstrators behaviour cloning can imitate: VisPruner (the paper's), the leave-one-out
     /// oracle, or the language model's own attention (`AttentionPruner`).
@@ -23,12 +24,15 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// Demonstration episodes and their demonstrator (`vispruner` as the paper, `oracle`, `llm-attention`);
     /// 0 skips behaviour cloning (PPO from a random initialisation).
     public var demonstrations = 600
+    /// Which pruner demonstrates (`demonstrators`).
     public var demonstrator = "vispruner"
+    /// Behaviour-cloning epochs at most (early stopping on held-out episodes).
     public var behaviorCloningEpochs = 8
     /// PPO updates after behaviour cloning (0 skips PPO).
     public var ppoUpdates = 30
     /// PPO's parallel environments and steps per rollout (a rollout of 8 × 6 steps is 16 episodes of T_max = 3).
     public var ppoEnvironments = 8
+    /// Steps per environment per PPO rollout.
     public var ppoStepsPerRollout = 6
     /// PPO's Adam learning rate.
     public var ppoLearningRate: Float = 1e-4
@@ -41,6 +45,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// Width of the policy's transformer trunk.
     public var width = 64
 
+    /// The defaults (the README's full-strength recipe).
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -134,6 +139,7 @@ public enum TokenAutoencoderTraining {
 /// kept set geometrically to the episode's budget b (step t keeps N·b^{(t+1)/T} tokens), keeping
 /// its own choice for the final budget first, then the rest by class-token attention.
 public enum Demonstrations {
+    /// `episodes` demonstrations: the demonstrator's choice for the episode's budget, reached in T_max geometric steps (k_t = N·b^{t/T}), ranked by class attention.
     public static func collect(environment: TokenPruningEnvironment, demonstrator: any TokenPruner, episodes: Int, seed: UInt64)
         throws -> [Trajectory<[String: SpaceValue], [Bool]>] {
         var trajectories: [Trajectory<[String: SpaceValue], [Bool]>] = []

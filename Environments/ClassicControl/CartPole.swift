@@ -41,9 +41,12 @@ import TensorCore
 ///
 /// Unlike Gymnasium (which warns and returns reward 0), stepping after termination throws.
 public final class CartPole: Environment {
+    /// [x, ẋ, θ, θ̇].
     public typealias Observation = [Float]
+    /// 0 pushes left, 1 right.
     public typealias Action = Int
 
+    /// Gymnasium's constants, in SI units.
     public static let gravity = 9.8
     public static let cartMass = 1.0
     public static let poleMass = 0.1
@@ -63,6 +66,7 @@ public final class CartPole: Environment {
     private var generator = SeededGenerator(seed: 0)
     private var episode = EpisodeGuard()
 
+    /// A cart-pole with Gymnasium's constants.
     public init() {
         let high: [Float] = [Float(Self.xThreshold * 2), .infinity, Float(Self.thetaThreshold * 2), .infinity]
         observationSpace = Box(low: high.map { -$0 }, high: high)

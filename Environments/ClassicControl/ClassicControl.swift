@@ -2,6 +2,7 @@ import Gym
 
 /// The classic-control environments, Gymnasium-exact: `CartPole-v1` and `Pendulum-v1`.
 public enum ClassicControl {
+    /// CartPole-v1 (500 steps) and Pendulum-v1 (200 steps), as Gymnasium registers them.
     public static let specs: [EnvironmentSpec] = [
         EnvironmentSpec(id: "CartPole-v1", maxEpisodeSteps: 500, rewardThreshold: 475,
                         summary: "balance a pole on a cart; Discrete(2) actions, Box(4) observations"),

@@ -32,15 +32,19 @@ import TensorCore
 /// ## Termination and truncation
 /// Never terminates; `make("Pendulum-v1")` adds a 200-step `TimeLimit`.
 public final class Pendulum: Environment {
+    /// [cos θ, sin θ, θ̇].
     public typealias Observation = [Float]
+    /// [torque] in [−2, 2].
     public typealias Action = [Float]
 
+    /// Gymnasium's constants.
     public static let maxSpeed = 8.0
     public static let maxTorque: Float = 2.0
     public static let dt = 0.05
     public static let mass = 1.0
     public static let length = 1.0
 
+    /// Gravity g (Gymnasium's `g` option).
     public let gravity: Double
     public let observationSpace: any Space<[Float]> = Box(low: [-1, -1, -8], high: [1, 1, 8])
     public let actionSpace: any Space<[Float]> = Box(low: -maxTorque, high: maxTorque, shape: [1])
@@ -50,6 +54,7 @@ public final class Pendulum: Environment {
     private var generator = SeededGenerator(seed: 0)
     private var episode = EpisodeGuard()
 
+    /// A pendulum with gravity `gravity`.
     public init(gravity: Double = 10.0) { self.gravity = gravity }
 
     public var name: String { "Pendulum" }

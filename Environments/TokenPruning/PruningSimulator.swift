@@ -6,7 +6,9 @@ import VLM
 /// What the simulator knows about one task, computed once and cached: the visual tokens, their
 /// codes for the policy, the class-token attention, the query embedding and the unpruned answer.
 public struct TaskEntry: @unchecked Sendable {
+    /// The task's index in its split.
     public let index: Int
+    /// The task's split.
     public let split: String
     public let task: PruningTask
     /// Visual tokens `[N, D]`.
@@ -25,9 +27,13 @@ public struct TaskEntry: @unchecked Sendable {
 /// a token encoder, with a bounded cache of per-task entries. Answer calls of many environments
 /// are batched into one model call (`answer(_:)`). Thread-safe.
 public final class PruningSimulator: @unchecked Sendable {
+    /// The VLM answering.
     public let model: any VisionLanguageModel
+    /// Where tasks come from.
     public let source: any PruningTaskSource
+    /// How tokens are encoded for the policy (autoencoder or identity).
     public let encoder: any TokenEncoder
+    /// Task entries cached at most.
     public let capacity: Int
     private var cache: [String: TaskEntry] = [:]
     private var order: [String] = []
@@ -35,6 +41,7 @@ public final class PruningSimulator: @unchecked Sendable {
     /// Model calls made so far (answer batches and encodes), for throughput reports.
     public private(set) var answerCalls = 0
 
+    /// A simulator caching up to `capacity` task entries.
     public init(model: any VisionLanguageModel, source: any PruningTaskSource, encoder: any TokenEncoder, capacity: Int = 4096) {
         self.model = model
         self.source = source
@@ -42,6 +49,7 @@ public final class PruningSimulator: @unchecked Sendable {
         self.capacity = max(1, capacity)
     }
 
+    /// Visual tokens per image (N).
     public var tokenCount: Int { model.visualTokenCount }
     public var gridSize: Int { model.gridSize }
 

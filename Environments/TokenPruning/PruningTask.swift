@@ -8,8 +8,11 @@ import VLM
 public struct PruningTask: Sendable {
     /// `[3, H, W]` pixels as the model's vision tower expects them.
     public var pixels: [Float]
+    /// Side of the square image, in pixels.
     public var imageSize: Int
+    /// Token ids before the image.
     public var prefix: [Int]
+    /// Token ids after the image, ending with the token whose logits answer.
     public var suffix: [Int]
     /// Token id of the right answer.
     public var answer: Int
@@ -18,6 +21,7 @@ public struct PruningTask: Sendable {
     /// The question's words (the query the policy sees), without special tokens.
     public var query: [Int]
 
+    /// A task.
     public init(pixels: [Float], imageSize: Int, prefix: [Int], suffix: [Int], answer: Int, family: String, query: [Int]) {
         self.pixels = pixels
         self.imageSize = imageSize
@@ -39,9 +43,12 @@ public protocol PruningTaskSource: Sendable {
 
 /// ShapesVQA with the built-in model's prompt (`ShapesPrompt`).
 public struct ShapesVQATasks: PruningTaskSource {
+    /// The generator of samples.
     public let dataset: ShapesVQA
+    /// How a question becomes prefix and suffix tokens.
     public let prompt: ShapesPrompt
 
+    /// ShapesVQA tasks with the built-in model's prompt.
     public init(dataset: ShapesVQA = ShapesVQA(), tokenizer: WordTokenizer = .shapesVQA) {
         self.dataset = dataset
         prompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: dataset.gridSize * dataset.gridSize)

@@ -33,6 +33,7 @@ public enum BuiltinSimulator {
 }
 
 extension TokenPruningEnvironment {
+    /// `TokenPruning-v0`.
     public static let spec = EnvironmentSpec(
         id: "TokenPruning-v0", maxEpisodeSteps: nil,
         summary: "TPRL: prune a VLM's visual tokens over T_max steps; MultiBinary(N) keep mask, Dict observation")

@@ -12,6 +12,7 @@ public protocol TokenEncoder: AnyObject {
 /// The ablation "no autoencoder": the policy sees the raw tokens.
 public final class IdentityTokenEncoder: TokenEncoder {
     public let codeWidth: Int
+    /// The identity encoder of tokens of `width`.
     public init(width: Int) { codeWidth = width }
     public func encode(_ tokens: Tensor) -> Tensor { tokens }
 }
@@ -21,17 +22,24 @@ public final class IdentityTokenEncoder: TokenEncoder {
 /// each token before the policy sees it; the reference code declares this autoencoder but never
 /// trains it — `TokenAutoencoderTrainer` does, and reports the validation reconstruction error.
 public final class TokenAutoencoder: Module, TokenEncoder {
+    /// First encoder layer (D → hidden).
     public let encoder1: Linear
+    /// Second encoder layer (hidden → code).
     public let encoder2: Linear
+    /// First decoder layer (code → hidden).
     public let decoder1: Linear
+    /// Second decoder layer (hidden → D).
     public let decoder2: Linear
+    /// Token width D.
     public let inputWidth: Int
     public let codeWidth: Int
     /// Per-feature mean and standard deviation of the training tokens (the autoencoder works on
     /// standardised tokens).
     public let mean: Parameter
+    /// Per-dimension standard deviations of the training tokens (inputs are standardised).
     public let scale: Parameter
 
+    /// An autoencoder D → D/16 (by default) → D.
     public init(inputWidth: Int, codeWidth: Int? = nil, hiddenWidth: Int? = nil, generator: inout SeededGenerator) {
         self.inputWidth = inputWidth
         let code = codeWidth ?? max(1, inputWidth / 16)

@@ -30,7 +30,9 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
     public var alpha: Double = 1
     /// Weight β of the efficiency term.
     public var beta: Double = 0.5
+    /// The task term of the reward.
     public var taskScore: TaskScore = .accuracy
+    /// The efficiency term of the reward.
     public var efficiency: EfficiencyTerm = .tokenRatio
     /// Pay the whole reward at the last step: α·(Score_T − Score_0) + β·E(K_0 → K_T).
     public var terminalOnly = false
@@ -46,8 +48,10 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
     public var budgetChoices: [Double] = []
     /// Dataset split the episodes come from, and how many distinct samples of it are used.
     public var split = "train"
+    /// Distinct samples of the split drawn from.
     public var datasetSize = 20_000
 
+    /// The paper's defaults.
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {

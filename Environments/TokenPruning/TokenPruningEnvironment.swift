@@ -29,10 +29,14 @@ import VLM
 /// **Info** per step: `tokens_kept`, `flops` (of answering with the kept tokens), `score`,
 /// `answer` (the word given), `correct` (1 or 0), `family`.
 public final class TokenPruningEnvironment: Environment {
+    /// `tokens`, `mask`, `positions`, `query`, `step`, `budget`.
     public typealias Observation = [String: SpaceValue]
+    /// The keep mask over all token slots.
     public typealias Action = [Bool]
 
+    /// The VLM and its task cache.
     public let simulator: PruningSimulator
+    /// The MDP's settings.
     public let configuration: TokenPruningConfiguration
     public let observationSpace: any Space<[String: SpaceValue]>
     public let actionSpace: any Space<[Bool]>
@@ -51,6 +55,7 @@ public final class TokenPruningEnvironment: Environment {
     /// Each slot's (row, column) on the patch grid scaled to [0, 1]: the same for every step.
     let positions: [Float]
 
+    /// An environment; `seed` seeds the task and budget draws until a reset gives another.
     public init(simulator: PruningSimulator, configuration: TokenPruningConfiguration = TokenPruningConfiguration(), seed: UInt64 = 0) throws {
         try configuration.validate()
         self.simulator = simulator
@@ -74,7 +79,9 @@ public final class TokenPruningEnvironment: Environment {
     public var currentEntry: TaskEntry? { entry }
     /// Indices of the kept tokens, ascending.
     public var keptTokens: [Int] { kept }
+    /// Steps taken in this episode.
     public var currentStep: Int { stepIndex }
+    /// The episode's target budget.
     public var currentBudget: Double { budget }
 
     public func reset(seed: UInt64?, options: ResetOptions) throws -> Reset<Observation> {

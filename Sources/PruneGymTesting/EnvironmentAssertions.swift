@@ -5,7 +5,9 @@ import TensorCore
 /// A failed environment assertion: what was expected, what happened, and where (step, field).
 /// Thrown, so it fails a Swift Testing `@Test func … throws` (or an XCTest) with this message.
 public struct EnvironmentTestFailure: Error, CustomStringConvertible, Sendable {
+    /// What failed and where.
     public var message: String
+    /// A failure with `message`.
     public init(_ message: String) { self.message = message }
     public var description: String { message }
 }
@@ -69,13 +71,20 @@ public enum EnvironmentAssertions {
     /// One expected step of a scripted trajectory: the action to take and what must come back
     /// (nil fields are not checked; `observation` is compared flattened, within `tolerance`).
     public struct ScriptedStep<Action: Sendable>: Sendable {
+        /// The action to take.
         public var action: Action
+        /// The expected reward (nil: not checked).
         public var reward: Double?
+        /// The expected terminated flag (nil: not checked).
         public var terminated: Bool?
+        /// The expected truncated flag (nil: not checked).
         public var truncated: Bool?
+        /// The expected observation, flattened (nil: not checked).
         public var observation: [Float]?
+        /// Info values that must match.
         public var info: [String: InfoValue]
 
+        /// One scripted step.
         public init(action: Action, reward: Double? = nil, terminated: Bool? = nil, truncated: Bool? = nil,
                     observation: [Float]? = nil, info: [String: InfoValue] = [:]) {
             self.action = action

@@ -19,8 +19,10 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
     public let gridSize = 4
     public let tokenWidth = 8
     public let vocabularySize = 6
+    /// Calls to `answerLogits` so far.
     public private(set) var answerCalls = 0
 
+    /// A scripted model.
     public init() {}
 
     public func encode(_ images: Tensor) -> Tensor {
@@ -83,6 +85,7 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
 /// on test) has key token i mod 16, answer 1 + i mod 5, family "even"/"odd" by i's parity, and
 /// an image whose pixels are all (i mod 100)/100.
 public struct ScriptedTasks: PruningTaskSource {
+    /// The scripted tasks.
     public init() {}
 
     public func task(_ index: Int, split: String) -> PruningTask {
