@@ -23,15 +23,25 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
 /// The CLIP vision tower's configuration (transformers' `CLIPVisionConfig`; omitted fields take
 /// its defaults).
 public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
+    /// `hidden_size` in config.json (default 768).
     public var hiddenSize = 768
+    /// `intermediate_size` in config.json (default 3072).
     public var intermediateSize = 3072
+    /// `num_hidden_layers` in config.json (default 12).
     public var layerCount = 12
+    /// `num_attention_heads` in config.json (default 12).
     public var headCount = 12
+    /// `num_channels` in config.json (default 3).
     public var channelCount = 3
+    /// `image_size` in config.json (default 224).
     public var imageSize = 224
+    /// `patch_size` in config.json (default 32).
     public var patchSize = 32
+    /// `hidden_act` in config.json (default "quick_gelu").
     public var hiddenActivation = "quick_gelu"
+    /// `layer_norm_eps` in config.json (default 1e-5).
     public var layerNormEpsilon: Float = 1e-5
+    /// `projection_dim` in config.json (default 512).
     public var projectionDimension = 512
 
     public init() {}
@@ -100,21 +110,37 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
 /// transformers 5 (`rope_parameters: {rope_theta, rope_type}`).
 public struct LlamaConfiguration: Codable, Sendable, Equatable {
     public var vocabularySize = 32000
+    /// `hidden_size` in config.json (default 4096).
     public var hiddenSize = 4096
+    /// `intermediate_size` in config.json (default 11008).
     public var intermediateSize = 11008
+    /// `num_hidden_layers` in config.json (default 32).
     public var layerCount = 32
+    /// `num_attention_heads` in config.json (default 32).
     public var headCount = 32
+    /// `num_key_value_heads` in config.json (default nil).
     public var keyValueHeadCount: Int? = nil
+    /// `head_dim` in config.json (default nil).
     public var headDimension: Int? = nil
+    /// `hidden_act` in config.json (default "silu").
     public var hiddenActivation = "silu"
+    /// `max_position_embeddings` in config.json (default 2048).
     public var maxPositionEmbeddings = 2048
+    /// `rms_norm_eps` in config.json (default 1e-6).
     public var rmsNormEpsilon: Float = 1e-6
+    /// `rope_theta` in config.json (default 10000).
     public var ropeTheta: Float = 10000
+    /// `attention_bias` in config.json (default false).
     public var attentionBias = false
+    /// `mlp_bias` in config.json (default false).
     public var mlpBias = false
+    /// `tie_word_embeddings` in config.json (default false).
     public var tieWordEmbeddings = false
+    /// `bos_token_id` in config.json (default 1).
     public var bosTokenID: Int? = 1
+    /// `eos_token_id` in config.json (default 2).
     public var eosTokenID: Int? = 2
+    /// `pad_token_id` in config.json (default nil).
     public var padTokenID: Int? = nil
 
     public init() {}
@@ -205,13 +231,21 @@ public enum VisionFeatureStrategy: String, Codable, Sendable {
 
 /// A LLaVA-1.5 checkpoint's `config.json` (transformers' `LlavaConfig`).
 public struct LlavaConfiguration: Codable, Sendable, Equatable {
+    /// `vision_config` in config.json (default CLIPVisionConfiguration.llavaDefault).
     public var vision = CLIPVisionConfiguration.llavaDefault
+    /// `text_config` in config.json (default LlamaConfiguration()).
     public var text = LlamaConfiguration()
+    /// `image_token_index` in config.json (default 32000).
     public var imageTokenIndex = 32000
+    /// `projector_hidden_act` in config.json (default "gelu").
     public var projectorActivation = "gelu"
+    /// `vision_feature_layer` in config.json (default -2).
     public var visionFeatureLayer = -2
+    /// `vision_feature_select_strategy` in config.json (default VisionFeatureStrategy.default).
     public var visionFeatureStrategy = VisionFeatureStrategy.default
+    /// `multimodal_projector_bias` in config.json (default true).
     public var projectorBias = true
+    /// `tie_word_embeddings` in config.json (default false).
     public var tieWordEmbeddings = false
 
     public init() {}

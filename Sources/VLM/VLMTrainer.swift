@@ -7,10 +7,15 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Training samples in total (each a fresh procedural sample).
     public var samples = 120_000
+    /// `batch_size` in the training configuration JSON (default 32).
     public var batchSize = 32
+    /// `learning_rate` in the training configuration JSON (default 5e-4).
     public var learningRate: Float = 5e-4
+    /// `minimum_learning_rate` in the training configuration JSON (default 3e-5).
     public var minimumLearningRate: Float = 3e-5
+    /// `warmup_steps` in the training configuration JSON (default 150).
     public var warmupSteps = 150
+    /// `weight_decay` in the training configuration JSON (default 0.01).
     public var weightDecay: Float = 0.01
     /// Samples of stage 1, where only the dense vision objective trains (a miniature of LLaVA's
     /// pretrained vision encoder: each patch predicts colour, shape, size and grid position of
@@ -20,19 +25,32 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     public var denseWeight: Float = 0.3
     /// Weight of the routing objective (see `RoutingObjective`) in stage 2.
     public var routingWeight: Float = 1
+    /// `evaluation_interval` in the training configuration JSON (default 250).
     public var evaluationInterval = 250
+    /// `evaluation_samples` in the training configuration JSON (default 500).
     public var evaluationSamples = 500
+    /// `checkpoint_interval` in the training configuration JSON (default 250).
     public var checkpointInterval = 250
 
+    /// `image_size` in the training configuration JSON (default 64).
     public var imageSize = 64
+    /// `patch_size` in the training configuration JSON (default 4).
     public var patchSize = 4
+    /// `vision_hidden` in the training configuration JSON (default 64).
     public var visionHidden = 64
+    /// `vision_layers` in the training configuration JSON (default 3).
     public var visionLayers = 3
+    /// `vision_heads` in the training configuration JSON (default 4).
     public var visionHeads = 4
+    /// `text_hidden` in the training configuration JSON (default 128).
     public var textHidden = 128
+    /// `text_layers` in the training configuration JSON (default 4).
     public var textLayers = 4
+    /// `text_heads` in the training configuration JSON (default 4).
     public var textHeads = 4
+    /// `text_key_value_heads` in the training configuration JSON (default 2).
     public var textKeyValueHeads = 2
+    /// `text_intermediate` in the training configuration JSON (default 344).
     public var textIntermediate = 344
 
     public init() {}
