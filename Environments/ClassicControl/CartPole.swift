@@ -48,14 +48,23 @@ public final class CartPole: Environment {
 
     /// Gymnasium's constants, in SI units.
     public static let gravity = 9.8
+    /// Cart mass (kg).
     public static let cartMass = 1.0
+    /// Pole mass (kg).
     public static let poleMass = 0.1
+    /// Cart plus pole.
     public static let totalMass = poleMass + cartMass
+    /// Half the pole's length (m).
     public static let length = 0.5
+    /// Pole mass × half length.
     public static let poleMassLength = poleMass * length
+    /// Push force (N).
     public static let forceMagnitude = 10.0
+    /// Seconds per step (explicit Euler).
     public static let tau = 0.02
+    /// The episode ends beyond ±12° of tilt.
     public static let thetaThreshold = 12 * 2 * Double.pi / 360
+    /// The episode ends beyond ±2.4 m.
     public static let xThreshold = 2.4
 
     public let observationSpace: any Space<[Float]>

@@ -39,9 +39,13 @@ public final class Pendulum: Environment {
 
     /// Gymnasium's constants.
     public static let maxSpeed = 8.0
+    /// Torque bound.
     public static let maxTorque: Float = 2.0
+    /// Seconds per step.
     public static let dt = 0.05
+    /// Mass (kg).
     public static let mass = 1.0
+    /// Length (m).
     public static let length = 1.0
 
     /// Gravity g (Gymnasium's `g` option).

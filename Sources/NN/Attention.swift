@@ -10,17 +10,28 @@ import TensorCore
 ///
 /// Shapes: `[batch, tokens, modelSize]` → `[batch, tokens, modelSize]`.
 public final class MultiHeadAttention: Module {
+    /// Input and output width.
     public let modelSize: Int
+    /// Query heads.
     public let headCount: Int
+    /// Key/value heads (fewer than `headCount` for grouped-query attention).
     public let keyValueHeadCount: Int
+    /// Width of one head.
     public let headSize: Int
+    /// W_q.
     public let queryProjection: Linear
+    /// W_k.
     public let keyProjection: Linear
+    /// W_v.
     public let valueProjection: Linear
+    /// W_o.
     public let outputProjection: Linear
+    /// The checkpoint name of W_o (`out_proj` in CLIP, `o_proj` in LLaMA).
     public let outputProjectionName: String
+    /// Dropout on the attention probabilities (training only).
     public let dropout: Dropout
 
+    /// Multi-head attention; `keyValueHeadCount` below `headCount` gives grouped-query attention.
     public init(
         modelSize: Int, headCount: Int, keyValueHeadCount: Int? = nil, headSize: Int? = nil,
         bias: Bool = true, outputBias: Bool? = nil, outputProjectionName: String = "out_proj",
@@ -146,12 +157,18 @@ public final class MultiHeadAttention: Module {
 ///
 /// Shapes: `[batch, tokens, d]` → `[batch, tokens, d]`.
 public final class TransformerEncoderLayer: Module {
+    /// LayerNorm before attention.
     public let layerNorm1: LayerNorm
+    /// Self-attention.
     public let selfAttention: MultiHeadAttention
+    /// LayerNorm before the MLP.
     public let layerNorm2: LayerNorm
+    /// The MLP.
     public let mlp: FeedForward
+    /// Dropout on both residual branches (training only).
     public let dropout: Dropout
 
+    /// A pre-norm encoder layer: x + Attn(LN(x)), then h + MLP(LN(h)).
     public init(
         modelSize: Int, headCount: Int, mlpSize: Int, activation: Activation = .gelu,
         layerNormEpsilon: Float = 1e-5, dropout: Float = 0, generator: inout SeededGenerator
@@ -177,9 +194,12 @@ public final class TransformerEncoderLayer: Module {
 
 /// A stack of pre-norm encoder layers (`layers.0`, …) with an optional final LayerNorm (`norm`).
 public final class TransformerEncoder: Module {
+    /// The layers, in order.
     public let layers: [TransformerEncoderLayer]
+    /// The LayerNorm after the last layer, if any.
     public let finalNorm: LayerNorm?
 
+    /// `layerCount` identical pre-norm layers.
     public init(
         layerCount: Int, modelSize: Int, headCount: Int, mlpSize: Int, activation: Activation = .gelu,
         layerNormEpsilon: Float = 1e-5, dropout: Float = 0, finalNorm: Bool = true, generator: inout SeededGenerator

@@ -29,6 +29,7 @@ public enum Initializer: Sendable {
         return (shape[1] * receptive, shape[0] * receptive)
     }
 
+    /// A tensor of `shape` drawn by this initializer (fan-in and fan-out from the shape).
     public func tensor(_ shape: [Int], using generator: inout SeededGenerator) -> Tensor {
         switch self {
         case .zeros: return Tensor.zeros(shape)

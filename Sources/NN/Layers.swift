@@ -31,11 +31,16 @@ public enum Activation: String, Sendable, Codable, CaseIterable {
 /// Shapes: `[…, in]` → `[…, out]`. The transpose is a BLAS flag, not a copy. Default
 /// initialisation is PyTorch's: U(−1/√in, 1/√in) for weight and bias.
 public final class Linear: Module {
+    /// Weight `[output, input]` (PyTorch's layout).
     public let weight: Parameter
+    /// Bias `[output]`, if any.
     public let bias: Parameter?
+    /// Input width.
     public let inputSize: Int
+    /// Output width.
     public let outputSize: Int
 
+    /// y = x·Wᵀ + b; initialisers default to PyTorch's.
     public init(
         _ inputSize: Int, _ outputSize: Int, bias: Bool = true,
         weightInitializer: Initializer? = nil, biasInitializer: Initializer? = nil,
@@ -63,8 +68,10 @@ public final class Linear: Module {
 
 /// Lookup table: row i of `weight` (`[vocabulary, d]`) for token i. Initialised N(0, 1) as PyTorch.
 public final class Embedding: Module {
+    /// The table `[vocabulary, dimension]`.
     public let weight: Parameter
 
+    /// A lookup table of `vocabularySize` rows.
     public init(_ vocabularySize: Int, _ dimension: Int, initializer: Initializer = .normal(standardDeviation: 1), generator: inout SeededGenerator) {
         weight = Parameter(initializer.tensor([vocabularySize, dimension], using: &generator))
     }
@@ -82,11 +89,16 @@ public final class Embedding: Module {
 
 /// Layer normalisation over the last axis with learnable scale and shift (ones and zeros).
 public final class LayerNorm: Module {
+    /// Scale γ, if affine.
     public let weight: Parameter?
+    /// Shift β, if affine with bias.
     public let bias: Parameter?
+    /// Added to the variance.
     public let epsilon: Float
+    /// The normalised width.
     public let dimension: Int
 
+    /// LayerNorm over the last `dimension` values.
     public init(_ dimension: Int, epsilon: Float = 1e-5, affine: Bool = true, bias: Bool = true) {
         self.dimension = dimension
         self.epsilon = epsilon
@@ -107,9 +119,12 @@ public final class LayerNorm: Module {
 
 /// RMS normalisation over the last axis with a learnable scale (LLaMA's `RMSNorm`).
 public final class RMSNorm: Module {
+    /// Scale γ.
     public let weight: Parameter
+    /// Added to the mean square.
     public let epsilon: Float
 
+    /// RMSNorm over the last `dimension` values (LLaMA's).
     public init(_ dimension: Int, epsilon: Float = 1e-6) {
         self.epsilon = epsilon
         weight = Parameter(Tensor.ones([dimension]))
@@ -127,8 +142,10 @@ public final class RMSNorm: Module {
 /// Inverted dropout: in training, zeroes each element with probability p and scales the rest by
 /// 1/(1−p), drawing from the context's seeded generator; the identity in evaluation (`context` nil).
 public final class Dropout: Module {
+    /// Probability of zeroing an element.
     public let probability: Float
 
+    /// Inverted dropout (scales kept values by 1/(1 − p)); identity outside training.
     public init(_ probability: Float) {
         precondition(probability >= 0 && probability < 1, "Dropout: probability \(probability) outside [0, 1)")
         self.probability = probability
@@ -146,10 +163,14 @@ public final class Dropout: Module {
 
 /// Two-layer position-wise feed-forward block `fc2(activation(fc1(x)))` (CLIP's `mlp` naming).
 public final class FeedForward: Module {
+    /// Input → hidden.
     public let fc1: Linear
+    /// Hidden → output.
     public let fc2: Linear
+    /// Between the two.
     public let activation: Activation
 
+    /// The transformer MLP: fc2(act(fc1(x))).
     public init(_ dimension: Int, hiddenSize: Int, activation: Activation = .gelu, bias: Bool = true, generator: inout SeededGenerator) {
         fc1 = Linear(dimension, hiddenSize, bias: bias, generator: &generator)
         fc2 = Linear(hiddenSize, dimension, bias: bias, generator: &generator)
@@ -164,8 +185,11 @@ public final class FeedForward: Module {
 
 /// A multilayer perceptron: Linear layers with an activation between them (`layers.0`, `layers.1`, …).
 public final class MLP: Module {
+    /// The layers, in order.
     public let layers: [Linear]
+    /// Between hidden layers.
     public let activation: Activation
+    /// After the last layer.
     public let outputActivation: Activation
 
     /// - Parameters:

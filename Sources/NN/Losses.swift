@@ -10,6 +10,7 @@ public enum LossReduction: Sendable {
     case weightedMean
 }
 
+/// Losses that reduce to a scalar tensor.
 public enum Loss {
     /// Mean squared error mean((p − t)²).
     public static func meanSquaredError(_ prediction: Tensor, _ target: Tensor) -> Tensor {

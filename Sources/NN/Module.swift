@@ -12,6 +12,7 @@ public protocol Module: AnyObject, CustomStringConvertible {
 }
 
 extension Module {
+    /// The parameters, without names.
     public var parameters: [Parameter] { namedParameters.map(\.parameter) }
 
     /// Total number of scalar parameters.
@@ -66,6 +67,7 @@ public func scoped(_ prefix: String, _ module: Module) -> [(name: String, parame
     module.namedParameters.map { (prefix + "." + $0.name, $0.parameter) }
 }
 
+/// Loading parameters failed: which tensor, and why.
 public enum ModuleError: Error, CustomStringConvertible, Equatable {
     case missingKey(source: String, key: String)
     case unexpectedKey(source: String, key: String)
@@ -83,7 +85,9 @@ public enum ModuleError: Error, CustomStringConvertible, Equatable {
 /// Parameters of a training step: whether dropout is active and the generator it draws from.
 /// Passing `nil` where a context is expected means evaluation mode.
 public final class TrainingContext {
+    /// The generator dropout draws from.
     public var generator: SeededGenerator
+    /// A training context with its own generator.
     public init(generator: SeededGenerator) { self.generator = generator }
     public convenience init(seed: UInt64) { self.init(generator: SeededGenerator(seed: seed)) }
 }

@@ -21,9 +21,11 @@ public protocol Optimizer: AnyObject {
 }
 
 extension Optimizer {
+    /// Clears every parameter's gradient.
     public func zeroGradients() { for (_, parameter) in namedParameters { parameter.zeroGradient() } }
 }
 
+/// Loading optimizer state failed: which tensor, and why.
 public enum OptimizerError: Error, CustomStringConvertible, Equatable {
     case missingState(source: String, key: String)
     case shapeMismatch(source: String, key: String, expected: [Int], actual: [Int])
@@ -83,16 +85,23 @@ final class SlotStore {
 /// g ← g + λ·p; b ← μ·b + (1 − dampening)·g (b = g at the first step); p ← p − lr·(g + μ·b if
 /// Nesterov else b).
 public final class SGD: Optimizer {
+    /// The step size (schedules set it before each step).
     public var learningRate: Float
+    /// Momentum factor (0: plain SGD).
     public let momentum: Float
+    /// Dampening of the momentum.
     public let dampening: Float
+    /// L2 penalty added to the gradient.
     public let weightDecay: Float
+    /// Nesterov momentum.
     public let nesterov: Bool
+    /// Steps taken.
     public private(set) var stepCount = 0
     public let namedParameters: [(name: String, parameter: Parameter)]
     public let kind = "sgd"
     private let state: SlotStore
 
+    /// PyTorch's SGD.
     public init(
         _ namedParameters: [(name: String, parameter: Parameter)], learningRate: Float,
         momentum: Float = 0, dampening: Float = 0, weightDecay: Float = 0, nesterov: Bool = false
@@ -135,8 +144,10 @@ public final class SGD: Optimizer {
         }
     }
 
+    /// The momentum buffers by parameter name (for checkpoints).
     public func stateTensors() -> [String: Tensor] { state.tensors(namedParameters.map(\.name)) }
 
+    /// Restores momentum buffers saved by `stateTensors`; `source` names the file in errors.
     public func loadState(_ tensors: [String: Tensor], stepCount: Int, source: String) throws {
         try state.load(tensors, parameters: namedParameters, stepCount: stepCount, source: source)
         self.stepCount = stepCount
@@ -147,18 +158,26 @@ public final class SGD: Optimizer {
 /// m ← β₁m + (1−β₁)g; v ← β₂v + (1−β₂)g²; p ← p − (lr/(1−β₁ᵗ))·m / (√v/√(1−β₂ᵗ) + ε).
 /// Weight decay is L2 (g ← g + λp) for Adam, decoupled (p ← p·(1 − lr·λ)) for AdamW.
 public final class Adam: Optimizer {
+    /// The step size (schedules set it before each step).
     public var learningRate: Float
+    /// Decay of the first moment.
     public let beta1: Float
+    /// Decay of the second moment.
     public let beta2: Float
+    /// Added to √v̂.
     public let epsilon: Float
+    /// Weight decay.
     public let weightDecay: Float
+    /// Decoupled (AdamW) rather than L2 (Adam) weight decay.
     public let decoupledWeightDecay: Bool
+    /// Steps taken (for bias correction).
     public private(set) var stepCount = 0
     public let namedParameters: [(name: String, parameter: Parameter)]
     public var kind: String { decoupledWeightDecay ? "adamw" : "adam" }
     private let state: SlotStore
     private var parameterSteps: [Int]
 
+    /// PyTorch's Adam / AdamW.
     public init(
         _ namedParameters: [(name: String, parameter: Parameter)], learningRate: Float = 1e-3,
         beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-8,
@@ -218,6 +237,7 @@ public final class Adam: Optimizer {
         }
     }
 
+    /// First and second moments by parameter name (for checkpoints).
     public func stateTensors() -> [String: Tensor] {
         var tensors = state.tensors(namedParameters.map(\.name))
         for (p, (name, _)) in namedParameters.enumerated() where parameterSteps[p] > 0 {
@@ -226,6 +246,7 @@ public final class Adam: Optimizer {
         return tensors
     }
 
+    /// Restores moments saved by `stateTensors`; `source` names the file in errors.
     public func loadState(_ tensors: [String: Tensor], stepCount: Int, source: String) throws {
         try state.load(tensors, parameters: namedParameters, stepCount: stepCount, source: source)
         parameterSteps = namedParameters.map { tensors["\($0.name).step"].map { Int($0.scalar) } ?? 0 }

@@ -7,8 +7,11 @@ import Darwin
 
 /// Errors of file input and output, each naming the file.
 public struct FileError: Error, CustomStringConvertible, Sendable {
+    /// The file concerned.
     public let path: String
+    /// What was wrong and, where possible, what to do.
     public let reason: String
+    /// An error about the file at `path`.
     public init(path: String, reason: String) {
         self.path = path
         self.reason = reason
@@ -20,10 +23,12 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
 /// over the destination, fsync the directory. A crash leaves either the old file or the new one,
 /// never a half-written file.
 public enum AtomicFile {
+    /// Writes `data` to a temporary file beside `url`, syncs it and renames it over `url`: readers see the old file or the new one, never a torn one.
     public static func write(_ data: Data, to url: URL) throws {
         try data.withUnsafeBytes { bytes in try write(bytes, to: url) }
     }
 
+    /// Writes `bytes` atomically, as `write(_:to:)`.
     public static func write(_ bytes: UnsafeRawBufferPointer, to url: URL) throws {
         let path = url.path
         let directory = url.deletingLastPathComponent().path

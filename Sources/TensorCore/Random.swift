@@ -15,6 +15,7 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// The four state words; save them to resume a stream exactly.
     public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
 
+    /// A generator whose state is derived from `seed` by SplitMix64.
     public init(seed: UInt64) {
         var splitMix = SplitMix64(state: seed)
         state = (splitMix.next(), splitMix.next(), splitMix.next(), splitMix.next())
@@ -29,8 +30,10 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable {
     /// The state as an array (for checkpoints).
     public var stateWords: [UInt64] { [state.0, state.1, state.2, state.3] }
 
+    /// Generators are equal when their states are.
     public static func == (lhs: SeededGenerator, rhs: SeededGenerator) -> Bool { lhs.stateWords == rhs.stateWords }
 
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         let result = rotateLeft(state.1 &* 5, 7) &* 9
         let t = state.1 << 17
@@ -122,8 +125,11 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable, Equatable {
 
 /// SplitMix64 (Steele, Lea & Flood 2014; Vigna's reference constants), used to seed xoshiro.
 public struct SplitMix64: RandomNumberGenerator, Sendable {
+    /// The generator's state.
     public var state: UInt64
+    /// A SplitMix64 generator at `state`.
     public init(state: UInt64) { self.state = state }
+    /// The next 64 random bits.
     public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state

@@ -120,8 +120,10 @@ extension Float {
 public struct SafeTensorsWriter {
     private var entries: [(name: String, dtype: SafeTensorsDType, shape: [Int], bytes: Data)] = []
     private var names = Set<String>()
+    /// The `__metadata__` strings of the file.
     public var metadata: [String: String]
 
+    /// A writer with `metadata`.
     public init(metadata: [String: String] = [:]) { self.metadata = metadata }
 
     /// Adds a float tensor stored as F32, F16 or BF16.

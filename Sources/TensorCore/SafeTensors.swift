@@ -20,6 +20,7 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable, Codable {
         }
     }
 
+    /// Whether values are floating point (the types PruneGym converts to Float32).
     public var isFloatingPoint: Bool { self == .float64 || self == .float32 || self == .float16 || self == .bfloat16 }
 }
 
@@ -110,14 +111,19 @@ public struct SafeTensorsFile: @unchecked Sendable {
     /// Shape, dtype and location of one tensor.
     public struct Entry: Sendable, Equatable {
         public let name: String
+        /// The stored element type.
         public let dtype: SafeTensorsDType
+        /// The tensor's shape.
         public let shape: [Int]
         /// Byte range within the data section.
         public let byteRange: Range<Int>
+        /// Elements in the tensor.
         public var elementCount: Int { shape.reduce(1, *) }
     }
 
+    /// The file's path (named in every error).
     public let path: String
+    /// The header's `__metadata__`.
     public let metadata: [String: String]
     /// Tensors in data-section order.
     public let entries: [Entry]
@@ -125,12 +131,15 @@ public struct SafeTensorsFile: @unchecked Sendable {
     private let file: MappedFile
     private let dataStart: Int
 
+    /// Longer headers are rejected as malformed (the format's own limit).
     public static let maximumHeaderLength = 100_000_000
 
+    /// Opens and validates the file at `url` (memory-mapped; tensors are read on demand).
     public init(contentsOf url: URL) throws {
         try self.init(path: url.path)
     }
 
+    /// Opens and validates the file at `path`.
     public init(path: String) throws {
         self.path = path
         file = try MappedFile(path: path)
@@ -247,8 +256,10 @@ public struct SafeTensorsFile: @unchecked Sendable {
 
     // MARK: Access
 
+    /// The tensors' names, in header order.
     public var tensorNames: [String] { entries.map(\.name) }
 
+    /// The header entry of `name`; a missing name throws naming the file.
     public func entry(_ name: String) throws -> Entry {
         guard let position = index[name] else { throw SafeTensorsError.missingTensor(file: path, tensor: name) }
         return entries[position]

@@ -161,6 +161,7 @@ public final class Parameter: @unchecked Sendable {
     public var requiresGradient: Bool
     let leaf = TapeNode(leaf: ())
 
+    /// A trainable tensor (a leaf of the tape when `requiresGradient`).
     public init(_ value: Tensor, requiresGradient: Bool = true) {
         self.value = value.detached()
         self.requiresGradient = requiresGradient
@@ -178,7 +179,9 @@ public final class Parameter: @unchecked Sendable {
         set { leaf.gradient = newValue?.detached() }
     }
 
+    /// Forgets the accumulated gradient.
     public func zeroGradient() { leaf.gradient = nil }
 
+    /// The value's shape.
     public var shape: [Int] { value.shape }
 }

@@ -96,6 +96,7 @@ extension Tensor {
 
     // MARK: Differentiable binary operations
 
+    /// Element-wise sum with NumPy broadcasting.
     public static func + (a: Tensor, b: Tensor) -> Tensor {
         var result = broadcasted(a, b, "+") { $0 + $1 }
         let (shapeA, shapeB) = (a.shape, b.shape)
@@ -105,6 +106,7 @@ extension Tensor {
         return result
     }
 
+    /// Element-wise difference with broadcasting.
     public static func - (a: Tensor, b: Tensor) -> Tensor {
         var result = broadcasted(a, b, "-") { $0 - $1 }
         let (shapeA, shapeB) = (a.shape, b.shape)
@@ -115,6 +117,7 @@ extension Tensor {
         return result
     }
 
+    /// Element-wise product with broadcasting.
     public static func * (a: Tensor, b: Tensor) -> Tensor {
         var result = broadcasted(a, b, "*") { $0 * $1 }
         let (valueA, valueB) = (a.detached(), b.detached())
@@ -125,6 +128,7 @@ extension Tensor {
         return result
     }
 
+    /// Element-wise quotient with broadcasting.
     public static func / (a: Tensor, b: Tensor) -> Tensor {
         var result = broadcasted(a, b, "/") { $0 / $1 }
         let (valueA, valueB) = (a.detached(), b.detached())
@@ -146,32 +150,40 @@ extension Tensor {
 
     // MARK: Scalar operations
 
+    /// Adds a scalar.
     public static func + (x: Tensor, s: Float) -> Tensor {
         var result = x.mapped { $0 + s }
         record(&result, x) { g, _ in [g] }
         return result
     }
 
+    /// Adds a scalar.
     public static func + (s: Float, x: Tensor) -> Tensor { x + s }
 
+    /// Subtracts a scalar.
     public static func - (x: Tensor, s: Float) -> Tensor { x + (-s) }
 
+    /// A scalar minus each element.
     public static func - (s: Float, x: Tensor) -> Tensor {
         var result = x.mapped { s - $0 }
         record(&result, x) { g, _ in [g.mapped { -$0 }] }
         return result
     }
 
+    /// Multiplies by a scalar.
     public static func * (x: Tensor, s: Float) -> Tensor {
         var result = x.mapped { $0 * s }
         record(&result, x) { g, _ in [g.mapped { $0 * s }] }
         return result
     }
 
+    /// Multiplies by a scalar.
     public static func * (s: Float, x: Tensor) -> Tensor { x * s }
 
+    /// Divides by a scalar.
     public static func / (x: Tensor, s: Float) -> Tensor { x * (1 / s) }
 
+    /// A scalar divided by each element.
     public static func / (s: Float, x: Tensor) -> Tensor {
         var result = x.mapped { s / $0 }
         let value = x.detached()
@@ -179,8 +191,12 @@ extension Tensor {
         return result
     }
 
+    /// `lhs = lhs + rhs`.
     public static func += (lhs: inout Tensor, rhs: Tensor) { lhs = lhs + rhs }
+    /// `lhs = lhs - rhs`.
     public static func -= (lhs: inout Tensor, rhs: Tensor) { lhs = lhs - rhs }
+    /// `lhs = lhs * rhs`.
     public static func *= (lhs: inout Tensor, rhs: Tensor) { lhs = lhs * rhs }
+    /// `lhs = lhs * rhs`.
     public static func *= (lhs: inout Tensor, rhs: Float) { lhs = lhs * rhs }
 }

@@ -60,6 +60,7 @@ extension Tensor {
         return result
     }
 
+    /// Sum along `axis` (negative counts from the end), dropping it unless `keepingDimensions`.
     public func sum(alongAxis axis: Int, keepingDimensions: Bool = false) -> Tensor {
         sum(alongAxes: [axis], keepingDimensions: keepingDimensions)
     }
@@ -73,6 +74,7 @@ extension Tensor {
         return sum(alongAxes: axes, keepingDimensions: keepingDimensions) * (1 / Float(n))
     }
 
+    /// Mean along `axis`, dropping it unless `keepingDimensions`.
     public func mean(alongAxis axis: Int, keepingDimensions: Bool = false) -> Tensor {
         mean(alongAxes: [axis], keepingDimensions: keepingDimensions)
     }

@@ -53,7 +53,9 @@ public struct Tensor: @unchecked Sendable {
         self.init(shape: shape, storage: TensorStorage(repeating: value, count: Tensor.elementCount(shape)))
     }
 
+    /// A tensor of zeros.
     public static func zeros(_ shape: [Int]) -> Tensor { Tensor(repeating: 0, shape: shape) }
+    /// A tensor of ones.
     public static func ones(_ shape: [Int]) -> Tensor { Tensor(repeating: 1, shape: shape) }
 
     /// `[0, 1, …, count−1]` as Float32.
@@ -63,6 +65,7 @@ public struct Tensor: @unchecked Sendable {
 
     // MARK: Shape
 
+    /// Number of dimensions.
     public var rank: Int { shape.count }
     /// Number of elements.
     public var count: Int { storage.count }

@@ -7,14 +7,22 @@ import TensorCore
 /// embeddings, `pre_layrnorm`, pre-LN encoder layers (attention with biases, quick-GELU MLP) and
 /// `post_layernorm` (loaded for completeness; LLaVA's features are taken before it).
 public final class CLIPVisionTower: Module {
+    /// The tower's configuration.
     public let configuration: CLIPVisionConfiguration
+    /// Patch embedding kernel `[D, C, p, p]`.
     public let patchEmbedding: Parameter
+    /// The class token `[D]`.
     public let classEmbedding: Parameter
+    /// Learned positions `[1 + N, D]`.
     public let positionEmbedding: Parameter
+    /// `pre_layrnorm` (transformers' spelling).
     public let preLayerNorm: LayerNorm
+    /// The encoder layers.
     public let layers: [TransformerEncoderLayer]
+    /// `post_layernorm`.
     public let postLayerNorm: LayerNorm
 
+    /// A tower with random weights (load a checkpoint over them).
     public init(_ configuration: CLIPVisionConfiguration, generator: inout SeededGenerator) {
         self.configuration = configuration
         let d = configuration.hiddenSize, p = configuration.patchSize, c = configuration.channelCount

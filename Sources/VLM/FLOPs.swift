@@ -16,12 +16,18 @@ import Foundation
 /// the projector is its two matrices; the LM head is counted for the positions whose logits are
 /// computed (one per answer).
 public struct FLOPCount: Sendable, Equatable, Codable {
+    /// The vision tower.
     public var vision: Double
+    /// The projector.
     public var projector: Double
+    /// The language model's prefill over the prompt.
     public var prefill: Double
+    /// The output head on the answer position.
     public var head: Double
+    /// Everything.
     public var total: Double { vision + projector + prefill + head }
 
+    /// A FLOP count by part.
     public init(vision: Double, projector: Double, prefill: Double, head: Double) {
         self.vision = vision
         self.projector = projector

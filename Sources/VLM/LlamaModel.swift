@@ -4,8 +4,10 @@ import TensorCore
 
 /// Keys and values of every layer for the tokens seen so far: `[B, S, keyValueHeads·D]` each.
 public struct KeyValueCache {
+    /// Cached keys per layer `[B, T, kvHeads·D]`.
     public var keys: [Tensor?]
     public var values: [Tensor?]
+    /// An empty cache for `layerCount` layers.
     public init(layerCount: Int) {
         keys = Array(repeating: nil, count: layerCount)
         values = Array(repeating: nil, count: layerCount)
@@ -17,12 +19,19 @@ public struct KeyValueCache {
 /// LLaMA self-attention (transformers' `LlamaAttention`): q/k/v/o projections, rotary embedding
 /// ("rotate half") on queries and keys, grouped-query heads, an optional key/value cache.
 public final class LlamaAttention: Module {
+    /// `q_proj`.
     public let queryProjection: Linear
+    /// `k_proj`.
     public let keyProjection: Linear
+    /// `v_proj`.
     public let valueProjection: Linear
+    /// `o_proj`.
     public let outputProjection: Linear
+    /// Query heads.
     public let headCount: Int
+    /// Key/value heads.
     public let keyValueHeadCount: Int
+    /// Width of one head.
     public let headDimension: Int
 
     init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
@@ -77,8 +86,11 @@ public final class LlamaAttention: Module {
 
 /// LLaMA's SwiGLU MLP: down(silu(gate(x)) · up(x)).
 public final class LlamaMLP: Module {
+    /// `gate_proj`.
     public let gate: Linear
+    /// `up_proj`.
     public let up: Linear
+    /// `down_proj`.
     public let down: Linear
 
     init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
@@ -98,9 +110,13 @@ public final class LlamaMLP: Module {
 
 /// One pre-norm decoder layer: x + attn(RMSNorm(x)), then h + MLP(RMSNorm(h)).
 public final class LlamaDecoderLayer: Module {
+    /// `input_layernorm`.
     public let inputNorm: RMSNorm
+    /// `self_attn`.
     public let attention: LlamaAttention
+    /// `post_attention_layernorm`.
     public let postAttentionNorm: RMSNorm
+    /// `mlp` (SwiGLU).
     public let mlp: LlamaMLP
 
     init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
@@ -126,11 +142,16 @@ public final class LlamaDecoderLayer: Module {
 /// The LLaMA decoder without its head (transformers' `LlamaModel`): token embeddings, decoder
 /// layers, final RMSNorm.
 public final class LlamaModel: Module {
+    /// The decoder's configuration.
     public let configuration: LlamaConfiguration
+    /// `embed_tokens`.
     public let embedTokens: Embedding
+    /// The decoder layers.
     public let layers: [LlamaDecoderLayer]
+    /// The final RMSNorm.
     public let norm: RMSNorm
 
+    /// A decoder with random weights.
     public init(_ c: LlamaConfiguration, generator: inout SeededGenerator) {
         configuration = c
         embedTokens = Embedding(c.vocabularySize, c.hiddenSize, initializer: .normal(standardDeviation: 0.02), generator: &generator)

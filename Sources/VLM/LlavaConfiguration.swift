@@ -44,6 +44,7 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
     /// `projection_dim` in config.json (default 512).
     public var projectionDimension = 512
 
+    /// transformers' CLIPVisionConfig defaults.
     public init() {}
 
     /// LLaVA-1.5's vision tower (CLIP ViT-L/14 at 336 px), what `LlavaConfig` uses when
@@ -62,6 +63,7 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
 
     /// Patches per side and in total (without the class token).
     public var gridSize: Int { imageSize / patchSize }
+    /// Patches per image (the grid squared).
     public var patchCount: Int { gridSize * gridSize }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -143,9 +145,12 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
     /// `pad_token_id` in config.json (default nil).
     public var padTokenID: Int? = nil
 
+    /// transformers' LlamaConfig defaults.
     public init() {}
 
+    /// Key/value heads (query heads when unset).
     public var resolvedKeyValueHeadCount: Int { keyValueHeadCount ?? headCount }
+    /// Head width (hidden size / heads when unset).
     public var resolvedHeadDimension: Int { headDimension ?? hiddenSize / headCount }
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -248,6 +253,7 @@ public struct LlavaConfiguration: Codable, Sendable, Equatable {
     /// `tie_word_embeddings` in config.json (default false).
     public var tieWordEmbeddings = false
 
+    /// transformers' LlavaConfig defaults (CLIP ViT-L/14-336 and LLaMA-7B).
     public init() {}
 
     /// Visual tokens per image after the feature-selection strategy.

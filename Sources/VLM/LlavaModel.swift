@@ -4,8 +4,11 @@ import TensorCore
 
 /// LLaVA-1.5's projector: Linear → GELU → Linear (transformers' `LlavaMultiModalProjector`).
 public final class LlavaProjector: Module {
+    /// `linear_1`.
     public let linear1: Linear
+    /// `linear_2`.
     public let linear2: Linear
+    /// Between them (`projector_hidden_act`).
     public let activation: Activation
 
     init(_ c: LlavaConfiguration, generator: inout SeededGenerator) {
@@ -25,13 +28,18 @@ public final class LlavaProjector: Module {
 /// (`model.vision_tower.…`, `model.multi_modal_projector.…`, `model.language_model.…`, `lm_head`);
 /// `LlavaCheckpoint` maps the other layouts onto them.
 public final class LlavaModel: Module {
+    /// The model's configuration.
     public let configuration: LlavaConfiguration
+    /// The CLIP vision tower.
     public let visionTower: CLIPVisionTower
+    /// The multimodal projector.
     public let projector: LlavaProjector
+    /// The LLaMA decoder.
     public let languageModel: LlamaModel
     /// nil when the head is tied to the token embeddings.
     public let lmHead: Linear?
 
+    /// A model with random weights (`LlavaCheckpoint.load` reads trained ones).
     public init(_ configuration: LlavaConfiguration, generator: inout SeededGenerator) {
         self.configuration = configuration
         visionTower = CLIPVisionTower(configuration.vision, generator: &generator)

@@ -21,6 +21,7 @@ import TensorCore
 /// low — `ShapesVQA.majorityBaseline` measures it. Sample `i` of a split comes from its own
 /// generator seeded by `(split offset + i)`; the splits use disjoint seed ranges.
 public struct ShapesVQA: Sendable {
+    /// Disjoint seed ranges: train, validation, test.
     public enum Split: String, Sendable, CaseIterable, Codable {
         case train, validation, test
         /// Seeds of split samples start here; the ranges are disjoint (10⁹ apart).
@@ -33,34 +34,49 @@ public struct ShapesVQA: Sendable {
         }
     }
 
+    /// The question families.
     public enum Family: String, Sendable, CaseIterable, Codable {
         case attribute, existence, count, spatial, compare
     }
 
+    /// Shape names.
     public static let shapes = ["circle", "square", "triangle"]
+    /// Colour names (CLEVR's eight).
     public static let colors = ["gray", "red", "blue", "green", "brown", "purple", "cyan", "yellow"]
+    /// Size names.
     public static let sizes = ["small", "large"]
     static let rgb: [[Float]] = [
         [0.50, 0.50, 0.50], [0.85, 0.15, 0.15], [0.15, 0.30, 0.90], [0.15, 0.70, 0.20],
         [0.55, 0.35, 0.15], [0.60, 0.20, 0.75], [0.15, 0.80, 0.85], [0.95, 0.85, 0.15],
     ]
 
+    /// One object of a scene.
     public struct Object: Sendable, Equatable {
+        /// Index into `shapes`.
         public var shape: Int
+        /// Index into `colors`.
         public var color: Int
+        /// Index into `sizes`.
         public var size: Int
         /// Centre in pixels.
         public var x: Float
+        /// Centre row, in pixels.
         public var y: Float
+        /// Radius in pixels.
         public var radius: Float { size == 0 ? 4.5 : 7.5 }
     }
 
+    /// One generated sample.
     public struct Sample: Sendable {
         /// `[3, imageSize, imageSize]`, values in [−1, 1] (CLIP-style normalisation of [0, 1]).
         public var pixels: [Float]
+        /// The scene's objects.
         public var objects: [Object]
+        /// The question's family.
         public var family: Family
+        /// The question, lower-case words.
         public var question: String
+        /// The one-word answer.
         public var answer: String
         /// Per patch: index of the object covering its centre (or nil for background).
         public var patchObjects: [Int?]
@@ -73,9 +89,12 @@ public struct ShapesVQA: Sendable {
         public var anchors: [Int]
     }
 
+    /// Image side in pixels.
     public let imageSize: Int
+    /// Patch side in pixels (the grid is imageSize / patchSize).
     public let patchSize: Int
 
+    /// A generator of `imageSize`-pixel images.
     public init(imageSize: Int = 64, patchSize: Int = 4) {
         precondition(imageSize % patchSize == 0, "ShapesVQA: image size \(imageSize) not divisible by patch size \(patchSize)")
         self.imageSize = imageSize

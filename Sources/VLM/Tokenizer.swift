@@ -5,12 +5,16 @@ import TensorCore
 /// is the id). Special tokens: `<pad>` 0, `<bos>` 1, `<eos>` 2, `<unk>` 3, `<image>` (the image
 /// placeholder, last). Words are split on spaces; unknown words map to `<unk>`.
 public struct WordTokenizer: Sendable, Equatable {
+    /// The vocabulary; a token's id is its index.
     public let tokens: [String]
     private let ids: [String: Int]
 
+    /// The special tokens, ids 0–3.
     public static let specials = ["<pad>", "<bos>", "<eos>", "<unk>"]
+    /// The image placeholder token.
     public static let imageToken = "<image>"
 
+    /// A tokenizer over `tokens`.
     public init(tokens: [String]) {
         self.tokens = tokens
         ids = Dictionary(tokens.enumerated().map { ($1, $0) }, uniquingKeysWith: { a, _ in a })
@@ -19,21 +23,31 @@ public struct WordTokenizer: Sendable, Equatable {
     /// The ShapesVQA vocabulary: specials, the dataset's words, `<image>`.
     public static var shapesVQA: WordTokenizer { WordTokenizer(tokens: specials + ShapesVQA.words + [imageToken]) }
 
+    /// Vocabulary size.
     public var count: Int { tokens.count }
+    /// `<pad>`.
     public var padID: Int { 0 }
+    /// `<bos>`.
     public var bosID: Int { 1 }
+    /// `<eos>`.
     public var eosID: Int { 2 }
+    /// `<unk>`.
     public var unknownID: Int { 3 }
+    /// `<image>`.
     public var imageID: Int { ids[Self.imageToken] ?? tokens.count - 1 }
 
+    /// The id of `token` (`<unk>` for unknown words).
     public func id(_ token: String) -> Int { ids[token] ?? unknownID }
 
     public func encode(_ text: String) -> [Int] { text.split(separator: " ").map { id(String($0)) } }
 
+    /// Ids back to space-separated words.
     public func decode(_ ids: [Int]) -> String { ids.map { $0 >= 0 && $0 < tokens.count ? tokens[$0] : "<unk>" }.joined(separator: " ") }
 
+    /// Writes the vocabulary file (one token per line), atomically.
     public func write(to url: URL) throws { try AtomicFile.write(Data((tokens.joined(separator: "\n") + "\n").utf8), to: url) }
 
+    /// Reads a vocabulary file; errors name the file.
     public static func read(_ url: URL) throws -> WordTokenizer {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw VLMError.config(path: url.path, reason: "cannot read the vocabulary") }

@@ -4,6 +4,7 @@ import TensorCore
 
 /// How the built-in ShapesVQA model is built and trained. Every field may be omitted from JSON.
 public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
+    /// Seed of every draw of the training.
     public var seed: UInt64 = 0
     /// Training samples in total (each a fresh procedural sample).
     public var samples = 120_000
@@ -53,6 +54,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// `text_intermediate` in the training configuration JSON (default 344).
     public var textIntermediate = 344
 
+    /// The built-in model's recipe.
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
@@ -121,7 +123,9 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
 /// background), size (2 + background), whether the patch is an object's anchor (contains its
 /// centre), and the column and row of the grid.
 public final class DenseVisionHead: Module {
+    /// Patch features → per-patch predictions.
     public let linear: Linear
+    /// Patches per side.
     public let grid: Int
     static let colorClasses = 9, shapeClasses = 4, sizeClasses = 3, anchorClasses = 2
     var widths: [Int] { [Self.colorClasses, Self.shapeClasses, Self.sizeClasses, Self.anchorClasses, grid, grid] }
@@ -328,9 +332,12 @@ final class VLMTrainingModule: Module {
 /// at the answer priors after 56k training samples (existence, spatial and comparison at chance,
 /// 48% overall).
 public struct ShapesPrompt: Sendable {
+    /// The vocabulary.
     public let tokenizer: WordTokenizer
+    /// Image placeholder tokens in a prompt.
     public let imageTokens: Int
 
+    /// The prompt for a tokenizer and image size.
     public init(tokenizer: WordTokenizer, imageTokens: Int) {
         self.tokenizer = tokenizer
         self.imageTokens = imageTokens
@@ -371,9 +378,13 @@ extension LlavaModel {
 /// Trains the built-in ShapesVQA model (stage 1: dense vision objective; stage 2: answers plus the
 /// dense objective), evaluating per family on the validation split, with resumable checkpoints.
 public final class VLMTrainer {
+    /// The recipe.
     public let configuration: VLMTrainingConfiguration
+    /// The training data.
     public let dataset: ShapesVQA
+    /// The vocabulary.
     public let tokenizer: WordTokenizer
+    /// The model trained.
     public let model: LlavaModel
     let module: VLMTrainingModule
     let optimizer: Adam
@@ -383,10 +394,13 @@ public final class VLMTrainer {
     /// probe's recall on anchors and the supervised heads' mass on their targets.
     /// The readout term at the last stage-2 step.
     public private(set) var lastReadout: Float = .nan
+    /// The routing objective's last losses, anchor recall and target attention masses (for progress and metrics).
     public private(set) var lastRouting: (relevance: Float, attention: Float, recall: Float, massFirst: Float, massSecond: Float) = (.nan, .nan, .nan, .nan, .nan)
 
+    /// Steps of the whole run.
     public var totalSteps: Int { configuration.samples / configuration.batchSize }
 
+    /// A trainer with a fresh model (`load` resumes a checkpoint).
     public init(configuration: VLMTrainingConfiguration) {
         self.configuration = configuration
         dataset = ShapesVQA(imageSize: configuration.imageSize, patchSize: configuration.patchSize)
@@ -523,6 +537,7 @@ public final class VLMTrainer {
 
 /// Accuracy of a LLaVA model on ShapesVQA.
 public enum VLMEvaluation {
+    /// Accuracy per family and overall of `model` on `count` samples of `split`.
     public static func accuracy(model: LlavaModel, dataset: ShapesVQA, tokenizer: WordTokenizer, split: ShapesVQA.Split, count: Int,
                                 keepFraction: Double = 1, seed: UInt64 = 0, batchSize: Int = 32) throws -> [String: Double] {
         var correct: [String: Int] = [:], total: [String: Int] = [:]

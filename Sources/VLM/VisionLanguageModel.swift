@@ -10,9 +10,12 @@ public struct AnswerRequest {
     public var features: Tensor
     /// Indices of the kept tokens, ascending, each in 0..<N.
     public var keep: [Int]
+    /// Token ids before the image.
     public var prefix: [Int]
+    /// Token ids after the image; the last one's logits answer.
     public var suffix: [Int]
 
+    /// A request for the answer to one prompt with some of its visual tokens.
     public init(features: Tensor, keep: [Int], prefix: [Int], suffix: [Int]) {
         self.features = features
         self.keep = keep
