@@ -451,25 +451,19 @@ public enum SweepReport {
         let table = markdown(rows)
         try AtomicFile.write(Data((table + "\n").utf8), to: sweep.appendingPathComponent("report.md"))
         try AtomicFile.write(Data(csv(rows).utf8), to: sweep.appendingPathComponent("results.csv"))
-        // Learning curves: the training return per PPO update, averaged over seeds.
+        // Learning curves: the training return of every cell (setting and seed) per environment step.
         var curves: [SVGPlot.Series] = []
         for row in rows {
-            var sums: [Double: (Double, Int)] = [:]
             for result in row.results {
                 let metrics = sweep.appendingPathComponent("cells/\(row.setting)/seed-\(result.seed)/metrics.csv")
                 guard let (columns, values) = try? MetricsLog.read(metrics),
                       let x = columns.firstIndex(of: "step"), let y = columns.firstIndex(of: "return_mean") else { continue }
-                for value in values where value.count > max(x, y) && value[y].isFinite {
-                    let old = sums[value[x]] ?? (0, 0)
-                    sums[value[x]] = (old.0 + value[y], old.1 + 1)
-                }
-            }
-            if !sums.isEmpty {
-                curves.append(.init(name: row.setting, points: sums.keys.sorted().map { (x: $0, y: sums[$0]!.0 / Double(sums[$0]!.1)) }))
+                let points = values.filter { $0.count > max(x, y) && $0[y].isFinite }.map { (x: $0[x], y: $0[y]) }
+                if !points.isEmpty { curves.append(.init(name: "\(row.setting) seed \(result.seed)", points: points)) }
             }
         }
         if !curves.isEmpty {
-            let svg = SVGPlot.lineChart(title: "Training return per setting (mean over seeds)", xLabel: "environment steps", yLabel: "mean episode return", series: curves)
+            let svg = SVGPlot.lineChart(title: "Training return per cell", xLabel: "environment steps", yLabel: "mean episode return", series: curves)
             try AtomicFile.write(Data(svg.utf8), to: sweep.appendingPathComponent("learning-curves.svg"))
         }
         let points = rows.map { row in

@@ -105,10 +105,7 @@ enum SweepCommand {
             failures = try runInParallel(pending, jobs: configuration.jobs, quiet: configuration.quiet)
         }
 
-        let (table, problems) = try SweepReport.write(out)
-        print(table)
-        for problem in problems { print("  not in the table: \(problem)") }
-        print("wrote \(out.appendingPathComponent("report.md").path), results.csv, learning-curves.svg and accuracy-vs-tokens.svg")
+        try printReport(out)
         if !failures.isEmpty {
             throw UsageError(message: "\(failures.count) cell(s) failed:\n  " + failures.joined(separator: "\n  ") + "\nfix the cause and rerun the same command: finished cells are kept")
         }
@@ -174,7 +171,11 @@ enum SweepCommand {
         let args = try Arguments(command: "report", arguments, flags: [], options: [])
         if args.flag("help") { print(reportHelp); return }
         guard let path = args.positional.first else { throw UsageError(message: "prunegym report: give the sweep directory, e.g. prunegym report runs/sweep") }
-        let sweep = URL(fileURLWithPath: path)
+        try printReport(URL(fileURLWithPath: path))
+    }
+
+    /// Writes the sweep's report files and prints the table and the cells left out of it.
+    static func printReport(_ sweep: URL) throws {
         let (table, problems) = try SweepReport.write(sweep)
         print(table)
         for problem in problems { print("  not in the table: \(problem)") }
