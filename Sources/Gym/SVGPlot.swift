@@ -57,9 +57,11 @@ public enum SVGPlot {
         svg += "<text transform=\"translate(16 \(f(top + plotHeight / 2))) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
         for (index, entry) in series.enumerated() {
             let color = palette[index % palette.count]
+            // After the palette's eight colours, the same colours dashed, then dotted.
+            let dashes = ["", " stroke-dasharray=\"6 3\"", " stroke-dasharray=\"2 2\""][(index / palette.count) % 3]
             let points = entry.points.filter { $0.x.isFinite && $0.y.isFinite }.map { "\(f(px($0.x))),\(f(py($0.y)))" }
             if !points.isEmpty {
-                svg += "<polyline fill=\"none\" stroke=\"\(color)\" stroke-width=\"1.8\" points=\"\(points.joined(separator: " "))\"/>\n"
+                svg += "<polyline fill=\"none\" stroke=\"\(color)\"\(dashes) stroke-width=\"1.8\" points=\"\(points.joined(separator: " "))\"/>\n"
             }
             // Markers where points are few enough to tell apart (a single point has no line).
             if points.count <= 20 {
@@ -68,7 +70,7 @@ public enum SVGPlot {
                 }
             }
             let ly = top + 14 + Double(index) * 16
-            svg += "<line x1=\"\(f(left + 10))\" y1=\"\(f(ly - 4))\" x2=\"\(f(left + 28))\" y2=\"\(f(ly - 4))\" stroke=\"\(color)\" stroke-width=\"2\"/>\n"
+            svg += "<line x1=\"\(f(left + 10))\" y1=\"\(f(ly - 4))\" x2=\"\(f(left + 28))\" y2=\"\(f(ly - 4))\" stroke=\"\(color)\"\(dashes) stroke-width=\"2\"/>\n"
             svg += "<text x=\"\(f(left + 34))\" y=\"\(f(ly))\">\(escape(entry.name))</text>\n"
         }
         return svg + "</svg>\n"
