@@ -121,9 +121,17 @@ extension Tensor {
         Tensor.record(&result, self) { g, _ in
             let grad = Tensor(uninitializedShape: input.shape)
             let x = input.storage.base, dy = g.storage.base, dx = grad.storage.base
-            for k in 0..<input.count {
+            var k = 0
+            while k + 4 <= input.count {
+                let v = FastMath4.load(x, k)
+                let s = 1 / (1 + FastMath4.exp(-a * v))
+                FastMath4.store(FastMath4.load(dy, k) * (s + a * v * s * (1 - s)), dx, k)
+                k += 4
+            }
+            while k < input.count {
                 let s = Tensor.sigmoid(a * x[k])
                 dx[k] = dy[k] * (s + a * x[k] * s * (1 - s))
+                k += 1
             }
             return [grad]
         }
