@@ -63,15 +63,18 @@ public struct SweepGrid: Codable, Sendable, Equatable {
 }
 
 /// How each cell's final policy is measured: `questions` questions of `split`, one episode each
-/// with `budget` as the target the policy is given, keeping at every step the tokens with keep
-/// probability ≥ `threshold` (the paper's threshold inference) — so the reward decides how many
-/// tokens the policy keeps, and the table shows it.
+/// with `budget` as the target the policy is given. `inference` `threshold` (the default) keeps at
+/// every step the tokens with keep probability ≥ `threshold` (the paper's threshold inference), so
+/// the reward decides how many tokens the policy keeps; `top_k` keeps exactly the budget's share,
+/// the k most probable at the first step (as `eval-pruning` compares methods at a budget).
 public struct SweepEvaluation: Codable, Sendable, Equatable {
     /// Questions evaluated per cell.
     public var questions = 500
     /// The target budget the policy is given (its observation's `budget`).
     public var budget = 0.333
-    /// Keep-probability threshold τ of the inference.
+    /// `threshold` or `top_k`.
+    public var inference = "threshold"
+    /// Keep-probability threshold τ of the threshold inference.
     public var threshold: Float = 0.5
     /// The dataset split the questions come from.
     public var split = "test"
@@ -79,7 +82,7 @@ public struct SweepEvaluation: Codable, Sendable, Equatable {
     /// The defaults: 500 test questions at budget 0.333, τ = 0.5.
     public init() {}
 
-    enum CodingKeys: String, CodingKey, CaseIterable { case questions, budget, threshold, split }
+    enum CodingKeys: String, CodingKey, CaseIterable { case questions, budget, inference, threshold, split }
 
     public init(from decoder: Decoder) throws {
         try ConfigurationKeys.rejectUnknown(in: decoder, CodingKeys.self)
@@ -87,6 +90,7 @@ public struct SweepEvaluation: Codable, Sendable, Equatable {
         let d = SweepEvaluation()
         questions = try c.decodeIfPresent(Int.self, forKey: .questions) ?? d.questions
         budget = try c.decodeIfPresent(Double.self, forKey: .budget) ?? d.budget
+        inference = try c.decodeIfPresent(String.self, forKey: .inference) ?? d.inference
         threshold = try c.decodeIfPresent(Float.self, forKey: .threshold) ?? d.threshold
         split = try c.decodeIfPresent(String.self, forKey: .split) ?? d.split
     }
@@ -199,6 +203,9 @@ public struct SweepConfiguration: Codable, Sendable, Equatable {
         try check("terminal_only", grid.terminalOnly, { _ in true }, "")
         if evaluation.questions < 1 { throw SweepError(path: "evaluation.questions", reason: "must be ≥ 1, got \(evaluation.questions)") }
         if !(evaluation.budget > 0 && evaluation.budget <= 1) { throw SweepError(path: "evaluation.budget", reason: "must be in (0, 1], got \(evaluation.budget)") }
+        if !["threshold", "top_k"].contains(evaluation.inference) {
+            throw SweepError(path: "evaluation.inference", reason: "must be threshold or top_k, got '\(evaluation.inference)'")
+        }
         if !(evaluation.threshold > 0 && evaluation.threshold < 1) {
             throw SweepError(path: "evaluation.threshold", reason: "must be in (0, 1), got \(evaluation.threshold)")
         }
@@ -361,7 +368,7 @@ public enum SweepRunner {
         environment.budgetChoices = []
         environment.targetBudget = cell.evaluation.budget
         let pruner = TPRLPruner(network: artifacts.network, configuration: environment, name: cell.setting)
-        pruner.threshold = cell.evaluation.threshold
+        if cell.evaluation.inference == "threshold" { pruner.threshold = cell.evaluation.threshold }
         var evaluation = PruningEvaluation(simulator: artifacts.simulator, split: cell.evaluation.split, questions: cell.evaluation.questions)
         evaluation.latencyQuestions = 0
         let measured = try evaluation.evaluate(pruner, budget: cell.evaluation.budget, seed: cell.recipe.seed)

@@ -27,7 +27,8 @@ enum SweepCommand {
                                      "log_probability", "negative_kl"], "efficiency": ["token_ratio",
                                      "flops_saved", "budget_distance"], "terminal_only": [...], "max_steps": [...]}
           recipe                    the base TPRL recipe (prunegym tprl --help), e.g. {"ppo_updates": 10}
-          evaluation                {"questions": 500, "budget": 0.333, "split": "test"}
+          evaluation                {"questions": 500, "budget": 0.333, "split": "test", "inference": "threshold"
+                                     (keep p ≥ "threshold" at every step) or "top_k" (exactly the budget)}
 
         options:
           --config FILE   the sweep (required)

@@ -38,6 +38,7 @@ struct SweepTests {
         rejects(#"{"recipe": {"ppo_updatez": 3}}"#, mentioning: "recipe.ppo_updatez")
         rejects(#"{"seeds": []}"#, mentioning: "seeds")
         rejects(#"{"evaluation": {"budget": 1.5}}"#, mentioning: "evaluation.budget")
+        rejects(#"{"evaluation": {"inference": "greedy"}}"#, mentioning: "evaluation.inference")
     }
 
     @Test("the grid expands to agents × reward settings × seeds with readable names")
@@ -72,6 +73,14 @@ struct SweepTests {
             #expect(!(try TensorBoard.readDirectory(directory)).isEmpty)
         }
         #expect(results.allSatisfy { $0.questions == 12 && $0.meanTokens >= 1 && $0.meanTokens <= 16 })
+
+        // Top-k inference keeps exactly the budget's share (0.25 of 16 tokens = 4).
+        var topK = cells[0]
+        topK.evaluation.inference = "top_k"
+        topK.evaluation.budget = 0.25
+        let fixed = try SweepRunner.run(topK, in: sweep.appendingPathComponent("top-k"), model: ScriptedVisionLanguageModel(),
+                                        source: ScriptedTasks(), showsProgress: false, log: { _ in })
+        #expect(fixed.meanTokens == 4)
 
         // Same cell again in a fresh directory: the same result (every draw is seeded).
         let again = try SweepRunner.run(cells[0], in: sweep.appendingPathComponent("again"), model: ScriptedVisionLanguageModel(),
