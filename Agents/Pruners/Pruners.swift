@@ -174,6 +174,22 @@ public final class AttentionPruner: TokenPruner {
     }
 }
 
+/// Gradient × input saliency (Simonyan et al. 2014; Shrikumar et al. 2017) of the right answer's
+/// log-probability with respect to each visual token, from one forward and one backward pass of
+/// the language model on every token: keep the k tokens with the largest g·x — to first order,
+/// how much log p(answer) would drop without each (the oracle's score, linearised). It uses the answer label, like the oracle, so it is a demonstrator for behaviour
+/// cloning and a reference row — a first-order, N-times-cheaper stand-in for leave-one-out.
+public final class SaliencyPruner: TokenPruner {
+    public let name = "saliency"
+    /// A saliency pruner.
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        let request = AnswerRequest(features: entry.tokens, keep: Array(0..<simulator.tokenCount), prefix: entry.task.prefix, suffix: entry.task.suffix)
+        let scores = try simulator.model.answerSaliency([request], answers: [entry.task.answer])[0]
+        return .tokens(topK(scores, budget))
+    }
+}
+
 /// An upper bound for small evaluations: leave-one-out with the model. Each token's score is how
 /// much the log-probability of the right answer drops when that token alone is removed; keep the
 /// top k. N + 1 model calls per question (batched), so evaluations mark it and use a subset.
@@ -196,7 +212,7 @@ public final class OraclePruner: TokenPruner {
 /// Pruners by command-line name.
 public enum PrunerRegistry {
     /// The names `make` knows.
-    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "oracle"]
+    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "oracle"]
 
     public static func make(_ name: String) throws -> any TokenPruner {
         switch name {
@@ -208,6 +224,7 @@ public enum PrunerRegistry {
         case "query": return QueryPruner()
         case "fastv": return FastVPruner()
         case "llm-attention": return AttentionPruner()
+        case "saliency": return SaliencyPruner()
         case "oracle": return OraclePruner()
         default:
             throw PrunerError.unknown(name: name, known: names)

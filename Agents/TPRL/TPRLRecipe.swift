@@ -20,7 +20,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var autoencoderEpochs = 4
     /// The demonstrators behaviour cloning can imitate: VisPruner (the paper's), the leave-one-out
     /// oracle, or the language model's own attention (`AttentionPruner`).
-    public static let demonstrators = ["vispruner", "oracle", "llm-attention"]
+    public static let demonstrators = ["vispruner", "oracle", "llm-attention", "saliency"]
     /// Demonstration episodes and their demonstrator (`vispruner` as the paper, `oracle`, `llm-attention`);
     /// 0 skips behaviour cloning (PPO from a random initialisation).
     public var demonstrations = 600

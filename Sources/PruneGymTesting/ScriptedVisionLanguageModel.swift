@@ -62,6 +62,11 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
         try answerLogits(requests.map { AnswerRequest(features: $0.features, keep: keptAfter > 0 ? $0.keep : [], prefix: $0.prefix, suffix: $0.suffix) })
     }
 
+    /// 1 on the key token (the only one the answer depends on), 0 elsewhere.
+    public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
+        requests.map { request in request.keep.map { $0 == request.prefix[0] ? 1 : 0 } }
+    }
+
     public func textEmbeddings(_ ids: [Int]) -> Tensor {
         Tensor(shape: [ids.count, 8], scalars: ids.flatMap { id in (0..<8).map { $0 == id % 8 ? Float(1) : 0 } })
     }

@@ -24,6 +24,13 @@ public struct AnswerRequest {
     }
 }
 
+extension VisionLanguageModel {
+    /// Models without a differentiable forward pass cannot say.
+    public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
+        throw VLMError.invalidInput(reason: "\(Self.self) has no gradients: answer saliency needs a differentiable model such as LlavaModel")
+    }
+}
+
 /// The simulator backend of the token-pruning environment: encodes an image to visual tokens once
 /// and answers questions from any subset of them, many requests per call.
 public protocol VisionLanguageModel: AnyObject {
@@ -54,6 +61,10 @@ public protocol VisionLanguageModel: AnyObject {
     func flops(visualTokens: Int, textTokens: Int) -> FLOPCount
     /// Total FLOPs of answering when FastV keeps `keptAfter` visual tokens after LLM layer `layer`.
     func fastVFLOPs(visualTokens: Int, textTokens: Int, layer: Int, keptAfter: Int) -> Double
+    /// Gradient × input of log p(`answers[r]`) with respect to each kept visual token's embedding:
+    /// one array per request, aligned with `keep` (how much the right answer leans on each token,
+    /// to first order). Models without gradients throw.
+    func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]]
 }
 
 extension LlavaModel: VisionLanguageModel {
@@ -122,6 +133,33 @@ extension LlavaModel: VisionLanguageModel {
         var cache: KeyValueCache? = nil
         let hidden = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
         return logits(gatherLast(hidden, last))
+    }
+
+    public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
+        guard answers.count == requests.count else { throw VLMError.invalidInput(reason: "\(answers.count) answers for \(requests.count) requests") }
+        let vocabulary = configuration.text.vocabularySize
+        if let bad = answers.first(where: { $0 < 0 || $0 >= vocabulary }) { throw VLMError.invalidInput(reason: "answer id \(bad) outside 0..<\(vocabulary)") }
+        return try GradientTape.$isRecording.withValue(true) {
+            let (embedded, last, starts) = try requestBatch(requests)
+            let input = Parameter(embedded.detached())
+            var cache: KeyValueCache? = nil
+            let hidden = languageModel.forward(input.tensor, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
+            let logProbabilities = logits(gatherLast(hidden, last)).logSoftmax(alongAxis: -1)
+            var pick = [Float](repeating: 0, count: requests.count * vocabulary)
+            for (r, answer) in answers.enumerated() { pick[r * vocabulary + answer] = 1 }
+            (logProbabilities * Tensor(shape: [requests.count, vocabulary], scalars: pick)).sum().backward()
+            defer { for parameter in parameters { parameter.zeroGradient() } }
+            guard let gradient = input.gradient?.scalars else { throw VLMError.invalidInput(reason: "no gradient reached the inputs") }
+            let values = embedded.scalars, (length, width) = (embedded.shape[1], embedded.shape[2])
+            return requests.enumerated().map { r, request in
+                (0..<request.keep.count).map { k in
+                    let base = (r * length + starts[r] + k) * width
+                    var sum: Float = 0
+                    for d in 0..<width { sum += gradient[base + d] * values[base + d] }
+                    return sum
+                }
+            }
+        }
     }
 
     public func lastTokenAttention(_ requests: [AnswerRequest], layer: Int) throws -> [[Float]] {

@@ -75,6 +75,12 @@ import TokenPruning
         #expect(try PrunerRegistry.make("llm-attention") is AttentionPruner)
     }
 
+    @Test func saliencyKeepsTheTokenTheAnswerLeansOn() throws {
+        var g = SeededGenerator(seed: 0)
+        #expect(tokens(try SaliencyPruner().plan(try entry(3), budget: 1, simulator: simulator, generator: &g)) == [11])
+        #expect(try PrunerRegistry.make("saliency") is SaliencyPruner)
+    }
+
     @Test func oracleFindsTheTokenTheAnswerNeeds() throws {
         var g = SeededGenerator(seed: 0)
         // Task 3 of the test split is task 1003: its key token is 1003 mod 16 = 11.

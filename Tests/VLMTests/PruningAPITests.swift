@@ -54,6 +54,31 @@ struct PruningAPITests {
         #expect(attention.shape == [2, 16])
     }
 
+    @Test("answer saliency is gradient × input: the derivative of log p(answer) when a token is scaled by 1 + ε")
+    func saliency() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
+        let keep = [0, 2, 5, 7, 11]
+        let answer = 17
+        let scores = try model.answerSaliency([AnswerRequest(features: image, keep: keep, prefix: prefix, suffix: suffix)], answers: [answer])[0]
+        #expect(scores.count == keep.count)
+        func logProbability(scaling token: Int, by factor: Float) throws -> Double {
+            var values = image.scalars
+            for d in 0..<48 { values[token * 48 + d] *= factor }
+            let logits = try model.answerLogits([AnswerRequest(features: Tensor(shape: [16, 48], scalars: values), keep: keep, prefix: prefix, suffix: suffix)]).scalars.map(Double.init)
+            let top = logits.max()!
+            return logits[answer] - top - Foundation.log(logits.map { Foundation.exp($0 - top) }.reduce(0, +))
+        }
+        let epsilon: Float = 1e-2
+        for (k, token) in keep.enumerated() {
+            let numeric = (try logProbability(scaling: token, by: 1 + epsilon) - logProbability(scaling: token, by: 1 - epsilon)) / Double(2 * epsilon)
+            #expect(abs(Double(scores[k]) - numeric) < 2e-3 + 0.02 * abs(numeric), "token \(token): \(scores[k]) vs \(numeric)")
+        }
+        // No gradients are left on the model's parameters.
+        #expect(model.parameters.allSatisfy { $0.gradient == nil })
+        #expect(throws: VLMError.self) { try model.answerSaliency([AnswerRequest(features: image, keep: keep, prefix: prefix, suffix: suffix)], answers: [999]) }
+    }
+
     @Test("FLOPs follow the stated convention and reduce to FastV's 4nd² + 2n²d + 2ndm")
     func flops() {
         var c = LlavaConfiguration()
