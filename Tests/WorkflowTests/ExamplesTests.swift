@@ -25,6 +25,14 @@ struct ExamplesTests {
         }
     }
 
+    @Test("the saliency recipe in examples/ is a valid TPRL configuration")
+    func saliencyRecipe() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-saliency.json"))
+        let configuration = try JSONDecoder().decode(TPRLConfiguration.self, from: data)
+        try configuration.validate()
+        #expect(configuration.demonstrator == "saliency" && TPRLConfiguration.demonstrators.contains("saliency"))
+    }
+
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
     func rewardAblationConfig() throws {
         let configuration = try SweepConfiguration.load(Self.root.appendingPathComponent("examples/reward-ablation.json"))
