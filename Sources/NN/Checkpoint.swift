@@ -30,9 +30,12 @@ public enum Checkpoint {
     }
 
     /// Restores the model (strictly) and the optimizer; returns the generators and user metadata.
+    /// Parameters named in `optionalParameters` may be absent from the file (a training head added
+    /// after the checkpoint was written): they keep their current values and start with no
+    /// optimizer state.
     @discardableResult
     public static func load(
-        from url: URL, model: Module, optimizer: Optimizer? = nil
+        from url: URL, model: Module, optimizer: Optimizer? = nil, optionalParameters: Set<String> = []
     ) throws -> (generators: [String: SeededGenerator], metadata: [String: String]) {
         let file = try SafeTensorsFile(contentsOf: url)
         var modelState: [String: Tensor] = [:]
@@ -40,6 +43,9 @@ public enum Checkpoint {
         for name in file.tensorNames {
             if name.hasPrefix("model.") { modelState[String(name.dropFirst(6))] = try file.tensor(name) }
             if name.hasPrefix("optimizer.") { optimizerState[String(name.dropFirst(10))] = try file.tensor(name) }
+        }
+        for (name, parameter) in model.namedParameters where optionalParameters.contains(name) && modelState[name] == nil {
+            modelState[name] = parameter.value
         }
         try model.load(modelState, source: url.path)
         if let optimizer {

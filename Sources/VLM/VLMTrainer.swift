@@ -26,6 +26,10 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     public var denseWeight: Float = 0.3
     /// Weight of the routing objective (see `RoutingObjective`) in stage 2.
     public var routingWeight: Float = 1
+    /// `relation_weight`: weight of the relation probe of the routing objective (see
+    /// `RoutingObjective.relationLoss`). Configurations written before it existed trained
+    /// without it, so an absent key reads as 0; a new configuration has 1.
+    public var relationWeight: Float = 1
     /// `evaluation_interval` in the training configuration JSON (default 250).
     public var evaluationInterval = 250
     /// `evaluation_samples` in the training configuration JSON (default 500).
@@ -60,6 +64,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seed, samples, batchSize = "batch_size", learningRate = "learning_rate", minimumLearningRate = "minimum_learning_rate"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight", routingWeight = "routing_weight"
+        case relationWeight = "relation_weight"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -75,6 +80,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         warmupSteps = try value(.warmupSteps, d.warmupSteps); weightDecay = try value(.weightDecay, d.weightDecay)
         visionOnlySamples = try value(.visionOnlySamples, d.visionOnlySamples); denseWeight = try value(.denseWeight, d.denseWeight)
         routingWeight = try value(.routingWeight, d.routingWeight)
+        relationWeight = try value(.relationWeight, 0)
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
@@ -189,10 +195,16 @@ public final class DenseVisionHead: Module {
 /// - Readout: a linear probe on the answer token's output of that layer predicts, per role, the
 ///   object's colour, shape, size, row and column (when the role is one object) and the number of
 ///   objects — what the last layer needs to answer every family.
+/// - Relation: a second probe there predicts whether the first object lies left of the second and
+///   whether it lies above it. Measured without it (300k samples): every other family rose to
+///   74–95% while spatial questions stayed at chance, although the readout knew both objects'
+///   rows and columns — comparing two categorical positions was never learned from the answer alone.
 final class RoutingObjective: Module {
     let relevance: Linear
     /// The readout probe on the answer token's output of the supervised layer.
     let readout: Linear
+    /// The relation probe: first object left of the second, first above the second.
+    let relation: Linear
     let grid: Int
     /// Widths of the readout targets: per role colour, shape, size, row, column, count.
     var readoutWidths: [Int] { Array(repeating: [8, 3, 2, grid, grid, 7], count: 2).flatMap { $0 } }
@@ -205,6 +217,30 @@ final class RoutingObjective: Module {
         self.grid = grid
         relevance = Linear(hidden, 3, generator: &generator)
         readout = Linear(hidden, 2 * (8 + 3 + 2 + 2 * grid + 7), generator: &generator)
+        relation = Linear(hidden, 4, generator: &generator)
+    }
+
+    /// Relation: from the answer token's output `[B, W]` of the supervised layer, predict for
+    /// questions about two single objects whether the first lies left of the second and whether it
+    /// lies above it (two 2-way cross-entropies, averaged). Nil when no sample of the batch has two
+    /// single objects.
+    func relationLoss(_ answerHidden: Tensor, samples: [ShapesVQA.Sample]) -> Tensor? {
+        var left: [Int] = [], above: [Int] = []
+        for sample in samples {
+            let (first, second) = (sample.referents[0], sample.referents[1])
+            if first.count == 1, second.count == 1 {
+                let (a, b) = (sample.objects[first[0]], sample.objects[second[0]])
+                left.append(a.x < b.x ? 1 : 0)
+                above.append(a.y < b.y ? 1 : 0)
+            } else {
+                left.append(-1)
+                above.append(-1)
+            }
+        }
+        guard left.contains(where: { $0 >= 0 }) else { return nil }
+        let logits = relation(answerHidden)
+        return (Loss.crossEntropy(logits.sliced(alongAxis: 1, 0..<2), targets: left, ignoreIndex: -1)
+            + Loss.crossEntropy(logits.sliced(alongAxis: 1, 2..<4), targets: above, ignoreIndex: -1)) * 0.5
     }
 
     /// Readout: from the answer token's output `[B, W]` of the supervised layer, predict for each
@@ -300,8 +336,10 @@ final class RoutingObjective: Module {
         return (relevanceLoss, attentionLoss!)
     }
 
-    var namedParameters: [(name: String, parameter: Parameter)] { scoped("relevance", relevance) + scoped("readout", readout) }
-    var description: String { "RoutingObjective(\(relevance), \(readout))" }
+    var namedParameters: [(name: String, parameter: Parameter)] {
+        scoped("relevance", relevance) + scoped("readout", readout) + scoped("relation", relation)
+    }
+    var description: String { "RoutingObjective(\(relevance), \(readout), \(relation))" }
 }
 
 /// The model and the training-only heads (not part of the exported checkpoint).
@@ -394,6 +432,9 @@ public final class VLMTrainer {
     /// probe's recall on anchors and the supervised heads' mass on their targets.
     /// The readout term at the last stage-2 step.
     public private(set) var lastReadout: Float = .nan
+    /// The relation term at the last stage-2 step (NaN when the batch had no two-object question
+    /// or `relation_weight` is 0).
+    public private(set) var lastRelation: Float = .nan
     /// The routing objective's last losses, anchor recall and target attention masses (for progress and metrics).
     public private(set) var lastRouting: (relevance: Float, attention: Float, recall: Float, massFirst: Float, massSecond: Float) = (.nan, .nan, .nan, .nan, .nan)
 
@@ -470,6 +511,7 @@ public final class VLMTrainer {
             var h = embedded
             var routing: (relevance: Tensor, attention: Tensor)?
             var readout: Tensor?
+            var relation: Tensor?
             let routedLayer = max(0, language.layers.count - 2)
             for (index, layer) in language.layers.enumerated() {
                 if index == routedLayer {
@@ -483,7 +525,11 @@ public final class VLMTrainer {
                 }
                 var keys: Tensor?, values: Tensor?
                 h = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: true).output
-                if index == routedLayer { readout = module.routing.readoutLoss(model.gatherLast(h, last), samples: samples) }
+                if index == routedLayer {
+                    let answerHidden = model.gatherLast(h, last)
+                    readout = module.routing.readoutLoss(answerHidden, samples: samples)
+                    if c.relationWeight > 0 { relation = module.routing.relationLoss(answerHidden, samples: samples) }
+                }
             }
             let hidden = language.norm(h)
             let (batch, width) = (hidden.shape[0], hidden.shape[2])
@@ -501,7 +547,9 @@ public final class VLMTrainer {
             }
             let languageDense = module.languageDense.loss(rows: flat.indexSelect(visualRows, alongAxis: 0), patches: patches)
             total = total + answer + languageDense * c.denseWeight + (routing!.relevance + routing!.attention + readout!) * c.routingWeight
+            if let relation { total = total + relation * (c.routingWeight * c.relationWeight) }
             lastReadout = readout!.scalar
+            lastRelation = relation?.scalar ?? .nan
             lastRouting = (routing!.relevance.scalar, routing!.attention.scalar, module.routing.relevanceRecall,
                            module.routing.targetMass[0], module.routing.targetMass[1])
         }
@@ -529,7 +577,9 @@ public final class VLMTrainer {
     }
 
     public func load(from url: URL) throws {
-        let (generators, metadata) = try Checkpoint.load(from: url, model: module, optimizer: optimizer)
+        // Checkpoints from before the relation probe lack it: it starts fresh there.
+        let (generators, metadata) = try Checkpoint.load(from: url, model: module, optimizer: optimizer,
+                                                         optionalParameters: ["routing.relation.weight", "routing.relation.bias"])
         step = Int(metadata["step"] ?? "0") ?? 0
         if let g = generators["data"] { generator = g }
     }

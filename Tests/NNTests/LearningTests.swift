@@ -136,6 +136,46 @@ struct LearningTests {
             try Checkpoint.load(from: url, model: restored, optimizer: SGD(restored.namedParameters, learningRate: 0.1))
         }
     }
+
+    /// A model with a head added after a checkpoint was written.
+    final class Extended: Module {
+        let body: MLP, head: Linear
+        init(generator: inout SeededGenerator) {
+            body = MLP(sizes: [4, 16, 1], generator: &generator)
+            head = Linear(16, 2, generator: &generator)
+        }
+        var namedParameters: [(name: String, parameter: Parameter)] { scoped("body", body) + scoped("head", head) }
+        var description: String { "Extended" }
+    }
+
+    @Test("a checkpoint without a newly added head loads only when the head is declared optional")
+    func optionalParameters() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let url = directory.appendingPathComponent("checkpoint.safetensors")
+        var g = testGenerator(3)
+        let old = MLP(sizes: [4, 16, 1], generator: &g)
+        let oldOptimizer = Adam.adamW(scoped("body", old), learningRate: 1e-2)
+        _ = Self.train(old, oldOptimizer, &g, TrainingContext(generator: g.fork()), steps: 3)
+        final class Wrapper: Module {
+            let body: MLP
+            init(_ body: MLP) { self.body = body }
+            var namedParameters: [(name: String, parameter: Parameter)] { scoped("body", body) }
+            var description: String { "Wrapper" }
+        }
+        try Checkpoint.save(model: Wrapper(old), optimizer: oldOptimizer, to: url)
+
+        let extended = Extended(generator: &g)
+        let headBefore = extended.head.weight.value.scalars
+        #expect(throws: ModuleError.self) {
+            try Checkpoint.load(from: url, model: extended, optimizer: Adam.adamW(extended.namedParameters, learningRate: 1e-2))
+        }
+        let optimizer = Adam.adamW(extended.namedParameters, learningRate: 1e-2)
+        try Checkpoint.load(from: url, model: extended, optimizer: optimizer, optionalParameters: ["head.weight", "head.bias"])
+        #expect(extended.body.namedParameters.map(\.parameter.value.scalars) == old.namedParameters.map(\.parameter.value.scalars))
+        #expect(extended.head.weight.value.scalars == headBefore)
+        #expect(optimizer.stepCount == 3)
+    }
 }
 
 extension Array {

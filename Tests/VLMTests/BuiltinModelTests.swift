@@ -37,3 +37,17 @@ import TestSupport
         #expect(full["overall"]! - pruned["overall"]! >= 0.1, "a random 11% of the tokens: \(pruned) vs \(full)")
     }
 }
+
+/// The training recipe's configuration file.
+@Suite struct VLMTrainingConfigurationTests {
+    @Test("the relation probe is on for new runs and off for configurations written before it")
+    func relationWeightDefaults() throws {
+        #expect(VLMTrainingConfiguration().relationWeight == 1)
+        let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000, "routing_weight": 1}"#.utf8))
+        #expect(old.relationWeight == 0 && old.samples == 300000)
+        let written = try JSONEncoder().encode(VLMTrainingConfiguration())
+        let text = String(decoding: written, as: UTF8.self)
+        #expect(text.contains("\"relation_weight\":1"))
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: written) == VLMTrainingConfiguration())
+    }
+}
