@@ -209,10 +209,32 @@ public final class OraclePruner: TokenPruner {
     }
 }
 
+/// Keeps the tokens the task's grounding annotation marks as showing the question's objects
+/// (`PruningTask.relevantTokens`: for ShapesVQA each object's anchor first, then its other
+/// patches), then fills the budget by class-token attention — the token-level analogue of the
+/// region annotations grounding datasets provide. It reads the annotation, so like the oracle and
+/// saliency it is a demonstrator and a reference row, not an efficiency method; it is cheap (no
+/// model call), so demonstrations from it come in the thousands.
+public final class GroundingPruner: TokenPruner {
+    public let name = "grounding"
+    /// A grounding pruner.
+    public init() {}
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        guard let relevant = entry.task.relevantTokens else {
+            throw PrunerError.needsAnnotation(name: name)
+        }
+        let n = simulator.tokenCount
+        let first = relevant.filter { $0 >= 0 && $0 < n }
+        let chosen = Set(first)
+        let rest = (0..<n).filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
+        return .tokens(Array((first + rest).prefix(max(1, budget))).sorted())
+    }
+}
+
 /// Pruners by command-line name.
 public enum PrunerRegistry {
     /// The names `make` knows.
-    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "oracle"]
+    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "grounding", "oracle"]
 
     public static func make(_ name: String) throws -> any TokenPruner {
         switch name {
@@ -225,6 +247,7 @@ public enum PrunerRegistry {
         case "fastv": return FastVPruner()
         case "llm-attention": return AttentionPruner()
         case "saliency": return SaliencyPruner()
+        case "grounding": return GroundingPruner()
         case "oracle": return OraclePruner()
         default:
             throw PrunerError.unknown(name: name, known: names)
@@ -235,8 +258,12 @@ public enum PrunerRegistry {
 /// An unknown pruner name, with the known ones.
 public enum PrunerError: Error, CustomStringConvertible {
     case unknown(name: String, known: [String])
+    /// The pruner reads the grounding annotation (`PruningTask.relevantTokens`) and the task has none.
+    case needsAnnotation(name: String)
     public var description: String {
         switch self {
+        case let .needsAnnotation(name):
+            return "pruner '\(name)' needs tasks with a grounding annotation (PruningTask.relevantTokens) and this task source gives none; use saliency or vispruner instead"
         case let .unknown(name, known): return "unknown pruner '\(name)'; known: \(known.joined(separator: ", ")) (and tprl for a trained policy)"
         }
     }

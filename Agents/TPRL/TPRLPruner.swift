@@ -18,14 +18,20 @@ public final class TPRLPruner: TokenPruner {
     public let configuration: TokenPruningConfiguration
     /// Keep by threshold τ (ignoring the budget) instead of top-k.
     public var threshold: Float?
+    /// The simulator whose encoder the policy was trained with, when it differs from the
+    /// evaluation's (each policy directory has its own autoencoder); nil uses the evaluation's.
+    public let ownSimulator: PruningSimulator?
     /// One environment per (simulator, split), reused to build observations.
     private var environments: [String: TokenPruningEnvironment] = [:]
 
-    /// The policy as a pruner (top-k unless `threshold` is set).
-    public init(network: TPRLActorCritic, configuration: TokenPruningConfiguration, name: String = "tprl") {
+    /// The policy as a pruner (top-k unless `threshold` is set). `simulator`, if given, supplies
+    /// the observations (its encoder is the policy's); the plan applies to any simulator of the
+    /// same model and tasks.
+    public init(network: TPRLActorCritic, configuration: TokenPruningConfiguration, name: String = "tprl", simulator: PruningSimulator? = nil) {
         self.network = network
         self.configuration = configuration
         self.name = name
+        ownSimulator = simulator
     }
 
     /// The flat observation row of the first step of `entry` with `budget` as the target.
@@ -51,6 +57,12 @@ public final class TPRLPruner: TokenPruner {
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        if let own = ownSimulator, own !== simulator {
+            guard own.tokenCount == simulator.tokenCount else {
+                throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
+            }
+            return try plan(try own.entries([entry.index], split: entry.split)[0], budget: budget, simulator: own, generator: &generator)
+        }
         let share = Double(budget) / Double(simulator.tokenCount)
         if let threshold {
             // The paper's threshold inference: at each of the episode's steps keep the tokens

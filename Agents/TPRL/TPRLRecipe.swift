@@ -18,10 +18,13 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var autoencoderImages = 200
     /// Epochs over those images.
     public var autoencoderEpochs = 4
+    /// Width of the autoencoder's token code (`code_width`); nil is D/16, the paper's ratio.
+    public var codeWidth: Int?
     /// The demonstrators behaviour cloning can imitate: VisPruner (the paper's), the leave-one-out
-    /// oracle, or the language model's own attention (`AttentionPruner`).
-    public static let demonstrators = ["vispruner", "oracle", "llm-attention", "saliency"]
-    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, `oracle`, `llm-attention`);
+    /// oracle, the language model's own attention (`AttentionPruner`), gradient saliency
+    /// (`SaliencyPruner`) or the dataset's grounding annotation (`GroundingPruner`).
+    public static let demonstrators = ["vispruner", "oracle", "llm-attention", "saliency", "grounding"]
+    /// Demonstration episodes and their demonstrator (`vispruner` as the paper, or another of `demonstrators`);
     /// 0 skips behaviour cloning (PPO from a random initialisation).
     public var demonstrations = 600
     /// Which pruner demonstrates (`demonstrators`).
@@ -52,7 +55,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         case seed, autoencoderImages = "autoencoder_images", autoencoderEpochs = "autoencoder_epochs", demonstrations, demonstrator
         case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
         case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", entropyCoefficient = "entropy_coefficient"
-        case budgetConditioned = "budget_conditioned", environment, width
+        case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width"
     }
 
     public init(from decoder: Decoder) throws {
@@ -73,11 +76,13 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         budgetConditioned = try c.decodeIfPresent(Bool.self, forKey: .budgetConditioned) ?? d.budgetConditioned
         environment = try c.decodeIfPresent(TokenPruningConfiguration.self, forKey: .environment) ?? d.environment
         width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
+        codeWidth = try c.decodeIfPresent(Int.self, forKey: .codeWidth) ?? d.codeWidth
     }
 
     /// Throws `AgentError.invalidConfiguration` naming the first impossible setting.
     public func validate() throws {
         func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "tprl", reason: reason) }
+        if let codeWidth, codeWidth < 1 { throw fail("code_width must be ≥ 1, got \(codeWidth)") }
         if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
         if demonstrations != 0 && demonstrations < 2 { throw fail("demonstrations must be 0 (no behaviour cloning) or ≥ 2, got \(demonstrations)") }
         if !Self.demonstrators.contains(demonstrator) {
@@ -199,7 +204,7 @@ public enum TPRLRecipe {
         try c.validate()
         var generator = SeededGenerator(seed: c.seed)
         var autoencoderGenerator = generator.fork()
-        let autoencoder = TokenAutoencoder(inputWidth: model.tokenWidth, generator: &autoencoderGenerator)
+        let autoencoder = TokenAutoencoder(inputWidth: model.tokenWidth, codeWidth: c.codeWidth, generator: &autoencoderGenerator)
         let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth))
         log("1/4 autoencoder on the tokens of \(c.autoencoderImages) training images")
         let errors = try TokenAutoencoderTraining.train(autoencoder, simulator: rawSimulator, images: c.autoencoderImages,

@@ -20,9 +20,15 @@ public struct PruningTask: Sendable {
     public var family: String
     /// The question's words (the query the policy sees), without special tokens.
     public var query: [Int]
+    /// Grounding annotation, when the source has one: the visual-token slots that show what the
+    /// question is about, most important first (for ShapesVQA: the anchors of the question's
+    /// objects, then their other patches; empty when the question names no object in the image).
+    /// Nil when the source does not annotate. Only label-informed demonstrators read it.
+    public var relevantTokens: [Int]?
 
     /// A task.
-    public init(pixels: [Float], imageSize: Int, prefix: [Int], suffix: [Int], answer: Int, family: String, query: [Int]) {
+    public init(pixels: [Float], imageSize: Int, prefix: [Int], suffix: [Int], answer: Int, family: String, query: [Int],
+                relevantTokens: [Int]? = nil) {
         self.pixels = pixels
         self.imageSize = imageSize
         self.prefix = prefix
@@ -30,6 +36,7 @@ public struct PruningTask: Sendable {
         self.answer = answer
         self.family = family
         self.query = query
+        self.relevantTokens = relevantTokens
     }
 }
 
@@ -58,7 +65,21 @@ public struct ShapesVQATasks: PruningTaskSource {
         let sample = dataset.sample(index, split: ShapesVQA.Split(rawValue: split) ?? .train)
         let suffix = prompt.suffix(question: sample.question)
         return PruningTask(pixels: sample.pixels, imageSize: dataset.imageSize, prefix: prompt.prefix(question: sample.question), suffix: suffix,
-                           answer: prompt.tokenizer.id(sample.answer), family: sample.family.rawValue, query: Array(suffix.dropLast()))
+                           answer: prompt.tokenizer.id(sample.answer), family: sample.family.rawValue, query: Array(suffix.dropLast()),
+                           relevantTokens: Self.relevantTokens(sample))
+    }
+
+    /// The anchors of the question's objects (first role, then second), then every other patch
+    /// whose centre one of them covers, in raster order.
+    static func relevantTokens(_ sample: ShapesVQA.Sample) -> [Int] {
+        let objects = sample.referents[0] + sample.referents[1]
+        let anchors = objects.map { sample.anchors[$0] }
+        let chosen = Set(objects)
+        let covered = sample.patchObjects.indices.filter { patch in
+            sample.patchObjects[patch].map { chosen.contains($0) } ?? false
+        }
+        var seen = Set<Int>()
+        return (anchors + covered).filter { seen.insert($0).inserted }
     }
 
     public func word(_ id: Int) -> String { id >= 0 && id < prompt.tokenizer.count ? prompt.tokenizer.tokens[id] : "<\(id)>" }

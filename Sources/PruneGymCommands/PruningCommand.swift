@@ -66,8 +66,12 @@ enum PruningCommand {
         for item in args.values["policies"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
-            let (network, files) = try TPRLPolicyFiles.load(from: URL(fileURLWithPath: parts[1]), simulator: simulator)
-            pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0]))
+            // Each policy observes through its own autoencoder.
+            let directory = URL(fileURLWithPath: parts[1])
+            let own = PruningSimulator(model: simulator.model, source: simulator.source,
+                                       encoder: try TokenAutoencoder.load(from: directory.appendingPathComponent("autoencoder.safetensors")))
+            let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
+            pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own))
         }
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)

@@ -87,8 +87,8 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
 }
 
 /// The tasks `ScriptedVisionLanguageModel` answers: task i (offset by 500 on validation and 1000
-/// on test) has key token i mod 16, answer 1 + i mod 5, family "even"/"odd" by i's parity, and
-/// an image whose pixels are all (i mod 100)/100.
+/// on test) has key token i mod 16 (also its grounding annotation), answer 1 + i mod 5, family
+/// "even"/"odd" by i's parity, and an image whose pixels are all (i mod 100)/100.
 public struct ScriptedTasks: PruningTaskSource {
     /// The scripted tasks.
     public init() {}
@@ -97,7 +97,8 @@ public struct ScriptedTasks: PruningTaskSource {
         let offset = split == "test" ? 1000 : split == "validation" ? 500 : 0
         let i = index + offset
         return PruningTask(pixels: [Float](repeating: Float(i % 100) / 100, count: 3 * 4 * 4), imageSize: 4, prefix: [i % 16],
-                           suffix: [1 + i % 5], answer: 1 + i % 5, family: i % 2 == 0 ? "even" : "odd", query: [i % 16])
+                           suffix: [1 + i % 5], answer: 1 + i % 5, family: i % 2 == 0 ? "even" : "odd", query: [i % 16],
+                           relevantTokens: [i % 16])
     }
 
     public func word(_ id: Int) -> String { "w\(id)" }

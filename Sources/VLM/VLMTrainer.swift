@@ -30,6 +30,11 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// `RoutingObjective.relationLoss`). Configurations written before it existed trained
     /// without it, so an absent key reads as 0; a new configuration has 1.
     public var relationWeight: Float = 1
+    /// `object_subset_share`: of the pruned training samples, the share whose subset is
+    /// object-centred (every anchor, then the objects' other patches, then background, cut at a
+    /// random size) instead of anchors plus a uniform random share — the kind of subset the
+    /// importance-based pruners keep. Absent in older configurations, which read as 0.
+    public var objectSubsetShare: Float = 0.5
     /// `evaluation_interval` in the training configuration JSON (default 250).
     public var evaluationInterval = 250
     /// `evaluation_samples` in the training configuration JSON (default 500).
@@ -64,7 +69,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seed, samples, batchSize = "batch_size", learningRate = "learning_rate", minimumLearningRate = "minimum_learning_rate"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight", routingWeight = "routing_weight"
-        case relationWeight = "relation_weight"
+        case relationWeight = "relation_weight", objectSubsetShare = "object_subset_share"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -81,6 +86,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         visionOnlySamples = try value(.visionOnlySamples, d.visionOnlySamples); denseWeight = try value(.denseWeight, d.denseWeight)
         routingWeight = try value(.routingWeight, d.routingWeight)
         relationWeight = try value(.relationWeight, 0)
+        objectSubsetShare = try value(.objectSubsetShare, 0)
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
@@ -495,7 +501,16 @@ public final class VLMTrainer {
                 if generator.bernoulli(0.5) {
                     let share = 0.05 + 0.95 * generator.nextDouble()
                     let anchors = Set(sample.anchors)
-                    keeps.append((0..<tokens).filter { anchors.contains($0) || generator.nextDouble() < share })
+                    if c.objectSubsetShare > 0 && generator.nextDouble() < Double(c.objectSubsetShare) {
+                        // Object-centred: anchors, then object patches, then background, each in random order.
+                        let objectPatches = generator.permutation(tokens).filter { !anchors.contains($0) && sample.patchObjects[$0] != nil }
+                        let background = generator.permutation(tokens).filter { !anchors.contains($0) && sample.patchObjects[$0] == nil }
+                        let count = max(anchors.count, Int((share * Double(tokens)).rounded()))
+                        let ordered = anchors.sorted() + objectPatches + background
+                        keeps.append(Array(ordered.prefix(count)).sorted())
+                    } else {
+                        keeps.append((0..<tokens).filter { anchors.contains($0) || generator.nextDouble() < share })
+                    }
                 } else {
                     keeps.append(Array(0..<tokens))
                 }

@@ -3,6 +3,7 @@ import Gym
 import TensorCore
 import Testing
 import TokenPruning
+import PruneGymTesting
 @testable import Pruners
 
 @Suite struct PrunerTests {
@@ -79,6 +80,45 @@ import TokenPruning
         var g = SeededGenerator(seed: 0)
         #expect(tokens(try SaliencyPruner().plan(try entry(3), budget: 1, simulator: simulator, generator: &g)) == [11])
         #expect(try PrunerRegistry.make("saliency") is SaliencyPruner)
+    }
+
+    @Test func groundingKeepsTheAnnotatedTokensThenClassAttention() throws {
+        var g = SeededGenerator(seed: 0)
+        // Task 3 of the test split is annotated with its key token 11; the fill is by class attention (0, 1, …).
+        #expect(tokens(try GroundingPruner().plan(try entry(3), budget: 3, simulator: simulator, generator: &g)) == [0, 1, 11])
+        #expect(tokens(try GroundingPruner().plan(try entry(3), budget: 1, simulator: simulator, generator: &g)) == [11])
+        #expect(try PrunerRegistry.make("grounding") is GroundingPruner)
+        struct Unannotated: PruningTaskSource {
+            func task(_ index: Int, split: String) -> PruningTask {
+                var task = ScriptedTasks().task(index, split: split)
+                task.relevantTokens = nil
+                return task
+            }
+            func word(_ id: Int) -> String { "w\(id)" }
+        }
+        let plain = PruningSimulator(model: model, source: Unannotated(), encoder: IdentityTokenEncoder(width: 8))
+        let error = #expect(throws: PrunerError.self) {
+            try GroundingPruner().plan(try plain.entries([3], split: "test")[0], budget: 3, simulator: plain, generator: &g)
+        }
+        #expect(String(describing: error!).contains("grounding annotation"))
+    }
+
+    @Test("ShapesVQA tasks are annotated with the anchors, then the other patches, of the question's objects")
+    func shapesVQAGroundingAnnotation() throws {
+        let source = ShapesVQATasks()
+        var checked = 0
+        for index in 0..<40 {
+            let sample = source.dataset.sample(index, split: .test)
+            let relevant = try #require(source.task(index, split: "test").relevantTokens)
+            let objects = sample.referents[0] + sample.referents[1]
+            #expect(Set(relevant).count == relevant.count)
+            #expect(Array(relevant.prefix(Set(objects.map { sample.anchors[$0] }).count)) == objects.map { sample.anchors[$0] }.reduce(into: [Int]()) { if !$0.contains($1) { $0.append($1) } })
+            let rest = relevant.dropFirst(Set(objects.map { sample.anchors[$0] }).count)
+            #expect(rest.allSatisfy { patch in sample.patchObjects[patch].map { objects.contains($0) } ?? false })
+            #expect(rest.count == sample.patchObjects.indices.filter { p in sample.patchObjects[p].map { objects.contains($0) } ?? false }.filter { !relevant.prefix(relevant.count - rest.count).contains($0) }.count)
+            if !objects.isEmpty { checked += 1 }
+        }
+        #expect(checked > 20)
     }
 
     @Test func oracleFindsTheTokenTheAnswerNeeds() throws {

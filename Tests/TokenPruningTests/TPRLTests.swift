@@ -163,5 +163,11 @@ import TestSupport
         let row = try pruner.firstObservation(entry, simulator: artifacts.simulator, budget: 0.25)
         let x = Tensor(shape: [1, row.count], scalars: row)
         #expect(loaded.keepLogits(x).scalars == artifacts.network.keepLogits(x).scalars)
+        // Evaluated through another encoder's simulator, a policy with its own simulator still
+        // observes through its own autoencoder: the same plan.
+        let other = PruningSimulator(model: model, source: FakeTasks(), encoder: IdentityTokenEncoder(width: model.tokenWidth))
+        let own = TPRLPruner(network: loaded, configuration: configuration.environment, simulator: simulator)
+        let otherEntry = try other.entries([0], split: "test")[0]
+        #expect(try own.plan(otherEntry, budget: 4, simulator: other, generator: &g) == .tokens(kept))
     }
 }
