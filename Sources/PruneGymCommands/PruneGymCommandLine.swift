@@ -46,32 +46,37 @@ nonisolated(unsafe) var agentRegistry = AgentRegistry.standard
 public enum PruneGymCommandLine {
     /// Runs the command in `arguments` and exits: 0 on success, 1 (with the error on stderr) otherwise.
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst()), agents: AgentRegistry = .standard) -> Never {
-        agentRegistry = agents
         do {
-            switch arguments.first {
-            case "train": try TrainCommand.run(Array(arguments.dropFirst()))
-            case "eval": try EvalCommand.run(Array(arguments.dropFirst()))
-            case "check-env": try CheckEnvCommand.run(Array(arguments.dropFirst()))
-            case "replay": try ReplayCommand.run(Array(arguments.dropFirst()))
-            case "vlm": try VLMCommand.run(Array(arguments.dropFirst()))
-            case "quickstart": try PruningCommand.quickstart(Array(arguments.dropFirst()))
-            case "eval-pruning": try PruningCommand.evalPruning(Array(arguments.dropFirst()))
-            case "tprl": try PruningCommand.tprl(Array(arguments.dropFirst()))
-            case "ae": try PruningCommand.autoencoder(Array(arguments.dropFirst()))
-            case "sweep": try SweepCommand.run(Array(arguments.dropFirst()))
-            case "report": try SweepCommand.report(Array(arguments.dropFirst()))
-            case "rerun": try RerunCommand.run(Array(arguments.dropFirst()))
-            case "data": try DataCommand.run(Array(arguments.dropFirst()))
-            case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
-            case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
-            case nil, "--help", "-h", "help": print(overview)
-            case let other?:
-                throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, sweep, report, rerun, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
-            }
+            try run(arguments, agents: agents)
         } catch {
             FileHandle.standardError.write(Data("error: \(error)\n".utf8))
             exit(1)
         }
         exit(0)
+    }
+
+    /// Runs the command in `arguments`, throwing its error (for tests and embedding).
+    public static func run(_ arguments: [String], agents: AgentRegistry = .standard) throws {
+        agentRegistry = agents
+        switch arguments.first {
+        case "train": try TrainCommand.run(Array(arguments.dropFirst()))
+        case "eval": try EvalCommand.run(Array(arguments.dropFirst()))
+        case "check-env": try CheckEnvCommand.run(Array(arguments.dropFirst()))
+        case "replay": try ReplayCommand.run(Array(arguments.dropFirst()))
+        case "vlm": try VLMCommand.run(Array(arguments.dropFirst()))
+        case "quickstart": try PruningCommand.quickstart(Array(arguments.dropFirst()))
+        case "eval-pruning": try PruningCommand.evalPruning(Array(arguments.dropFirst()))
+        case "tprl": try PruningCommand.tprl(Array(arguments.dropFirst()))
+        case "ae": try PruningCommand.autoencoder(Array(arguments.dropFirst()))
+        case "sweep": try SweepCommand.run(Array(arguments.dropFirst()))
+        case "report": try SweepCommand.report(Array(arguments.dropFirst()))
+        case "rerun": try RerunCommand.run(Array(arguments.dropFirst()))
+        case "data": try DataCommand.run(Array(arguments.dropFirst()))
+        case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
+        case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
+        case nil, "--help", "-h", "help": print(overview)
+        case let other?:
+            throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, sweep, report, rerun, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
+        }
     }
 }

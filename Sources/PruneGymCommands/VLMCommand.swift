@@ -30,7 +30,7 @@ enum VLMCommand {
     }
 
     static let trainHelp = """
-        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--config FILE.json] [--samples N] [--quiet]
+        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--config FILE.json] [--samples N] [--stop-after N] [--quiet]
 
         Trains the built-in LLaVA-architecture model on ShapesVQA (stage 1: a dense vision objective;
         stage 2: answers), evaluating each question family on the validation split as it goes
@@ -44,24 +44,28 @@ enum VLMCommand {
           --run-dir RUN      training run directory (default runs/vlm-train-<seed>)
           --config FILE      VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …)
           --samples N        training samples (overrides the config)
+          --stop-after N     stop (with a checkpoint, without writing DIR) once N samples are done;
+                             a later run continues from there, e.g. with another --config
 
         example:
           swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
         """
 
     static func train(_ arguments: [String]) throws {
-        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"], options: ["out", "seed", "run-dir", "config", "samples"])
+        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"], options: ["out", "seed", "run-dir", "config", "samples", "stop-after"])
         if args.flag("help") { print(trainHelp); return }
         var configuration = args.string("config", default: "").isEmpty ? VLMTrainingConfiguration() : try readJSON(VLMTrainingConfiguration.self, from: args.string("config", default: ""))
         configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
         configuration.samples = try args.integer("samples", default: configuration.samples, range: 1...100_000_000)
         let out = URL(fileURLWithPath: args.string("out", default: "models/shapes-llava"))
         let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(configuration.seed)")))
-        try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"))
+        let stopAfter = args.values["stop-after"] == nil ? nil : try args.integer("stop-after", default: 0, range: 1...100_000_000)
+        try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"), stopAfter: stopAfter)
     }
 
-    /// Trains (or resumes) the model of `configuration` in `run` and writes it to `out`.
-    static func trainModel(_ configuration: VLMTrainingConfiguration, out: URL, run: RunDirectory, quiet: Bool) throws {
+    /// Trains (or resumes) the model of `configuration` in `run` and writes it to `out`; with
+    /// `stopAfter`, stops at the first checkpointed step with at least that many samples, without writing `out`.
+    static func trainModel(_ configuration: VLMTrainingConfiguration, out: URL, run: RunDirectory, quiet: Bool, stopAfter: Int? = nil) throws {
         try run.create()
         try run.writeConfig(configuration, kind: "vlm-train")
         let trainer = VLMTrainer(configuration: configuration)
@@ -75,7 +79,8 @@ enum VLMCommand {
         let progress = quiet ? nil : ProgressBar(total: trainer.totalSteps * configuration.batchSize, label: "vlm", start: trainer.step * configuration.batchSize)
         var recent: [Float] = []
         var lastAccuracy = "–"
-        while trainer.step < trainer.totalSteps {
+        let lastStep = min(trainer.totalSteps, stopAfter.map { ($0 + configuration.batchSize - 1) / configuration.batchSize } ?? .max)
+        while trainer.step < lastStep {
             let losses = try trainer.trainStep()
             recent.append(losses.answer.isNaN ? losses.dense : losses.answer)
             if recent.count > 20 { recent.removeFirst() }
@@ -93,10 +98,15 @@ enum VLMCommand {
                 try metrics.append(row)
                 try writeCurve(run)
             }
-            if step % configuration.checkpointInterval == 0 || step == trainer.totalSteps { try trainer.save(to: checkpoint) }
+            if step % configuration.checkpointInterval == 0 || step == trainer.totalSteps || step == lastStep { try trainer.save(to: checkpoint) }
             let mean = recent.reduce(0, +) / Float(max(1, recent.count))
             let r = trainer.lastRouting
             progress?.update(step * configuration.batchSize, status: String(format: "loss %.3f, recall %.2f, mass %.2f/%.2f, val %@", mean, r.recall, r.massFirst, r.massSecond, lastAccuracy))
+        }
+        if trainer.step < trainer.totalSteps {
+            if progress != nil { print("") }
+            print("stopped after \(trainer.step * configuration.batchSize) samples (step \(trainer.step) of \(trainer.totalSteps)); the checkpoint is in \(run.checkpointsURL.path): rerun without --stop-after to continue")
+            return
         }
         try export(trainer, to: out)
     }

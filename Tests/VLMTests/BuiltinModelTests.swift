@@ -40,11 +40,12 @@ import TestSupport
 
 /// The training recipe's configuration file.
 @Suite struct VLMTrainingConfigurationTests {
-    @Test("the relation probe is on for new runs and off for configurations written before it")
+    @Test("the relation probe and object-centred subsets are on for new runs and off for configurations written before them")
     func relationWeightDefaults() throws {
         #expect(VLMTrainingConfiguration().relationWeight == 1)
         let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000, "routing_weight": 1}"#.utf8))
-        #expect(old.relationWeight == 0 && old.samples == 300000)
+        #expect(old.relationWeight == 0 && old.objectSubsetShare == 0 && old.samples == 300000)
+        #expect(VLMTrainingConfiguration().objectSubsetShare == 0.5)
         let written = try JSONEncoder().encode(VLMTrainingConfiguration())
         let text = String(decoding: written, as: UTF8.self)
         #expect(text.contains("\"relation_weight\":1"))
