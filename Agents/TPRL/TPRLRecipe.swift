@@ -20,6 +20,9 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var autoencoderEpochs = 4
     /// Width of the autoencoder's token code (`code_width`); nil is D/16, the paper's ratio.
     public var codeWidth: Int?
+    /// What the policy observes of each token (`encoder`): `autoencoder` (the paper's state
+    /// compression) or `identity` (the raw D-wide token — the "no autoencoder" ablation).
+    public var encoder = "autoencoder"
     /// The demonstrators behaviour cloning can imitate: VisPruner (the paper's), the leave-one-out
     /// oracle, the language model's own attention (`AttentionPruner`), gradient saliency
     /// (`SaliencyPruner`) or the dataset's grounding annotation (`GroundingPruner`).
@@ -55,7 +58,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         case seed, autoencoderImages = "autoencoder_images", autoencoderEpochs = "autoencoder_epochs", demonstrations, demonstrator
         case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
         case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", entropyCoefficient = "entropy_coefficient"
-        case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width"
+        case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width", encoder
     }
 
     public init(from decoder: Decoder) throws {
@@ -77,11 +80,13 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         environment = try c.decodeIfPresent(TokenPruningConfiguration.self, forKey: .environment) ?? d.environment
         width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
         codeWidth = try c.decodeIfPresent(Int.self, forKey: .codeWidth) ?? d.codeWidth
+        encoder = try c.decodeIfPresent(String.self, forKey: .encoder) ?? d.encoder
     }
 
     /// Throws `AgentError.invalidConfiguration` naming the first impossible setting.
     public func validate() throws {
         func fail(_ reason: String) -> AgentError { .invalidConfiguration(agent: "tprl", reason: reason) }
+        if !["autoencoder", "identity"].contains(encoder) { throw fail("encoder must be autoencoder or identity, got '\(encoder)'") }
         if let codeWidth, codeWidth < 1 { throw fail("code_width must be ≥ 1, got \(codeWidth)") }
         if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
         if demonstrations != 0 && demonstrations < 2 { throw fail("demonstrations must be 0 (no behaviour cloning) or ≥ 2, got \(demonstrations)") }
@@ -183,12 +188,14 @@ public enum Demonstrations {
 /// What the recipe produced.
 public struct TPRLArtifacts {
     /// The trained token autoencoder E (state compression, paper §3.1).
-    public let autoencoder: TokenAutoencoder
+    /// Nil for the `identity` encoder (the policy then observes the raw tokens).
+    public let autoencoder: TokenAutoencoder?
     /// The trained policy and value network.
     public let network: TPRLActorCritic
     /// The simulator with `autoencoder` as its encoder (what the policy observes).
     public let simulator: PruningSimulator
-    /// Reconstruction error of the autoencoder on validation tokens (1 = predicting the mean token).
+    /// Reconstruction error of the autoencoder on validation tokens (1 = predicting the mean
+    /// token; 0 for the identity encoder).
     public let autoencoderError: Float
     /// Behaviour cloning's per-epoch metrics.
     public let behaviorCloning: [[(String, Double)]]
@@ -204,18 +211,26 @@ public enum TPRLRecipe {
         try c.validate()
         var generator = SeededGenerator(seed: c.seed)
         var autoencoderGenerator = generator.fork()
-        let autoencoder = TokenAutoencoder(inputWidth: model.tokenWidth, codeWidth: c.codeWidth, generator: &autoencoderGenerator)
         let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth))
-        log("1/4 autoencoder on the tokens of \(c.autoencoderImages) training images")
-        let errors = try TokenAutoencoderTraining.train(autoencoder, simulator: rawSimulator, images: c.autoencoderImages,
+        let autoencoder: TokenAutoencoder?
+        var errors: (training: Float, validation: Float) = (0, 0)
+        if c.encoder == "identity" {
+            autoencoder = nil
+            log("1/4 no autoencoder: the policy observes the raw \(model.tokenWidth)-wide tokens")
+        } else {
+            let trained = TokenAutoencoder(inputWidth: model.tokenWidth, codeWidth: c.codeWidth, generator: &autoencoderGenerator)
+            log("1/4 autoencoder on the tokens of \(c.autoencoderImages) training images")
+            errors = try TokenAutoencoderTraining.train(trained, simulator: rawSimulator, images: c.autoencoderImages,
                                                         epochs: c.autoencoderEpochs, seed: c.seed, log: log)
-        log(String(format: "    validation reconstruction error %.4f (1 = predicting the mean token)", errors.validation))
-        let simulator = PruningSimulator(model: model, source: source, encoder: autoencoder)
+            log(String(format: "    validation reconstruction error %.4f (1 = predicting the mean token)", errors.validation))
+            autoencoder = trained
+        }
+        let simulator = autoencoder.map { PruningSimulator(model: model, source: source, encoder: $0) } ?? rawSimulator
 
         var environmentConfiguration = c.environment
         if !c.budgetConditioned && environmentConfiguration.budgetChoices.count > 1 { environmentConfiguration.budgetChoices = [] }
         let environment = try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed)
-        let layout = TokenPruningLayout(tokenCount: simulator.tokenCount, codeWidth: autoencoder.codeWidth, queryWidth: model.tokenWidth,
+        let layout = TokenPruningLayout(tokenCount: simulator.tokenCount, codeWidth: simulator.encoder.codeWidth, queryWidth: model.tokenWidth,
                                         maxSteps: environmentConfiguration.maxSteps)
         var networkGenerator = generator.fork()
         let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned, generator: &networkGenerator)
@@ -286,13 +301,30 @@ public struct TPRLPolicyFiles: Codable {
 
     public static func save(_ artifacts: TPRLArtifacts, configuration: TPRLConfiguration, to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        try artifacts.autoencoder.save(to: directory.appendingPathComponent("autoencoder.safetensors"))
+        let autoencoderURL = directory.appendingPathComponent("autoencoder.safetensors")
+        if let autoencoder = artifacts.autoencoder {
+            try autoencoder.save(to: autoencoderURL)
+        } else if FileManager.default.fileExists(atPath: autoencoderURL.path) {
+            try FileManager.default.removeItem(at: autoencoderURL)  // an identity-encoder policy has none
+        }
         try artifacts.network.save(to: directory.appendingPathComponent("policy.safetensors"), metadata: ["kind": "tprl", "version": "1"])
         let files = TPRLPolicyFiles(prunegymVersion: PruneGymVersion.current, configuration: configuration, layout: artifacts.network.layout,
                                     autoencoderValidationError: artifacts.autoencoderError)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(files), to: directory.appendingPathComponent("tprl.json"))
+    }
+
+    /// The encoder the policy in `directory` observes through: its `autoencoder.safetensors`, or
+    /// the identity for a policy trained with `"encoder": "identity"`.
+    public static func encoder(in directory: URL, tokenWidth: Int) throws -> any TokenEncoder {
+        let url = directory.appendingPathComponent("autoencoder.safetensors")
+        if !FileManager.default.fileExists(atPath: url.path),
+           let data = try? Data(contentsOf: directory.appendingPathComponent("tprl.json")),
+           let files = try? JSONDecoder().decode(TPRLPolicyFiles.self, from: data), files.configuration.encoder == "identity" {
+            return IdentityTokenEncoder(width: tokenWidth)
+        }
+        return try TokenAutoencoder.load(from: url)
     }
 
     /// Loads the policy in `directory`; its layout must match `simulator`'s tokens and encoder.

@@ -69,7 +69,7 @@ enum PruningCommand {
             // Each policy observes through its own autoencoder.
             let directory = URL(fileURLWithPath: parts[1])
             let own = PruningSimulator(model: simulator.model, source: simulator.source,
-                                       encoder: try TokenAutoencoder.load(from: directory.appendingPathComponent("autoencoder.safetensors")))
+                                       encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
             let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
             pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own))
         }

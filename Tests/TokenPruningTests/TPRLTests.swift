@@ -136,6 +136,29 @@ import TestSupport
         #expect(before.1 == after.1)
     }
 
+    /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
+    /// autoencoder file but loads back through the identity.
+    @Test func identityEncoderAblation() throws {
+        var configuration = TPRLConfiguration()
+        configuration.encoder = "identity"
+        configuration.demonstrations = 6
+        configuration.behaviorCloningEpochs = 1
+        configuration.ppoUpdates = 0
+        configuration.width = 16
+        configuration.environment.datasetSize = 20
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        #expect(artifacts.autoencoder == nil)
+        #expect(artifacts.network.layout.codeWidth == model.tokenWidth)
+        let directory = try makeTemporaryDirectory()
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("autoencoder.safetensors").path))
+        let encoder = try TPRLPolicyFiles.encoder(in: directory, tokenWidth: model.tokenWidth)
+        #expect(encoder is IdentityTokenEncoder)
+        _ = try TPRLPolicyFiles.load(from: directory, simulator: PruningSimulator(model: model, source: FakeTasks(), encoder: encoder))
+        configuration.encoder = "pca"
+        #expect(throws: AgentError.self) { try configuration.validate() }
+    }
+
     /// Behaviour cloning on VisPruner demonstrations and a few PPO updates run end to end on the
     /// fake model, and the policy serves every budget through `TPRLPruner`.
     @Test func recipeRunsEndToEnd() throws {
