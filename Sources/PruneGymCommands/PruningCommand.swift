@@ -19,9 +19,10 @@ enum PruningCommand {
 
         options:
           --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
-          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, llm-attention
-                              (the LLM's own attention; a full pass first: a reference, not a method), oracle, tprl
-                              (default all but oracle; tprl when a policy exists)
+          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, tprl, and the
+                              references (not efficiency methods): llm-attention (the LLM's own attention
+                              after a full pass), saliency and grounding (label-informed), oracle
+                              (default the methods, without references; tprl when a policy exists)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --oracle-questions N  questions for the oracle (default 100)
@@ -156,7 +157,8 @@ extension PruningCommand {
         paper), behaviour cloning, PPO in TokenPruning-v0. Writes the policy to DIR (tprl.json,
         policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
         CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
-        budget_conditioned, environment: {alpha, beta, task_score, …}). By default one policy serves
+        budget_conditioned, code_width, encoder: autoencoder|identity, environment: {alpha, beta,
+        task_score, …}); demonstrators: vispruner, saliency, grounding, llm-attention, oracle. By default one policy serves
         every budget (the budget is an input); --budget B trains a policy for that budget alone.
 
         example:
