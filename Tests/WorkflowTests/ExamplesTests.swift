@@ -25,12 +25,12 @@ struct ExamplesTests {
         }
     }
 
-    @Test("the saliency recipe in examples/ is a valid TPRL configuration")
-    func saliencyRecipe() throws {
-        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-saliency.json"))
+    @Test("the saliency and grounding recipes in examples/ are valid TPRL configurations", arguments: ["saliency", "grounding"])
+    func demonstratorRecipe(_ demonstrator: String) throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-\(demonstrator).json"))
         let configuration = try JSONDecoder().decode(TPRLConfiguration.self, from: data)
         try configuration.validate()
-        #expect(configuration.demonstrator == "saliency" && TPRLConfiguration.demonstrators.contains("saliency"))
+        #expect(configuration.demonstrator == demonstrator && TPRLConfiguration.demonstrators.contains(demonstrator))
     }
 
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
