@@ -135,6 +135,8 @@ extension LlavaModel: VisionLanguageModel {
         return logits(gatherLast(hidden, last))
     }
 
+    /// Gradient × input of each request's `answers` log-probability with respect to each kept visual
+    /// token (one forward and one backward pass of the language model for the whole batch).
     public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
         guard answers.count == requests.count else { throw VLMError.invalidInput(reason: "\(answers.count) answers for \(requests.count) requests") }
         let vocabulary = configuration.text.vocabularySize
