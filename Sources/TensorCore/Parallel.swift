@@ -1,3 +1,4 @@
+import COpenBLAS
 import Dispatch
 import Foundation
 import Synchronization
@@ -96,6 +97,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     func run(parts: Int, _ body: (Int) -> Void) {
+        prunegym_flush_subnormals()
         guard workerCount > 0, parts > 1, busy.compareExchange(expected: false, desired: true, ordering: .acquiring).exchanged else {
             for part in 0..<parts { body(part) }
             return
@@ -123,6 +125,7 @@ final class WorkerPool: @unchecked Sendable {
     }
 
     private func workerLoop() {
+        prunegym_flush_subnormals()
         var seen = 0
         while true {
             let deadline = DispatchTime.now().uptimeNanoseconds + Self.spinNanoseconds
