@@ -224,8 +224,8 @@ public final class GroundingPruner: TokenPruner {
             throw PrunerError.needsAnnotation(name: name)
         }
         let n = simulator.tokenCount
-        let first = relevant.filter { $0 >= 0 && $0 < n }
-        let chosen = Set(first)
+        var chosen = Set<Int>()
+        let first = relevant.filter { $0 >= 0 && $0 < n && chosen.insert($0).inserted }  // in range, first occurrence
         let rest = (0..<n).filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
         return .tokens(Array((first + rest).prefix(max(1, budget))).sorted())
     }
