@@ -318,21 +318,22 @@ public struct TPRLPolicyFiles: Codable {
     /// The encoder the policy in `directory` observes through: its `autoencoder.safetensors`, or
     /// the identity for a policy trained with `"encoder": "identity"`.
     public static func encoder(in directory: URL, tokenWidth: Int) throws -> any TokenEncoder {
-        let url = directory.appendingPathComponent("autoencoder.safetensors")
-        if !FileManager.default.fileExists(atPath: url.path),
-           let data = try? Data(contentsOf: directory.appendingPathComponent("tprl.json")),
-           let files = try? JSONDecoder().decode(TPRLPolicyFiles.self, from: data), files.configuration.encoder == "identity" {
-            return IdentityTokenEncoder(width: tokenWidth)
-        }
-        return try TokenAutoencoder.load(from: url)
+        if try read(directory).configuration.encoder == "identity" { return IdentityTokenEncoder(width: tokenWidth) }
+        return try TokenAutoencoder.load(from: directory.appendingPathComponent("autoencoder.safetensors"))
+    }
+
+    /// The `tprl.json` of `directory`.
+    static func read(_ directory: URL) throws -> TPRLPolicyFiles {
+        let url = directory.appendingPathComponent("tprl.json")
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch { throw FileError(path: url.path, reason: "cannot read the file; train a policy with `prunegym tprl train`") }
+        return try JSONDecoder().decode(TPRLPolicyFiles.self, from: data)
     }
 
     /// Loads the policy in `directory`; its layout must match `simulator`'s tokens and encoder.
     public static func load(from directory: URL, simulator: PruningSimulator) throws -> (network: TPRLActorCritic, files: TPRLPolicyFiles) {
         let url = directory.appendingPathComponent("tprl.json")
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw FileError(path: url.path, reason: "cannot read the file; train a policy with `prunegym tprl train`") }
-        let files = try JSONDecoder().decode(TPRLPolicyFiles.self, from: data)
+        let files = try read(directory)
         guard files.layout.tokenCount == simulator.tokenCount, files.layout.codeWidth == simulator.encoder.codeWidth,
               files.layout.queryWidth == simulator.model.tokenWidth else {
             throw FileError(path: url.path, reason: "the policy expects \(files.layout.tokenCount) tokens of code width \(files.layout.codeWidth) and query width \(files.layout.queryWidth); the simulator has \(simulator.tokenCount), \(simulator.encoder.codeWidth), \(simulator.model.tokenWidth)")
