@@ -3,7 +3,7 @@ import TensorCore
 
 /// A training run on disk: `runs/<name>/`
 /// - `config.json` — the full configuration (written once, atomically);
-/// - `metrics.csv` — one row per update, columns fixed by the first row;
+/// - `metrics.csv` — one row per update, columns fixed by the first row (a new column extends them);
 /// - `checkpoints/update-NNNNNN/` — `agent.safetensors` + `trainer.json`, and `checkpoints/latest`
 ///   naming the newest complete one (written last, atomically, so a crash never leaves a
 ///   half-written checkpoint as the latest).
@@ -194,11 +194,23 @@ public final class MetricsLog {
         rowCount = kept.count - 1
     }
 
-    /// Appends one row; the first row ever written fixes the columns.
+    /// Appends one row; the first row ever written fixes the columns, and a later row with a new
+    /// column extends them (earlier rows get an empty field).
     public func append(_ row: [(String, Double)]) throws {
         if columns == nil {
             columns = row.map(\.0)
             try AtomicFile.write(Data((columns!.joined(separator: ",") + "\n").utf8), to: url)
+        }
+        let added = row.map(\.0).filter { !columns!.contains($0) }
+        if !added.isEmpty {
+            // A column the header lacks (a resumed run whose recipe gained a term): extend the
+            // header and give the earlier rows empty fields, so nothing is dropped.
+            let text = (try? String(contentsOf: url, encoding: .utf8)) ?? ""
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: true).map(String.init)
+            let padding = String(repeating: ",", count: added.count)
+            columns! += added
+            let rewritten = [columns!.joined(separator: ",")] + lines.dropFirst().map { $0 + padding }
+            try AtomicFile.write(Data((rewritten.joined(separator: "\n") + "\n").utf8), to: url)
         }
         let values = Dictionary(row, uniquingKeysWith: { $1 })
         let line = columns!.map { name in values[name].map { Self.format($0) } ?? "" }.joined(separator: ",") + "\n"

@@ -91,7 +91,7 @@ enum VLMCommand {
                 var row: [(String, Double)] = [("step", Double(step)), ("samples", Double(step * configuration.batchSize)),
                                                ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense)),
                                                ("relevance_loss", Double(trainer.lastRouting.relevance)), ("attention_loss", Double(trainer.lastRouting.attention)), ("readout_loss", Double(trainer.lastReadout)),
-                                               ("relation_loss", Double(trainer.lastRelation)),
+                                               ("relation_loss", Double(trainer.lastRelation)), ("asked_loss", Double(trainer.lastAsked)),
                                                ("anchor_recall", Double(trainer.lastRouting.recall)), ("target_mass_first", Double(trainer.lastRouting.massFirst)),
                                                ("target_mass_second", Double(trainer.lastRouting.massSecond))]
                 for family in ["overall"] + ShapesVQA.Family.allCases.map(\.rawValue) { row.append(("accuracy_\(family)", accuracy[family] ?? .nan)) }

@@ -16,6 +16,11 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     public var minimumLearningRate: Float = 3e-5
     /// `warmup_steps` in the training configuration JSON (default 150).
     public var warmupSteps = 150
+    /// `schedule_start`: the sample count where the learning-rate schedule (warm-up, then cosine
+    /// to `samples`) begins. 0 (the default) spreads it over the whole run; a later stage that
+    /// continues a finished run sets it to where that run ended, for a warm restart (SGDR).
+    /// Samples before it follow a cycle of the same shape of their own.
+    public var scheduleStart = 0
     /// `weight_decay` in the training configuration JSON (default 0.01).
     public var weightDecay: Float = 0.01
     /// Samples of stage 1, where only the dense vision objective trains (a miniature of LLaVA's
@@ -30,6 +35,10 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// `RoutingObjective.relationLoss`). Configurations written before it existed trained
     /// without it, so an absent key reads as 0; a new configuration has 1.
     public var relationWeight: Float = 1
+    /// `asked_relation_weight`: weight of the asked-relation probe (see
+    /// `RoutingObjective.askedLoss`): at the same layer, which relation a spatial question asks
+    /// and whether it holds. Absent in older configurations, which read as 0; a new one has 1.
+    public var askedRelationWeight: Float = 1
     /// `object_subset_share`: of the pruned training samples, the share whose subset is
     /// object-centred (every anchor, then the objects' other patches, then background, cut at a
     /// random size) instead of anchors plus a uniform random share — the kind of subset the
@@ -70,6 +79,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case seed, samples, batchSize = "batch_size", learningRate = "learning_rate", minimumLearningRate = "minimum_learning_rate"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight", routingWeight = "routing_weight"
         case relationWeight = "relation_weight", objectSubsetShare = "object_subset_share"
+        case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -86,6 +96,8 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         visionOnlySamples = try value(.visionOnlySamples, d.visionOnlySamples); denseWeight = try value(.denseWeight, d.denseWeight)
         routingWeight = try value(.routingWeight, d.routingWeight)
         relationWeight = try value(.relationWeight, 0)
+        askedRelationWeight = try value(.askedRelationWeight, 0)
+        scheduleStart = try value(.scheduleStart, 0)
         objectSubsetShare = try value(.objectSubsetShare, 0)
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
@@ -214,6 +226,8 @@ final class RoutingObjective: Module {
     let readout: Linear
     /// The relation probe: first object left of the second, first above the second.
     let relation: Linear
+    /// The asked-relation probe: which of the four relations a spatial question asks, and its truth.
+    let asked: Linear
     let grid: Int
     /// Widths of the readout targets: per role colour, shape, size, row, column, count.
     var readoutWidths: [Int] { Array(repeating: [8, 3, 2, grid, grid, 7], count: 2).flatMap { $0 } }
@@ -227,6 +241,28 @@ final class RoutingObjective: Module {
         relevance = Linear(hidden, 3, generator: &generator)
         readout = Linear(hidden, 2 * (8 + 3 + 2 + 2 * grid + 7), generator: &generator)
         relation = Linear(hidden, 4, generator: &generator)
+        asked = Linear(hidden, 6, generator: &generator)
+    }
+
+    /// The relations of `ShapesVQA`'s spatial questions, in the order of the asked-relation probe.
+    static let relationWords = ["left of", "right of", "above", "below"]
+
+    /// Asked relation: from the answer token's output `[B, W]` of the supervised layer, predict for
+    /// spatial questions which relation the question asks (4-way) and whether it holds (2-way),
+    /// averaged. The relation probe alone taught that layer both comparisons (its loss fell to
+    /// about 0.1) while the answers stayed at chance: the last layer never learned to pick the
+    /// comparison the question's word names. Nil when the batch has no spatial question.
+    func askedLoss(_ answerHidden: Tensor, samples: [ShapesVQA.Sample]) -> Tensor? {
+        var word: [Int] = [], truth: [Int] = []
+        for sample in samples {
+            let index = sample.family == .spatial ? Self.relationWords.firstIndex { sample.question.contains(" \($0) ") } : nil
+            word.append(index ?? -1)
+            truth.append(index == nil ? -1 : sample.answer == "yes" ? 1 : 0)
+        }
+        guard word.contains(where: { $0 >= 0 }) else { return nil }
+        let logits = asked(answerHidden)
+        return (Loss.crossEntropy(logits.sliced(alongAxis: 1, 0..<4), targets: word, ignoreIndex: -1)
+            + Loss.crossEntropy(logits.sliced(alongAxis: 1, 4..<6), targets: truth, ignoreIndex: -1)) * 0.5
     }
 
     /// Relation: from the answer token's output `[B, W]` of the supervised layer, predict for
@@ -346,9 +382,9 @@ final class RoutingObjective: Module {
     }
 
     var namedParameters: [(name: String, parameter: Parameter)] {
-        scoped("relevance", relevance) + scoped("readout", readout) + scoped("relation", relation)
+        scoped("relevance", relevance) + scoped("readout", readout) + scoped("relation", relation) + scoped("asked", asked)
     }
-    var description: String { "RoutingObjective(\(relevance), \(readout), \(relation))" }
+    var description: String { "RoutingObjective(\(relevance), \(readout), \(relation), \(asked))" }
 }
 
 /// The model and the training-only heads (not part of the exported checkpoint).
@@ -444,11 +480,25 @@ public final class VLMTrainer {
     /// The relation term at the last stage-2 step (NaN when the batch had no two-object question
     /// or `relation_weight` is 0).
     public private(set) var lastRelation: Float = .nan
+    /// The asked-relation term at the last stage-2 step (NaN when the batch had no spatial
+    /// question or `asked_relation_weight` is 0).
+    public private(set) var lastAsked: Float = .nan
     /// The routing objective's last losses, anchor recall and target attention masses (for progress and metrics).
     public private(set) var lastRouting: (relevance: Float, attention: Float, recall: Float, massFirst: Float, massSecond: Float) = (.nan, .nan, .nan, .nan, .nan)
 
     /// Steps of the whole run.
     public var totalSteps: Int { configuration.samples / configuration.batchSize }
+
+    /// The learning rate at `step`: warm-up then cosine over `[schedule_start, samples)`; steps
+    /// before `schedule_start` follow their own cycle of the same shape over `[0, schedule_start)`.
+    func learningRate(atStep step: Int) -> Float {
+        let c = configuration
+        let start = min(max(0, c.scheduleStart / c.batchSize), max(0, totalSteps - 1))
+        let (origin, span) = step < start ? (0, start) : (start, totalSteps - start)
+        let schedule = CosineSchedule(peak: c.learningRate, minimum: c.minimumLearningRate, totalSteps: max(1, span),
+                                      warmupSteps: min(c.warmupSteps, max(1, span) / 2))
+        return schedule.learningRate(atStep: step - origin)
+    }
 
     /// A trainer with a fresh model (`load` resumes a checkpoint).
     public init(configuration: VLMTrainingConfiguration) {
@@ -483,9 +533,7 @@ public final class VLMTrainer {
     /// One optimisation step on the next batch; returns (total, answer, dense) losses.
     public func trainStep() throws -> (total: Float, answer: Float, dense: Float) {
         let c = configuration
-        let schedule = CosineSchedule(peak: c.learningRate, minimum: c.minimumLearningRate, totalSteps: totalSteps,
-                                      warmupSteps: min(c.warmupSteps, totalSteps / 2))
-        optimizer.learningRate = schedule.learningRate(atStep: step)
+        optimizer.learningRate = learningRate(atStep: step)
         let first = step * c.batchSize
         let samples = (first..<(first + c.batchSize)).map { dataset.sample($0, split: .train) }
         let images = pixels(samples)
@@ -530,6 +578,7 @@ public final class VLMTrainer {
             var routing: (relevance: Tensor, attention: Tensor)?
             var readout: Tensor?
             var relation: Tensor?
+            var asked: Tensor?
             let routedLayer = max(0, language.layers.count - 2)
             for (index, layer) in language.layers.enumerated() {
                 if index == routedLayer {
@@ -547,6 +596,7 @@ public final class VLMTrainer {
                     let answerHidden = model.gatherLast(h, last)
                     readout = module.routing.readoutLoss(answerHidden, samples: samples)
                     if c.relationWeight > 0 { relation = module.routing.relationLoss(answerHidden, samples: samples) }
+                    if c.askedRelationWeight > 0 { asked = module.routing.askedLoss(answerHidden, samples: samples) }
                 }
             }
             let hidden = language.norm(h)
@@ -566,6 +616,8 @@ public final class VLMTrainer {
             let languageDense = module.languageDense.loss(rows: flat.indexSelect(visualRows, alongAxis: 0), patches: patches)
             total = total + answer + languageDense * c.denseWeight + (routing!.relevance + routing!.attention + readout!) * c.routingWeight
             if let relation { total = total + relation * (c.routingWeight * c.relationWeight) }
+            if let asked { total = total + asked * (c.routingWeight * c.askedRelationWeight) }
+            lastAsked = asked?.scalar ?? .nan
             lastReadout = readout!.scalar
             lastRelation = relation?.scalar ?? .nan
             lastRouting = (routing!.relevance.scalar, routing!.attention.scalar, module.routing.relevanceRecall,
@@ -595,9 +647,10 @@ public final class VLMTrainer {
     }
 
     public func load(from url: URL) throws {
-        // Checkpoints from before the relation probe lack it: it starts fresh there.
+        // Checkpoints from before the relation probes lack them: they start fresh there.
         let (generators, metadata) = try Checkpoint.load(from: url, model: module, optimizer: optimizer,
-                                                         optionalParameters: ["routing.relation.weight", "routing.relation.bias"])
+                                                         optionalParameters: ["routing.relation.weight", "routing.relation.bias",
+                                                                              "routing.asked.weight", "routing.asked.bias"])
         step = Int(metadata["step"] ?? "0") ?? 0
         if let g = generators["data"] { generator = g }
     }

@@ -52,6 +52,23 @@ struct TensorBoardTests {
         }
     }
 
+    @Test("a row with a new column extends metrics.csv's header; earlier rows get empty fields")
+    func newColumnExtendsHeader() throws {
+        let directory = try makeTemporaryDirectory("metrics-new-column")
+        let url = directory.appendingPathComponent("metrics.csv")
+        let log = try MetricsLog(url: url, writesTensorBoard: false)
+        try log.append([("step", 1), ("x", 10)])
+        try log.append([("step", 2), ("x", 20), ("y", 0.5)])
+        let resumed = try MetricsLog(url: url, writesTensorBoard: false)
+        try resumed.append([("step", 3), ("y", 1.5), ("x", 30)])
+        let (columns, rows) = try MetricsLog.read(url)
+        #expect(columns == ["step", "x", "y"])
+        #expect(rows.count == 3)
+        #expect(rows[0][0] == 1 && rows[0][1] == 10 && rows[0][2].isNaN)
+        #expect(rows[1] == [2, 20, 0.5])
+        #expect(rows[2] == [3, 30, 1.5])
+    }
+
     @Test("a resumed log starts a new file with SessionLog.START at the resumed step")
     func resumeWritesNewFile() throws {
         let directory = try makeTemporaryDirectory("tensorboard-resume")

@@ -50,5 +50,50 @@ import TestSupport
         let text = String(decoding: written, as: UTF8.self)
         #expect(text.contains("\"relation_weight\":1"))
         #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: written) == VLMTrainingConfiguration())
+        #expect(VLMTrainingConfiguration().askedRelationWeight == 1 && VLMTrainingConfiguration().scheduleStart == 0)
+        #expect(old.askedRelationWeight == 0 && old.scheduleStart == 0)
+    }
+
+    @Test("schedule_start restarts the warm-up and cosine there; 0 keeps one schedule over the run")
+    func warmRestart() throws {
+        var c = VLMTrainingConfiguration()
+        (c.samples, c.batchSize, c.warmupSteps, c.learningRate, c.minimumLearningRate) = (3200, 32, 10, 1e-3, 1e-5)
+        c.textLayers = 1; c.visionLayers = 1
+        let single = VLMTrainer(configuration: c)
+        c.scheduleStart = 1600
+        let restarted = VLMTrainer(configuration: c)
+        // One schedule: warm-up over 10 steps, peak at 10, minimum at the last step.
+        #expect(single.learningRate(atStep: 0) == 0)
+        #expect(abs(single.learningRate(atStep: 10) - 1e-3) < 1e-9)
+        #expect(abs(single.learningRate(atStep: 100) - 1e-5) < 1e-9)
+        // Restarted at sample 1600 (step 50): two cycles of the same shape.
+        #expect(restarted.learningRate(atStep: 50) == 0)
+        #expect(abs(restarted.learningRate(atStep: 60) - 1e-3) < 1e-9)
+        #expect(abs(restarted.learningRate(atStep: 100) - 1e-5) < 1e-9)
+        #expect(abs(restarted.learningRate(atStep: 49) - 1e-5) < 1e-5 * 0.2)
+        #expect(abs(restarted.learningRate(atStep: 10) - 1e-3) < 1e-9)
+    }
+
+    @Test("the asked-relation probe's targets: the relation word and the answer of spatial questions only")
+    func askedRelationTargets() throws {
+        let dataset = ShapesVQA(imageSize: 64, patchSize: 4)
+        let samples = (0..<200).map { dataset.sample($0, split: .train) }
+        let spatial = samples.filter { $0.family == .spatial }
+        let other = samples.filter { $0.family != .spatial }
+        #expect(spatial.count >= 10)
+        var generator = SeededGenerator(seed: 1)
+        let routing = RoutingObjective(hidden: 8, grid: dataset.gridSize, generator: &generator)
+        #expect(routing.askedLoss(Tensor.zeros([other.count, 8]), samples: other) == nil)
+        // Zero features and a zero probe: each cross-entropy is ln(classes), ln 4 and ln 2.
+        routing.asked.weight.value = Tensor.zeros(routing.asked.weight.value.shape)
+        routing.asked.bias!.value = Tensor.zeros(routing.asked.bias!.value.shape)
+        let loss = try #require(routing.askedLoss(Tensor.zeros([samples.count, 8]), samples: samples))
+        #expect(abs(loss.scalar - Float((log(4.0) + log(2.0)) / 2)) < 1e-5)
+        // Every spatial question names exactly one of the four relations and is answered yes or no.
+        for sample in spatial {
+            #expect(RoutingObjective.relationWords.filter { sample.question.contains(" \($0) ") }.count == 1, "\(sample.question)")
+            #expect(["yes", "no"].contains(sample.answer), "\(sample.question)")
+        }
+        #expect(Set(spatial.compactMap { s in RoutingObjective.relationWords.firstIndex { s.question.contains(" \($0) ") } }).count == 4)
     }
 }
