@@ -103,7 +103,28 @@ public enum PruningReport {
         return lines.joined(separator: "\n")
     }
 
-    /// Writes results.csv, results.json and accuracy-vs-tokens.svg to `out`.
+    /// The compute-matched view: for each compute level (every distinct FLOPs figure of the
+    /// results, rounded to MFLOPs), each method's best mean accuracy among its budgets that cost
+    /// no more; "–" where every budget of the method costs more. Methods that prune inside the
+    /// language model (FastV) keep every token through their first layers, so equal token counts
+    /// are not equal compute; this table compares them at equal FLOPs.
+    public static func computeMatchedTable(_ results: [PruningResult]) -> String {
+        let all = rows(results).filter { !$0.subset }
+        let order = all.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
+        let levels = Array(Set(all.map { ($0.flops / 1e6).rounded() })).sorted()
+        var lines = ["| GFLOPs at most | " + order.joined(separator: " | ") + " |", "|---|" + order.map { _ in "---|" }.joined()]
+        for level in levels {
+            let cells = order.map { method -> String in
+                let fitting = all.filter { $0.method == method && ($0.flops / 1e6).rounded() <= level }
+                guard let best = fitting.max(by: { meanStd($0.accuracy).0 < meanStd($1.accuracy).0 }) else { return "–" }
+                return String(format: "%.1f (%.0f%%)", 100 * meanStd(best.accuracy).0, 100 * best.budget)
+            }
+            lines.append("| \(String(format: "%.3f", level / 1e3)) | " + cells.joined(separator: " | ") + " |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// Writes results.csv, results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to `out`.
     public static func write(_ results: [PruningResult], to out: URL) throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
@@ -122,5 +143,13 @@ public enum PruningReport {
         let svg = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs retained visual tokens", xLabel: "visual tokens kept (of 256)",
                                     yLabel: "accuracy (%)", series: series)
         try AtomicFile.write(Data(svg.utf8), to: out.appendingPathComponent("accuracy-vs-tokens.svg"))
+        let flopsSeries = Dictionary(grouping: rows(results), by: \.method).sorted { $0.key < $1.key }.map { method, rows -> SVGPlot.Series in
+            let sorted = rows.sorted { $0.flops < $1.flops }
+            let points: [(x: Double, y: Double)] = sorted.map { row in (x: row.flops / 1e9, y: 100 * meanStd(row.accuracy).0) }
+            return SVGPlot.Series(name: method, points: points)
+        }
+        let flopsSVG = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs compute per answer", xLabel: "GFLOPs per answer (vision + projector + prefill + answer)",
+                                         yLabel: "accuracy (%)", series: flopsSeries)
+        try AtomicFile.write(Data(flopsSVG.utf8), to: out.appendingPathComponent("accuracy-vs-flops.svg"))
     }
 }

@@ -144,3 +144,30 @@ import PruneGymTesting
         do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
     }
 }
+
+/// The report's compute-matched table, on hand-made results.
+@Suite struct ComputeMatchedTableTests {
+    static func result(_ method: String, _ budget: Double, accuracy: Double, gflops: Double, subset: Bool = false) -> PruningResult {
+        PruningResult(method: method, budget: budget, seed: 0, questions: 100, accuracy: accuracy, accuracyPerFamily: [:],
+                      meanTokens: budget * 256, flops: gflops * 1e9, latencyMilliseconds: 1, subset: subset)
+    }
+
+    @Test("each cell is the method's best accuracy among budgets costing at most the row's FLOPs; – when none fits")
+    func bestWithinCompute() throws {
+        let results = [
+            Self.result("cls", 1, accuracy: 0.80, gflops: 0.342), Self.result("cls", 0.333, accuracy: 0.75, gflops: 0.153),
+            Self.result("cls", 0.111, accuracy: 0.70, gflops: 0.103),
+            Self.result("fastv", 1, accuracy: 0.80, gflops: 0.342), Self.result("fastv", 0.333, accuracy: 0.79, gflops: 0.200),
+            Self.result("fastv", 0.111, accuracy: 0.74, gflops: 0.163),
+            Self.result("oracle", 0.111, accuracy: 0.99, gflops: 0.050, subset: true),
+        ]
+        let lines = PruningReport.computeMatchedTable(results).split(separator: "\n").map(String.init)
+        #expect(lines[0] == "| GFLOPs at most | cls | fastv |")
+        #expect(lines.count == 2 + 5)
+        #expect(lines[2] == "| 0.103 | 70.0 (11%) | – |")
+        #expect(lines[3] == "| 0.153 | 75.0 (33%) | – |")
+        #expect(lines[4] == "| 0.163 | 75.0 (33%) | 74.0 (11%) |")
+        #expect(lines[5] == "| 0.200 | 75.0 (33%) | 79.0 (33%) |")
+        #expect(lines[6] == "| 0.342 | 80.0 (100%) | 80.0 (100%) |")
+    }
+}
