@@ -65,6 +65,17 @@ public final class MultiHeadAttention: Module {
         _ x: Tensor, keyPaddingMask: Tensor? = nil, causal: Bool = false,
         rotary: (cos: Tensor, sin: Tensor)? = nil, additiveMask: Tensor? = nil, context: TrainingContext? = nil
     ) -> (output: Tensor, weights: Tensor) {
+        let (output, weights) = attention(x, keyPaddingMask: keyPaddingMask, causal: causal, rotary: rotary, additiveMask: additiveMask,
+                                          context: context, needsWeights: true)
+        return (output, weights!)
+    }
+
+    /// `attend`, with the probabilities only when `needsWeights` (without them, inference runs the
+    /// blocked kernel `Tensor.scaledDotProductAttentionOutput`).
+    func attention(
+        _ x: Tensor, keyPaddingMask: Tensor?, causal: Bool, rotary: (cos: Tensor, sin: Tensor)?, additiveMask: Tensor?,
+        context: TrainingContext?, needsWeights: Bool
+    ) -> (output: Tensor, weights: Tensor?) {
         precondition(x.rank == 3 && x.shape[2] == modelSize, "MultiHeadAttention(\(modelSize)): input must be [batch, tokens, \(modelSize)], got \(x.shape)")
         let (batch, tokens) = (x.shape[0], x.shape[1])
         var q = queryProjection(x), k = keyProjection(x)
@@ -77,14 +88,19 @@ public final class MultiHeadAttention: Module {
                 .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
         }
         let mask = Self.combinedMask(batch: batch, tokens: tokens, keyPaddingMask: keyPaddingMask, causal: false, additive: additiveMask)
-        let attended: Tensor, weights: Tensor
+        let attended: Tensor, weights: Tensor?
+        let fusedMask = mask.map { $0.rank == 4 ? $0 : $0.reshaped(to: [1, 1] + $0.shape) }
         if context != nil && dropout.probability > 0 {
             (attended, weights) = Self.composedAttention(
                 q, k, v, heads: headCount, keyValueHeads: keyValueHeadCount, mask: mask, causal: causal, dropout: dropout, context: context)
+        } else if !needsWeights {
+            attended = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
+                                                              additiveMask: fusedMask, causal: causal)
+            weights = nil
         } else {
             (attended, weights) = Tensor.scaledDotProductAttention(
                 query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
-                additiveMask: mask.map { $0.rank == 4 ? $0 : $0.reshaped(to: [1, 1] + $0.shape) }, causal: causal)
+                additiveMask: fusedMask, causal: causal)
         }
         return (outputProjection(attended), weights)
     }
@@ -121,7 +137,7 @@ public final class MultiHeadAttention: Module {
         _ x: Tensor, keyPaddingMask: Tensor? = nil, causal: Bool = false,
         rotary: (cos: Tensor, sin: Tensor)? = nil, context: TrainingContext? = nil
     ) -> Tensor {
-        attend(x, keyPaddingMask: keyPaddingMask, causal: causal, rotary: rotary, context: context).output
+        attention(x, keyPaddingMask: keyPaddingMask, causal: causal, rotary: rotary, additiveMask: nil, context: context, needsWeights: false).output
     }
 
     /// The additive mask (0 or −∞) for padding and causality, or nil when there is none.

@@ -109,4 +109,75 @@ extension Tensor {
         }
         return (output, weights)
     }
+
+    /// The output of `scaledDotProductAttention` alone, without the `[B, heads, T, S]`
+    /// probabilities: for inference, where nothing reads them. Query rows go through in blocks of
+    /// 32, whose scores stay in a per-thread scratch buffer (a cache-sized slice instead of the
+    /// whole probability tensor written to memory and read back). Same arguments, same result;
+    /// inputs that take part in autograd use `scaledDotProductAttention`, whose backward needs the
+    /// probabilities.
+    public static func scaledDotProductAttentionOutput(
+        query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int,
+        scale: Float? = nil, additiveMask: Tensor? = nil, causal: Bool = false
+    ) -> Tensor {
+        if query.node != nil || key.node != nil || value.node != nil {
+            return scaledDotProductAttention(query: query, key: key, value: value, heads: heads, keyValueHeads: keyValueHeads,
+                                             scale: scale, additiveMask: additiveMask, causal: causal).output
+        }
+        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: query/key/value must be [B, T, heads·D], got \(query.shape), \(key.shape), \(value.shape)")
+        precondition(heads > 0 && keyValueHeads > 0 && heads % keyValueHeads == 0, "attention: \(heads) heads not divisible into \(keyValueHeads) key/value heads")
+        let (batch, t, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let s = key.shape[1]
+        precondition(width % heads == 0, "attention: query width \(width) not divisible by \(heads) heads")
+        let d = width / heads
+        let kvWidth = keyValueHeads * d
+        precondition(key.shape == [batch, s, kvWidth] && value.shape == [batch, s, kvWidth],
+                     "attention: key \(key.shape) and value \(value.shape) must be [\(batch), \(s), \(kvWidth)]")
+        let group = heads / keyValueHeads
+        let alpha = scale ?? 1 / Float(d).squareRoot()
+        var maskStrides = (b: 0, h: 0, t: 0)
+        if let mask = additiveMask {
+            precondition(
+                mask.rank == 4 && mask.shape[3] == s && [1, batch].contains(mask.shape[0]) && [1, heads].contains(mask.shape[1]) && [1, t].contains(mask.shape[2]),
+                "attention: mask \(mask.shape) must be [\(batch) or 1, \(heads) or 1, \(t) or 1, \(s)]")
+            let strides = Broadcast.contiguousStrides(mask.shape)
+            maskStrides = (mask.shape[0] == 1 ? 0 : strides[0], mask.shape[1] == 1 ? 0 : strides[1], mask.shape[2] == 1 ? 0 : strides[2])
+        }
+        let output = Tensor(uninitializedShape: [batch, t, width])
+        let q = query.storage.base, k = key.storage.base, v = value.storage.base
+        let o = output.storage.base
+        let m = additiveMask?.storage.base
+        let block = 32
+        let flopsPerTask = 4 * group * t * s * d
+        Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
+            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * s)
+            defer { scratch.deallocate() }
+            for task in range {
+                let (b, kvh) = (task / keyValueHeads, task % keyValueHeads)
+                let kb = k + b * s * kvWidth + kvh * d, vb = v + b * s * kvWidth + kvh * d
+                for h in (kvh * group)..<((kvh + 1) * group) {
+                    for first in stride(from: 0, to: t, by: block) {
+                        let rows = Swift.min(block, t - first)
+                        BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: s, k: d, alpha: alpha,
+                                  a: q + (b * t + first) * width + h * d, lda: width, b: kb, ldb: kvWidth, c: scratch, ldc: s)
+                        for r in 0..<rows {
+                            let i = first + r
+                            let row = scratch + r * s
+                            if let m {
+                                let maskRow = m + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t
+                                for j in 0..<s { row[j] += maskRow[j] }
+                            }
+                            if causal && i + 1 < s {
+                                for j in (i + 1)..<s { row[j] = -.infinity }
+                            }
+                            FastMath.softmaxInPlace(row, count: s)
+                        }
+                        BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: d, k: s,
+                                  a: scratch, lda: s, b: vb, ldb: kvWidth, c: o + (b * t + first) * width + h * d, ldc: width)
+                    }
+                }
+            }
+        }
+        return output
+    }
 }

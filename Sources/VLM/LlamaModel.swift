@@ -50,9 +50,10 @@ public final class LlamaAttention: Module {
     ///   - rotary: cos/sin `[T, D]` or `[B, T, D]` for the new tokens' positions.
     ///   - cache: this layer's cached keys/values, extended in place when given.
     ///   - causal: mask later positions (prefill; a single decode step attends to everything cached).
+    ///   - needsWeights: return the probabilities (else nil, and inference runs the blocked kernel).
     /// - Returns: the output `[B, T, hidden]` and the attention probabilities `[B, heads, T, S]`.
-    func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool)
-        -> (output: Tensor, weights: Tensor) {
+    func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool,
+                        needsWeights: Bool = true) -> (output: Tensor, weights: Tensor?) {
         let (batch, tokens) = (x.shape[0], x.shape[1])
         let q = queryProjection(x).reshaped(to: [batch, tokens, headCount, headDimension])
             .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
@@ -72,9 +73,15 @@ public final class LlamaAttention: Module {
             for i in 0..<tokens { for j in (offset + i + 1)..<max(s, offset + i + 1) { values[i * s + j] = -.infinity } }
             mask = Tensor(shape: [1, 1, tokens, s], scalars: values)
         }
+        let scale = 1 / Float(headDimension).squareRoot()
+        guard needsWeights else {
+            let attended = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
+                                                                  scale: scale, additiveMask: mask, causal: causal && s == tokens)
+            return (outputProjection(attended), nil)
+        }
         let (attended, weights) = Tensor.scaledDotProductAttention(
             query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
-            scale: 1 / Float(headDimension).squareRoot(), additiveMask: mask, causal: causal && s == tokens)
+            scale: scale, additiveMask: mask, causal: causal && s == tokens)
         return (outputProjection(attended), weights)
     }
 
@@ -126,9 +133,10 @@ public final class LlamaDecoderLayer: Module {
         mlp = LlamaMLP(c, generator: &generator)
     }
 
-    func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool)
-        -> (output: Tensor, weights: Tensor) {
-        let (attended, weights) = attention(inputNorm(x), rotary: rotary, cachedKeys: &cachedKeys, cachedValues: &cachedValues, causal: causal)
+    func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool,
+                        needsWeights: Bool = true) -> (output: Tensor, weights: Tensor?) {
+        let (attended, weights) = attention(inputNorm(x), rotary: rotary, cachedKeys: &cachedKeys, cachedValues: &cachedValues, causal: causal,
+                                            needsWeights: needsWeights)
         let h = x + attended
         return (h + mlp(postAttentionNorm(h)), weights)
     }
@@ -188,7 +196,8 @@ public final class LlamaModel: Module {
         var attention: Tensor?
         for (index, layer) in layers.enumerated() {
             var keys = cache?.keys[index] ?? nil, values = cache?.values[index] ?? nil
-            let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal)
+            let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal,
+                                          needsWeights: index == attentionLayer || prune?.layer == index)
             if cache != nil {
                 cache!.keys[index] = keys
                 cache!.values[index] = values
@@ -197,7 +206,7 @@ public final class LlamaModel: Module {
             h = output
             if let prune, prune.layer == index {
                 let batch = h.shape[0]
-                let keep = prune.select(weights)
+                let keep = prune.select(weights!)
                 let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
                 h = Tensor.concatenated(rows, alongAxis: 0)
                 positions = (0..<batch).map { b in keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }

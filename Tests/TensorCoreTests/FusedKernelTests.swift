@@ -84,6 +84,27 @@ struct FusedKernelTests {
         GradientCheck.check([q, k, v], fused)
     }
 
+    @Test("the output-only kernel (query rows in blocks of 32) equals the full one", arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func outputOnly(masked: Bool, causal: Bool) {
+        // 70 query rows: two full blocks and a partial one; 4 heads over 2 key/value heads.
+        let (batch, t, heads, kvHeads, d) = (2, 70, 4, 2, 8)
+        let q = Self.random([batch, t, heads * d], seed: 11), k = Self.random([batch, t, kvHeads * d], seed: 12)
+        let v = Self.random([batch, t, kvHeads * d], seed: 13)
+        var maskValues = [Float](repeating: 0, count: batch * heads * t * t)
+        for index in maskValues.indices where index % 7 == 3 { maskValues[index] = index % 2 == 0 ? -.infinity : -0.5 }
+        let mask: Tensor? = masked ? Tensor(shape: [batch, heads, t, t], scalars: maskValues) : nil
+        let full = Tensor.scaledDotProductAttention(query: q, key: k, value: v, heads: heads, keyValueHeads: kvHeads, scale: 0.3,
+                                                    additiveMask: mask, causal: causal).output
+        let blocked = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: heads, keyValueHeads: kvHeads, scale: 0.3,
+                                                             additiveMask: mask, causal: causal)
+        expectClose(blocked, full, absolute: 1e-6)
+        // With autograd inputs it defers to the full kernel, so gradients still flow.
+        let (qs, ks, vs) = (Self.random([1, 5, 4], seed: 14), Self.random([1, 5, 2], seed: 15), Self.random([1, 5, 2], seed: 16))
+        GradientCheck.check([qs, ks, vs]) { x in
+            Tensor.scaledDotProductAttentionOutput(query: x[0], key: x[1], value: x[2], heads: 2, keyValueHeads: 1, causal: causal)
+        }
+    }
+
     @Test("attention weights are the softmax probabilities; fully masked rows give zeros")
     func weights() {
         let q = Self.random([1, 3, 4], seed: 4), k = Self.random([1, 3, 2], seed: 5), v = Self.random([1, 3, 2], seed: 6)
