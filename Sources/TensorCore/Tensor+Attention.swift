@@ -19,25 +19,8 @@ extension Tensor {
         query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int,
         scale: Float? = nil, additiveMask: Tensor? = nil, causal: Bool = false
     ) -> (output: Tensor, weights: Tensor) {
-        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: query/key/value must be [B, T, heads·D], got \(query.shape), \(key.shape), \(value.shape)")
-        precondition(heads > 0 && keyValueHeads > 0 && heads % keyValueHeads == 0, "attention: \(heads) heads not divisible into \(keyValueHeads) key/value heads")
-        let (batch, t, width) = (query.shape[0], query.shape[1], query.shape[2])
-        let s = key.shape[1]
-        precondition(width % heads == 0, "attention: query width \(width) not divisible by \(heads) heads")
-        let d = width / heads
-        let kvWidth = keyValueHeads * d
-        precondition(key.shape == [batch, s, kvWidth] && value.shape == [batch, s, kvWidth],
-                     "attention: key \(key.shape) and value \(value.shape) must be [\(batch), \(s), \(kvWidth)]")
-        let group = heads / keyValueHeads
-        let alpha = scale ?? 1 / Float(d).squareRoot()
-        var maskStrides = (b: 0, h: 0, t: 0)
-        if let mask = additiveMask {
-            precondition(
-                mask.rank == 4 && mask.shape[3] == s && [1, batch].contains(mask.shape[0]) && [1, heads].contains(mask.shape[1]) && [1, t].contains(mask.shape[2]),
-                "attention: mask \(mask.shape) must be [\(batch) or 1, \(heads) or 1, \(t) or 1, \(s)]")
-            let strides = Broadcast.contiguousStrides(mask.shape)
-            maskStrides = (mask.shape[0] == 1 ? 0 : strides[0], mask.shape[1] == 1 ? 0 : strides[1], mask.shape[2] == 1 ? 0 : strides[2])
-        }
+        let (batch, t, s, width, d, kvWidth, group, alpha, maskStrides) = attentionGeometry(
+            query: query, key: key, value: value, heads: heads, keyValueHeads: keyValueHeads, scale: scale, additiveMask: additiveMask)
         var output = Tensor(uninitializedShape: [batch, t, width])
         let weights = Tensor(uninitializedShape: [batch, heads, t, s])
         let q = query.storage.base, k = key.storage.base, v = value.storage.base
@@ -53,15 +36,7 @@ extension Tensor {
                     BLAS.gemm(transposeA: false, transposeB: true, m: t, n: s, k: d, alpha: alpha,
                               a: q + b * t * width + h * d, lda: width, b: kb, ldb: kvWidth, c: pb, ldc: s)
                     for i in 0..<t {
-                        let row = pb + i * s
-                        if let m {
-                            let maskRow = m + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t
-                            for j in 0..<s { row[j] += maskRow[j] }
-                        }
-                        if causal && i + 1 < s {
-                            for j in (i + 1)..<s { row[j] = -.infinity }
-                        }
-                        FastMath.softmaxInPlace(row, count: s)
+                        maskedSoftmax(pb + i * s, count: s, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t }, causal: causal)
                     }
                     BLAS.gemm(transposeA: false, transposeB: false, m: t, n: d, k: s,
                               a: pb, lda: s, b: vb, ldb: kvWidth, c: o + b * t * width + h * d, ldc: width)
@@ -124,25 +99,8 @@ extension Tensor {
             return scaledDotProductAttention(query: query, key: key, value: value, heads: heads, keyValueHeads: keyValueHeads,
                                              scale: scale, additiveMask: additiveMask, causal: causal).output
         }
-        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: query/key/value must be [B, T, heads·D], got \(query.shape), \(key.shape), \(value.shape)")
-        precondition(heads > 0 && keyValueHeads > 0 && heads % keyValueHeads == 0, "attention: \(heads) heads not divisible into \(keyValueHeads) key/value heads")
-        let (batch, t, width) = (query.shape[0], query.shape[1], query.shape[2])
-        let s = key.shape[1]
-        precondition(width % heads == 0, "attention: query width \(width) not divisible by \(heads) heads")
-        let d = width / heads
-        let kvWidth = keyValueHeads * d
-        precondition(key.shape == [batch, s, kvWidth] && value.shape == [batch, s, kvWidth],
-                     "attention: key \(key.shape) and value \(value.shape) must be [\(batch), \(s), \(kvWidth)]")
-        let group = heads / keyValueHeads
-        let alpha = scale ?? 1 / Float(d).squareRoot()
-        var maskStrides = (b: 0, h: 0, t: 0)
-        if let mask = additiveMask {
-            precondition(
-                mask.rank == 4 && mask.shape[3] == s && [1, batch].contains(mask.shape[0]) && [1, heads].contains(mask.shape[1]) && [1, t].contains(mask.shape[2]),
-                "attention: mask \(mask.shape) must be [\(batch) or 1, \(heads) or 1, \(t) or 1, \(s)]")
-            let strides = Broadcast.contiguousStrides(mask.shape)
-            maskStrides = (mask.shape[0] == 1 ? 0 : strides[0], mask.shape[1] == 1 ? 0 : strides[1], mask.shape[2] == 1 ? 0 : strides[2])
-        }
+        let (batch, t, s, width, d, kvWidth, group, alpha, maskStrides) = attentionGeometry(
+            query: query, key: key, value: value, heads: heads, keyValueHeads: keyValueHeads, scale: scale, additiveMask: additiveMask)
         let output = Tensor(uninitializedShape: [batch, t, width])
         let q = query.storage.base, k = key.storage.base, v = value.storage.base
         let o = output.storage.base
@@ -162,15 +120,8 @@ extension Tensor {
                                   a: q + (b * t + first) * width + h * d, lda: width, b: kb, ldb: kvWidth, c: scratch, ldc: s)
                         for r in 0..<rows {
                             let i = first + r
-                            let row = scratch + r * s
-                            if let m {
-                                let maskRow = m + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t
-                                for j in 0..<s { row[j] += maskRow[j] }
-                            }
-                            if causal && i + 1 < s {
-                                for j in (i + 1)..<s { row[j] = -.infinity }
-                            }
-                            FastMath.softmaxInPlace(row, count: s)
+                            maskedSoftmax(scratch + r * s, count: s, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },
+                                          causal: causal)
                         }
                         BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: d, k: s,
                                   a: scratch, lda: s, b: vb, ldb: kvWidth, c: o + (b * t + first) * width + h * d, ldc: width)
@@ -179,5 +130,42 @@ extension Tensor {
             }
         }
         return output
+    }
+
+    /// Checks the shapes of an attention call and returns its sizes: batch, query and key lengths,
+    /// query width, head size, key/value width, query heads per key/value head, the scale, and
+    /// the mask's (broadcast) strides over batch, head and query row.
+    private static func attentionGeometry(
+        query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int, scale: Float?, additiveMask: Tensor?
+    ) -> (batch: Int, t: Int, s: Int, width: Int, d: Int, kvWidth: Int, group: Int, alpha: Float, maskStrides: (b: Int, h: Int, t: Int)) {
+        precondition(query.rank == 3 && key.rank == 3 && value.rank == 3, "attention: query/key/value must be [B, T, heads·D], got \(query.shape), \(key.shape), \(value.shape)")
+        precondition(heads > 0 && keyValueHeads > 0 && heads % keyValueHeads == 0, "attention: \(heads) heads not divisible into \(keyValueHeads) key/value heads")
+        let (batch, t, width) = (query.shape[0], query.shape[1], query.shape[2])
+        let s = key.shape[1]
+        precondition(width % heads == 0, "attention: query width \(width) not divisible by \(heads) heads")
+        let d = width / heads
+        let kvWidth = keyValueHeads * d
+        precondition(key.shape == [batch, s, kvWidth] && value.shape == [batch, s, kvWidth],
+                     "attention: key \(key.shape) and value \(value.shape) must be [\(batch), \(s), \(kvWidth)]")
+        let group = heads / keyValueHeads
+        let alpha = scale ?? 1 / Float(d).squareRoot()
+        var maskStrides = (b: 0, h: 0, t: 0)
+        if let mask = additiveMask {
+            precondition(
+                mask.rank == 4 && mask.shape[3] == s && [1, batch].contains(mask.shape[0]) && [1, heads].contains(mask.shape[1]) && [1, t].contains(mask.shape[2]),
+                "attention: mask \(mask.shape) must be [\(batch) or 1, \(heads) or 1, \(t) or 1, \(s)]")
+            let strides = Broadcast.contiguousStrides(mask.shape)
+            maskStrides = (mask.shape[0] == 1 ? 0 : strides[0], mask.shape[1] == 1 ? 0 : strides[1], mask.shape[2] == 1 ? 0 : strides[2])
+        }
+        return (batch, t, s, width, d, kvWidth, group, alpha, maskStrides)
+    }
+
+    /// One row of scores → probabilities: adds the mask row, drops keys after query row `row`
+    /// when causal, then softmax in place.
+    @inline(__always)
+    private static func maskedSoftmax(_ scores: UnsafeMutablePointer<Float>, count s: Int, row i: Int, mask: UnsafeMutablePointer<Float>?, causal: Bool) {
+        if let mask { for j in 0..<s { scores[j] += mask[j] } }
+        if causal && i + 1 < s { for j in (i + 1)..<s { scores[j] = -.infinity } }
+        FastMath.softmaxInPlace(scores, count: s)
     }
 }

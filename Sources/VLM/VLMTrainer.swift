@@ -217,9 +217,12 @@ public final class DenseVisionHead: Module {
 ///   whether it lies above it. Measured without it (300k samples): every other family rose to
 ///   74–95% while spatial questions stayed at chance, although the readout knew both objects'
 ///   rows and columns — comparing two categorical positions was never learned from the answer alone.
-///   With it (the 480k-sample built-in model) the probe's loss fell from 0.69 to about 0.1, yet the
-///   spatial answers stayed at chance: the last layer has not learned to apply the comparison to
-///   the question's relation word.
+///   With it (480k samples) the probe's loss fell from 0.69 to about 0.1, yet the spatial answers
+///   stayed at chance: the last layer had not learned to apply the comparison to the question's
+///   relation word.
+/// - Asked relation: a third probe there predicts which relation a spatial question asks and
+///   whether it holds. Added to the 480k-sample model with a warm restart, it took validation
+///   spatial accuracy from about 50% to 80% within 16k samples.
 final class RoutingObjective: Module {
     let relevance: Linear
     /// The readout probe on the answer token's output of the supervised layer.

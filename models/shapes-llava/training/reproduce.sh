@@ -1,8 +1,9 @@
 #!/bin/sh
-# Reproduces models/shapes-llava from scratch: one training run (runs/vlm-train-0) in four
+# Reproduces models/shapes-llava from scratch: one training run (runs/vlm-train-0) in five
 # stages, each continuing from the previous stage's checkpoint. The learning-rate schedule is
-# a cosine over the stage's --samples, so each stage re-spreads what remains of it.
-# About 3 h 15 min on 2 cores (58 + 68 + 11 + 58 min and the test evaluations).
+# a cosine over the stage's --samples, so each stage re-spreads what remains of it; stage 5
+# restarts it (schedule_start) at 480k.
+# About 4 h on 2 cores (58 + 68 + 11 + 58 + 50 min and the test evaluations).
 set -e
 cd "$(dirname "$0")/../../.."
 T=models/shapes-llava/training
@@ -15,4 +16,6 @@ $P vlm train --config $T/stage-1.json --samples 300000 --run-dir runs/vlm-train-
 # 3. The relation probe added, the schedule spread over 480k samples; stop at 328k.
 $P vlm train --config $T/stage-3.json --samples 480000 --stop-after 328000 --run-dir runs/vlm-train-0
 # 4. Object-centred pruned subsets added (the recipe's defaults today), to 480k samples.
-$P vlm train --config $T/stage-4.json --samples 480000 --run-dir runs/vlm-train-0 --out models/shapes-llava
+$P vlm train --config $T/stage-4.json --samples 480000 --run-dir runs/vlm-train-0 --out runs/shapes-llava-480k
+# 5. The asked-relation probe added (the recipe's defaults today), a warm restart at 3e-4 to 600k.
+$P vlm train --config $T/stage-5.json --samples 600000 --run-dir runs/vlm-train-0 --out models/shapes-llava
