@@ -32,9 +32,9 @@ import TestSupport
         let overall = (reported["accuracy"] as! [String: Double])["overall"]!
         #expect(abs(full["overall"]! - overall) <= 0.14, "unpruned accuracy \(full), reported \(overall)")
         // Far above guessing the majority answer (≈ 36% over the five families) …
-        #expect(full["overall"]! >= 0.7, "unpruned accuracy \(full)")
+        #expect(full["overall"]! >= 0.8, "unpruned accuracy \(full)")
         // … and the answers depend on the visual tokens.
-        #expect(full["overall"]! - pruned["overall"]! >= 0.15, "a random 11% of the tokens: \(pruned) vs \(full)")
+        #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
     }
 }
 
