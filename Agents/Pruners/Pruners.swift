@@ -80,13 +80,16 @@ public final class VisPrunerPruner: TokenPruner {
         let important = topK(entry.classAttention, Int(Double(k) * ratio))
         let chosen = Set(important)
         var rest = (0..<n).filter { !chosen.contains($0) }
-        let features = normalisedRows(entry.tokens)
-        let width = entry.tokens.shape[1]
+        let similarity = cosineSimilarities(entry.tokens)
         while rest.count > k - important.count {
             let even = stride(from: 0, to: rest.count, by: 2).map { rest[$0] }, odd = stride(from: 1, to: rest.count, by: 2).map { rest[$0] }
             guard !odd.isEmpty else { rest.removeLast(rest.count - (k - important.count)); break }
             // Redundancy of each even token: its best similarity to an odd one.
-            let redundancy = even.map { e in odd.map { o in dot(features, e, o, width) }.max()! }
+            let redundancy = even.map { e in
+                var best = -Float.infinity
+                for o in odd { best = max(best, similarity[e * n + o]) }
+                return best
+            }
             let removable = min(8, rest.count - (k - important.count))
             let drop = Set(topK(redundancy, removable).map { even[$0] })
             rest.removeAll { drop.contains($0) }
@@ -103,11 +106,13 @@ public final class DivPrunePruner: TokenPruner {
     /// A DivPrune pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        let n = simulator.tokenCount, k = min(budget, n), width = entry.tokens.shape[1]
-        let features = normalisedRows(entry.tokens)
-        var distance = [Float](repeating: 0, count: n * n)
-        for i in 0..<n { for j in 0..<n { distance[i * n + j] = 1 - dot(features, i, j, width) } }
-        let nearest = (0..<n).map { i in (0..<n).filter { $0 != i }.map { distance[i * n + $0] }.min() ?? 0 }
+        let n = simulator.tokenCount, k = min(budget, n)
+        let distance = cosineSimilarities(entry.tokens).map { 1 - $0 }
+        let nearest = (0..<n).map { i -> Float in
+            var smallest = Float.infinity
+            for j in 0..<n where j != i { smallest = min(smallest, distance[i * n + j]) }
+            return n > 1 ? smallest : 0
+        }
         var chosen = [nearest.indices.max { nearest[$0] < nearest[$1] }!]
         var minimum = (0..<n).map { distance[chosen[0] * n + $0] }
         while chosen.count < k {
@@ -290,10 +295,10 @@ func normalisedRows(_ tokens: Tensor) -> [Float] {
     return values
 }
 
-func dot(_ rows: [Float], _ i: Int, _ j: Int, _ width: Int) -> Float {
-    var sum: Float = 0
-    for c in 0..<width { sum += rows[i * width + c] * rows[j * width + c] }
-    return sum
+/// Cosine similarity of every pair of rows of `[N, D]`, row-major `[N·N]` (one GEMM).
+func cosineSimilarities(_ tokens: Tensor) -> [Float] {
+    let unit = Tensor(shape: tokens.shape, scalars: normalisedRows(tokens))
+    return withInferenceMode { Tensor.matmul(unit, unit, transposeB: true).scalars }
 }
 
 func logSoftmaxValue(_ row: [Float], _ index: Int) -> Float {
