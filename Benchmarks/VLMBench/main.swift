@@ -1,11 +1,12 @@
 // VLMBench: forward latency of the built-in model at each token budget, beside transformers.
 //
-//   swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--skip-peers]
+//   swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers]
 //
 // Encode (vision tower + projector) + LLM prefill of [bos, kept visual tokens, question] + answer
 // logits, batch 1 and 16, at 100%, 33%, 22% and 11% of the visual tokens (median of R runs), with
 // FLOPs at each budget; the same weights in transformers on CPU with the same thread count
-// (Benchmarks/peers/hf_llava.py), measured in the same run. Targets: ≥ 1.5× faster than
+// (Benchmarks/peers/hf_llava.py), measured in the same run, the two sides alternating K rounds so
+// that a shared machine's drift hits both (speed-up: median and range of the per-round ratios). Targets: ≥ 1.5× faster than
 // transformers at batch 1, at least as fast at batch 16; prefill at 11% ≤ 40% of the time at 100%.
 import Foundation
 import TensorCore
@@ -15,6 +16,7 @@ func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "
 
 var modelPath = "models/shapes-llava"
 var repeats = 20
+var rounds = 3
 var skipPeers = false
 var profile = false
 var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -23,11 +25,12 @@ while let argument = iterator.next() {
     switch argument {
     case "--model": modelPath = iterator.next() ?? modelPath
     case "--repeats": repeats = Int(iterator.next() ?? "") ?? repeats
+    case "--rounds": rounds = max(1, Int(iterator.next() ?? "") ?? rounds)
     case "--threads": threads = Int(iterator.next() ?? "") ?? threads
     case "--skip-peers": skipPeers = true
     case "--profile": profile = true
     case "--help", "-h":
-        print("usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--skip-peers] [--profile]\n  --profile  where the vision tower's time goes at batch 1 and 16 (median per stage), then exit\nexample: swift run -c release VLMBench --model models/shapes-llava")
+        print("usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers] [--profile]\n  --rounds K  alternate PruneGym's and transformers' measurements K times (default 3) and report the median of each and the median and range of the per-round speed-up, so that a shared machine's drift hits both sides\n  --profile   where the vision tower's time goes at batch 1 and 16 (median per stage), then exit\nexample: swift run -c release VLMBench --model models/shapes-llava")
         exit(0)
     default:
         FileHandle.standardError.write(Data("VLMBench: unknown option \(argument) (try --help)\n".utf8))
@@ -91,33 +94,36 @@ do {
         }
         exit(0)
     }
-    var ours: [String: Double] = [:]
-    var prefillOnly: [String: Double] = [:]
-    for batch in [1, 16] {
-        let pixels = Tensor.normal([batch, 3, c.vision.imageSize, c.vision.imageSize], using: &generator)
-        let question = (0..<questionTokens).map { 4 + $0 % 16 }
-        for fraction in fractions {
-            let kept = max(1, Int((Double(n) * fraction).rounded()))
-            let keep = (0..<kept).map { $0 * n / kept }
-            ours["\(batch)@\(fraction)"] = try median {
-                try withInferenceMode {
-                    let features = model.encode(pixels)
-                    let requests = (0..<batch).map { b in
-                        AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
+    var ours: [String: [Double]] = [:]
+    var prefillOnly: [String: [Double]] = [:]
+    var peer: [String: [Double]] = [:]
+    var peerSkipped: String?
+    let pixelsByBatch = [1, 16].map { batch in (batch, Tensor.normal([batch, 3, c.vision.imageSize, c.vision.imageSize], using: &generator)) }
+    let question = (0..<questionTokens).map { 4 + $0 % 16 }
+    for round in 0..<rounds {
+        if rounds > 1 { FileHandle.standardError.write(Data("VLMBench: round \(round + 1) of \(rounds)\n".utf8)) }
+        for (batch, pixels) in pixelsByBatch {
+            for fraction in fractions {
+                let kept = max(1, Int((Double(n) * fraction).rounded()))
+                let keep = (0..<kept).map { $0 * n / kept }
+                ours["\(batch)@\(fraction)", default: []].append(try median {
+                    try withInferenceMode {
+                        let features = model.encode(pixels)
+                        let requests = (0..<batch).map { b in
+                            AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
+                        }
+                        _ = try model.answerLogits(requests)
                     }
-                    _ = try model.answerLogits(requests)
+                })
+                let features = withInferenceMode { model.encode(pixels) }
+                let requests = (0..<batch).map { b in
+                    AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
                 }
+                prefillOnly["\(batch)@\(fraction)", default: []].append(try median { try withInferenceMode { _ = try model.answerLogits(requests) } })
             }
-            let features = withInferenceMode { model.encode(pixels) }
-            let requests = (0..<batch).map { b in
-                AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
-            }
-            prefillOnly["\(batch)@\(fraction)"] = try median { try withInferenceMode { _ = try model.answerLogits(requests) } }
         }
-    }
 
-    var peer: [String: Double]?
-    if !skipPeers {
+        guard !skipPeers, peerSkipped == nil else { continue }
         let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("peers/hf_llava.py")
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
@@ -131,27 +137,34 @@ do {
         let errorText = String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
         if process.terminationStatus == 0, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let ms = object["ms"] as? [String: Double] {
-            peer = ms
+            for (key, value) in ms { peer[key, default: []].append(value) }
         } else {
-            print("   peer skipped: \(errorText.split(separator: "\n").last.map(String.init) ?? "no output")")
+            peerSkipped = errorText.split(separator: "\n").last.map(String.init) ?? "no output"
+            print("   peer skipped: \(peerSkipped!)")
         }
     }
 
+    func middle(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
     func cell(_ text: String, _ width: Int) -> String { text.padding(toLength: width, withPad: " ", startingAt: 0) }
+    if rounds > 1 { print("medians of \(rounds) alternating rounds; speed-up: median of the per-round ratios (range)") }
     print(cell("batch", 7) + cell("tokens", 14) + cell("GFLOPs", 9) + cell("PruneGym ms", 13) + cell("prefill ms", 12) + cell("transformers ms", 17) + "speed-up")
     for batch in [1, 16] {
         for fraction in fractions {
             let key = "\(batch)@\(fraction)"
             let kept = max(1, Int((Double(n) * fraction).rounded()))
             let flops = c.flops(visualTokens: kept, textTokens: questionTokens + 1).total * Double(batch) / 1e9
-            let theirs = peer?[key]
+            let theirs = peer[key].flatMap { $0.count == ours[key]!.count ? $0 : nil }
+            let ratios = theirs.map { zip($0, ours[key]!).map { $0 / $1 } }
+            let speedUp = ratios.map { r in
+                r.count > 1 ? String(format: "%.2f× (%.2f–%.2f)", middle(r), r.min()!, r.max()!) : String(format: "%.2f×", r[0])
+            }
             print(cell("\(batch)", 7) + cell("\(kept) (\(Int((fraction * 100).rounded()))%)", 14) + cell(String(format: "%.3f", flops), 9)
-                  + cell(String(format: "%.2f", ours[key]!), 13) + cell(String(format: "%.2f", prefillOnly[key]!), 12)
-                  + cell(theirs.map { String(format: "%.2f", $0) } ?? "skipped", 17) + (theirs.map { String(format: "%.2f×", $0 / ours[key]!) } ?? "-"))
+                  + cell(String(format: "%.2f", middle(ours[key]!)), 13) + cell(String(format: "%.2f", middle(prefillOnly[key]!)), 12)
+                  + cell(theirs.map { String(format: "%.2f", middle($0)) } ?? "skipped", 17) + (speedUp ?? "-"))
         }
     }
     for batch in [1, 16] {
-        let ratio = prefillOnly["\(batch)@0.111"]! / prefillOnly["\(batch)@1.0"]!
+        let ratio = middle(prefillOnly["\(batch)@0.111"]!) / middle(prefillOnly["\(batch)@1.0"]!)
         print(String(format: "batch %d: prefill at 11%% of tokens takes %.0f%% of the time at 100%% (target ≤ 40%%)", batch, ratio * 100))
     }
 } catch {
