@@ -66,7 +66,7 @@ let package = Package(
         ),
 
         .executableTarget(name: "VLMBench", dependencies: ["VLM", "TensorCore"], path: "Benchmarks/VLMBench"),
-        .executableTarget(name: "PruningBench", dependencies: ["TokenPruning", "Gym", "TensorCore"], path: "Benchmarks/PruningBench"),
+        .executableTarget(name: "PruningBench", dependencies: ["TokenPruning", "Pruners", "TPRL", "Gym", "TensorCore"], path: "Benchmarks/PruningBench"),
 
         // Tests
         .target(name: "TestSupport", dependencies: ["TensorCore", "Gym"], path: "Tests/TestSupport"),

@@ -11,8 +11,8 @@ public enum PruningReport {
     /// Evaluates every pruner at every budget and seed (deterministic pruners once per budget;
     /// the unpruned 100% once), with a progress bar unless `quiet`.
     public static func evaluate(_ pruners: [any TokenPruner], simulator: PruningSimulator, budgets: [Double], seeds: [UInt64], questions: Int,
-                         oracleQuestions: Int, quiet: Bool) throws -> [PruningResult] {
-        let evaluation = PruningEvaluation(simulator: simulator, questions: questions)
+                         oracleQuestions: Int, quiet: Bool, split: String = "test") throws -> [PruningResult] {
+        let evaluation = PruningEvaluation(simulator: simulator, split: split, questions: questions)
         let total = pruners.reduce(0) { $0 + ($1.name == "oracle" ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
         let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
         var done = 0

@@ -5,7 +5,7 @@ import Policies
 import TensorCore
 
 /// Where each part of a flattened `TokenPruning-v0` observation sits (the `DictSpace` key order:
-/// tokens, mask, positions, query, step, budget).
+/// tokens, mask, positions, query, step, budget, attention).
 public struct TokenPruningLayout: Sendable, Equatable, Codable {
     /// Visual token slots N (the image's token count).
     public var tokenCount: Int
@@ -36,8 +36,10 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
     public var step: Range<Int> { query.upperBound..<(query.upperBound + 1) }
     /// The target budget (share of tokens) the episode was given.
     public var budget: Range<Int> { step.upperBound..<(step.upperBound + 1) }
+    /// Each slot's class-token attention relative to uniform (N·a_i; zeros in pruned slots).
+    public var attention: Range<Int> { budget.upperBound..<(budget.upperBound + tokenCount) }
     /// The whole flat observation's width.
-    public var width: Int { budget.upperBound }
+    public var width: Int { attention.upperBound }
 }
 
 /// The TPRL policy and value network (the TPRL paper, §3.3): a shared pre-norm transformer over
@@ -45,7 +47,9 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
 /// mean-pooled token features.
 ///
 /// - Token input: the autoencoder code of each kept token plus a 2-D sinusoidal encoding of its
-///   (row, column) on the patch grid (the reference code gives the policy no positions at all).
+///   (row, column) on the patch grid (the reference code gives the policy no positions at all),
+///   and, with `attentionInput`, log(1 + N·a_i) of its class-token attention a_i (an extension:
+///   the paper's state has codes and the query only).
 ///   Pruned slots are padding: masked out as keys and ignored by the distribution.
 /// - Query input: the question embedding, with the step index and (for budget-conditioned
 ///   policies) the target budget added as learned embeddings.
@@ -62,6 +66,8 @@ public final class TPRLActorCritic: ActorCritic {
     public let discount: Float
     /// Whether the target budget is an input (one policy for every budget).
     public let conditionOnBudget: Bool
+    /// Whether each token's class-token attention is part of its input.
+    public let attentionInput: Bool
     let tokenInput: Linear
     let queryInput: Linear
     let stepEmbedding: Linear
@@ -73,12 +79,13 @@ public final class TPRLActorCritic: ActorCritic {
 
     /// A policy for `layout`; `discount` is λ of the step discount.
     public init(layout: TokenPruningLayout, width: Int = 64, layers: Int = 2, heads: Int = 8, discount: Float = 0.5,
-                conditionOnBudget: Bool = false, generator: inout SeededGenerator) {
+                conditionOnBudget: Bool = false, attentionInput: Bool = false, generator: inout SeededGenerator) {
         self.layout = layout
         self.width = width
         self.discount = discount
         self.conditionOnBudget = conditionOnBudget
-        tokenInput = Linear(layout.codeWidth + 4 * Self.frequencies, width, generator: &generator)
+        self.attentionInput = attentionInput
+        tokenInput = Linear(layout.codeWidth + 4 * Self.frequencies + (attentionInput ? 1 : 0), width, generator: &generator)
         queryInput = Linear(layout.queryWidth, width, generator: &generator)
         stepEmbedding = Linear(layout.maxSteps + 1, width, bias: false, generator: &generator)
         budgetInput = Linear(1, width, generator: &generator)
@@ -114,15 +121,52 @@ public final class TPRLActorCritic: ActorCritic {
         let batch = observations.shape[0], n = layout.tokenCount
         let input = observations.detached()
         let codes = input.sliced(alongAxis: 1, layout.tokens).reshaped(to: [batch, n, layout.codeWidth])
-        let rows = input.scalars
-        let tokens = tokenInput(Tensor.concatenated([codes, positionFeatures(rows, batch: batch)], alongAxis: 2))
-        let oneHot = steps(observations).flatMap { t in (0...layout.maxSteps).map { Float($0 == t ? 1 : 0) } }
-        var query = queryInput(input.sliced(alongAxis: 1, layout.query)) + stepEmbedding(Tensor(shape: [batch, layout.maxSteps + 1], scalars: oneHot))
-        if conditionOnBudget { query = query + budgetInput(input.sliced(alongAxis: 1, layout.budget)) }
-        let sequence = Tensor.concatenated([tokens, query.reshaped(to: [batch, 1, width])], alongAxis: 1)
+        let attention = input.sliced(alongAxis: 1, layout.attention).reshaped(to: [batch, n, 1])
+        let tokens = tokenFeatures(codes: codes, positions: positionFeatures(input.scalars, batch: batch), attention: attention)
+        let sequence = Tensor.concatenated([tokens, queryFeatures(input)], alongAxis: 1)
         let mask = input.sliced(alongAxis: 1, layout.mask)
         let keyMask = Tensor.concatenated([mask, Tensor(repeating: 1, shape: [batch, 1])], alongAxis: 1)
         return (encoder(sequence, keyPaddingMask: keyMask), mask)
+    }
+
+    /// The token rows' trunk input `[B, S, width]` from their codes `[B, S, k]`, position
+    /// features `[B, S, 4F]` and class attention `[B, S, 1]`.
+    func tokenFeatures(codes: Tensor, positions: Tensor, attention: Tensor) -> Tensor {
+        var parts = [codes, positions]
+        if attentionInput { parts.append((attention + 1).log()) }
+        return tokenInput(Tensor.concatenated(parts, alongAxis: 2))
+    }
+
+    /// The query row's trunk input `[B, 1, width]`: question, step and (conditioned) budget.
+    func queryFeatures(_ input: Tensor) -> Tensor {
+        let batch = input.shape[0]
+        let oneHot = steps(input).flatMap { t in (0...layout.maxSteps).map { Float($0 == t ? 1 : 0) } }
+        var query = queryInput(input.sliced(alongAxis: 1, layout.query)) + stepEmbedding(Tensor(shape: [batch, layout.maxSteps + 1], scalars: oneHot))
+        if conditionOnBudget { query = query + budgetInput(input.sliced(alongAxis: 1, layout.budget)) }
+        return query.reshaped(to: [batch, 1, width])
+    }
+
+    /// Keep logits z of the `slots` of one flat observation (in the order given), computing only
+    /// those token rows: the other slots are padding the trunk never attends to, so these equal
+    /// `keepLogits`' at the same slots (up to summation order) at a fraction of the cost once the
+    /// episode has pruned. Top-k inference uses it for the later steps.
+    public func keepLogits(_ observation: [Float], slots: [Int]) -> [Float] {
+        precondition(observation.count == layout.width, "TPRLActorCritic: an observation has \(layout.width) values, got \(observation.count)")
+        let k = layout.codeWidth, f = 4 * Self.frequencies, s = slots.count
+        guard s > 0 else { return [] }
+        let row = Tensor(shape: [1, layout.width], scalars: observation)
+        let allPositions = positionFeatures(observation, batch: 1).scalars
+        var codes = [Float](), positions = [Float](), attention = [Float]()
+        codes.reserveCapacity(s * k); positions.reserveCapacity(s * f)
+        for i in slots {
+            codes += observation[(layout.tokens.lowerBound + i * k)..<(layout.tokens.lowerBound + (i + 1) * k)]
+            positions += allPositions[(i * f)..<((i + 1) * f)]
+            attention.append(observation[layout.attention.lowerBound + i])
+        }
+        let tokens = tokenFeatures(codes: Tensor(shape: [1, s, k], scalars: codes), positions: Tensor(shape: [1, s, f], scalars: positions),
+                                   attention: Tensor(shape: [1, s, 1], scalars: attention))
+        let hidden = encoder(Tensor.concatenated([tokens, queryFeatures(row)], alongAxis: 1))
+        return keepHead(hidden.sliced(alongAxis: 1, 0..<s)).scalars
     }
 
     /// Keep logits z `[B, N]` before the step discount.
@@ -169,5 +213,7 @@ public final class TPRLActorCritic: ActorCritic {
         scoped("token_input", tokenInput) + scoped("query_input", queryInput) + scoped("step_embedding", stepEmbedding)
             + scoped("budget_input", budgetInput) + scoped("encoder", encoder) + scoped("keep_head", keepHead) + scoped("value_head", valueHead)
     }
-    public var description: String { "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount))" }
+    public var description: String {
+        "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount)\(attentionInput ? ", class attention in" : ""))"
+    }
 }

@@ -6,10 +6,14 @@ import Pruners
 import TensorCore
 import TokenPruning
 
-/// The trained TPRL policy as a pruner: for a budget of k tokens it keeps the k tokens with the
-/// highest keep probability p = σ(z) at the first step (top-k inference); `threshold` instead
-/// keeps those with p ≥ τ at every step of the episode, stepping through it as the environment
-/// would (the floor rule applies when nothing passes), so the policy decides how many it keeps.
+/// The trained TPRL policy as a pruner. For a budget of k tokens (top-k inference) it walks the
+/// episode's T_max steps as its demonstrations did: step t keeps the k_t = N·(k/N)^{(t+1)/T}
+/// kept tokens with the highest keep logit z, the last step exactly k, each step observing only
+/// what the previous one kept — no model call until the answer. `stepped = false` instead keeps
+/// the top k of the first step's logits (the first step of a demonstration keeps about half the
+/// tokens, so its logits rank the final choice only coarsely). `threshold` keeps those with
+/// p = σ(z) ≥ τ at every step, stepping through the environment (the floor rule applies when
+/// nothing passes), so the policy decides how many it keeps.
 public final class TPRLPruner: TokenPruner {
     public let name: String
     /// The trained policy.
@@ -18,6 +22,8 @@ public final class TPRLPruner: TokenPruner {
     public let configuration: TokenPruningConfiguration
     /// Keep by threshold τ (ignoring the budget) instead of top-k.
     public var threshold: Float?
+    /// Top-k through the episode's steps (true) or of the first step's logits only.
+    public var stepped = true
     /// The simulator whose encoder the policy was trained with, when it differs from the
     /// evaluation's (each policy directory has its own autoencoder); nil uses the evaluation's.
     public let ownSimulator: PruningSimulator?
@@ -79,9 +85,20 @@ public final class TPRLPruner: TokenPruner {
             }
             return .tokens(environment.keptTokens)
         }
-        let row = try firstObservation(entry, simulator: simulator, budget: share)
-        let z = withInferenceMode { network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
-        let k = max(1, min(budget, z.count))
-        return .tokens(z.indices.sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(k).sorted())
+        let (environment, first) = try start(entry, simulator: simulator, budget: share)
+        let n = simulator.tokenCount, k = max(1, min(budget, n))
+        let steps = stepped ? max(1, configuration.maxSteps) : 1
+        var kept = Array(0..<n), observation = first
+        for t in 0..<steps {
+            let row = environment.observationSpace.flattened(observation)
+            // Only the kept slots go through the trunk (the others are padding it ignores).
+            let logits = withInferenceMode { network.keepLogits(row, slots: kept) }
+            var z = [Float](repeating: -.infinity, count: n)
+            for (slot, logit) in zip(kept, logits) { z[slot] = logit }
+            let target = t == steps - 1 ? k : max(k, Int((Double(n) * Foundation.pow(Double(k) / Double(n), Double(t + 1) / Double(steps))).rounded()))
+            kept = kept.sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(target).sorted()
+            if t + 1 < steps { observation = environment.observation(entry, kept: kept, step: t + 1, budget: share) }
+        }
+        return .tokens(kept)
     }
 }

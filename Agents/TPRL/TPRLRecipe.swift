@@ -50,6 +50,11 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var environment = TokenPruningConfiguration.tprlDefault
     /// Width of the policy's transformer trunk.
     public var width = 64
+    /// Whether the policy also reads each token's class-token attention (`class_attention_input`),
+    /// the signal VisPruner ranks by; false (the default) is the paper's state: codes, positions
+    /// and query. With it behaviour cloning fits the VisPruner demonstrations better (loss 87
+    /// against 102) but the policy prunes no better (README, "Pruning results").
+    public var classAttentionInput = false
 
     /// The defaults (the README's full-strength recipe).
     public init() {}
@@ -59,6 +64,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
         case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", entropyCoefficient = "entropy_coefficient"
         case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width", encoder
+        case classAttentionInput = "class_attention_input"
     }
 
     public init(from decoder: Decoder) throws {
@@ -81,6 +87,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         width = try c.decodeIfPresent(Int.self, forKey: .width) ?? d.width
         codeWidth = try c.decodeIfPresent(Int.self, forKey: .codeWidth) ?? d.codeWidth
         encoder = try c.decodeIfPresent(String.self, forKey: .encoder) ?? d.encoder
+        classAttentionInput = try c.decodeIfPresent(Bool.self, forKey: .classAttentionInput) ?? d.classAttentionInput
     }
 
     /// Throws `AgentError.invalidConfiguration` naming the first impossible setting.
@@ -233,7 +240,8 @@ public enum TPRLRecipe {
         let layout = TokenPruningLayout(tokenCount: simulator.tokenCount, codeWidth: simulator.encoder.codeWidth, queryWidth: model.tokenWidth,
                                         maxSteps: environmentConfiguration.maxSteps)
         var networkGenerator = generator.fork()
-        let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned, generator: &networkGenerator)
+        let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned,
+                                      attentionInput: c.classAttentionInput, generator: &networkGenerator)
 
         var bcRows: [[(String, Double)]] = []
         if c.demonstrations > 0 {
@@ -340,7 +348,7 @@ public struct TPRLPolicyFiles: Codable {
         }
         var generator = SeededGenerator(seed: 0)
         let network = TPRLActorCritic(layout: files.layout, width: files.configuration.width, conditionOnBudget: files.configuration.budgetConditioned,
-                                      generator: &generator)
+                                      attentionInput: files.configuration.classAttentionInput, generator: &generator)
         try network.load(from: directory.appendingPathComponent("policy.safetensors"))
         return (network, files)
     }

@@ -1,13 +1,18 @@
 // PruningBench: throughput of TokenPruning-v0 on the built-in model — environment steps per second
 // with random keep masks, a single environment and a vector of 8 whose model calls are batched
 // into one (`BatchSteppingEnvironment`). Visual tokens are computed once per sample and cached;
-// the figures are for warm caches (each sample seen before) and include resets.
+// the figures are for warm caches (each sample seen before) and include resets. Then the time each
+// pruner takes to choose its tokens for one answer (batch 1) beside the model's time to answer from
+// them: the TPRL policy runs a transformer over the tokens at each step, which on a model this
+// small costs as much as the answer.
 //
 //   swift run -c release PruningBench [--model DIR] [--steps N]
 import Foundation
 import Gym
+import Pruners
 import TensorCore
 import TokenPruning
+import TPRL
 
 func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
 
@@ -55,6 +60,46 @@ do {
     print("|---|---|")
     print(String(format: "| single environment | %.0f |", singleRate))
     print(String(format: "| 8 environments, one batched model call per step | %.0f (%.1f× single) |", vectorRate, vectorRate / singleRate))
+
+    // Choosing the tokens against answering from them, one test question at a time.
+    let entries = try simulator.entries(Array(0..<100), split: "test")
+    let n = simulator.tokenCount
+    var pruners: [(String, any TokenPruner)] = [("CLS attention", try PrunerRegistry.make("cls")), ("VisPruner", try PrunerRegistry.make("vispruner"))]
+    let policy = BuiltinSimulator.modelsDirectory.appendingPathComponent("tprl")
+    if FileManager.default.fileExists(atPath: policy.appendingPathComponent("tprl.json").path) {
+        let (network, files) = try TPRLPolicyFiles.load(from: policy, simulator: simulator)
+        let stepped = TPRLPruner(network: network, configuration: files.configuration.environment)
+        let firstStep = TPRLPruner(network: network, configuration: files.configuration.environment)
+        firstStep.stepped = false
+        pruners += [("TPRL, top-k through the steps", stepped), ("TPRL, top-k of the first step", firstStep)]
+    } else {
+        print("(no TPRL policy in \(policy.path): train one with `prunegym tprl train`)")
+    }
+    func milliseconds(_ body: () throws -> Void) rethrows -> Double {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(entries.count)
+    }
+    let budgets = [(0.333, Int((0.333 * Double(n)).rounded())), (0.111, Int((0.111 * Double(n)).rounded()))]
+    print("\nChoosing the tokens (ms per answer, batch 1, \(entries.count) test questions; vision tower not included)")
+    print("| step | " + budgets.map { "\(Int(($0.0 * 100).rounded()))% (\($0.1) tokens)" }.joined(separator: " | ") + " |")
+    print("|---|" + String(repeating: "---|", count: budgets.count))
+    for (label, pruner) in pruners {
+        var cells: [String] = []
+        for (_, k) in budgets {
+            var g = SeededGenerator(seed: 0)
+            _ = try pruner.plan(entries[0], budget: k, simulator: simulator, generator: &g)  // warm-up
+            cells.append(String(format: "%.2f", try milliseconds { for e in entries { _ = try pruner.plan(e, budget: k, simulator: simulator, generator: &g) } }))
+        }
+        print("| \(label) chooses | " + cells.joined(separator: " | ") + " |")
+    }
+    var answers: [String] = []
+    for (_, k) in budgets {
+        let keep = Array(0..<k)
+        _ = try simulator.answer([(entries[0], keep)])
+        answers.append(String(format: "%.2f", try milliseconds { for e in entries { _ = try simulator.answer([(e, keep)]) } }))
+    }
+    print("| the model answers from them | " + answers.joined(separator: " | ") + " |")
 } catch {
     FileHandle.standardError.write(Data("PruningBench: \(error)\n".utf8))
     exit(1)

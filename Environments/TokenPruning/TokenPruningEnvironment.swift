@@ -20,7 +20,9 @@ import VLM
 /// width): `tokens` `[N·k]` the codes of the kept tokens (zeros where pruned), `mask` `[N]` which
 /// slots are kept, `positions` `[N·2]` each slot's (row, column) on the patch grid scaled to [0, 1],
 /// `query` `[D]` the mean embedding of the question's words, `step` the step index, `budget` the
-/// target budget (for budget-conditioned policies).
+/// target budget (for budget-conditioned policies), `attention` `[N]` the class-token attention of
+/// each kept slot relative to uniform (N·a_i, so 1 is average; zeros where pruned) — the signal
+/// the CLS-attention and VisPruner baselines rank by, which an 8-wide code does not carry.
 ///
 /// **Action**: `MultiBinary(N)`, a keep mask over all slots; entries of slots already pruned are
 /// ignored. **Floor rule**: when fewer than `minimumTokens` would remain, the environment keeps
@@ -29,7 +31,7 @@ import VLM
 /// **Info** per step: `tokens_kept`, `flops` (of answering with the kept tokens), `score`,
 /// `answer` (the word given), `correct` (1 or 0), `family`.
 public final class TokenPruningEnvironment: Environment {
-    /// `tokens`, `mask`, `positions`, `query`, `step`, `budget`.
+    /// `tokens`, `mask`, `positions`, `query`, `step`, `budget`, `attention`.
     public typealias Observation = [String: SpaceValue]
     /// The keep mask over all token slots.
     public typealias Action = [Bool]
@@ -69,6 +71,7 @@ public final class TokenPruningEnvironment: Environment {
             ("query", Box(low: -.infinity, high: .infinity, shape: [d])),
             ("step", Discrete(configuration.maxSteps + 1)),
             ("budget", Box(low: 0, high: 1, shape: [1])),
+            ("attention", Box(low: 0, high: .infinity, shape: [n])),
         ])
         actionSpace = MultiBinary(n)
         let grid = simulator.gridSize, scale = Float(max(1, grid - 1))
@@ -182,15 +185,24 @@ public final class TokenPruningEnvironment: Environment {
 
     func observation() -> Observation {
         guard let entry else { return [:] }
+        return observation(entry, kept: kept, step: stepIndex, budget: budget)
+    }
+
+    /// The observation of `entry` with `kept` tokens (ascending) at step `step` of an episode
+    /// targeting `budget` — what `reset` and `step` return, computed without asking the model
+    /// (top-k inference walks the episode's steps this way).
+    public func observation(_ entry: TaskEntry, kept: [Int], step stepIndex: Int, budget: Double) -> Observation {
         let n = simulator.tokenCount, k = simulator.encoder.codeWidth
         var tokens = [Float](repeating: 0, count: n * k)
         var mask = [Bool](repeating: false, count: n)
+        var attention = [Float](repeating: 0, count: n)
         for i in kept {
             mask[i] = true
+            attention[i] = Float(n) * entry.classAttention[i]
             for j in 0..<k { tokens[i * k + j] = entry.codes[i * k + j] }
         }
         return ["tokens": .real(tokens), "mask": .binary(mask), "positions": .real(positions), "query": .real(entry.query),
-                "step": .integer(stepIndex), "budget": .real([Float(budget)])]
+                "step": .integer(stepIndex), "budget": .real([Float(budget)]), "attention": .real(attention)]
     }
 
     func info(logits: [Float]) -> [String: InfoValue] {

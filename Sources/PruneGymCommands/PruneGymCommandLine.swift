@@ -1,3 +1,6 @@
+#if canImport(Glibc)
+@preconcurrency import Glibc
+#endif
 import Foundation
 import Gym
 import PPO
@@ -46,6 +49,9 @@ nonisolated(unsafe) var agentRegistry = AgentRegistry.standard
 public enum PruneGymCommandLine {
     /// Runs the command in `arguments` and exits: 0 on success, 1 (with the error on stderr) otherwise.
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst()), agents: AgentRegistry = .standard) -> Never {
+        // Line-buffered output, so that a log redirected to a file (`> run.log`) shows each stage
+        // as it happens rather than when the buffer fills.
+        setvbuf(stdout, nil, _IOLBF, 0)
         do {
             try run(arguments, agents: agents)
         } catch {

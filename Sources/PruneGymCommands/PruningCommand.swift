@@ -10,11 +10,13 @@ import VLM
 enum PruningCommand {
     static let evalHelp = """
         usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--oracle-questions N]
-                                     [--model DIR] [--policy DIR] [--policies N=DIR,…] [--runs N=RUN,…] [--out DIR] [--json]
+                                     [--split S] [--model DIR] [--policy DIR] [--policies N=DIR,…] [--runs N=RUN,…]
+                                     [--tprl-inference M] [--out DIR] [--json]
 
-        Evaluates token pruners on the ShapesVQA test split with the built-in model: accuracy per budget
-        (mean ± std over seeds), % of unpruned accuracy, accuracy per question family, mean retained tokens,
-        FLOPs and measured latency per answer (batch 1). Prints a Markdown table and a compute-matched one
+        Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
+        model: accuracy per budget (mean ± std over seeds), % of unpruned accuracy, accuracy per question
+        family, mean retained tokens, FLOPs and measured latency per answer (batch 1). Prints a Markdown
+        table and a compute-matched one
         (each method's best accuracy among its budgets within each FLOPs level: FastV keeps every token
         through its first LLM layer, so equal tokens are not equal compute), and writes results.csv,
         results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to OUT. The oracle runs on a
@@ -29,10 +31,15 @@ enum PruningCommand {
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --oracle-questions N  questions for the oracle (default 100)
+          --split S           test (default) or validation: compare recipes on validation questions
+                              and keep the test split for the final figures
           --model DIR         model directory (default models/shapes-llava)
           --policy DIR        TPRL policy directory (default models/tprl)
           --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
                               (e.g. per-budget policies from `tprl train --budget B`)
+          --tprl-inference M  how TPRL policies meet a budget of k tokens: stepped (default; top-k at each
+                              of the episode's steps, shrinking geometrically to k as the demonstrations
+                              do) or first-step (the top k of the first step's keep logits)
           --runs N=RUN,…      agents trained on TokenPruning-v0 with `prunegym train` (any registered
                               agent: ppo, or your own), each playing its deterministic policy through
                               the episode under the name N; its retained tokens are its own choice
@@ -45,12 +52,21 @@ enum PruningCommand {
 
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
-                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "model", "policy", "policies", "runs", "out"])
+                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "policies", "runs",
+                                           "tprl-inference", "out"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
         let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
         let questions = try args.integer("questions", default: 2000, range: 1...1_000_000)
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
+        let inference = args.string("tprl-inference", default: "stepped")
+        guard ["stepped", "first-step"].contains(inference) else {
+            throw UsageError(message: "--tprl-inference: expected stepped or first-step, got '\(inference)'")
+        }
+        let split = args.string("split", default: "test")
+        guard ["test", "validation"].contains(split) else {
+            throw UsageError(message: "--split: expected test or validation, got '\(split)' (the training split is what the policies learn from)")
+        }
         let policyDirectory = URL(fileURLWithPath: args.string("policy", default: BuiltinSimulator.modelsDirectory.appendingPathComponent("tprl").path))
         let hasPolicy = FileManager.default.fileExists(atPath: policyDirectory.appendingPathComponent("tprl.json").path)
         let defaultAgents = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv"] + (hasPolicy ? ["tprl"] : [])
@@ -62,7 +78,9 @@ enum PruningCommand {
         for name in agents {
             if name == "tprl" {
                 let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: simulator)
-                pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment))
+                let pruner = TPRLPruner(network: network, configuration: files.configuration.environment)
+                pruner.stepped = inference == "stepped"
+                pruners.append(pruner)
             } else {
                 pruners.append(try PrunerRegistry.make(name))
             }
@@ -75,7 +93,9 @@ enum PruningCommand {
             let own = PruningSimulator(model: simulator.model, source: simulator.source,
                                        encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
             let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
-            pruners.append(TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own))
+            let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own)
+            pruner.stepped = inference == "stepped"
+            pruners.append(pruner)
         }
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
@@ -84,7 +104,7 @@ enum PruningCommand {
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
         let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
-                                   oracleQuestions: oracleQuestions, quiet: args.flag("json"))
+                                   oracleQuestions: oracleQuestions, quiet: args.flag("json"), split: split)
         try PruningReport.write(results, to: out)
         if args.flag("json") {
             let encoder = JSONEncoder()
@@ -196,6 +216,10 @@ extension PruningCommand {
     static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool) throws {
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
+        // A rerun with the same recipe resumes its PPO checkpoints; another recipe must not.
+        if FileManager.default.fileExists(atPath: run.configURL.path), try run.readConfig(TPRLConfiguration.self) != configuration {
+            throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration; pick another --run-dir or delete it")
+        }
         try run.create()
         try run.writeConfig(configuration, kind: "tprl")
         let started = Date()

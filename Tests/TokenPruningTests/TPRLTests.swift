@@ -136,16 +136,76 @@ import TestSupport
         #expect(before.1 == after.1)
     }
 
-    /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
-    /// autoencoder file but loads back through the identity.
-    @Test func identityEncoderAblation() throws {
+    /// With `attentionInput` the policy reads each slot's class attention; without, it ignores it.
+    @Test func classAttentionInput() throws {
+        let env = try environment()
+        var g = SeededGenerator(seed: 0)
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3)
+        let reading = TPRLActorCritic(layout: layout, width: 16, heads: 4, attentionInput: true, generator: &g)
+        let plain = TPRLActorCritic(layout: layout, width: 16, heads: 4, generator: &g)
+        var row = env.observationSpace.flatRows([try env.reset(seed: 0).observation])
+        #expect(layout.width == row.count)
+        let logits = { (net: TPRLActorCritic) in net.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
+        let before = (logits(reading), logits(plain))
+        row[layout.attention.lowerBound + 3] += 5
+        let after = (logits(reading), logits(plain))
+        #expect(before.0[3] != after.0[3])
+        #expect(before.1 == after.1)
+    }
+
+    /// Logits computed over the kept slots alone equal the full pass's at those slots (pruned
+    /// slots are padding the trunk never attends to), with and without the attention input.
+    @Test func keptSlotLogitsEqualTheFullPass() throws {
+        let env = try environment()
+        _ = try env.reset(seed: 0)
+        let kept = [0, 2, 3, 7, 8, 12, 15]
+        let observation = try env.step((0..<16).map { kept.contains($0) }).observation
+        let row = env.observationSpace.flatRows([observation])
+        for attentionInput in [false, true] {
+            var g = SeededGenerator(seed: 5)
+            let net = TPRLActorCritic(layout: TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3), width: 16, heads: 4,
+                                      conditionOnBudget: true, attentionInput: attentionInput, generator: &g)
+            let full = net.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
+            let compact = net.keepLogits(row, slots: kept)
+            #expect(firstMismatch(compact, kept.map { full[$0] }, absolute: 1e-5, relative: 1e-5) == nil)
+        }
+    }
+
+    /// A policy trained with the attention input saves and loads with it (and older files,
+    /// without the key, load without it: the default).
+    @Test func attentionInputPoliciesRoundTrip() throws {
+        let configuration = smallRecipe { $0.classAttentionInput = true }
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        #expect(artifacts.network.attentionInput)
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
+        let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator)
+        #expect(files.configuration.classAttentionInput && network.attentionInput)
+        let env = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: configuration.environment)
+        let row = env.observationSpace.flatRows([try env.reset(seed: 0).observation])
+        let x = Tensor(shape: [1, row.count], scalars: row)
+        #expect(network.keepLogits(x).scalars == artifacts.network.keepLogits(x).scalars)
+        let legacy = try JSONDecoder().decode(TPRLConfiguration.self, from: Data(#"{"width": 16}"#.utf8))
+        #expect(!legacy.classAttentionInput)
+    }
+
+    /// A recipe small enough for the fake model: 6 demonstrations, one cloning epoch, no PPO.
+    func smallRecipe(_ edit: (inout TPRLConfiguration) -> Void) -> TPRLConfiguration {
         var configuration = TPRLConfiguration()
-        configuration.encoder = "identity"
         configuration.demonstrations = 6
         configuration.behaviorCloningEpochs = 1
         configuration.ppoUpdates = 0
         configuration.width = 16
         configuration.environment.datasetSize = 20
+        edit(&configuration)
+        return configuration
+    }
+
+    /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
+    /// autoencoder file but loads back through the identity.
+    @Test func identityEncoderAblation() throws {
+        let configuration = smallRecipe { $0.encoder = "identity" }
         let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
         #expect(artifacts.autoencoder == nil)
         #expect(artifacts.network.layout.codeWidth == model.tokenWidth)
@@ -192,5 +252,22 @@ import TestSupport
         let own = TPRLPruner(network: loaded, configuration: configuration.environment, simulator: simulator)
         let otherEntry = try other.entries([0], split: "test")[0]
         #expect(try own.plan(otherEntry, budget: 4, simulator: other, generator: &g) == .tokens(kept))
+
+        // Top-k inference walks the episode as the demonstrations did: 16 → 8 → 5 → 4 tokens
+        // (k_t = N·(k/N)^{(t+1)/3}, the last exactly k), each step ranking what the last one kept.
+        let env = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: configuration.environment)
+        var walked = Array(0..<16)
+        for (t, count) in [8, 5, 4].enumerated() {
+            let observation = env.observation(entry, kept: walked, step: t, budget: 0.25)
+            let row = env.observationSpace.flattened(observation)
+            let z = artifacts.network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
+            walked = walked.sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(count).sorted()
+        }
+        #expect(kept == walked)
+        let firstStep = TPRLPruner(network: artifacts.network, configuration: configuration.environment)
+        firstStep.stepped = false
+        let z = artifacts.network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
+        let topFour = (0..<16).sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(4).sorted()
+        #expect(try firstStep.plan(entry, budget: 4, simulator: artifacts.simulator, generator: &g) == .tokens(Array(topFour)))
     }
 }

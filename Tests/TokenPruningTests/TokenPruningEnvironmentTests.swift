@@ -107,7 +107,23 @@ import Testing
         let third: Float = 1.0 / 3
         #expect(Array(positions[10..<12]) == [third, third])  // token 5 sits at row 1, column 1 of 4
         #expect(step == 1)
+        guard case let .real(attention) = observation["attention"], let entry = env.currentEntry else {
+            Issue.record("no attention in \(observation.keys.sorted())"); return
+        }
+        #expect(attention[1] == 0)  // pruned
+        #expect(attention[5] == 16 * entry.classAttention[5])  // relative to uniform
+        #expect(attention[5] > 0)
         #expect(env.observationSpace.contains(observation))
+    }
+
+    /// `observation(_:kept:step:budget:)` (top-k inference's way to look ahead without asking
+    /// the model) is what `step` returns for the same kept set.
+    @Test func observationFunctionMatchesStep() throws {
+        let (env, _) = try environment()
+        _ = try start(env, index: 4)
+        let entry = try #require(env.currentEntry)
+        let stepped = try env.step(mask(keeping: [2, 3, 7, 11])).observation
+        #expect(env.observation(entry, kept: [2, 3, 7, 11], step: 1, budget: env.currentBudget) == stepped)
     }
 
     @Test func invalidActionsAndOrderErrorsAreClear() throws {
