@@ -18,13 +18,15 @@ func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "
 
 var modelPath: String?
 var steps = 600
+var choosingOnly = false
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = iterator.next() {
     switch argument {
     case "--model": modelPath = iterator.next()
     case "--steps": steps = Int(iterator.next() ?? "") ?? steps
+    case "--choosing-only": choosingOnly = true
     case "--help", "-h":
-        print("usage: swift run -c release PruningBench [--model DIR] [--steps N]\nexample: swift run -c release PruningBench --steps 600")
+        print("usage: swift run -c release PruningBench [--model DIR] [--steps N] [--choosing-only]\n  --choosing-only  only the pruners' time to choose (skip the environment throughput)\nexample: swift run -c release PruningBench --steps 600")
         exit(0)
     default:
         FileHandle.standardError.write(Data("PruningBench: unknown option \(argument) (try --help)\n".utf8))
@@ -36,6 +38,15 @@ do {
     let simulator = try BuiltinSimulator.make(modelDirectory: modelPath.map { URL(fileURLWithPath: $0) })
     var configuration = TokenPruningConfiguration()
     configuration.datasetSize = 256
+    if !choosingOnly { try throughput(simulator, configuration, steps: steps) }
+    try choosing(simulator)
+} catch {
+    FileHandle.standardError.write(Data("PruningBench: \(error)\n".utf8))
+    exit(1)
+}
+
+/// Steps per second of one environment and of 8 batched, random keep masks, warm cache.
+func throughput(_ simulator: PruningSimulator, _ configuration: TokenPruningConfiguration, steps: Int) throws {
     // Warm the cache: every sample's tokens and unpruned answer.
     _ = try simulator.entries(Array(0..<configuration.datasetSize), split: "train")
     var generator = SeededGenerator(seed: 0)
@@ -60,8 +71,11 @@ do {
     print("|---|---|")
     print(String(format: "| single environment | %.0f |", singleRate))
     print(String(format: "| 8 environments, one batched model call per step | %.0f (%.1f× single) |", vectorRate, vectorRate / singleRate))
+}
 
-    // Choosing the tokens against answering from them, one test question at a time.
+/// Each pruner's time to choose its tokens against the model's time to answer from them, one
+/// test question at a time.
+func choosing(_ simulator: PruningSimulator) throws {
     let entries = try simulator.entries(Array(0..<100), split: "test")
     let n = simulator.tokenCount
     var pruners: [(String, any TokenPruner)] = [("CLS attention", try PrunerRegistry.make("cls")), ("VisPruner", try PrunerRegistry.make("vispruner"))]
@@ -100,7 +114,4 @@ do {
         answers.append(String(format: "%.2f", try milliseconds { for e in entries { _ = try simulator.answer([(e, keep)]) } }))
     }
     print("| the model answers from them | " + answers.joined(separator: " | ") + " |")
-} catch {
-    FileHandle.standardError.write(Data("PruningBench: \(error)\n".utf8))
-    exit(1)
 }

@@ -15,4 +15,107 @@ static inline void prunegym_flush_subnormals(void) {
     _mm_setcsr(_mm_getcsr() | 0x8040);
 #endif
 }
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+#include <immintrin.h>
+
+/// 1 when the CPU and the operating system support AVX2 and FMA (256-bit registers saved on
+/// context switches), else 0. `cpuid` directly: no runtime library needed.
+static inline int prunegym_has_avx2_fma(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & (1u << 12)) || !(c & (1u << 27)) || !(c & (1u << 28))) return 0;  // FMA, OSXSAVE, AVX
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0;  // XMM and YMM state enabled
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
+    return (b & (1u << 5)) ? 1 : 0;  // AVX2
+}
+
+/// Eight lanes of FastMath.exp: the same Cephes polynomial, range reduction and 2^n bit trick
+/// (fused multiply-adds, so results can differ from the scalar form in the last bit).
+__attribute__((target("avx2,fma")))
+static inline __m256 prunegym_exp8(__m256 value) {
+    const __m256 x = _mm256_min_ps(_mm256_max_ps(value, _mm256_set1_ps(-87.33654f)), _mm256_set1_ps(88.0f));
+    const __m256 shifted = _mm256_fmadd_ps(x, _mm256_set1_ps(1.44269504088896341f), _mm256_set1_ps(12582912.0f));
+    const __m256 n = _mm256_sub_ps(shifted, _mm256_set1_ps(12582912.0f));
+    __m256 r = _mm256_fnmadd_ps(n, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fmadd_ps(n, _mm256_set1_ps(2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 er = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
+    const __m256i bits = _mm256_slli_epi32(
+        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000)), _mm256_set1_epi32(127)), 23);
+    __m256 result = _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
+    result = _mm256_blendv_ps(result, _mm256_setzero_ps(), _mm256_cmp_ps(value, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ));
+    result = _mm256_blendv_ps(result, _mm256_set1_ps(__builtin_inff()), _mm256_cmp_ps(value, _mm256_set1_ps(88.72283f), _CMP_GT_OQ));
+    return _mm256_blendv_ps(result, value, _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
+}
+
+/// In-place softmax of `row[0..<count]` eight lanes at a time (AVX2 + FMA; call only when
+/// `prunegym_has_avx2_fma()`); a row of all -inf becomes zeros. The tail goes through masked
+/// loads, so every element takes the same vector path.
+__attribute__((target("avx2,fma")))
+static inline void prunegym_softmax_avx2(float *row, long count) {
+    const long full = count & ~7L, tail = count - full;
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256i tailMask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), lane);
+    const __m256 negInf = _mm256_set1_ps(-__builtin_inff());
+    __m256 m = negInf;
+    for (long j = 0; j < full; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
+    if (tail) m = _mm256_max_ps(m, _mm256_blendv_ps(negInf, _mm256_maskload_ps(row + full, tailMask), _mm256_castsi256_ps(tailMask)));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    const float maximum = _mm_cvtss_f32(m4);
+    if (maximum == -__builtin_inff()) {
+        for (long j = 0; j < count; j++) row[j] = 0;
+        return;
+    }
+    const __m256 mx = _mm256_set1_ps(maximum);
+    __m256 sum = _mm256_setzero_ps();
+    for (long j = 0; j < full; j += 8) {
+        const __m256 e = prunegym_exp8(_mm256_sub_ps(_mm256_loadu_ps(row + j), mx));
+        _mm256_storeu_ps(row + j, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    if (tail) {
+        const __m256 e = _mm256_and_ps(prunegym_exp8(_mm256_sub_ps(_mm256_maskload_ps(row + full, tailMask), mx)), _mm256_castsi256_ps(tailMask));
+        _mm256_maskstore_ps(row + full, tailMask, e);
+        sum = _mm256_add_ps(sum, e);
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+    const __m256 scale = _mm256_set1_ps(1.0f / _mm_cvtss_f32(s4));
+    for (long j = 0; j < full; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), scale));
+    if (tail) _mm256_maskstore_ps(row + full, tailMask, _mm256_mul_ps(_mm256_maskload_ps(row + full, tailMask), scale));
+}
+
+/// y = x·σ(a·x) = x / (1 + e^(−a·x)) eight lanes at a time (quick_gelu with a = 1.702, SiLU with
+/// a = 1); the tail through masked loads. Call only when `prunegym_has_avx2_fma()`.
+__attribute__((target("avx2,fma")))
+static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long count, float a) {
+    const long full = count & ~7L, tail = count - full;
+    const __m256 minusA = _mm256_set1_ps(-a), one = _mm256_set1_ps(1.0f);
+    for (long j = 0; j < full; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j);
+        _mm256_storeu_ps(y + j, _mm256_div_ps(v, _mm256_add_ps(one, prunegym_exp8(_mm256_mul_ps(minusA, v)))));
+    }
+    if (tail) {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 v = _mm256_maskload_ps(x + full, mask);
+        _mm256_maskstore_ps(y + full, mask, _mm256_div_ps(v, _mm256_add_ps(one, prunegym_exp8(_mm256_mul_ps(minusA, v)))));
+    }
+}
+#else
+static inline int prunegym_has_avx2_fma(void) { return 0; }
+static inline void prunegym_softmax_avx2(float *row, long count) { (void)row; (void)count; }
+static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
+#endif
 #endif

@@ -1,4 +1,5 @@
 import COpenBLAS
+import Foundation
 
 /// The C boundary: the only file that imports `COpenBLAS`.
 ///
@@ -84,5 +85,23 @@ public enum BLAS {
             preconditionFailure("BLAS: \(name) = \(value) does not fit the 32-bit CBLAS interface")
         }
         return converted
+    }
+}
+
+extension BLAS {
+    /// Whether the shim's AVX2 + FMA kernels run (x86-64 CPUs with both, checked once with
+    /// `cpuid`; `PRUNEGYM_SIMD=portable` forces the portable four-lane Swift code instead).
+    static let avx2: Bool = prunegym_has_avx2_fma() != 0 && ProcessInfo.processInfo.environment["PRUNEGYM_SIMD"] != "portable"
+
+    /// In-place softmax of a row with the shim's eight-lane kernel (only when `avx2`).
+    @inline(__always)
+    static func softmaxRowAVX2(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        prunegym_softmax_avx2(row, count)
+    }
+
+    /// y = x·σ(a·x) over `count` elements with the shim's eight-lane kernel (only when `avx2`).
+    @inline(__always)
+    static func sigmoidGatedAVX2(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, scale a: Float) {
+        prunegym_sigmoid_gated_avx2(x, y, count, a)
     }
 }

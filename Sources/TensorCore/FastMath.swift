@@ -63,10 +63,23 @@ enum FastMath {
         return poly * t * exp(-z * z)
     }
 
-    /// In-place softmax of a row; a row of all −∞ becomes zeros. Four lanes at a time (the max
-    /// uses compare-and-select: `Swift.max`'s NaN handling and `pointwiseMax` do not vectorise).
+    /// In-place softmax of a row; a row of all −∞ becomes zeros. Eight lanes in the shim's AVX2
+    /// kernel where the CPU has it (attention's score rows: the exponentials were half of a
+    /// vision layer at batch 16), else four lanes in Swift.
     @inline(__always)
     static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
+        if BLAS.avx2 {
+            BLAS.softmaxRowAVX2(row, count: count)
+            return
+        }
+        softmaxInPlacePortable(row, count: count)
+    }
+
+    /// `softmaxInPlace` in four-lane Swift SIMD (any CPU; the AVX2 kernel's reference in tests).
+    /// The max uses compare-and-select: `Swift.max`'s NaN handling and `pointwiseMax` do not
+    /// vectorise.
+    @inline(__always)
+    static func softmaxInPlacePortable(_ row: UnsafeMutablePointer<Float>, count: Int) {
         var laneMax = SIMD4<Float>(repeating: -.infinity)
         var j = 0
         while j + 4 <= count {

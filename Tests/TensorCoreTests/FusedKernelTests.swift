@@ -18,6 +18,43 @@ struct FusedKernelTests {
         #expect(FastMath.exp(100) == .infinity && FastMath.exp(.nan).isNaN)
     }
 
+    @Test("softmax rows (AVX2 kernel where the CPU has it) match double precision and the portable kernel; −∞ rows become zeros")
+    func softmaxRows() {
+        var generator = SeededGenerator(seed: 11)
+        for count in [1, 3, 7, 8, 9, 16, 31, 257, 1000] {
+            var row = (0..<count).map { _ in Float(generator.nextDouble() * 40 - 20) }
+            if count > 2 { row[1] = -.infinity }  // a masked key
+            var fast = row, portable = row
+            fast.withUnsafeMutableBufferPointer { FastMath.softmaxInPlace($0.baseAddress!, count: count) }
+            portable.withUnsafeMutableBufferPointer { FastMath.softmaxInPlacePortable($0.baseAddress!, count: count) }
+            let m = Double(row.max()!)
+            let total = row.reduce(0.0) { $0 + Foundation.exp(Double($1) - m) }
+            for j in 0..<count {
+                let exact = Foundation.exp(Double(row[j]) - m) / total
+                #expect(abs(Double(fast[j]) - exact) <= 1e-6 * exact + 1e-12, "count \(count), element \(j): \(fast[j]) vs \(exact)")
+                #expect(abs(fast[j] - portable[j]) <= 1e-6 * portable[j] + 1e-12, "count \(count), element \(j)")
+            }
+        }
+        var masked = [Float](repeating: -.infinity, count: 13)
+        masked.withUnsafeMutableBufferPointer { FastMath.softmaxInPlace($0.baseAddress!, count: 13) }
+        #expect(masked == [Float](repeating: 0, count: 13))
+    }
+
+    @Test("x·σ(a·x) (AVX2 kernel over the workers where the CPU has it) is within 1e-6·(1+|x|) of double precision")
+    func sigmoidGated() {
+        // 100 003 values: split over the workers, with a tail that is not a multiple of 8.
+        let values = (0..<100_003).map { -30 + Float($0) * (60 / 100_003) }
+        for a: Float in [1, 1.702] {
+            let y = Tensor(values).sigmoidGated(scale: a).scalars
+            var worst = 0.0
+            for (x, g) in zip(values, y) {
+                let exact = Double(x) / (1 + Foundation.exp(-Double(a) * Double(x)))
+                worst = max(worst, abs(Double(g) - exact) / (1 + abs(Double(x))))
+            }
+            #expect(worst < 1e-6, "a = \(a): worst error \(worst)")
+        }
+    }
+
     @Test("GELU (SIMD lanes and scalar tail) is within 2e-7·(1+|x|) of x·Φ(x) in double precision")
     func gelu() {
         // 100 003 values: not a multiple of 4, so the scalar tail runs too.

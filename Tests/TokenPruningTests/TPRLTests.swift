@@ -205,7 +205,7 @@ import TestSupport
     /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
     /// autoencoder file but loads back through the identity.
     @Test func identityEncoderAblation() throws {
-        let configuration = smallRecipe { $0.encoder = "identity" }
+        var configuration = smallRecipe { $0.encoder = "identity" }
         let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
         #expect(artifacts.autoencoder == nil)
         #expect(artifacts.network.layout.codeWidth == model.tokenWidth)
