@@ -361,7 +361,10 @@ public enum SweepRunner {
         if !FileManager.default.fileExists(atPath: run.configURL.path) {
             try run.writeConfig(cell, kind: cellKind, seed: cell.recipe.seed)
         }
-        let artifacts = try TPRLRecipe.run(model: model, source: source, configuration: cell.recipe, runDirectory: run,
+        var recipe = cell.recipe
+        // The choice between top-k inferences is moot when the cell evaluates by threshold.
+        if cell.evaluation.inference == "threshold" { recipe.inferenceSelectionQuestions = 0 }
+        let artifacts = try TPRLRecipe.run(model: model, source: source, configuration: recipe, runDirectory: run,
                                            showsProgress: showsProgress, log: log)
         // The cell's environment as the recipe trained in it; the evaluation fixes the budget.
         var environment = cell.recipe.environment
@@ -369,6 +372,7 @@ public enum SweepRunner {
         environment.targetBudget = cell.evaluation.budget
         let pruner = TPRLPruner(network: artifacts.network, configuration: environment, name: cell.setting)
         if cell.evaluation.inference == "threshold" { pruner.threshold = cell.evaluation.threshold }
+        pruner.stepped = artifacts.inference.mode == "stepped"
         var evaluation = PruningEvaluation(simulator: artifacts.simulator, split: cell.evaluation.split, questions: cell.evaluation.questions)
         evaluation.latencyQuestions = 0
         let measured = try evaluation.evaluate(pruner, budget: cell.evaluation.budget, seed: cell.recipe.seed)

@@ -113,8 +113,44 @@ static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long co
         _mm256_maskstore_ps(y + full, mask, _mm256_div_ps(v, _mm256_add_ps(one, prunegym_exp8(_mm256_mul_ps(minusA, v)))));
     }
 }
+
+/// GELU in the erf form, y = x·Φ(x), eight lanes at a time: Φ from erfc by Abramowitz & Stegun
+/// 7.1.26, as `FastMath4.erfcNonNegativeShort`. Writes Φ(x) to `cdf` too unless it is NULL (the
+/// backward pass reads it). Call only when `prunegym_has_avx2_fma()`.
+__attribute__((target("avx2,fma")))
+static inline __m256 prunegym_gelu_cdf8(__m256 v) {
+    const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(0.70710678118654752f));
+    const __m256 t = _mm256_div_ps(_mm256_set1_ps(1.0f), _mm256_fmadd_ps(_mm256_set1_ps(0.3275911f), z, _mm256_set1_ps(1.0f)));
+    __m256 poly = _mm256_set1_ps(1.061405429f);
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-1.453152027f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(1.421413741f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(-0.284496736f));
+    poly = _mm256_fmadd_ps(poly, t, _mm256_set1_ps(0.254829592f));
+    const __m256 erfc = _mm256_mul_ps(_mm256_mul_ps(poly, t), prunegym_exp8(_mm256_sub_ps(_mm256_setzero_ps(), _mm256_mul_ps(z, z))));
+    const __m256 half = _mm256_mul_ps(_mm256_set1_ps(0.5f), erfc);
+    return _mm256_blendv_ps(half, _mm256_sub_ps(_mm256_set1_ps(1.0f), half), _mm256_cmp_ps(v, _mm256_setzero_ps(), _CMP_GE_OQ));
+}
+
+__attribute__((target("avx2,fma")))
+static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) {
+    const long full = count & ~7L, tail = count - full;
+    for (long j = 0; j < full; j += 8) {
+        const __m256 v = _mm256_loadu_ps(x + j);
+        const __m256 c = prunegym_gelu_cdf8(v);
+        _mm256_storeu_ps(y + j, _mm256_mul_ps(v, c));
+        if (cdf) _mm256_storeu_ps(cdf + j, c);
+    }
+    if (tail) {
+        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256 v = _mm256_maskload_ps(x + full, mask);
+        const __m256 c = prunegym_gelu_cdf8(v);
+        _mm256_maskstore_ps(y + full, mask, _mm256_mul_ps(v, c));
+        if (cdf) _mm256_maskstore_ps(cdf + full, mask, c);
+    }
+}
 #else
 static inline int prunegym_has_avx2_fma(void) { return 0; }
+static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 static inline void prunegym_softmax_avx2(float *row, long count) { (void)row; (void)count; }
 static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
 #endif

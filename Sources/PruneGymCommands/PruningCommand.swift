@@ -37,9 +37,10 @@ enum PruningCommand {
           --policy DIR        TPRL policy directory (default models/tprl)
           --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
                               (e.g. per-budget policies from `tprl train --budget B`)
-          --tprl-inference M  how TPRL policies meet a budget of k tokens: stepped (default; top-k at each
-                              of the episode's steps, shrinking geometrically to k as the demonstrations
-                              do) or first-step (the top k of the first step's keep logits)
+          --tprl-inference M  how TPRL policies meet a budget of k tokens: auto (default: the one each
+                              policy's training chose on validation questions, in its tprl.json), stepped
+                              (top-k at each of the episode's steps, shrinking geometrically to k as the
+                              demonstrations do) or first-step (the top k of the first step's logits)
           --runs N=RUN,…      agents trained on TokenPruning-v0 with `prunegym train` (any registered
                               agent: ppo, or your own), each playing its deterministic policy through
                               the episode under the name N; its retained tokens are its own choice
@@ -59,10 +60,11 @@ enum PruningCommand {
         let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
         let questions = try args.integer("questions", default: 2000, range: 1...1_000_000)
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
-        let inference = args.string("tprl-inference", default: "stepped")
-        guard ["stepped", "first-step"].contains(inference) else {
-            throw UsageError(message: "--tprl-inference: expected stepped or first-step, got '\(inference)'")
+        let inference = args.string("tprl-inference", default: "auto")
+        guard ["auto", "stepped", "first-step"].contains(inference) else {
+            throw UsageError(message: "--tprl-inference: expected auto, stepped or first-step, got '\(inference)'")
         }
+        func stepped(_ files: TPRLPolicyFiles) -> Bool { inference == "auto" ? files.steppedInference : inference == "stepped" }
         let split = args.string("split", default: "test")
         guard ["test", "validation"].contains(split) else {
             throw UsageError(message: "--split: expected test or validation, got '\(split)' (the training split is what the policies learn from)")
@@ -79,7 +81,7 @@ enum PruningCommand {
             if name == "tprl" {
                 let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: simulator)
                 let pruner = TPRLPruner(network: network, configuration: files.configuration.environment)
-                pruner.stepped = inference == "stepped"
+                pruner.stepped = stepped(files)
                 pruners.append(pruner)
             } else {
                 pruners.append(try PrunerRegistry.make(name))
@@ -94,7 +96,7 @@ enum PruningCommand {
                                        encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
             let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
             let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own)
-            pruner.stepped = inference == "stepped"
+            pruner.stepped = stepped(files)
             pruners.append(pruner)
         }
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {

@@ -104,4 +104,11 @@ extension BLAS {
     static func sigmoidGatedAVX2(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, scale a: Float) {
         prunegym_sigmoid_gated_avx2(x, y, count, a)
     }
+
+    /// GELU (erf form) over `count` elements with the shim's eight-lane kernel, Φ(x) to `cdf`
+    /// when given (only when `avx2`).
+    @inline(__always)
+    static func geluErfAVX2(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, cdf: UnsafeMutablePointer<Float>?, count: Int) {
+        prunegym_gelu_erf_avx2(x, y, cdf, count)
+    }
 }

@@ -164,14 +164,20 @@ extension Tensor {
     }
 
     /// GELU (erf form) x·Φ(x) with Φ(x) = ½·erfc(−x/√2) from a vectorisable erfc (absolute
-    /// error ≤ 1.5·10⁻⁷); Φ is kept for the backward Φ(x) + x·φ(x) when recording.
+    /// error ≤ 1.5·10⁻⁷), eight lanes in the shim's AVX2 kernel where the CPU has it; Φ is kept
+    /// for the backward Φ(x) + x·φ(x) when recording.
     private func geluErf() -> Tensor {
         var result = Tensor(uninitializedShape: shape)
         let recording = node != nil && GradientTape.isRecording
         let cdfValues: Tensor? = recording ? Tensor(uninitializedShape: shape) : nil
         let source = storage.base, target = result.storage.base, cdfTarget = cdfValues?.storage.base
         let invSqrt2: Float = 0.70710678118654752
+        let avx2 = BLAS.avx2
         Parallel.forRanges(count, cost: 4) { range in
+            if avx2 {
+                BLAS.geluErfAVX2(source + range.lowerBound, target + range.lowerBound, cdf: cdfTarget.map { $0 + range.lowerBound }, count: range.count)
+                return
+            }
             var i = range.lowerBound
             while i + 4 <= range.upperBound {
                 let x = FastMath4.load(source, i)

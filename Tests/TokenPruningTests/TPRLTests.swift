@@ -198,6 +198,7 @@ import TestSupport
         configuration.ppoUpdates = 0
         configuration.width = 16
         configuration.environment.datasetSize = 20
+        configuration.inferenceSelectionQuestions = 0
         edit(&configuration)
         return configuration
     }
@@ -232,8 +233,13 @@ import TestSupport
         configuration.ppoStepsPerRollout = 3
         configuration.width = 16
         configuration.environment.datasetSize = 30
+        configuration.inferenceSelectionQuestions = 12
         let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
         #expect(artifacts.ppo.count == 2)
+        // The top-k inference was chosen on validation questions: the better mean accuracy wins.
+        let choice = artifacts.inference
+        #expect(choice.questions == 12 && Set(choice.validationAccuracy.keys) == ["stepped", "first-step"])
+        #expect(choice.mode == (choice.validationAccuracy["first-step"]! > choice.validationAccuracy["stepped"]! ? "first-step" : "stepped"))
         let pruner = TPRLPruner(network: artifacts.network, configuration: configuration.environment)
         var g = SeededGenerator(seed: 0)
         let entry = try artifacts.simulator.entries([0], split: "test")[0]
@@ -242,7 +248,8 @@ import TestSupport
         let directory = try makeTemporaryDirectory()
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
         let simulator = PruningSimulator(model: model, source: FakeTasks(), encoder: try TokenAutoencoder.load(from: directory.appendingPathComponent("autoencoder.safetensors")))
-        let (loaded, _) = try TPRLPolicyFiles.load(from: directory, simulator: simulator)
+        let (loaded, files) = try TPRLPolicyFiles.load(from: directory, simulator: simulator)
+        #expect(files.inference == choice)
         let row = try pruner.firstObservation(entry, simulator: artifacts.simulator, budget: 0.25)
         let x = Tensor(shape: [1, row.count], scalars: row)
         #expect(loaded.keepLogits(x).scalars == artifacts.network.keepLogits(x).scalars)
