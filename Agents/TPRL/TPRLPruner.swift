@@ -22,7 +22,9 @@ public final class TPRLPruner: TokenPruner {
     public let configuration: TokenPruningConfiguration
     /// Keep by threshold τ (ignoring the budget) instead of top-k.
     public var threshold: Float?
-    /// Top-k through the episode's steps (true) or of the first step's logits only.
+    /// Top-k through the episode's steps (true) or of the first step's logits only; which is
+    /// better depends on the trained policy, so training records its validation choice
+    /// (`TPRLPolicyFiles.steppedInference`) and `eval-pruning` sets this from it.
     public var stepped = true
     /// The simulator whose encoder the policy was trained with, when it differs from the
     /// evaluation's (each policy directory has its own autoencoder); nil uses the evaluation's.
