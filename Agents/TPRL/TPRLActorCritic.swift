@@ -94,24 +94,27 @@ public final class TPRLActorCritic: ActorCritic {
         valueHead = Linear(width, 1, generator: &generator)
     }
 
-    /// 2-D sinusoidal features of the positions `[B, N·2]` (row, column in [0, 1]) → `[B, N, 4F]`.
-    func positionFeatures(_ rows: [Float], batch: Int) -> Tensor {
-        let n = layout.tokenCount, f = Self.frequencies
-        var values = [Float](repeating: 0, count: batch * n * 4 * f)
+    /// 2-D sinusoidal features of the positions in flat observation rows `[B, width]` (row,
+    /// column in [0, 1]) → `[B, S, 4F]` for the slots `slots` (every slot when nil).
+    func positionFeatures(_ rows: [Float], batch: Int, slots: [Int]? = nil) -> Tensor {
+        let f = Self.frequencies
+        let chosen = slots ?? Array(0..<layout.tokenCount)
+        let s = chosen.count
+        var values = [Float](repeating: 0, count: batch * s * 4 * f)
         for b in 0..<batch {
-            for i in 0..<n {
+            for (row, i) in chosen.enumerated() {
                 for axis in 0..<2 {
                     let x = rows[b * layout.width + layout.positions.lowerBound + 2 * i + axis]
                     for k in 0..<f {
                         let angle = x * Float.pi * Float(1 << k) / 2
-                        let base = ((b * n + i) * 4 * f) + axis * 2 * f + 2 * k
+                        let base = ((b * s + row) * 4 * f) + axis * 2 * f + 2 * k
                         values[base] = Foundation.sin(angle)
                         values[base + 1] = Foundation.cos(angle)
                     }
                 }
             }
         }
-        return Tensor(shape: [batch, n, 4 * f], scalars: values)
+        return Tensor(shape: [batch, s, 4 * f], scalars: values)
     }
 
     /// Transformer features `[B, N + 1, width]` (query last) and the validity mask `[B, N]`.
@@ -152,18 +155,16 @@ public final class TPRLActorCritic: ActorCritic {
     /// episode has pruned. Top-k inference uses it for the later steps.
     public func keepLogits(_ observation: [Float], slots: [Int]) -> [Float] {
         precondition(observation.count == layout.width, "TPRLActorCritic: an observation has \(layout.width) values, got \(observation.count)")
-        let k = layout.codeWidth, f = 4 * Self.frequencies, s = slots.count
+        let k = layout.codeWidth, s = slots.count
         guard s > 0 else { return [] }
         let row = Tensor(shape: [1, layout.width], scalars: observation)
-        let allPositions = positionFeatures(observation, batch: 1).scalars
-        var codes = [Float](), positions = [Float](), attention = [Float]()
-        codes.reserveCapacity(s * k); positions.reserveCapacity(s * f)
+        var codes = [Float](), attention = [Float]()
+        codes.reserveCapacity(s * k)
         for i in slots {
             codes += observation[(layout.tokens.lowerBound + i * k)..<(layout.tokens.lowerBound + (i + 1) * k)]
-            positions += allPositions[(i * f)..<((i + 1) * f)]
             attention.append(observation[layout.attention.lowerBound + i])
         }
-        let tokens = tokenFeatures(codes: Tensor(shape: [1, s, k], scalars: codes), positions: Tensor(shape: [1, s, f], scalars: positions),
+        let tokens = tokenFeatures(codes: Tensor(shape: [1, s, k], scalars: codes), positions: positionFeatures(observation, batch: 1, slots: slots),
                                    attention: Tensor(shape: [1, s, 1], scalars: attention))
         let hidden = encoder(Tensor.concatenated([tokens, queryFeatures(row)], alongAxis: 1))
         return keepHead(hidden.sliced(alongAxis: 1, 0..<s)).scalars

@@ -58,8 +58,8 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// Validation questions on which the trained policy's two top-k inferences (`stepped`, and
     /// the top k of the `first-step` logits) are compared at each training budget; the better
     /// one is recorded in `tprl.json` and used by `eval-pruning` (`inference_selection_questions`;
-    /// 0 records `stepped` without comparing). Which is better depends on the training: the
-    /// shipped policy gains 4 points at 11% stepped, the quickstart's loses 4.
+    /// 0 records `stepped` without comparing). Which is better depends on the training: at 11%,
+    /// stepping gained 4 points for one policy and lost 4 for the quickstart's (README).
     public var inferenceSelectionQuestions = 500
 
     /// The defaults (the README's full-strength recipe).

@@ -33,6 +33,12 @@ static inline int prunegym_has_avx2_fma(void) {
     return (b & (1u << 5)) ? 1 : 0;  // AVX2
 }
 
+/// The lanes 0..<tail of a vector as an all-ones mask (for the masked loads of a row's tail).
+__attribute__((target("avx2,fma")))
+static inline __m256i prunegym_tail_mask(long tail) {
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+}
+
 /// Eight lanes of FastMath.exp: the same Cephes polynomial, range reduction and 2^n bit trick
 /// (fused multiply-adds, so results can differ from the scalar form in the last bit).
 __attribute__((target("avx2,fma")))
@@ -63,8 +69,7 @@ static inline __m256 prunegym_exp8(__m256 value) {
 __attribute__((target("avx2,fma")))
 static inline void prunegym_softmax_avx2(float *row, long count) {
     const long full = count & ~7L, tail = count - full;
-    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-    const __m256i tailMask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), lane);
+    const __m256i tailMask = prunegym_tail_mask(tail);
     const __m256 negInf = _mm256_set1_ps(-__builtin_inff());
     __m256 m = negInf;
     for (long j = 0; j < full; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
@@ -108,7 +113,7 @@ static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long co
         _mm256_storeu_ps(y + j, _mm256_div_ps(v, _mm256_add_ps(one, prunegym_exp8(_mm256_mul_ps(minusA, v)))));
     }
     if (tail) {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i mask = prunegym_tail_mask(tail);
         const __m256 v = _mm256_maskload_ps(x + full, mask);
         _mm256_maskstore_ps(y + full, mask, _mm256_div_ps(v, _mm256_add_ps(one, prunegym_exp8(_mm256_mul_ps(minusA, v)))));
     }
@@ -141,7 +146,7 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
         if (cdf) _mm256_storeu_ps(cdf + j, c);
     }
     if (tail) {
-        const __m256i mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((int)tail), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+        const __m256i mask = prunegym_tail_mask(tail);
         const __m256 v = _mm256_maskload_ps(x + full, mask);
         const __m256 c = prunegym_gelu_cdf8(v);
         _mm256_maskstore_ps(y + full, mask, _mm256_mul_ps(v, c));

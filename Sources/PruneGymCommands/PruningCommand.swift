@@ -16,11 +16,10 @@ enum PruningCommand {
         Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
         model: accuracy per budget (mean ± std over seeds), % of unpruned accuracy, accuracy per question
         family, mean retained tokens, FLOPs and measured latency per answer (batch 1). Prints a Markdown
-        table and a compute-matched one
-        (each method's best accuracy among its budgets within each FLOPs level: FastV keeps every token
-        through its first LLM layer, so equal tokens are not equal compute), and writes results.csv,
-        results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to OUT. The oracle runs on a
-        smaller subset (marked *).
+        table and a compute-matched one (each method's best accuracy among its budgets within each
+        FLOPs level: FastV keeps every token through its first LLM layer, so equal tokens are not
+        equal compute), and writes results.csv, results.json, accuracy-vs-tokens.svg and
+        accuracy-vs-flops.svg to OUT. The oracle runs on a smaller subset (marked *).
 
         options:
           --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
