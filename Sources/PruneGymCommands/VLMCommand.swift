@@ -212,12 +212,14 @@ enum VLMCommand {
     }
 
     static func evaluate(_ arguments: [String]) throws {
-        let args = try Arguments(command: "vlm eval", arguments, flags: [], options: ["model", "samples", "split"])
+        let args = try Arguments(command: "vlm eval", arguments, flags: [], options: ["model", "samples", "split", "confusion"])
         if args.flag("help") {
             print("""
-                usage: prunegym vlm eval [--model DIR] [--samples N] [--split test|validation]
+                usage: prunegym vlm eval [--model DIR] [--samples N] [--split test|validation] [--confusion FAMILY]
 
                 Accuracy per ShapesVQA question family with all visual tokens and with a random 11% of them.
+                --confusion FAMILY (attribute, existence, count, spatial, compare) also prints that family's
+                confusion table with all tokens: rows the right answer, columns the model's.
 
                 example:
                   swift run -c release prunegym vlm eval --model models/shapes-llava --samples 1000
@@ -231,10 +233,32 @@ enum VLMCommand {
         let dataset = ShapesVQA(imageSize: c.imageSize, patchSize: c.patchSize)
         guard let split = ShapesVQA.Split(rawValue: args.string("split", default: "test")) else { throw UsageError(message: "prunegym vlm eval: --split must be train, validation or test") }
         let count = try args.integer("samples", default: 1000, range: 1...1_000_000)
-        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count)
+        var confused: ShapesVQA.Family?
+        if let name = args.values["confusion"] {
+            guard let family = ShapesVQA.Family(rawValue: name) else {
+                throw UsageError(message: "prunegym vlm eval: --confusion must be one of \(ShapesVQA.Family.allCases.map(\.rawValue).joined(separator: ", ")), not '\(name)'")
+            }
+            confused = family
+        }
+        var table: [String: [String: Int]] = [:]
+        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count) { sample, answer in
+            if sample.family == confused { table[sample.answer, default: [:]][answer, default: 0] += 1 }
+        }
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count, keepFraction: 1.0 / 9, seed: 1)
         for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {
             print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%6.1f%%   random 11%%: %6.1f%%", 100 * (full[family] ?? 0), 100 * (pruned[family] ?? 0)))
+        }
+        if let family = confused {
+            print("\n\(family.rawValue): rows the right answer, columns the model's answer (all tokens)")
+            let answers = Set(table.keys).union(table.values.flatMap(\.keys)).sorted { a, b in
+                switch (Int(a), Int(b)) { case let (x?, y?): return x < y; default: return a < b }
+            }
+            let width = max(6, (answers.map(\.count).max() ?? 0) + 1)
+            func cell(_ text: String) -> String { String(repeating: " ", count: max(0, width - text.count)) + text }
+            print(cell("") + answers.map(cell).joined())
+            for right in answers where table[right] != nil {
+                print(cell(right) + answers.map { cell(String(table[right]?[$0] ?? 0)) }.joined())
+            }
         }
     }
 }

@@ -44,6 +44,12 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// random size) instead of anchors plus a uniform random share — the kind of subset the
     /// importance-based pruners keep. Absent in older configurations, which read as 0.
     public var objectSubsetShare: Float = 0.5
+    /// `family_weights`: relative frequency of each question family in the training samples,
+    /// e.g. `{"count": 3}` (absent families weigh 1). Absent or empty (the default), the families
+    /// come as `ShapesVQA.sample` draws them, uniformly, and the samples are exactly those of
+    /// earlier configurations; otherwise each training slot draws candidates from its own seeded
+    /// stream and keeps one with probability weight / largest weight.
+    public var familyWeights: [String: Float] = [:]
     /// `evaluation_interval` in the training configuration JSON (default 250).
     public var evaluationInterval = 250
     /// `evaluation_samples` in the training configuration JSON (default 500).
@@ -79,7 +85,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case seed, samples, batchSize = "batch_size", learningRate = "learning_rate", minimumLearningRate = "minimum_learning_rate"
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight", routingWeight = "routing_weight"
         case relationWeight = "relation_weight", objectSubsetShare = "object_subset_share"
-        case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start"
+        case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start", familyWeights = "family_weights"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -99,6 +105,19 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         askedRelationWeight = try value(.askedRelationWeight, 0)
         scheduleStart = try value(.scheduleStart, 0)
         objectSubsetShare = try value(.objectSubsetShare, 0)
+        familyWeights = try value(.familyWeights, [:])
+        for (family, weight) in familyWeights {
+            guard ShapesVQA.Family(rawValue: family) != nil else {
+                throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription:
+                    "family_weights: unknown family '\(family)'; families are \(ShapesVQA.Family.allCases.map(\.rawValue).joined(separator: ", "))")
+            }
+            guard weight.isFinite, weight >= 0 else {
+                throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription: "family_weights: '\(family)' has weight \(weight); weights must be finite and ≥ 0")
+            }
+        }
+        if !familyWeights.isEmpty, !ShapesVQA.Family.allCases.contains(where: { (familyWeights[$0.rawValue] ?? 1) > 0 }) {
+            throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription: "family_weights: every family has weight 0")
+        }
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
@@ -533,12 +552,28 @@ public final class VLMTrainer {
         return Tensor(shape: [samples.count, 3, n, n], scalars: samples.flatMap(\.pixels))
     }
 
+    /// Training sample of slot `index`: `dataset.sample(index)`, or with `family_weights` the first
+    /// candidate of the slot's own seeded stream that its family's weight accepts.
+    func trainingSample(_ index: Int) -> ShapesVQA.Sample {
+        let weights = configuration.familyWeights
+        guard !weights.isEmpty else { return dataset.sample(index, split: .train) }
+        let largest = ShapesVQA.Family.allCases.map { weights[$0.rawValue] ?? 1 }.max() ?? 1
+        var stream = SeededGenerator(seed: configuration.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(index) &+ 0x5EED)
+        var candidate = dataset.sample(index, split: .train)
+        for _ in 0..<256 {
+            if Float(stream.nextDouble()) * largest < (weights[candidate.family.rawValue] ?? 1) { break }
+            // Candidates beyond the plain slots' range (train indices stay below the validation split's offset).
+            candidate = dataset.sample(100_000_000 + stream.integer(below: 800_000_000), split: .train)
+        }
+        return candidate
+    }
+
     /// One optimisation step on the next batch; returns (total, answer, dense) losses.
     public func trainStep() throws -> (total: Float, answer: Float, dense: Float) {
         let c = configuration
         optimizer.learningRate = learningRate(atStep: step)
         let first = step * c.batchSize
-        let samples = (first..<(first + c.batchSize)).map { dataset.sample($0, split: .train) }
+        let samples = (first..<(first + c.batchSize)).map { trainingSample($0) }
         let images = pixels(samples)
         let visionOnly = first < c.visionOnlySamples
         let features = model.visionFeatures(images)
@@ -661,9 +696,11 @@ public final class VLMTrainer {
 
 /// Accuracy of a LLaVA model on ShapesVQA.
 public enum VLMEvaluation {
-    /// Accuracy per family and overall of `model` on `count` samples of `split`.
+    /// Accuracy per family and overall of `model` on `count` samples of `split`. `answered`, when
+    /// given, sees each sample with the answer the model gave (for confusion tables).
     public static func accuracy(model: LlavaModel, dataset: ShapesVQA, tokenizer: WordTokenizer, split: ShapesVQA.Split, count: Int,
-                                keepFraction: Double = 1, seed: UInt64 = 0, batchSize: Int = 32) throws -> [String: Double] {
+                                keepFraction: Double = 1, seed: UInt64 = 0, batchSize: Int = 32,
+                                answered: ((ShapesVQA.Sample, String) -> Void)? = nil) throws -> [String: Double] {
         var correct: [String: Int] = [:], total: [String: Int] = [:]
         var generator = SeededGenerator(seed: seed)
         let n = dataset.imageSize
@@ -691,6 +728,7 @@ public enum VLMEvaluation {
                     var best = 0
                     for v in 1..<vocabulary where values[b * vocabulary + v] > values[b * vocabulary + best] { best = v }
                     let right = tokenizer.tokens[best] == sample.answer
+                    answered?(sample, tokenizer.tokens[best])
                     correct[sample.family.rawValue, default: 0] += right ? 1 : 0
                     total[sample.family.rawValue, default: 0] += 1
                 }

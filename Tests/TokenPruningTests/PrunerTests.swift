@@ -82,10 +82,12 @@ import PruneGymTesting
         #expect(try PrunerRegistry.make("saliency") is SaliencyPruner)
     }
 
-    @Test func groundingKeepsTheAnnotatedTokensThenClassAttention() throws {
+    @Test func groundingKeepsTheAnnotatedTokensThenSpreadsTheRest() throws {
         var g = SeededGenerator(seed: 0)
-        // Task 3 of the test split is annotated with its key token 11; the fill is by class attention (0, 1, …).
-        #expect(tokens(try GroundingPruner().plan(try entry(3), budget: 3, simulator: simulator, generator: &g)) == [0, 1, 11])
+        // Task 3 of the test split is annotated with its key token 11; the fill spreads over the
+        // 15 other tokens in raster order: free[⌊(j + ½)·15/2⌋] = free[3], free[11] = 3, 12.
+        #expect(tokens(try GroundingPruner().plan(try entry(3), budget: 3, simulator: simulator, generator: &g)) == [3, 11, 12])
+        #expect(tokens(try GroundingPruner().plan(try entry(3), budget: 16, simulator: simulator, generator: &g)) == Array(0..<16))
         #expect(tokens(try GroundingPruner().plan(try entry(3), budget: 1, simulator: simulator, generator: &g)) == [11])
         #expect(try PrunerRegistry.make("grounding") is GroundingPruner)
         struct Unannotated: PruningTaskSource {

@@ -74,6 +74,31 @@ import TestSupport
         #expect(abs(restarted.learningRate(atStep: 10) - 1e-3) < 1e-9)
     }
 
+    @Test("family_weights: absent keeps the plain samples; weights shift the family mix; bad weights are refused by name")
+    func familyWeights() throws {
+        var c = VLMTrainingConfiguration()
+        c.textLayers = 1; c.visionLayers = 1
+        let plain = VLMTrainer(configuration: c)
+        let dataset = ShapesVQA(imageSize: 64, patchSize: 4)
+        #expect((0..<20).allSatisfy { plain.trainingSample($0).question == dataset.sample($0, split: .train).question })
+
+        c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"family_weights": {"count": 4, "spatial": 0}, "text_layers": 1, "vision_layers": 1}"#.utf8))
+        #expect(c.familyWeights == ["count": 4, "spatial": 0])
+        let weighted = VLMTrainer(configuration: c)
+        let families = (0..<800).map { weighted.trainingSample($0).family }
+        let share = Double(families.filter { $0 == .count }.count) / 800
+        // Expected 4/7 of the samples are count questions, none spatial, 1/7 each of the others.
+        #expect(abs(share - 4.0 / 7) < 0.06, "count share \(share)")
+        #expect(!families.contains(.spatial))
+        // Reproducible: the same slot gives the same sample.
+        #expect(weighted.trainingSample(123).question == VLMTrainer(configuration: c).trainingSample(123).question)
+
+        for bad in [#"{"family_weights": {"colour": 2}}"#, #"{"family_weights": {"count": -1}}"#,
+                    #"{"family_weights": {"attribute": 0, "existence": 0, "count": 0, "spatial": 0, "compare": 0}}"#] {
+            #expect(throws: DecodingError.self) { try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(bad.utf8)) }
+        }
+    }
+
     @Test("the asked-relation probe's targets: the relation word and the answer of spatial questions only")
     func askedRelationTargets() throws {
         let dataset = ShapesVQA(imageSize: 64, patchSize: 4)
