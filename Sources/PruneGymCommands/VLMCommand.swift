@@ -212,14 +212,17 @@ enum VLMCommand {
     }
 
     static func evaluate(_ arguments: [String]) throws {
-        let args = try Arguments(command: "vlm eval", arguments, flags: [], options: ["model", "samples", "split", "confusion"])
+        let args = try Arguments(command: "vlm eval", arguments, flags: [], options: ["model", "samples", "split", "confusion", "answers"])
         if args.flag("help") {
             print("""
                 usage: prunegym vlm eval [--model DIR] [--samples N] [--split test|validation] [--confusion FAMILY]
+                                         [--answers FILE.csv]
 
                 Accuracy per ShapesVQA question family with all visual tokens and with a random 11% of them.
                 --confusion FAMILY (attribute, existence, count, spatial, compare) also prints that family's
                 confusion table with all tokens: rows the right answer, columns the model's.
+                --answers FILE.csv writes every question with its right answer and the model's (all tokens),
+                for error analysis.
 
                 example:
                   swift run -c release prunegym vlm eval --model models/shapes-llava --samples 1000
@@ -241,8 +244,14 @@ enum VLMCommand {
             confused = family
         }
         var table: [String: [String: Int]] = [:]
+        var rows = ["index,family,question,answer,model_answer,objects"]
         let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count) { sample, answer in
             if sample.family == confused { table[sample.answer, default: [:]][answer, default: 0] += 1 }
+            rows.append("\(rows.count - 1),\(sample.family.rawValue),\"\(sample.question)\",\(sample.answer),\(answer),\(sample.objects.count)")
+        }
+        if let path = args.values["answers"] {
+            try AtomicFile.write(Data((rows.joined(separator: "\n") + "\n").utf8), to: URL(fileURLWithPath: path))
+            print("wrote \(rows.count - 1) answers to \(path)")
         }
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count, keepFraction: 1.0 / 9, seed: 1)
         for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {

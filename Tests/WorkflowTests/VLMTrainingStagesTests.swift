@@ -38,3 +38,31 @@ struct VLMTrainingStagesTests {
         #expect(rows.count == 1 + 2)  // header, evaluations at steps 2 and 4
     }
 }
+
+/// `prunegym vlm eval`: the answers file and the confusion table's option on the shipped model.
+@Suite("vlm eval")
+struct VLMEvalCommandTests {
+    static let model = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("models/shapes-llava")
+
+    @Test("--answers writes one row per question with the model's answer; --confusion names the families it takes")
+    func answersAndConfusion() throws {
+        let directory = try makeTemporaryDirectory("vlm-eval")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let answers = directory.appendingPathComponent("answers.csv")
+        try PruneGymCommandLine.run(["vlm", "eval", "--model", Self.model.path, "--samples", "48", "--split", "validation",
+                                     "--confusion", "count", "--answers", answers.path])
+        let lines = try String(contentsOf: answers, encoding: .utf8).split(separator: "\n")
+        #expect(lines.first == "index,family,question,answer,model_answer,objects")
+        #expect(lines.count == 1 + 48)
+        let fields = lines.dropFirst().map { $0.split(separator: ",").map(String.init) }
+        #expect(fields.allSatisfy { $0.count == 6 && $0[2].hasPrefix("\"") && $0[2].hasSuffix("\"") })
+        // The shipped model answers about 92% of validation questions right.
+        let right = fields.filter { $0[3] == $0[4] }.count
+        #expect(right >= 36, "\(right) of 48 right")
+
+        let error = #expect(throws: (any Error).self) {
+            try PruneGymCommandLine.run(["vlm", "eval", "--model", Self.model.path, "--samples", "4", "--confusion", "colour"])
+        }
+        #expect(String(describing: error!).contains("--confusion must be one of attribute"))
+    }
+}
