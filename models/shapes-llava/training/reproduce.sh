@@ -18,4 +18,6 @@ $P vlm train --config $T/stage-3.json --samples 480000 --stop-after 328000 --run
 # 4. Object-centred pruned subsets added (the recipe's defaults today), to 480k samples.
 $P vlm train --config $T/stage-4.json --samples 480000 --run-dir runs/vlm-train-0 --out runs/shapes-llava-480k
 # 5. The asked-relation probe added (the recipe's defaults today), a warm restart at 3e-4 to 600k.
-$P vlm train --config $T/stage-5.json --samples 600000 --run-dir runs/vlm-train-0 --out models/shapes-llava
+$P vlm train --config $T/stage-5.json --samples 600000 --run-dir runs/vlm-train-0 --out runs/shapes-llava-600k
+# 6. Count questions three times as often (family_weights), a warm restart at 1.5e-4 to 740k.
+$P vlm train --config $T/stage-6.json --samples 740000 --run-dir runs/vlm-train-0 --out models/shapes-llava
