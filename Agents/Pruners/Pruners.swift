@@ -220,9 +220,9 @@ public final class OraclePruner: TokenPruner {
 /// token-level analogue of the region annotations grounding datasets provide. On the built-in
 /// model the spread fill scores higher than filling by class-token attention (1000 validation
 /// questions: 89.4 / 88.7 against 88.7 / 86.4 at 33% / 11%): the answer needs the question's
-/// objects and some context from everywhere, not more of the most salient patches. It reads the annotation, so like the oracle and
-/// saliency it is a demonstrator and a reference row, not an efficiency method; it is cheap (no
-/// model call), so demonstrations from it come in the thousands.
+/// objects and some context from everywhere, not more of the most salient patches. It reads the
+/// annotation, so like the oracle and saliency it is a demonstrator and a reference row, not an
+/// efficiency method; it is cheap (no model call), so demonstrations from it come in the thousands.
 public final class GroundingPruner: TokenPruner {
     public let name = "grounding"
     /// A grounding pruner.
