@@ -244,12 +244,13 @@ enum VLMCommand {
             confused = family
         }
         var table: [String: [String: Int]] = [:]
+        let answersPath = args.values["answers"]
         var rows = ["index,family,question,answer,model_answer,objects"]
         let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count) { sample, answer in
             if sample.family == confused { table[sample.answer, default: [:]][answer, default: 0] += 1 }
-            rows.append("\(rows.count - 1),\(sample.family.rawValue),\"\(sample.question)\",\(sample.answer),\(answer),\(sample.objects.count)")
+            if answersPath != nil { rows.append("\(rows.count - 1),\(sample.family.rawValue),\"\(sample.question)\",\(sample.answer),\(answer),\(sample.objects.count)") }
         }
-        if let path = args.values["answers"] {
+        if let path = answersPath {
             try AtomicFile.write(Data((rows.joined(separator: "\n") + "\n").utf8), to: URL(fileURLWithPath: path))
             print("wrote \(rows.count - 1) answers to \(path)")
         }
