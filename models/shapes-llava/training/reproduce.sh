@@ -20,4 +20,6 @@ $P vlm train --config $T/stage-4.json --samples 480000 --run-dir runs/vlm-train-
 # 5. The asked-relation probe added (the recipe's defaults today), a warm restart at 3e-4 to 600k.
 $P vlm train --config $T/stage-5.json --samples 600000 --run-dir runs/vlm-train-0 --out runs/shapes-llava-600k
 # 6. Count questions three times as often (family_weights), a warm restart at 1.5e-4 to 740k.
-$P vlm train --config $T/stage-6.json --samples 740000 --run-dir runs/vlm-train-0 --out models/shapes-llava
+$P vlm train --config $T/stage-6.json --samples 740000 --run-dir runs/vlm-train-0 --out runs/shapes-llava-740k
+# 7. Compare questions also more often, a warm restart at 1e-4 to 840k.
+$P vlm train --config $T/stage-7.json --samples 840000 --run-dir runs/vlm-train-0 --out models/shapes-llava
