@@ -47,8 +47,8 @@ public final class UniformPruner: TokenPruner {
     /// A uniform-grid pruner.
     public init() {}
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        let n = simulator.tokenCount, k = max(1, min(budget, n))
-        return .tokens(Array(Set((0..<k).map { min(n - 1, Int((Double($0) + 0.5) * Double(n) / Double(k))) })).sorted())
+        let n = simulator.tokenCount
+        return .tokens(evenlySpaced(max(1, min(budget, n)), of: Array(0..<n)))
     }
 }
 
@@ -237,10 +237,7 @@ public final class GroundingPruner: TokenPruner {
         let k = max(1, min(n, budget))
         guard first.count < k else { return .tokens(Array(first.prefix(k)).sorted()) }
         // The rest of the budget spread evenly over the other tokens in raster order (as `uniform`).
-        let free = (0..<n).filter { !chosen.contains($0) }
-        let fill = k - first.count
-        let spread = (0..<fill).map { j in free[min(free.count - 1, Int((Double(j) + 0.5) * Double(free.count) / Double(fill)))] }
-        return .tokens((first + spread).sorted())
+        return .tokens((first + evenlySpaced(k - first.count, of: (0..<n).filter { !chosen.contains($0) })).sorted())
     }
 }
 
@@ -288,6 +285,12 @@ public enum PrunerError: Error, CustomStringConvertible {
 func topK(_ values: [Float], _ k: Int) -> [Int] {
     let k = max(0, min(k, values.count))
     return values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k).sorted()
+}
+
+/// `k` of `items` (k ≤ items.count) at evenly spaced positions, the middle of each of k equal
+/// stretches: items[⌊(j + ½)·count / k⌋] for j < k, in the order of `items`.
+func evenlySpaced(_ k: Int, of items: [Int]) -> [Int] {
+    (0..<k).map { j in items[min(items.count - 1, Int((Double(j) + 0.5) * Double(items.count) / Double(k)))] }
 }
 
 /// Rows of `[N, D]` scaled to unit length, row-major.

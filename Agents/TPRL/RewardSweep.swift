@@ -372,7 +372,7 @@ public enum SweepRunner {
         environment.targetBudget = cell.evaluation.budget
         let pruner = TPRLPruner(network: artifacts.network, configuration: environment, name: cell.setting)
         if cell.evaluation.inference == "threshold" { pruner.threshold = cell.evaluation.threshold }
-        pruner.stepped = artifacts.inference.mode == "stepped"
+        pruner.stepped = artifacts.inference.isStepped
         var evaluation = PruningEvaluation(simulator: artifacts.simulator, split: cell.evaluation.split, questions: cell.evaluation.questions)
         evaluation.latencyQuestions = 0
         let measured = try evaluation.evaluate(pruner, budget: cell.evaluation.budget, seed: cell.recipe.seed)

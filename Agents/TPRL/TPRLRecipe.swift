@@ -232,6 +232,9 @@ public struct TPRLInferenceChoice: Codable, Sendable, Equatable {
     /// The two modes.
     public static let modes = ["stepped", "first-step"]
 
+    /// Whether the chosen inference walks the episode's steps.
+    public var isStepped: Bool { mode == "stepped" }
+
     /// A choice of `mode` with the accuracies that decided it.
     public init(mode: String, validationAccuracy: [String: Double] = [:], questions: Int = 0) {
         self.mode = mode
@@ -366,7 +369,7 @@ public struct TPRLPolicyFiles: Codable {
     }
 
     /// Whether the policy's top-k inference walks the episode's steps (its recorded choice).
-    public var steppedInference: Bool { (inference?.mode ?? "stepped") == "stepped" }
+    public var steppedInference: Bool { inference?.isStepped ?? true }
 
     public static func save(_ artifacts: TPRLArtifacts, configuration: TPRLConfiguration, to directory: URL) throws {
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
