@@ -44,6 +44,15 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// random size) instead of anchors plus a uniform random share — the kind of subset the
     /// importance-based pruners keep. Absent in older configurations, which read as 0.
     public var objectSubsetShare: Float = 0.5
+    /// `pruned_share`: the share of training samples whose answer is trained from a subset of the
+    /// visual tokens rather than all of them (default and absent: 0.5).
+    public var prunedShare: Float = 0.5
+    /// `referent_subset_share`: of the pruned training samples, the share whose subset keeps the
+    /// question's objects (their anchors, and each of their other patches with a random
+    /// probability) and a random share of every other token — so the other objects may lose
+    /// their anchors, as they do under an importance-based pruner at a small budget. The other
+    /// pruned samples keep every anchor (see `object_subset_share`). Absent reads as 0.
+    public var referentSubsetShare: Float = 0
     /// `family_weights`: relative frequency of each question family in the training samples,
     /// e.g. `{"count": 3}` (absent families weigh 1). Absent or empty (the default), the families
     /// come as `ShapesVQA.sample` draws them, uniformly, and the samples are exactly those of
@@ -86,6 +95,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case warmupSteps = "warmup_steps", weightDecay = "weight_decay", visionOnlySamples = "vision_only_samples", denseWeight = "dense_weight", routingWeight = "routing_weight"
         case relationWeight = "relation_weight", objectSubsetShare = "object_subset_share"
         case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start", familyWeights = "family_weights"
+        case prunedShare = "pruned_share", referentSubsetShare = "referent_subset_share"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -106,6 +116,13 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         scheduleStart = try value(.scheduleStart, 0)
         objectSubsetShare = try value(.objectSubsetShare, 0)
         familyWeights = try value(.familyWeights, [:])
+        prunedShare = try value(.prunedShare, d.prunedShare)
+        referentSubsetShare = try value(.referentSubsetShare, 0)
+        for (key, share) in [(CodingKeys.prunedShare, prunedShare), (.referentSubsetShare, referentSubsetShare), (.objectSubsetShare, objectSubsetShare)] {
+            guard share.isFinite, share >= 0, share <= 1 else {
+                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(key.rawValue) is \(share); a share must lie in [0, 1]")
+            }
+        }
         for (family, weight) in familyWeights {
             guard ShapesVQA.Family(rawValue: family) != nil else {
                 throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription:
@@ -568,6 +585,40 @@ public final class VLMTrainer {
         return candidate
     }
 
+    /// The visual tokens (ascending) from which the answer to `sample` is trained: all `tokens` of
+    /// them, or — for a `pruned_share` of the samples — a subset of a random size (5–100% of the
+    /// tokens) of one of three kinds: the question's objects and a random share of the rest
+    /// (`referent_subset_share`); every anchor, then the objects' other patches, then background
+    /// (`object_subset_share` of the others); or every anchor and a uniform random share of the rest.
+    /// Draws from the trainer's generator; with `referent_subset_share` 0 and `pruned_share` 0.5
+    /// the draws are those of the configurations written before these settings.
+    func trainingSubset(_ sample: ShapesVQA.Sample, tokens: Int) -> [Int] {
+        let c = configuration
+        guard generator.bernoulli(c.prunedShare) else { return Array(0..<tokens) }
+        let share = 0.05 + 0.95 * generator.nextDouble()
+        let anchors = Set(sample.anchors)
+        if c.referentSubsetShare > 0 && generator.nextDouble() < Double(c.referentSubsetShare) {
+            // The question's objects: their anchors always, their other patches with probability ½–1.
+            let referents = Set(sample.referents[0] + sample.referents[1])
+            let referentAnchors = Set(referents.map { sample.anchors[$0] })
+            let patchShare = 0.5 + 0.5 * generator.nextDouble()
+            return (0..<tokens).filter { patch in
+                if referentAnchors.contains(patch) { return true }
+                if let object = sample.patchObjects[patch], referents.contains(object) { return generator.nextDouble() < patchShare }
+                return generator.nextDouble() < share
+            }
+        }
+        if c.objectSubsetShare > 0 && generator.nextDouble() < Double(c.objectSubsetShare) {
+            // Object-centred: anchors, then object patches, then background, each in random order.
+            let objectPatches = generator.permutation(tokens).filter { !anchors.contains($0) && sample.patchObjects[$0] != nil }
+            let background = generator.permutation(tokens).filter { !anchors.contains($0) && sample.patchObjects[$0] == nil }
+            let count = max(anchors.count, Int((share * Double(tokens)).rounded()))
+            let ordered = anchors.sorted() + objectPatches + background
+            return Array(ordered.prefix(count)).sorted()
+        }
+        return (0..<tokens).filter { anchors.contains($0) || generator.nextDouble() < share }
+    }
+
     /// One optimisation step on the next batch; returns (total, answer, dense) losses.
     public func trainStep() throws -> (total: Float, answer: Float, dense: Float) {
         let c = configuration
@@ -581,29 +632,11 @@ public final class VLMTrainer {
         var total = visionOnly ? dense : dense * c.denseWeight
         var answerLoss: Float = .nan
         if !visionOnly {
-            // Pruning augmentation: half of the samples keep every anchor and a random share of the
-            // other tokens, so the model answers from subsets as the pruning environment asks it to.
+            // Pruning augmentation: a share of the samples answer from a subset of the tokens, as the
+            // pruning environment asks the model to (see `trainingSubset`).
             let projected = model.projector(features)
             let tokens = projected.shape[1]
-            var keeps: [[Int]] = []
-            for sample in samples {
-                if generator.bernoulli(0.5) {
-                    let share = 0.05 + 0.95 * generator.nextDouble()
-                    let anchors = Set(sample.anchors)
-                    if c.objectSubsetShare > 0 && generator.nextDouble() < Double(c.objectSubsetShare) {
-                        // Object-centred: anchors, then object patches, then background, each in random order.
-                        let objectPatches = generator.permutation(tokens).filter { !anchors.contains($0) && sample.patchObjects[$0] != nil }
-                        let background = generator.permutation(tokens).filter { !anchors.contains($0) && sample.patchObjects[$0] == nil }
-                        let count = max(anchors.count, Int((share * Double(tokens)).rounded()))
-                        let ordered = anchors.sorted() + objectPatches + background
-                        keeps.append(Array(ordered.prefix(count)).sorted())
-                    } else {
-                        keeps.append((0..<tokens).filter { anchors.contains($0) || generator.nextDouble() < share })
-                    }
-                } else {
-                    keeps.append(Array(0..<tokens))
-                }
-            }
+            let keeps = samples.map { trainingSubset($0, tokens: tokens) }
             let requests = samples.enumerated().map { b, sample in
                 AnswerRequest(features: projected.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
                               prefix: prompt.prefix(question: sample.question), suffix: prompt.suffix(question: sample.question))

@@ -99,6 +99,48 @@ import TestSupport
         }
     }
 
+    @Test("pruned_share and referent_subset_share: which tokens a training answer sees; old configurations keep their subsets")
+    func trainingSubsets() throws {
+        let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000}"#.utf8))
+        #expect(old.prunedShare == 0.5 && old.referentSubsetShare == 0)
+        let dataset = ShapesVQA(imageSize: 64, patchSize: 4)
+        let samples = (0..<60).map { dataset.sample($0, split: .train) }
+        let tokens = dataset.gridSize * dataset.gridSize
+        func trainer(_ json: String) throws -> VLMTrainer {
+            var c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(json.utf8))
+            c.textLayers = 1; c.visionLayers = 1
+            return VLMTrainer(configuration: c)
+        }
+        // pruned_share 0: every token, always.
+        let none = try trainer(#"{"pruned_share": 0}"#)
+        #expect(samples.allSatisfy { none.trainingSubset($0, tokens: tokens) == Array(0..<tokens) })
+        // Without referent subsets every pruned subset keeps every object's anchor.
+        let anchored = try trainer(#"{"pruned_share": 1, "object_subset_share": 0.5}"#)
+        for sample in samples {
+            let keep = anchored.trainingSubset(sample, tokens: tokens)
+            #expect(Set(sample.anchors).isSubset(of: keep) && keep == keep.sorted())
+        }
+        // Referent subsets keep the question's objects' anchors; other objects' anchors may go.
+        let referent = try trainer(#"{"pruned_share": 1, "referent_subset_share": 1}"#)
+        var lostAnchor = false
+        for sample in samples {
+            let keep = Set(referent.trainingSubset(sample, tokens: tokens))
+            let asked = Set(sample.referents[0] + sample.referents[1])
+            #expect(asked.allSatisfy { keep.contains(sample.anchors[$0]) })
+            if sample.anchors.indices.contains(where: { !asked.contains($0) && !keep.contains(sample.anchors[$0]) }) { lostAnchor = true }
+        }
+        #expect(lostAnchor)
+        // The same configuration draws the same subsets.
+        let again = try trainer(#"{"pruned_share": 1, "referent_subset_share": 1}"#)
+        let other = try trainer(#"{"pruned_share": 1, "referent_subset_share": 1}"#)
+        #expect(samples.map { again.trainingSubset($0, tokens: tokens) } == samples.map { other.trainingSubset($0, tokens: tokens) })
+        // A share outside [0, 1] is refused by name.
+        for (bad, key) in [(#"{"pruned_share": 1.5}"#, "pruned_share"), (#"{"referent_subset_share": -0.1}"#, "referent_subset_share")] {
+            let error = #expect(throws: DecodingError.self) { try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(bad.utf8)) }
+            #expect(String(describing: error).contains(key))
+        }
+    }
+
     @Test("the asked-relation probe's targets: the relation word and the answer of spatial questions only")
     func askedRelationTargets() throws {
         let dataset = ShapesVQA(imageSize: 64, patchSize: 4)
