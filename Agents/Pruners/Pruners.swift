@@ -223,10 +223,35 @@ public final class OraclePruner: TokenPruner {
 /// objects and some context from everywhere, not more of the most salient patches. It reads the
 /// annotation, so like the oracle and saliency it is a demonstrator and a reference row, not an
 /// efficiency method; it is cheap (no model call), so demonstrations from it come in the thousands.
+///
+/// `grounding-cls` fills by class-token attention instead. Its choices are nested — the set for a
+/// smaller budget lies inside the set for a larger one, as a ranking's top-k do — which the spread
+/// fill's are not, so it is the one a policy that ranks tokens over three shrinking steps can clone.
+/// `grounding-nested` keeps the spread and makes it nested: the other tokens in one fixed
+/// coarse-to-fine order of the grid (`coarseToFineOrder`), whose first k are spread over the image
+/// for every k.
 public final class GroundingPruner: TokenPruner {
-    public let name = "grounding"
-    /// A grounding pruner.
-    public init() {}
+    /// How the budget left after the question's objects is filled.
+    public enum Fill: Sendable {
+        /// Evenly spread over the other tokens in raster order (`grounding`).
+        case spread
+        /// The other tokens with the highest class-token attention (`grounding-cls`).
+        case classAttention
+        /// The other tokens in the grid's coarse-to-fine order (`grounding-nested`).
+        case nestedSpread
+    }
+    public let name: String
+    /// The fill rule.
+    public let fill: Fill
+    /// A grounding pruner with the given fill.
+    public init(fill: Fill = .spread) {
+        self.fill = fill
+        switch fill {
+        case .spread: name = "grounding"
+        case .classAttention: name = "grounding-cls"
+        case .nestedSpread: name = "grounding-nested"
+        }
+    }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         guard let relevant = entry.task.relevantTokens else {
             throw PrunerError.needsAnnotation(name: name)
@@ -236,15 +261,25 @@ public final class GroundingPruner: TokenPruner {
         let first = relevant.filter { $0 >= 0 && $0 < n && chosen.insert($0).inserted }  // in range, first occurrence
         let k = max(1, min(n, budget))
         guard first.count < k else { return .tokens(Array(first.prefix(k)).sorted()) }
-        // The rest of the budget spread evenly over the other tokens in raster order (as `uniform`).
-        return .tokens((first + evenlySpaced(k - first.count, of: (0..<n).filter { !chosen.contains($0) })).sorted())
+        let rest = (0..<n).filter { !chosen.contains($0) }
+        switch fill {
+        case .spread:
+            // The rest of the budget spread evenly over the other tokens in raster order (as `uniform`).
+            return .tokens((first + evenlySpaced(k - first.count, of: rest)).sorted())
+        case .classAttention:
+            let attention = entry.classAttention
+            return .tokens((first + topK(rest.map { $0 < attention.count ? attention[$0] : 0 }, k - first.count).map { rest[$0] }).sorted())
+        case .nestedSpread:
+            let order = coarseToFineOrder(grid: simulator.gridSize).filter { $0 < n && !chosen.contains($0) }
+            return .tokens((first + order.prefix(k - first.count)).sorted())
+        }
     }
 }
 
 /// Pruners by command-line name.
 public enum PrunerRegistry {
     /// The names `make` knows.
-    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "grounding", "oracle"]
+    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "grounding", "grounding-cls", "grounding-nested", "oracle"]
 
     public static func make(_ name: String) throws -> any TokenPruner {
         switch name {
@@ -258,6 +293,8 @@ public enum PrunerRegistry {
         case "llm-attention": return AttentionPruner()
         case "saliency": return SaliencyPruner()
         case "grounding": return GroundingPruner()
+        case "grounding-cls": return GroundingPruner(fill: .classAttention)
+        case "grounding-nested": return GroundingPruner(fill: .nestedSpread)
         case "oracle": return OraclePruner()
         default:
             throw PrunerError.unknown(name: name, known: names)
@@ -285,6 +322,21 @@ public enum PrunerError: Error, CustomStringConvertible {
 func topK(_ values: [Float], _ k: Int) -> [Int] {
     let k = max(0, min(k, values.count))
     return values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k).sorted()
+}
+
+/// The tokens of a `grid` × `grid` image in coarse-to-fine order: by the interleaved bits of the
+/// bit-reversed row and column (a 2-D van der Corput order), so the first 4 lie one in each
+/// quadrant, the first 16 one in each 4 × 4 block of a 16 × 16 grid, and so on — spread over the
+/// image for every prefix, each prefix inside the next.
+func coarseToFineOrder(grid: Int) -> [Int] {
+    var bits = 0
+    while (1 << bits) < grid { bits += 1 }
+    func reversed(_ v: Int) -> Int { (0..<bits).reduce(0) { $0 | ((v >> $1) & 1) << (bits - 1 - $1) } }
+    func key(_ token: Int) -> Int {
+        let (r, c) = (reversed(token / grid), reversed(token % grid))
+        return (0..<bits).reduce(0) { $0 | ((r >> (bits - 1 - $1)) & 1) << (2 * (bits - 1 - $1) + 1) | ((c >> (bits - 1 - $1)) & 1) << (2 * (bits - 1 - $1)) }
+    }
+    return (0..<(grid * grid)).sorted { key($0) < key($1) }
 }
 
 /// `k` of `items` (k ≤ items.count) at evenly spaced positions, the middle of each of k equal

@@ -186,7 +186,7 @@ extension PruningCommand {
         policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
         CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
         budget_conditioned, code_width, encoder: autoencoder|identity, environment: {alpha, beta,
-        task_score, …}); demonstrators: vispruner, saliency, grounding, llm-attention, oracle. By default one policy serves
+        task_score, …}); demonstrators: vispruner, saliency, grounding, grounding-cls, grounding-nested, llm-attention, oracle. By default one policy serves
         every budget (the budget is an input); --budget B trains a policy for that budget alone.
 
         example:

@@ -105,6 +105,48 @@ import PruneGymTesting
         #expect(String(describing: error!).contains("grounding annotation"))
     }
 
+    @Test("grounding-cls keeps the annotated tokens, then the highest class attention; its sets are nested")
+    func groundingByClassAttention() throws {
+        var g = SeededGenerator(seed: 0)
+        let pruner = try #require(try PrunerRegistry.make("grounding-cls") as? GroundingPruner)
+        #expect(pruner.name == "grounding-cls" && pruner.fill == .classAttention)
+        let task = try entry(3)
+        let attention = task.classAttention
+        var previous: Set<Int> = []
+        for budget in [1, 3, 6, 10, 16] {
+            let kept = Set(tokens(try pruner.plan(task, budget: budget, simulator: simulator, generator: &g)))
+            #expect(kept.count == budget && kept.contains(11))
+            let filled = kept.subtracting([11]), dropped = Set(0..<16).subtracting(kept)
+            // Every filled token draws at least as much class attention as every dropped one.
+            #expect(filled.allSatisfy { f in dropped.allSatisfy { attention[f] >= attention[$0] } })
+            #expect(previous.isSubset(of: kept))
+            previous = kept
+        }
+    }
+
+    @Test("the coarse-to-fine order: a permutation whose every prefix is spread (one per quadrant, one per block)")
+    func coarseToFine() throws {
+        let order = coarseToFineOrder(grid: 16)
+        #expect(order.sorted() == Array(0..<256))
+        func blocks(_ prefix: ArraySlice<Int>, side: Int) -> Set<Int> { Set(prefix.map { ($0 / 16 / side) * 16 + ($0 % 16) / side }) }
+        #expect(blocks(order.prefix(4), side: 8).count == 4)
+        #expect(blocks(order.prefix(16), side: 4).count == 16)
+        #expect(blocks(order.prefix(64), side: 2).count == 64)
+        // A grid that is not a power of two (LLaVA-1.5's 24 × 24) is still a permutation.
+        #expect(coarseToFineOrder(grid: 24).sorted() == Array(0..<576))
+        // grounding-nested: the annotated token 11 first, then that order; nested over budgets.
+        var g = SeededGenerator(seed: 0)
+        let pruner = try PrunerRegistry.make("grounding-nested")
+        let small = coarseToFineOrder(grid: 4).filter { $0 != 11 }
+        var previous: Set<Int> = []
+        for budget in [1, 2, 5, 9, 16] {
+            let kept = Set(tokens(try pruner.plan(try entry(3), budget: budget, simulator: simulator, generator: &g)))
+            #expect(kept == Set([11] + small.prefix(budget - 1)))
+            #expect(previous.isSubset(of: kept))
+            previous = kept
+        }
+    }
+
     @Test("ShapesVQA tasks are annotated with the anchors, then the other patches, of the question's objects")
     func shapesVQAGroundingAnnotation() throws {
         let source = ShapesVQATasks()
