@@ -336,7 +336,8 @@ func coarseToFineOrder(grid: Int) -> [Int] {
         let (r, c) = (reversed(token / grid), reversed(token % grid))
         return (0..<bits).reduce(0) { $0 | ((r >> (bits - 1 - $1)) & 1) << (2 * (bits - 1 - $1) + 1) | ((c >> (bits - 1 - $1)) & 1) << (2 * (bits - 1 - $1)) }
     }
-    return (0..<(grid * grid)).sorted { key($0) < key($1) }
+    let keys = (0..<(grid * grid)).map(key)
+    return keys.indices.sorted { keys[$0] < keys[$1] }
 }
 
 /// `k` of `items` (k ≤ items.count) at evenly spaced positions, the middle of each of k equal
