@@ -267,8 +267,7 @@ public final class GroundingPruner: TokenPruner {
             // The rest of the budget spread evenly over the other tokens in raster order (as `uniform`).
             return .tokens((first + evenlySpaced(k - first.count, of: rest)).sorted())
         case .classAttention:
-            let attention = entry.classAttention
-            return .tokens((first + topK(rest.map { $0 < attention.count ? attention[$0] : 0 }, k - first.count).map { rest[$0] }).sorted())
+            return .tokens((first + topK(rest.map { entry.classAttention[$0] }, k - first.count).map { rest[$0] }).sorted())
         case .nestedSpread:
             let order = coarseToFineOrder(grid: simulator.gridSize).filter { $0 < n && !chosen.contains($0) }
             return .tokens((first + order.prefix(k - first.count)).sorted())

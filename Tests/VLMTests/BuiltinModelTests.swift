@@ -99,7 +99,7 @@ import TestSupport
         }
     }
 
-    @Test("pruned_share and referent_subset_share: which tokens a training answer sees; old configurations keep their subsets")
+    @Test("pruned_share and referent_subset_share: which tokens a training answer sees; configurations without them read as before")
     func trainingSubsets() throws {
         let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000}"#.utf8))
         #expect(old.prunedShare == 0.5 && old.referentSubsetShare == 0)
