@@ -5,7 +5,8 @@ import Policies
 import TensorCore
 
 /// Where each part of a flattened `TokenPruning-v0` observation sits (the `DictSpace` key order:
-/// tokens, mask, positions, query, step, budget, attention).
+/// tokens, mask, positions, query, step, budget, attention, and with `query_words` > 0 words and
+/// word_mask).
 public struct TokenPruningLayout: Sendable, Equatable, Codable {
     /// Visual token slots N (the image's token count).
     public var tokenCount: Int
@@ -15,13 +16,28 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
     public var queryWidth: Int
     /// T_max: the step index runs over 0…maxSteps.
     public var maxSteps: Int
+    /// Question words observed one by one (the environment's `query_words`; 0: the mean only).
+    public var wordCount: Int
 
     /// The layout of `TokenPruning-v0` observations with these sizes.
-    public init(tokenCount: Int, codeWidth: Int, queryWidth: Int, maxSteps: Int) {
+    public init(tokenCount: Int, codeWidth: Int, queryWidth: Int, maxSteps: Int, wordCount: Int = 0) {
         self.tokenCount = tokenCount
         self.codeWidth = codeWidth
         self.queryWidth = queryWidth
         self.maxSteps = maxSteps
+        self.wordCount = wordCount
+    }
+
+    enum CodingKeys: String, CodingKey { case tokenCount, codeWidth, queryWidth, maxSteps, wordCount }
+
+    /// Reads a layout; files written before per-word queries existed have no `wordCount` (0).
+    public init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        tokenCount = try c.decode(Int.self, forKey: .tokenCount)
+        codeWidth = try c.decode(Int.self, forKey: .codeWidth)
+        queryWidth = try c.decode(Int.self, forKey: .queryWidth)
+        maxSteps = try c.decode(Int.self, forKey: .maxSteps)
+        wordCount = try c.decodeIfPresent(Int.self, forKey: .wordCount) ?? 0
     }
 
     /// The codes Z_t of the kept tokens (zeros in pruned slots), N × codeWidth.
@@ -38,8 +54,12 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
     public var budget: Range<Int> { step.upperBound..<(step.upperBound + 1) }
     /// Each slot's class-token attention relative to uniform (N·a_i; zeros in pruned slots).
     public var attention: Range<Int> { budget.upperBound..<(budget.upperBound + tokenCount) }
+    /// The embeddings of the question's first `wordCount` words, wordCount × queryWidth (zeros after the last).
+    public var words: Range<Int> { attention.upperBound..<(attention.upperBound + wordCount * queryWidth) }
+    /// Which of the `wordCount` word rows are words (1) rather than padding.
+    public var wordMask: Range<Int> { words.upperBound..<(words.upperBound + wordCount) }
     /// The whole flat observation's width.
-    public var width: Int { attention.upperBound }
+    public var width: Int { wordMask.upperBound }
 }
 
 /// The TPRL policy and value network (the TPRL paper, §3.3): a shared pre-norm transformer over
@@ -52,7 +72,10 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
 ///   the paper's state has codes and the query only).
 ///   Pruned slots are padding: masked out as keys and ignored by the distribution.
 /// - Query input: the question embedding, with the step index and (for budget-conditioned
-///   policies) the target budget added as learned embeddings.
+///   policies) the target budget added as learned embeddings. With a layout of `wordCount` > 0
+///   each question word is a row of its own as well (its embedding plus a learned embedding of
+///   its place in the question; padding rows masked out as keys), so token rows can attend to
+///   the words that name them — an extension: the paper's query is the mean embedding only.
 /// - Keep probability with the step discount (paper Eq. 8): a_{t,i} ~ Bernoulli(λ^t · p_{t,i}),
 ///   p = σ(z). `distribution(_:)` folds λ^t into the Bernoulli logits, so the same discount is in
 ///   the log-probabilities of the rollout and of every PPO update (the reference code applies it
@@ -72,6 +95,8 @@ public final class TPRLActorCritic: ActorCritic {
     let queryInput: Linear
     let stepEmbedding: Linear
     let budgetInput: Linear
+    let wordInput: Linear?
+    let wordPosition: Linear?
     let encoder: TransformerEncoder
     let keepHead: Linear
     let valueHead: Linear
@@ -89,6 +114,13 @@ public final class TPRLActorCritic: ActorCritic {
         queryInput = Linear(layout.queryWidth, width, generator: &generator)
         stepEmbedding = Linear(layout.maxSteps + 1, width, bias: false, generator: &generator)
         budgetInput = Linear(1, width, generator: &generator)
+        if layout.wordCount > 0 {
+            wordInput = Linear(layout.queryWidth, width, generator: &generator)
+            wordPosition = Linear(layout.wordCount, width, bias: false, generator: &generator)
+        } else {
+            wordInput = nil
+            wordPosition = nil
+        }
         encoder = TransformerEncoder(layerCount: layers, modelSize: width, headCount: heads, mlpSize: 4 * width, generator: &generator)
         keepHead = Linear(width, 1, generator: &generator)
         valueHead = Linear(width, 1, generator: &generator)
@@ -117,7 +149,8 @@ public final class TPRLActorCritic: ActorCritic {
         return Tensor(shape: [batch, s, 4 * f], scalars: values)
     }
 
-    /// Transformer features `[B, N + 1, width]` (query last) and the validity mask `[B, N]`.
+    /// Transformer features `[B, N + 1 + L, width]` (token rows, the query row, then the L word
+    /// rows) and the validity mask `[B, N]`.
     func features(_ observations: Tensor) -> (hidden: Tensor, mask: Tensor) {
         precondition(observations.rank == 2 && observations.shape[1] == layout.width,
                      "TPRLActorCritic: observations must be [B, \(layout.width)] (flattened TokenPruning-v0), got \(observations.shape)")
@@ -126,10 +159,23 @@ public final class TPRLActorCritic: ActorCritic {
         let codes = input.sliced(alongAxis: 1, layout.tokens).reshaped(to: [batch, n, layout.codeWidth])
         let attention = input.sliced(alongAxis: 1, layout.attention).reshaped(to: [batch, n, 1])
         let tokens = tokenFeatures(codes: codes, positions: positionFeatures(input.scalars, batch: batch), attention: attention)
-        let sequence = Tensor.concatenated([tokens, queryFeatures(input)], alongAxis: 1)
         let mask = input.sliced(alongAxis: 1, layout.mask)
-        let keyMask = Tensor.concatenated([mask, Tensor(repeating: 1, shape: [batch, 1])], alongAxis: 1)
-        return (encoder(sequence, keyPaddingMask: keyMask), mask)
+        var rows = [tokens, queryFeatures(input)]
+        var keys = [mask, Tensor(repeating: 1, shape: [batch, 1])]
+        if let words = wordFeatures(input) {
+            rows.append(words)
+            keys.append(input.sliced(alongAxis: 1, layout.wordMask))
+        }
+        return (encoder(Tensor.concatenated(rows, alongAxis: 1), keyPaddingMask: Tensor.concatenated(keys, alongAxis: 1)), mask)
+    }
+
+    /// The word rows' trunk input `[B, L, width]` (nil when the layout has no words).
+    func wordFeatures(_ input: Tensor) -> Tensor? {
+        guard let wordInput, let wordPosition else { return nil }
+        let batch = input.shape[0], l = layout.wordCount
+        let embeddings = wordInput(input.sliced(alongAxis: 1, layout.words).reshaped(to: [batch, l, layout.queryWidth]))
+        let places = wordPosition(Tensor(shape: [l, l], scalars: (0..<(l * l)).map { Float($0 / l == $0 % l ? 1 : 0) }))
+        return embeddings + places.reshaped(to: [1, l, width])
     }
 
     /// The token rows' trunk input `[B, S, width]` from their codes `[B, S, k]`, position
@@ -166,7 +212,14 @@ public final class TPRLActorCritic: ActorCritic {
         }
         let tokens = tokenFeatures(codes: Tensor(shape: [1, s, k], scalars: codes), positions: positionFeatures(observation, batch: 1, slots: slots),
                                    attention: Tensor(shape: [1, s, 1], scalars: attention))
-        let hidden = encoder(Tensor.concatenated([tokens, queryFeatures(row)], alongAxis: 1))
+        var rows = [tokens, queryFeatures(row)]
+        var keyMask: Tensor?
+        if let words = wordFeatures(row) {
+            rows.append(words)
+            keyMask = Tensor.concatenated([Tensor(repeating: 1, shape: [1, s + 1]), row.sliced(alongAxis: 1, layout.wordMask)], alongAxis: 1)
+        }
+        let sequence = Tensor.concatenated(rows, alongAxis: 1)
+        let hidden = keyMask.map { encoder(sequence, keyPaddingMask: $0) } ?? encoder(sequence)
         return keepHead(hidden.sliced(alongAxis: 1, 0..<s)).scalars
     }
 
@@ -212,9 +265,10 @@ public final class TPRLActorCritic: ActorCritic {
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
         scoped("token_input", tokenInput) + scoped("query_input", queryInput) + scoped("step_embedding", stepEmbedding)
-            + scoped("budget_input", budgetInput) + scoped("encoder", encoder) + scoped("keep_head", keepHead) + scoped("value_head", valueHead)
+            + scoped("budget_input", budgetInput) + (wordInput.map { scoped("word_input", $0) } ?? [])
+            + (wordPosition.map { scoped("word_position", $0) } ?? []) + scoped("encoder", encoder) + scoped("keep_head", keepHead) + scoped("value_head", valueHead)
     }
     public var description: String {
-        "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount)\(attentionInput ? ", class attention in" : ""))"
+        "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount)\(attentionInput ? ", class attention in" : "")\(layout.wordCount > 0 ? ", \(layout.wordCount) query words" : ""))"
     }
 }

@@ -294,7 +294,7 @@ public enum TPRLRecipe {
         if !c.budgetConditioned && environmentConfiguration.budgetChoices.count > 1 { environmentConfiguration.budgetChoices = [] }
         let environment = try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed)
         let layout = TokenPruningLayout(tokenCount: simulator.tokenCount, codeWidth: simulator.encoder.codeWidth, queryWidth: model.tokenWidth,
-                                        maxSteps: environmentConfiguration.maxSteps)
+                                        maxSteps: environmentConfiguration.maxSteps, wordCount: environmentConfiguration.queryWords)
         var networkGenerator = generator.fork()
         let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned,
                                       attentionInput: c.classAttentionInput, generator: &networkGenerator)

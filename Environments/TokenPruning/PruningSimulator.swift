@@ -19,6 +19,8 @@ public struct TaskEntry: @unchecked Sendable {
     public let classAttention: [Float]
     /// Mean embedding of the question's words `[D]`.
     public let query: [Float]
+    /// Embedding of each of the question's words `[L, D]`, row-major (L = `task.query.count`).
+    public let wordEmbeddings: [Float]
     /// Answer logits with every visual token kept.
     public let fullLogits: [Float]
 }
@@ -95,7 +97,7 @@ public final class PruningSimulator: @unchecked Sendable {
                     let query = task.query.isEmpty ? Tensor.zeros([1, model.tokenWidth]) : model.textEmbeddings(task.query)
                     result.append(TaskEntry(index: chunk[b], split: split, task: task, tokens: perTask[b], codes: codes,
                                             classAttention: Array(attentionValues[(b * n)..<((b + 1) * n)]),
-                                            query: query.mean(alongAxis: 0).scalars,
+                                            query: query.mean(alongAxis: 0).scalars, wordEmbeddings: task.query.isEmpty ? [] : query.scalars,
                                             fullLogits: Array(logitValues[(b * vocabulary)..<((b + 1) * vocabulary)])))
                 }
             }

@@ -50,6 +50,11 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
     public var split = "train"
     /// Distinct samples of the split drawn from.
     public var datasetSize = 20_000
+    /// Question words the observation carries one by one (`query_words`): with L > 0 it gains
+    /// `words` (the embeddings of the question's first L words, zeros after the last) and
+    /// `word_mask`, so a policy can match words to tokens instead of reading only their mean.
+    /// 0 (the default, and what an absent key reads as) is the paper's state: the mean only.
+    public var queryWords = 0
 
     /// The paper's defaults.
     public init() {}
@@ -57,7 +62,7 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case alpha, beta, taskScore = "task_score", efficiency, terminalOnly = "terminal_only", maxSteps = "max_steps"
         case minimumTokens = "minimum_tokens", targetBudget = "target_budget", budgetChoices = "budget_choices", split
-        case datasetSize = "dataset_size"
+        case datasetSize = "dataset_size", queryWords = "query_words"
     }
 
     public init(from decoder: Decoder) throws {
@@ -75,6 +80,7 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
         budgetChoices = try c.decodeIfPresent([Double].self, forKey: .budgetChoices) ?? d.budgetChoices
         split = try c.decodeIfPresent(String.self, forKey: .split) ?? d.split
         datasetSize = try c.decodeIfPresent(Int.self, forKey: .datasetSize) ?? d.datasetSize
+        queryWords = try c.decodeIfPresent(Int.self, forKey: .queryWords) ?? d.queryWords
     }
 
     /// Throws `GymError.invalidOption` naming the first impossible value's key.
@@ -88,5 +94,6 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
         if let bad = budgetChoices.first(where: { !($0 > 0 && $0 <= 1) }) { throw fail("budget_choices", "each budget must be in (0, 1], got \(bad)") }
         guard ["train", "validation", "test"].contains(split) else { throw fail("split", "must be train, validation or test, got '\(split)'") }
         guard datasetSize >= 1 else { throw fail("dataset_size", "must be ≥ 1, got \(datasetSize)") }
+        guard queryWords >= 0 else { throw fail("query_words", "must be ≥ 0, got \(queryWords)") }
     }
 }

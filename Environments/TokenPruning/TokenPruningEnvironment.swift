@@ -23,6 +23,8 @@ import VLM
 /// target budget (for budget-conditioned policies), `attention` `[N]` the class-token attention of
 /// each kept slot relative to uniform (N·a_i, so 1 is average; zeros where pruned) — the signal
 /// the CLS-attention and VisPruner baselines rank by, which an 8-wide code does not carry.
+/// With `queryWords` L > 0 two more keys follow: `words` `[L·D]` the embeddings of the question's
+/// first L words (zeros after its last) and `word_mask` `[L]` which of them are words.
 ///
 /// **Action**: `MultiBinary(N)`, a keep mask over all slots; entries of slots already pruned are
 /// ignored. **Floor rule**: when fewer than `minimumTokens` would remain, the environment keeps
@@ -72,7 +74,10 @@ public final class TokenPruningEnvironment: Environment {
             ("step", Discrete(configuration.maxSteps + 1)),
             ("budget", Box(low: 0, high: 1, shape: [1])),
             ("attention", Box(low: 0, high: .infinity, shape: [n])),
-        ])
+        ] + (configuration.queryWords > 0 ? [
+            ("words", Box(low: -.infinity, high: .infinity, shape: [configuration.queryWords * d])),
+            ("word_mask", MultiBinary(configuration.queryWords)),
+        ] : []))
         actionSpace = MultiBinary(n)
         let grid = simulator.gridSize, scale = Float(max(1, grid - 1))
         positions = (0..<n).flatMap { [Float($0 / grid) / scale, Float($0 % grid) / scale] }
@@ -201,8 +206,17 @@ public final class TokenPruningEnvironment: Environment {
             attention[i] = Float(n) * entry.classAttention[i]
             for j in 0..<k { tokens[i * k + j] = entry.codes[i * k + j] }
         }
-        return ["tokens": .real(tokens), "mask": .binary(mask), "positions": .real(positions), "query": .real(entry.query),
-                "step": .integer(stepIndex), "budget": .real([Float(budget)]), "attention": .real(attention)]
+        var result: Observation = ["tokens": .real(tokens), "mask": .binary(mask), "positions": .real(positions), "query": .real(entry.query),
+                                   "step": .integer(stepIndex), "budget": .real([Float(budget)]), "attention": .real(attention)]
+        let words = configuration.queryWords
+        if words > 0 {
+            let d = simulator.model.tokenWidth, given = min(words, entry.wordEmbeddings.count / d)
+            var embeddings = [Float](repeating: 0, count: words * d)
+            embeddings.replaceSubrange(0..<(given * d), with: entry.wordEmbeddings[0..<(given * d)])
+            result["words"] = .real(embeddings)
+            result["word_mask"] = .binary((0..<words).map { $0 < given })
+        }
+        return result
     }
 
     func info(logits: [Float]) -> [String: InfoValue] {

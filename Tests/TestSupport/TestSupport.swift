@@ -10,9 +10,18 @@ public enum Fixtures {
     public static func url(_ relativePath: String) -> URL { directory.appendingPathComponent(relativePath) }
 }
 
-/// A fresh temporary directory, removed by the caller with `removeTemporaryDirectory`.
+/// The folder holding every temporary directory of this test process; it is removed when the
+/// process exits, so repeated `swift test` runs leave nothing behind in the temporary folder.
+let temporaryRoot: URL = {
+    let root = FileManager.default.temporaryDirectory
+        .appendingPathComponent("prunegym-tests-\(ProcessInfo.processInfo.processIdentifier)-\(UUID().uuidString.prefix(8))")
+    atexit { try? FileManager.default.removeItem(at: temporaryRoot) }
+    return root
+}()
+
+/// A fresh temporary directory (inside `temporaryRoot`, removed at exit; a test may remove it sooner).
 public func makeTemporaryDirectory(_ label: String = "prunegym-test") throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("\(label)-\(UUID().uuidString)")
+    let url = temporaryRoot.appendingPathComponent("\(label)-\(UUID().uuidString)")
     try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
     return url
 }

@@ -153,18 +153,70 @@ import TestSupport
         #expect(before.1 == after.1)
     }
 
-    /// Logits computed over the kept slots alone equal the full pass's at those slots (pruned
-    /// slots are padding the trunk never attends to), with and without the attention input.
-    @Test func keptSlotLogitsEqualTheFullPass() throws {
-        let env = try environment()
-        _ = try env.reset(seed: 0)
-        let kept = [0, 2, 3, 7, 8, 12, 15]
-        let observation = try env.step((0..<16).map { kept.contains($0) }).observation
+    /// With `query_words` the observation carries each question word's embedding and a mask of
+    /// the real words; the layout places them where the flattened space does.
+    @Test func queryWordsObservation() throws {
+        var configuration = TokenPruningConfiguration()
+        configuration.datasetSize = 30
+        configuration.queryWords = 3
+        let env = try TokenPruningEnvironment(simulator: simulator, configuration: configuration, seed: 1)
+        let observation = try env.reset(seed: 0, options: ResetOptions(values: ["index": .number(5)])).observation
+        #expect(env.observationSpace.contains(observation))
+        guard case let .real(words)? = observation["words"], case let .binary(wordMask)? = observation["word_mask"] else {
+            Issue.record("no words in the observation"); return
+        }
+        let entry = try #require(env.currentEntry)
+        #expect(entry.task.query.count == 1)
+        #expect(wordMask == [true, false, false])
+        #expect(Array(words[0..<8]) == model.textEmbeddings(entry.task.query).scalars)
+        #expect(words[8...].allSatisfy { $0 == 0 })
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3, wordCount: 3)
         let row = env.observationSpace.flatRows([observation])
-        for attentionInput in [false, true] {
+        #expect(layout.width == row.count)
+        #expect(Array(row[layout.words]) == words)
+        #expect(row[layout.wordMask] == [1, 0, 0])
+        configuration.queryWords = -1
+        #expect(throws: GymError.self) { try configuration.validate() }
+    }
+
+    /// A policy with word rows reads the real words and ignores the padding rows; one without
+    /// them has the old layout (files without `wordCount` read as 0).
+    @Test func wordRowsAreRead() throws {
+        var configuration = TokenPruningConfiguration()
+        configuration.datasetSize = 30
+        configuration.queryWords = 3
+        let env = try TokenPruningEnvironment(simulator: simulator, configuration: configuration, seed: 1)
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3, wordCount: 3)
+        var g = SeededGenerator(seed: 0)
+        let net = TPRLActorCritic(layout: layout, width: 16, heads: 4, generator: &g)
+        var row = env.observationSpace.flatRows([try env.reset(seed: 0).observation])
+        let logits = { net.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
+        let before = logits()
+        row[layout.words.lowerBound + 8 + 2] = 4  // the second row, which the mask marks padding
+        #expect(logits() == before)
+        row[layout.words.lowerBound + 2] += 4  // the first word
+        #expect(firstMismatch(logits(), before, absolute: 1e-4, relative: 0) != nil)
+        #expect(net.namedParameters.contains { $0.name.hasPrefix("word_input.") })
+        let legacy = try JSONDecoder().decode(TokenPruningLayout.self, from: Data(#"{"tokenCount": 16, "codeWidth": 8, "queryWidth": 8, "maxSteps": 3}"#.utf8))
+        #expect(legacy.wordCount == 0 && legacy.width == layout.words.lowerBound)
+        #expect(!network().namedParameters.contains { $0.name.hasPrefix("word_") })
+    }
+
+    /// Logits computed over the kept slots alone equal the full pass's at those slots (pruned
+    /// slots are padding the trunk never attends to), with and without the attention input and
+    /// word rows.
+    @Test func keptSlotLogitsEqualTheFullPass() throws {
+        let kept = [0, 2, 3, 7, 8, 12, 15]
+        for (attentionInput, words) in [(false, 0), (true, 0), (false, 3)] {
+            var configuration = TokenPruningConfiguration()
+            configuration.datasetSize = 30
+            configuration.queryWords = words
+            let env = try TokenPruningEnvironment(simulator: simulator, configuration: configuration, seed: 1)
+            _ = try env.reset(seed: 0)
+            let row = env.observationSpace.flatRows([try env.step((0..<16).map { kept.contains($0) }).observation])
             var g = SeededGenerator(seed: 5)
-            let net = TPRLActorCritic(layout: TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3), width: 16, heads: 4,
-                                      conditionOnBudget: true, attentionInput: attentionInput, generator: &g)
+            let net = TPRLActorCritic(layout: TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3, wordCount: words), width: 16,
+                                      heads: 4, conditionOnBudget: true, attentionInput: attentionInput, generator: &g)
             let full = net.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
             let compact = net.keepLogits(row, slots: kept)
             #expect(firstMismatch(compact, kept.map { full[$0] }, absolute: 1e-5, relative: 1e-5) == nil)

@@ -141,9 +141,9 @@ import Testing
         #expect(throws: GymError.self) { try env.step(mask(keeping: [1])) }  // after the end
     }
 
-    @Test func passesTheEnvironmentChecker() throws {
-        let (env, _) = try environment()
-        let report = EnvironmentChecker().check(env, make: { try environment().0 })
+    @Test(arguments: [0, 4]) func passesTheEnvironmentChecker(queryWords: Int) throws {
+        let (env, _) = try environment { $0.queryWords = queryWords }
+        let report = EnvironmentChecker().check(env, make: { try environment { $0.queryWords = queryWords }.0 })
         #expect(report.passed, "\(report)")
     }
 
