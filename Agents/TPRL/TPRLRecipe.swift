@@ -315,6 +315,14 @@ public enum TPRLRecipe {
                                                   configuration: bcConfiguration, seed: c.seed, network: network, maskRange: layout.mask)
             bcRows = try cloner.learn(from: demonstrations)
             if let last = bcRows.last { log("    " + last.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")) }
+            if let runDirectory {
+                // Behaviour cloning reruns whole on a resume (it is deterministic), so its curve is rewritten.
+                let url = runDirectory.url.appendingPathComponent("behavior-cloning.csv")
+                try? FileManager.default.removeItem(at: url)
+                let curve = try MetricsLog(url: url, writesTensorBoard: false)
+                for row in bcRows { try curve.append(row) }
+                log("    per-epoch losses in \(url.path)")
+            }
         } else {
             log("2/4, 3/4 no demonstrations: PPO starts from the random initialisation")
         }

@@ -273,7 +273,8 @@ import TestSupport
     }
 
     /// Behaviour cloning on VisPruner demonstrations and a few PPO updates run end to end on the
-    /// fake model, and the policy serves every budget through `TPRLPruner`.
+    /// fake model, write their curves to the run directory, and the policy serves every budget
+    /// through `TPRLPruner`.
     @Test func recipeRunsEndToEnd() throws {
         var configuration = TPRLConfiguration()
         configuration.autoencoderImages = 8
@@ -286,8 +287,14 @@ import TestSupport
         configuration.width = 16
         configuration.environment.datasetSize = 30
         configuration.inferenceSelectionQuestions = 12
-        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        let run = RunDirectory(try makeTemporaryDirectory("tprl-run"))
+        try run.create()
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, runDirectory: run, showsProgress: false, log: { _ in })
         #expect(artifacts.ppo.count == 2)
+        // The behaviour-cloning curve is in the run directory: a header and one row per epoch.
+        let curve = try String(contentsOf: run.url.appendingPathComponent("behavior-cloning.csv"), encoding: .utf8)
+        let lines = curve.split(separator: "\n")
+        #expect(lines.count == 1 + artifacts.behaviorCloning.count && lines[0].hasPrefix("epoch,"))
         // The top-k inference was chosen on validation questions: the better mean accuracy wins.
         let choice = artifacts.inference
         #expect(choice.questions == 12 && Set(choice.validationAccuracy.keys) == ["stepped", "first-step"])
