@@ -186,11 +186,16 @@ extension PruningCommand {
         policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
         CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
         budget_conditioned, code_width, encoder: autoencoder|identity, environment: {alpha, beta,
-        task_score, …}); demonstrators: vispruner, saliency, grounding, grounding-cls, grounding-nested, llm-attention, oracle. By default one policy serves
-        every budget (the budget is an input); --budget B trains a policy for that budget alone.
+        task_score, query_words, …}); demonstrators: vispruner, saliency, grounding, grounding-cls,
+        grounding-nested, llm-attention, oracle. By default one policy serves every budget (the
+        budget is an input); --budget B trains a policy for that budget alone. RUN (default
+        runs/tprl-SEED) gets config.json, behavior-cloning.csv and the PPO phase's metrics.csv and
+        checkpoints; rerunning the same recipe there resumes PPO.
 
-        example:
+        examples:
           swift run -c release prunegym tprl train --out models/tprl
+          echo '{"environment": {"budget_choices": [0.333, 0.222, 0.111], "query_words": 16}}' > words.json
+          swift run -c release prunegym tprl train --config words.json --out runs/tprl-words --run-dir runs/tprl-words-run
         """
 
     static func tprl(_ arguments: [String]) throws {
