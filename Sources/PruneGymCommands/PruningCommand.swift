@@ -189,8 +189,8 @@ extension PruningCommand {
         task_score, query_words, …}); demonstrators: vispruner, saliency, grounding, grounding-cls,
         grounding-nested, llm-attention, oracle. By default one policy serves every budget (the
         budget is an input); --budget B trains a policy for that budget alone. RUN (default
-        runs/tprl-SEED) gets config.json, behavior-cloning.csv and the PPO phase's metrics.csv and
-        checkpoints; rerunning the same recipe there resumes PPO.
+        runs/tprl-SEED) gets config.json, behavior-cloning.csv and .svg, and the PPO phase's
+        metrics.csv, learning-curve.svg and checkpoints; rerunning the same recipe there resumes PPO.
 
         examples:
           swift run -c release prunegym tprl train --out models/tprl
@@ -231,7 +231,22 @@ extension PruningCommand {
         let started = Date()
         let artifacts = try TPRLRecipe.run(model: model, source: ShapesVQATasks(), configuration: configuration, runDirectory: run, showsProgress: !quiet)
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)
+        try writeBehaviorCloningCurve(run)
+        if configuration.ppoUpdates > 0 { try TrainCommand.writeLearningCurve(run, title: "TPRL: PPO in TokenPruning-v0, seed \(configuration.seed)") }
         print(String(format: "TPRL recipe took %.0f s; wrote %@", Date().timeIntervalSince(started), out.path))
+    }
+
+    /// `behavior-cloning.svg`: the training and held-out losses per epoch, from `behavior-cloning.csv`.
+    static func writeBehaviorCloningCurve(_ run: RunDirectory) throws {
+        let url = run.url.appendingPathComponent("behavior-cloning.csv")
+        guard FileManager.default.fileExists(atPath: url.path) else { return }
+        let (columns, rows) = try MetricsLog.read(url)
+        guard let x = columns.firstIndex(of: "epoch") else { return }
+        let series = [("train_loss", "training"), ("validation_loss", "held-out episodes")].compactMap { column, name in
+            columns.firstIndex(of: column).map { y in SVGPlot.Series(name: name, points: rows.map { (x: $0[x], y: $0[y]) }) }
+        }
+        let svg = SVGPlot.lineChart(title: "TPRL: behaviour cloning", xLabel: "epoch", yLabel: "BCE over the valid tokens", series: series)
+        try AtomicFile.write(Data(svg.utf8), to: run.url.appendingPathComponent("behavior-cloning.svg"))
     }
 
     static let quickstartHelp = """
