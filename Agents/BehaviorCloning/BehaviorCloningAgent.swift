@@ -120,6 +120,10 @@ public final class BehaviorCloningAgent<Observation: Sendable, Action: Sendable>
         return (total, negativeLogLikelihood, entropy)
     }
 
+    /// Called after every training batch of `learn(from:)` with the batches done, the batches
+    /// of all `maximumEpochs`, and a status (epoch and running loss) — for a progress bar.
+    public var onBatch: ((_ done: Int, _ total: Int, _ status: String) -> Void)?
+
     /// Trains on `demonstrations`; returns one metrics row per epoch
     /// (`epoch`, `train_loss`, `validation_loss`, `negative_log_likelihood`, `entropy`).
     public func learn(from demonstrations: [Trajectory<Observation, Action>]) throws -> [[(String, Double)]] {
@@ -141,6 +145,8 @@ public final class BehaviorCloningAgent<Observation: Sendable, Action: Sendable>
         var best = (loss: Double.infinity, state: network.stateDictionary())
         var epochsWithoutImprovement = 0
         var rows: [[(String, Double)]] = []
+        let batchesPerEpoch = (training.count + configuration.batchSize - 1) / configuration.batchSize
+        var batchesDone = 0
         for epoch in 1...configuration.maximumEpochs {
             var totals = (loss: 0.0, nll: 0.0, entropy: 0.0, batches: 0)
             let permutation = generator.permutation(training.count)
@@ -154,6 +160,9 @@ public final class BehaviorCloningAgent<Observation: Sendable, Action: Sendable>
                 optimizer.step()
                 totals = (totals.loss + Double(terms.total.scalar), totals.nll + Double(terms.negativeLogLikelihood.scalar),
                           totals.entropy + Double(terms.entropy.scalar), totals.batches + 1)
+                batchesDone += 1
+                onBatch?(batchesDone, batchesPerEpoch * configuration.maximumEpochs,
+                         String(format: "epoch %d/%d, loss %.4g", epoch, configuration.maximumEpochs, totals.loss / Double(totals.batches)))
             }
             let batches = Double(totals.batches)
             let validationLoss: Double = validation.count == 0 ? totals.loss / batches : withInferenceMode {

@@ -313,7 +313,15 @@ public enum TPRLRecipe {
             bcConfiguration.patience = 3
             let cloner = try BehaviorCloningAgent<[String: SpaceValue], [Bool]>(observationSpace: environment.observationSpace, actionSpace: environment.actionSpace,
                                                   configuration: bcConfiguration, seed: c.seed, network: network, maskRange: layout.mask)
+            var bar: ProgressBar?
+            if showsProgress {
+                cloner.onBatch = { done, total, status in
+                    if bar == nil { bar = ProgressBar(total: total, label: "behaviour cloning") }
+                    bar?.update(done, status: status)
+                }
+            }
             bcRows = try cloner.learn(from: demonstrations)
+            bar?.finish()
             if let last = bcRows.last { log("    " + last.map { "\($0.0) \(String(format: "%.4f", $0.1))" }.joined(separator: ", ")) }
             if let runDirectory {
                 // Behaviour cloning reruns whole on a resume (it is deterministic), so its curve is rewritten.

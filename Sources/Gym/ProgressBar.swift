@@ -22,8 +22,11 @@ public final class ProgressBar {
         self.plainInterval = plainInterval
     }
 
+    private var lastDone = 0
+
     /// Reports that `done` units are complete, with a short status (e.g. the current loss).
     public func update(_ done: Int, status: String = "") {
+        lastDone = done
         let now = Date()
         let finished = done >= total
         guard finished || now.timeIntervalSince(lastDraw) >= (interactive ? 0.1 : plainInterval) else { return }
@@ -43,6 +46,12 @@ public final class ProgressBar {
         }
         FileHandle.standardError.write(Data(text.utf8))
         if finished && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+
+    /// Ends a bar whose work stopped before `total` (early stopping): a terminal's bar line is
+    /// closed so that what is printed next starts on a line of its own.
+    public func finish() {
+        if interactive && lastDone < total { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 
     /// Seconds as `m:ss` or `h:mm:ss`.

@@ -28,7 +28,13 @@ struct BehaviorCloningTests {
             return Double(zip(expert, clone).filter { $0 == $1 }.count) / Double(expert.count)
         }
         let before = try agreement()
+        var reports: [(done: Int, total: Int)] = []
+        agent.onBatch = { done, total, _ in reports.append((done, total)) }
         let rows = try agent.learn(from: try demonstrations(8))
+        // Progress: every batch reported once, in order, against the batches of all 12 epochs.
+        #expect(reports.map(\.done) == Array(1...reports.count))
+        #expect(reports.allSatisfy { $0.total == reports[0].total } && reports[0].total % 12 == 0)
+        #expect(reports.count == reports[0].total / 12 * rows.count)
         let losses = rows.map { $0.first { $0.0 == "validation_loss" }!.1 }
         #expect(losses.min()! < losses[0] * 0.8, "validation losses \(losses)")
         // The expert keeps the state near its decision boundary, so agreement cannot reach 1.
