@@ -32,17 +32,18 @@ public final class ProgressBar {
         guard finished || now.timeIntervalSince(lastDraw) >= (interactive ? 0.1 : plainInterval) else { return }
         lastDraw = now
         let elapsed = now.timeIntervalSince(start)
-        let rate = Double(done - startCount) / max(elapsed, 1e-9)
-        let eta = rate > 0 ? Double(total - done) / rate : 0
+        // The first moments give no rate worth printing (one unit in microseconds reads as 46 000/s).
+        let rate = elapsed >= 0.5 || finished ? Double(done - startCount) / max(elapsed, 1e-9) : nil
+        let speed = rate.map { String(format: "%.1f/s ETA %@", $0, Self.format($0 > 0 ? Double(total - done) / $0 : 0)) } ?? "–/s ETA –"
         let fraction = Double(done) / Double(total)
         let text: String
         if interactive {
             let width = 28
             let filled = Int(fraction * Double(width))
             let bar = String(repeating: "█", count: filled) + String(repeating: "░", count: width - filled)
-            text = "\r\(label) \(bar) \(done)/\(total) \(String(format: "%.1f", rate))/s ETA \(Self.format(eta)) \(status)\u{1B}[K"
+            text = "\r\(label) \(bar) \(done)/\(total) \(speed) \(status)\u{1B}[K"
         } else {
-            text = "\(label): \(done)/\(total) (\(Int(fraction * 100))%) \(String(format: "%.1f", rate))/s ETA \(Self.format(eta)) \(status)\n"
+            text = "\(label): \(done)/\(total) (\(Int(fraction * 100))%) \(speed) \(status)\n"
         }
         FileHandle.standardError.write(Data(text.utf8))
         if finished && interactive { FileHandle.standardError.write(Data("\n".utf8)) }
