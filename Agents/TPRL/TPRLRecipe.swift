@@ -428,6 +428,11 @@ public struct TPRLPolicyFiles: Codable {
               files.layout.queryWidth == simulator.model.tokenWidth else {
             throw FileError(path: url.path, reason: "the policy expects \(files.layout.tokenCount) tokens of code width \(files.layout.codeWidth) and query width \(files.layout.queryWidth); the simulator has \(simulator.tokenCount), \(simulator.encoder.codeWidth), \(simulator.model.tokenWidth)")
         }
+        // Inference builds its observations from the recorded environment: it must give the layout's.
+        let environment = files.configuration.environment
+        guard files.layout.wordCount == environment.queryWords, files.layout.maxSteps == environment.maxSteps else {
+            throw FileError(path: url.path, reason: "the layout (wordCount \(files.layout.wordCount), maxSteps \(files.layout.maxSteps)) disagrees with the configuration's environment (query_words \(environment.queryWords), max_steps \(environment.maxSteps)); retrain the policy or restore the file")
+        }
         var generator = SeededGenerator(seed: 0)
         let network = TPRLActorCritic(layout: files.layout, width: files.configuration.width, conditionOnBudget: files.configuration.budgetConditioned,
                                       attentionInput: files.configuration.classAttentionInput, generator: &generator)

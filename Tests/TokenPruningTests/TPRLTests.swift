@@ -242,6 +242,30 @@ import TestSupport
         #expect(!legacy.classAttentionInput)
     }
 
+    /// A policy trained with `query_words` saves and loads with its word rows; a `tprl.json`
+    /// whose layout and environment disagree is refused by name instead of crashing inference.
+    @Test func wordPoliciesRoundTrip() throws {
+        let configuration = smallRecipe { $0.environment.queryWords = 3 }
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        #expect(artifacts.network.layout.wordCount == 3)
+        let directory = try makeTemporaryDirectory()
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
+        let (network, _) = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator)
+        let env = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: configuration.environment)
+        let row = env.observationSpace.flatRows([try env.reset(seed: 0).observation])
+        let x = Tensor(shape: [1, row.count], scalars: row)
+        #expect(network.keepLogits(x).scalars == artifacts.network.keepLogits(x).scalars)
+        let url = directory.appendingPathComponent("tprl.json")
+        let edited = try String(contentsOf: url, encoding: .utf8).replacingOccurrences(of: #""query_words" : 3"#, with: #""query_words" : 0"#)
+        try Data(edited.utf8).write(to: url)
+        do {
+            _ = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator)
+            Issue.record("a layout with 3 words loaded under query_words 0")
+        } catch {
+            #expect("\(error)".contains("query_words 0") && "\(error)".contains("tprl.json"))
+        }
+    }
+
     /// A recipe small enough for the fake model: 6 demonstrations, one cloning epoch, no PPO.
     func smallRecipe(_ edit: (inout TPRLConfiguration) -> Void) -> TPRLConfiguration {
         var configuration = TPRLConfiguration()
