@@ -219,12 +219,19 @@ extension PruningCommand {
         try trainPolicy(configuration, out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
     }
 
-    static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool) throws {
+    /// Runs the recipe into `runDirectory`. A rerun of the same recipe resumes its PPO checkpoints;
+    /// a directory holding another recipe's run is an error, or with `replacingOtherRuns` (the
+    /// quickstart's own directory, whose recipe changes with `--seed` and between releases) is
+    /// emptied first.
+    static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool, replacingOtherRuns: Bool = false) throws {
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
-        // A rerun with the same recipe resumes its PPO checkpoints; another recipe must not.
-        if FileManager.default.fileExists(atPath: run.configURL.path), try run.readConfig(TPRLConfiguration.self) != configuration {
-            throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration; pick another --run-dir or delete it")
+        if FileManager.default.fileExists(atPath: run.configURL.path), (try? run.readConfig(TPRLConfiguration.self)) != configuration {
+            guard replacingOtherRuns else {
+                throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration; pick another --run-dir or delete it")
+            }
+            print("\(run.url.path) holds a run of another recipe (another seed or an earlier release's defaults); starting it afresh")
+            try FileManager.default.removeItem(at: run.url)
         }
         try run.create()
         try run.writeConfig(configuration, kind: "tprl")
@@ -255,7 +262,9 @@ extension PruningCommand {
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
         demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
         100% / 33% / 22% / 11% of the visual tokens. Writes the policy to runs/quickstart/tprl and the
-        table, CSV and plot to runs/quickstart/eval.
+        table, CSV and plot to runs/quickstart/eval. The training run is runs/quickstart/train: a rerun
+        resumes it, and one with another --seed (or after an upgrade changed the recipe) starts it
+        afresh.
 
         example:
           swift run -c release prunegym quickstart
@@ -269,7 +278,7 @@ extension PruningCommand {
         configuration.demonstrations = 300
         configuration.ppoUpdates = 10
         let policy = URL(fileURLWithPath: "runs/quickstart/tprl")
-        try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false)
+        try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false, replacingOtherRuns: true)
         try evalPruning(["--policy", policy.path, "--questions", String(try args.integer("questions", default: 500, range: 1...100_000)),
                          "--seeds", "0", "--out", "runs/quickstart/eval"])
     }
