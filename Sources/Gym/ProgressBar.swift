@@ -13,6 +13,8 @@ public final class ProgressBar {
     private let plainInterval: TimeInterval
     /// Units already done when the bar started (a resumed run): excluded from the rate.
     private let startCount: Int
+    /// The last `done` reported (drawn or not).
+    private var lastDone = 0
 
     /// `plainInterval`: seconds between lines when stderr is not a terminal.
     public init(total: Int, label: String, plainInterval: TimeInterval = 5, start done: Int = 0) {
@@ -21,8 +23,6 @@ public final class ProgressBar {
         self.label = label
         self.plainInterval = plainInterval
     }
-
-    private var lastDone = 0
 
     /// Reports that `done` units are complete, with a short status (e.g. the current loss).
     public func update(_ done: Int, status: String = "") {
