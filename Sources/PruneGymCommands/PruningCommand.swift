@@ -226,7 +226,8 @@ extension PruningCommand {
     static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool, replacingOtherRuns: Bool = false) throws {
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
-        if FileManager.default.fileExists(atPath: run.configURL.path), (try? run.readConfig(TPRLConfiguration.self)) != configuration {
+        if FileManager.default.fileExists(atPath: run.configURL.path),
+           (replacingOtherRuns ? try? run.readConfig(TPRLConfiguration.self) : try run.readConfig(TPRLConfiguration.self)) != configuration {
             guard replacingOtherRuns else {
                 throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration; pick another --run-dir or delete it")
             }
@@ -238,19 +239,18 @@ extension PruningCommand {
         let started = Date()
         let artifacts = try TPRLRecipe.run(model: model, source: ShapesVQATasks(), configuration: configuration, runDirectory: run, showsProgress: !quiet)
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)
-        try writeBehaviorCloningCurve(run)
+        try writeBehaviorCloningCurve(artifacts.behaviorCloning, in: run)
         if configuration.ppoUpdates > 0 { try TrainCommand.writeLearningCurve(run, title: "TPRL: PPO in TokenPruning-v0, seed \(configuration.seed)") }
         print(String(format: "TPRL recipe took %.0f s; wrote %@", Date().timeIntervalSince(started), out.path))
     }
 
-    /// `behavior-cloning.svg`: the training and held-out losses per epoch, from `behavior-cloning.csv`.
-    static func writeBehaviorCloningCurve(_ run: RunDirectory) throws {
-        let url = run.url.appendingPathComponent("behavior-cloning.csv")
-        guard FileManager.default.fileExists(atPath: url.path) else { return }
-        let (columns, rows) = try MetricsLog.read(url)
-        guard let x = columns.firstIndex(of: "epoch") else { return }
-        let series = [("train_loss", "training"), ("validation_loss", "held-out episodes")].compactMap { column, name in
-            columns.firstIndex(of: column).map { y in SVGPlot.Series(name: name, points: rows.map { (x: $0[x], y: $0[y]) }) }
+    /// `behavior-cloning.svg`: the training and held-out losses per epoch of behaviour cloning's
+    /// metrics `rows` (nothing when the recipe cloned nothing).
+    static func writeBehaviorCloningCurve(_ rows: [[(String, Double)]], in run: RunDirectory) throws {
+        guard !rows.isEmpty else { return }
+        func value(_ row: [(String, Double)], _ column: String) -> Double? { row.first { $0.0 == column }?.1 }
+        let series = [("train_loss", "training"), ("validation_loss", "held-out episodes")].map { column, name in
+            SVGPlot.Series(name: name, points: rows.compactMap { row in value(row, "epoch").flatMap { x in value(row, column).map { (x: x, y: $0) } } })
         }
         let svg = SVGPlot.lineChart(title: "TPRL: behaviour cloning", xLabel: "epoch", yLabel: "BCE over the valid tokens", series: series)
         try AtomicFile.write(Data(svg.utf8), to: run.url.appendingPathComponent("behavior-cloning.svg"))
