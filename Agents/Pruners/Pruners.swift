@@ -13,6 +13,20 @@ public enum PruningPlan: Sendable, Equatable {
     case insideLLM(layer: Int, keep: Int)
 }
 
+/// A plan and what the pruner computed to choose it.
+public struct CostedPlan: Sendable, Equatable {
+    /// What the language model reads.
+    public var plan: PruningPlan
+    /// The pruner's own FLOPs for this choice (`TokenPruner.selectionFLOPs`); nil when not counted.
+    public var selectionFLOPs: Double?
+
+    /// A plan and its selection cost.
+    public init(plan: PruningPlan, selectionFLOPs: Double?) {
+        self.plan = plan
+        self.selectionFLOPs = selectionFLOPs
+    }
+}
+
 /// A token-pruning method: picks which of a task's visual tokens to keep for a budget of `budget`
 /// tokens. Pruners see the simulator's cached task entry (tokens, class attention, query) and may
 /// query the model (FastV, the oracle).
@@ -23,10 +37,41 @@ public protocol TokenPruner: AnyObject {
     /// report it for every seed, with std 0).
     var isDeterministic: Bool { get }
     func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan
+    /// What choosing costs, in `FLOPCount`'s convention (multiply–accumulates of matrix products):
+    /// everything the pruner computes beyond the vision tower, which runs anyway and gives the
+    /// class attention for free, and beyond the answer, which the evaluation counts itself (FastV's
+    /// full-width early layers included). nil (the default) when the pruner does not count it; the
+    /// evaluation then reports the model's FLOPs alone and says so.
+    func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double?
+    /// `plan` with its selection cost. Pruners whose cost depends on what they compute along the
+    /// way (TPRL's threshold inference) implement this; the default asks `selectionFLOPs`.
+    func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan
 }
 
 extension TokenPruner {
     public var isDeterministic: Bool { true }
+    /// Not counted (nil) unless the pruner says.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { nil }
+    /// `plan` with `selectionFLOPs`.
+    public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
+        CostedPlan(plan: try plan(entry, budget: budget, simulator: simulator, generator: &generator),
+                   selectionFLOPs: selectionFLOPs(entry, budget: budget, simulator: simulator))
+    }
+}
+
+/// Selection costs shared by the pruners (`TokenPruner.selectionFLOPs`).
+enum SelectionCost {
+    /// All pairwise cosine similarities of the N visual tokens in one GEMM: N²·D.
+    static func pairwise(_ entry: TaskEntry) -> Double {
+        let n = Double(entry.tokens.shape[0]), d = Double(entry.tokens.shape[1])
+        return n * n * d
+    }
+
+    /// The language model's prefill and head over every visual token of `entry` and its text.
+    static func fullPass(_ entry: TaskEntry, simulator: PruningSimulator) -> Double {
+        let count = simulator.model.flops(visualTokens: simulator.tokenCount, textTokens: entry.task.prefix.count + entry.task.suffix.count)
+        return count.prefill + count.head
+    }
 }
 
 /// Keeps `budget` tokens drawn uniformly without replacement.
@@ -35,6 +80,8 @@ public final class RandomPruner: TokenPruner {
     public var isDeterministic: Bool { false }
     /// A random pruner.
     public init() {}
+    /// Drawing costs no matrix products.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .tokens(Array(generator.permutation(simulator.tokenCount).prefix(budget)).sorted())
     }
@@ -46,6 +93,8 @@ public final class UniformPruner: TokenPruner {
     public let name = "uniform"
     /// A uniform-grid pruner.
     public init() {}
+    /// A fixed grid: no matrix products.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount
         return .tokens(evenlySpaced(max(1, min(budget, n)), of: Array(0..<n)))
@@ -59,6 +108,8 @@ public final class ClassAttentionPruner: TokenPruner {
     public let name = "cls"
     /// A class-attention pruner.
     public init() {}
+    /// The class attention comes with the vision tower: choosing is a sort.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .tokens(topK(entry.classAttention, budget))
     }
@@ -74,6 +125,8 @@ public final class VisPrunerPruner: TokenPruner {
     public let name = "vispruner"
     /// VisPruner with the paper's split between important and diverse tokens.
     public init() {}
+    /// The tokens' pairwise cosine similarities (N²·D); the class attention is the tower's.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { SelectionCost.pairwise(entry) }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount, k = min(budget, n)
         let ratio = Double(k) / Double(n) > 0.25 ? 0.5 : 0.75
@@ -105,6 +158,8 @@ public final class DivPrunePruner: TokenPruner {
     public let name = "divprune"
     /// A DivPrune pruner.
     public init() {}
+    /// The tokens' pairwise cosine distances (N²·D).
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { SelectionCost.pairwise(entry) }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount, k = min(budget, n)
         let distance = cosineSimilarities(entry.tokens).map { 1 - $0 }
@@ -132,6 +187,10 @@ public final class QueryPruner: TokenPruner {
     public let name = "query"
     /// A query-similarity pruner.
     public init() {}
+    /// One dot product per token with the query (N·D).
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? {
+        Double(entry.tokens.shape[0] * entry.tokens.shape[1])
+    }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let features = normalisedRows(entry.tokens), width = entry.tokens.shape[1]
         let norm = max(1e-12, entry.query.reduce(0) { $0 + $1 * $1 }.squareRoot())
@@ -150,6 +209,8 @@ public final class FastVPruner: TokenPruner {
     public let layer: Int
     /// FastV after LLM layer `layer`.
     public init(layer: Int = 0) { self.layer = layer }
+    /// Its scores come from the layers the answer runs anyway (counted in the answer's FLOPs).
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         .insideLLM(layer: layer, keep: budget)
     }
@@ -169,6 +230,10 @@ public final class AttentionPruner: TokenPruner {
     public let layer: Int?
     /// Scores by the attention at `layer`.
     public init(layer: Int? = nil) { self.layer = layer }
+    /// A full language-model pass over every token before the answer.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? {
+        SelectionCost.fullPass(entry, simulator: simulator)
+    }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let layerCount = (simulator.model as? LlavaModel)?.configuration.text.layerCount ?? 2
         let chosen = layer ?? max(0, layerCount - 2)
@@ -188,6 +253,10 @@ public final class SaliencyPruner: TokenPruner {
     public let name = "saliency"
     /// A saliency pruner.
     public init() {}
+    /// A forward and a backward pass over every token, the backward counted as twice the forward.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? {
+        3 * SelectionCost.fullPass(entry, simulator: simulator)
+    }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let request = AnswerRequest(features: entry.tokens, keep: Array(0..<simulator.tokenCount), prefix: entry.task.prefix, suffix: entry.task.suffix)
         let scores = try simulator.model.answerSaliency([request], answers: [entry.task.answer])[0]
@@ -202,6 +271,12 @@ public final class OraclePruner: TokenPruner {
     public let name = "oracle"
     /// The leave-one-out oracle.
     public init() {}
+    /// One pass over every token and one over each leave-one-out set (N + 1 passes).
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? {
+        let n = simulator.tokenCount, text = entry.task.prefix.count + entry.task.suffix.count
+        let all = simulator.model.flops(visualTokens: n, textTokens: text), less = simulator.model.flops(visualTokens: n - 1, textTokens: text)
+        return all.prefill + all.head + Double(n) * (less.prefill + less.head)
+    }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount
         let all = Array(0..<n)
@@ -252,6 +327,8 @@ public final class GroundingPruner: TokenPruner {
         case .nestedSpread: name = "grounding-nested"
         }
     }
+    /// It reads the annotation: no matrix products.
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         guard let relevant = entry.task.relevantTokens else {
             throw PrunerError.needsAnnotation(name: name)

@@ -22,6 +22,9 @@ public struct PruningResult: Sendable, Codable {
     public var meanTokens: Double
     /// Mean FLOPs per answer (vision tower, projector, LLM prefill, head).
     public var flops: Double
+    /// Mean FLOPs the pruner spent choosing (`TokenPruner.selectionFLOPs`); nil when it does not
+    /// count them.
+    public var selectionFLOPs: Double? = nil
     /// Measured wall time per answer at batch 1 (selection + language model), milliseconds.
     public var latencyMilliseconds: Double
     /// Evaluated on a smaller subset (the oracle).
@@ -58,11 +61,14 @@ public struct PruningEvaluation {
         let k = tokens(for: budget)
         var generator = SeededGenerator(seed: seed &+ 0x5EED)
         var correct = 0, tokenSum = 0, flopSum = 0.0
+        var selectionSum: Double? = 0
         var familyCorrect: [String: Int] = [:], familyTotal: [String: Int] = [:]
         let model = simulator.model
         for start in stride(from: 0, to: n, by: 64) {
             let entries = try simulator.entries(Array(start..<min(n, start + 64)), split: split)
-            let plans = try entries.map { try pruner.plan($0, budget: k, simulator: simulator, generator: &generator) }
+            let costed = try entries.map { try pruner.costedPlan($0, budget: k, simulator: simulator, generator: &generator) }
+            let plans = costed.map(\.plan)
+            for item in costed { selectionSum = selectionSum.flatMap { sum in item.selectionFLOPs.map { sum + $0 } } }
             let logits = try answer(entries, plans)
             for (b, entry) in entries.enumerated() {
                 let right = argmax(logits[b]) == entry.task.answer
@@ -97,6 +103,7 @@ public struct PruningEvaluation {
         for (family, total) in familyTotal { perFamily[family] = Double(familyCorrect[family] ?? 0) / Double(total) }
         return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, accuracy: Double(correct) / Double(max(1, n)),
                              accuracyPerFamily: perFamily, meanTokens: Double(tokenSum) / Double(max(1, n)), flops: flopSum / Double(max(1, n)),
+                             selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
                              latencyMilliseconds: elapsed, subset: count != nil && count! < questions)
     }
 

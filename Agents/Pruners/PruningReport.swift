@@ -36,7 +36,10 @@ public enum PruningReport {
                     } else {
                         result = try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count) { progress?.update(base + $0, status: "\(pruner.name) @ \(budget)") }
                     }
-                    if budget >= 1 && pruner.name != "oracle" && unpruned == nil { unpruned = result }
+                    if budget >= 1 {
+                        result.selectionFLOPs = 0  // nothing to choose: every token is kept
+                        if pruner.name != "oracle" && unpruned == nil { unpruned = result }
+                    }
                     first = first ?? result
                     results.append(result)
                     done += count
@@ -54,6 +57,10 @@ public enum PruningReport {
         public var method: String, budget: Double
         /// Accuracy per seed; mean tokens, FLOPs and latency; whether it ran on a subset.
         public var accuracy: [Double], tokens: Double, flops: Double, latency: Double, subset: Bool
+        /// Mean FLOPs the pruner spent choosing; nil when it does not count them.
+        public var selectionFLOPs: Double? = nil
+        /// The model's FLOPs and the pruner's own: what the compute-matched table and plot compare.
+        public var totalFLOPs: Double { flops + (selectionFLOPs ?? 0) }
         /// Mean accuracy per family over seeds.
         public var families: [String: Double]
     }
@@ -71,7 +78,9 @@ public enum PruningReport {
             }
             rows.append(Row(method: cell[0].method, budget: cell[0].budget, accuracy: cell.map(\.accuracy),
                             tokens: cell.map(\.meanTokens).reduce(0, +) / Double(cell.count), flops: cell.map(\.flops).reduce(0, +) / Double(cell.count),
-                            latency: cell.map(\.latencyMilliseconds).reduce(0, +) / Double(cell.count), subset: cell[0].subset, families: families))
+                            latency: cell.map(\.latencyMilliseconds).reduce(0, +) / Double(cell.count), subset: cell[0].subset,
+                            selectionFLOPs: cell.contains { $0.selectionFLOPs == nil } ? nil : cell.map { $0.selectionFLOPs! }.reduce(0, +) / Double(cell.count),
+                            families: families))
         }
         return rows
     }
@@ -89,38 +98,42 @@ public enum PruningReport {
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
         // Unpruned accuracy: the best 100% row (every method keeps everything there).
         let unpruned = all.filter { $0.budget >= 1 }.map { meanStd($0.accuracy).0 }.max()
-        var lines = ["| method | budget | accuracy (%) | % of unpruned | " + families.joined(separator: " | ") + " | tokens | GFLOPs | ms/answer |",
-                     "|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|"]
+        var lines = ["| method | budget | accuracy (%) | % of unpruned | " + families.joined(separator: " | ") + " | tokens | GFLOPs | + choosing | ms/answer |",
+                     "|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|---|"]
         let order = all.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for row in all.sorted(by: { ($0.budget, order.firstIndex(of: $1.method)!) > ($1.budget, order.firstIndex(of: $0.method)!) }) {
             let (mean, std) = meanStd(row.accuracy)
             let share = unpruned.map { String(format: "%.1f", 100 * mean / $0) } ?? "–"
             let familyCells = families.map { row.families[$0].map { String(format: "%.1f", 100 * $0) } ?? "–" }
             lines.append("| \(row.method)\(row.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * row.budget)) | \(String(format: "%.1f ± %.1f", 100 * mean, 100 * std)) | \(share) | "
-                         + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(String(format: "%.2f", row.latency)) |")
+                         + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(row.selectionFLOPs.map { String(format: "%.3f", $0 / 1e9) } ?? "–") | \(String(format: "%.2f", row.latency)) |")
         }
         if all.contains(where: \.subset) { lines.append("\n\\* evaluated on a smaller subset of the test split.") }
+        lines.append("\nGFLOPs: the model's (vision tower, projector, prefill, answer); + choosing: the pruner's own (– when it does not count them).")
         return lines.joined(separator: "\n")
     }
 
     /// The compute-matched view: for each compute level (every distinct FLOPs figure of the
     /// results, rounded to MFLOPs), each method's best mean accuracy among its budgets that cost
     /// no more; "–" where every budget of the method costs more. Methods that prune inside the
-    /// language model (FastV) keep every token through their first layers, so equal token counts
-    /// are not equal compute; this table compares them at equal FLOPs.
+    /// language model (FastV) keep every token through their first layers, and a learned pruner
+    /// runs a network of its own, so equal token counts are not equal compute; this table compares
+    /// them at equal FLOPs — the model's plus the pruner's own (`Row.totalFLOPs`).
     public static func computeMatchedTable(_ results: [PruningResult]) -> String {
         let all = rows(results).filter { !$0.subset }
         let order = all.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
-        let levels = Array(Set(all.map { ($0.flops / 1e6).rounded() })).sorted()
+        let levels = Array(Set(all.map { ($0.totalFLOPs / 1e6).rounded() })).sorted()
         var lines = ["| GFLOPs at most | " + order.joined(separator: " | ") + " |", "|---|" + order.map { _ in "---|" }.joined()]
         for level in levels {
             let cells = order.map { method -> String in
-                let fitting = all.filter { $0.method == method && ($0.flops / 1e6).rounded() <= level }
+                let fitting = all.filter { $0.method == method && ($0.totalFLOPs / 1e6).rounded() <= level }
                 guard let best = fitting.max(by: { meanStd($0.accuracy).0 < meanStd($1.accuracy).0 }) else { return "–" }
                 return String(format: "%.1f (%.0f%%)", 100 * meanStd(best.accuracy).0, 100 * best.budget)
             }
             lines.append("| \(String(format: "%.3f", level / 1e3)) | " + cells.joined(separator: " | ") + " |")
         }
+        let uncounted = order.filter { method in all.contains { $0.method == method && $0.selectionFLOPs == nil } }
+        if !uncounted.isEmpty { lines.append("\nNot counting what choosing costs: " + uncounted.joined(separator: ", ") + ".") }
         return lines.joined(separator: "\n")
     }
 
@@ -128,10 +141,10 @@ public enum PruningReport {
     public static func write(_ results: [PruningResult], to out: URL) throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,latency_ms,subset\n"
+        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset\n"
         for r in results {
             csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
-                + ",\(r.meanTokens),\(r.flops),\(r.latencyMilliseconds),\(r.subset)\n"
+                + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset)\n"
         }
         try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
         let encoder = JSONEncoder()
@@ -144,11 +157,11 @@ public enum PruningReport {
                                     yLabel: "accuracy (%)", series: series)
         try AtomicFile.write(Data(svg.utf8), to: out.appendingPathComponent("accuracy-vs-tokens.svg"))
         let flopsSeries = Dictionary(grouping: rows(results), by: \.method).sorted { $0.key < $1.key }.map { method, rows -> SVGPlot.Series in
-            let sorted = rows.sorted { $0.flops < $1.flops }
-            let points: [(x: Double, y: Double)] = sorted.map { row in (x: row.flops / 1e9, y: 100 * meanStd(row.accuracy).0) }
+            let sorted = rows.sorted { $0.totalFLOPs < $1.totalFLOPs }
+            let points: [(x: Double, y: Double)] = sorted.map { row in (x: row.totalFLOPs / 1e9, y: 100 * meanStd(row.accuracy).0) }
             return SVGPlot.Series(name: method, points: points)
         }
-        let flopsSVG = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs compute per answer", xLabel: "GFLOPs per answer (vision + projector + prefill + answer)",
+        let flopsSVG = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs compute per answer", xLabel: "GFLOPs per answer (vision + projector + prefill + answer + choosing)",
                                          yLabel: "accuracy (%)", series: flopsSeries)
         try AtomicFile.write(Data(flopsSVG.utf8), to: out.appendingPathComponent("accuracy-vs-flops.svg"))
     }

@@ -195,6 +195,23 @@ public final class TPRLActorCritic: ActorCritic {
         return query.reshaped(to: [batch, 1, width])
     }
 
+    /// Multiply–accumulates of one keep-logit pass over `tokens` token rows (`FLOPCount`'s
+    /// convention: matrix products only) — the input projections, the trunk over those rows, the
+    /// query row and any word rows, and the keep head. Per trunk layer with R rows of width w:
+    /// 4·R·w² (projections) + 2·R²·w (scores and mixing) + 2·R·w·m (MLP of width m).
+    public func keepLogitFLOPs(tokens s: Int) -> Double {
+        let w = Double(width), tokens = Double(s), words = Double(layout.wordCount)
+        let rows = tokens + 1 + words
+        var total = tokens * Double(tokenInput.inputSize) * w
+            + Double(queryInput.inputSize + stepEmbedding.inputSize + (conditionOnBudget ? 1 : 0)) * w
+            + words * Double(layout.queryWidth) * w
+        for layer in encoder.layers {
+            let m = Double(layer.mlp.fc1.outputSize)
+            total += 4 * rows * w * w + 2 * rows * rows * w + 2 * rows * w * m
+        }
+        return total + tokens * w
+    }
+
     /// Keep logits z of the `slots` of one flat observation (in the order given), computing only
     /// those token rows: the other slots are padding the trunk never attends to, so these equal
     /// `keepLogits`' at the same slots (up to summation order) at a fraction of the cost once the

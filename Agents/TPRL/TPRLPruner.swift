@@ -65,12 +65,28 @@ public final class TPRLPruner: TokenPruner {
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        try costedPlan(entry, budget: budget, simulator: simulator, generator: &generator).plan
+    }
+
+    /// The plan and what the policy computed for it: the token encoder on every visual token
+    /// (nil when the encoder cannot count itself) and one keep-logit pass per step over the rows
+    /// that step reads (`TPRLActorCritic.keepLogitFLOPs`) — all N slots under threshold inference,
+    /// the kept ones under top-k.
+    public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
         if let own = ownSimulator, own !== simulator {
             guard own.tokenCount == simulator.tokenCount else {
                 throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
             }
-            return try plan(try own.entries([entry.index], split: entry.split)[0], budget: budget, simulator: own, generator: &generator)
+            return try costedPlan(try own.entries([entry.index], split: entry.split)[0], budget: budget, simulator: own, generator: &generator)
         }
+        let encoding = simulator.encoder.flopsPerToken.map { $0 * Double(simulator.tokenCount) }
+        var passes = 0.0
+        let plan = try choose(entry, budget: budget, simulator: simulator) { passes += network.keepLogitFLOPs(tokens: $0) }
+        return CostedPlan(plan: plan, selectionFLOPs: encoding.map { $0 + passes })
+    }
+
+    /// The choice itself; `pass(s)` is told of each keep-logit pass over s token rows.
+    func choose(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, pass: (Int) -> Void) throws -> PruningPlan {
         let share = Double(budget) / Double(simulator.tokenCount)
         if let threshold {
             // The paper's threshold inference: at each of the episode's steps keep the tokens
@@ -81,6 +97,7 @@ public final class TPRLPruner: TokenPruner {
             while true {
                 let row = environment.observationSpace.flattened(observation)
                 let z = withInferenceMode { network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
+                pass(simulator.tokenCount)
                 let step = try environment.step(z.map { $0 >= logit })
                 observation = step.observation
                 if step.terminated || step.truncated { break }
@@ -95,6 +112,7 @@ public final class TPRLPruner: TokenPruner {
             let row = environment.observationSpace.flattened(observation)
             // Only the kept slots go through the trunk (the others are padding it ignores).
             let logits = withInferenceMode { network.keepLogits(row, slots: kept) }
+            pass(kept.count)
             var z = [Float](repeating: -.infinity, count: n)
             for (slot, logit) in zip(kept, logits) { z[slot] = logit }
             let target = t == steps - 1 ? k : max(k, Int((Double(n) * Foundation.pow(Double(k) / Double(n), Double(t + 1) / Double(steps))).rounded()))

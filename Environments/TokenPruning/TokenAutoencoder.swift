@@ -7,6 +7,14 @@ public protocol TokenEncoder: AnyObject {
     var codeWidth: Int { get }
     /// `[N, D]` → `[N, codeWidth]`.
     func encode(_ tokens: Tensor) -> Tensor
+    /// Multiply–accumulates of encoding one token (`FLOPCount`'s convention: matrix products
+    /// only); nil when the encoder cannot say.
+    var flopsPerToken: Double? { get }
+}
+
+extension TokenEncoder {
+    /// Not counted (nil) unless the encoder says.
+    public var flopsPerToken: Double? { nil }
 }
 
 /// The ablation "no autoencoder": the policy sees the raw tokens.
@@ -15,6 +23,8 @@ public final class IdentityTokenEncoder: TokenEncoder {
     /// The identity encoder of tokens of `width`.
     public init(width: Int) { codeWidth = width }
     public func encode(_ tokens: Tensor) -> Tensor { tokens }
+    /// The identity computes nothing.
+    public var flopsPerToken: Double? { 0 }
 }
 
 /// The TPRL state encoder: a token-wise MLP autoencoder D → hidden → D/16 → hidden → D (GELU),
@@ -56,6 +66,11 @@ public final class TokenAutoencoder: Module, TokenEncoder {
     func standardised(_ tokens: Tensor) -> Tensor { (tokens - mean.tensor) / scale.tensor }
 
     public func encode(_ tokens: Tensor) -> Tensor { encoder2(encoder1(standardised(tokens)).gelu()) }
+
+    /// The encoder's two matrices per token: D·hidden + hidden·code.
+    public var flopsPerToken: Double? {
+        Double(encoder1.inputSize * encoder1.outputSize + encoder2.inputSize * encoder2.outputSize)
+    }
 
     /// Reconstruction of standardised tokens.
     public func reconstruct(_ tokens: Tensor) -> Tensor { decoder2(decoder1(encode(tokens)).gelu()) }

@@ -15,11 +15,14 @@ enum PruningCommand {
 
         Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
         model: accuracy per budget (mean ± std over seeds), % of unpruned accuracy, accuracy per question
-        family, mean retained tokens, FLOPs and measured latency per answer (batch 1). Prints a Markdown
-        table and a compute-matched one (each method's best accuracy among its budgets within each
-        FLOPs level: FastV keeps every token through its first LLM layer, so equal tokens are not
-        equal compute), and writes results.csv, results.json, accuracy-vs-tokens.svg and
-        accuracy-vs-flops.svg to OUT. The oracle runs on a smaller subset (marked *).
+        family, mean retained tokens, FLOPs and measured latency per answer (batch 1). FLOPs are the
+        model's (vision tower, projector, prefill, answer) and, apart, the pruner's own for choosing
+        (+ choosing: VisPruner's similarities, the TPRL policy's passes, a reference's extra LLM pass).
+        Prints a Markdown table and a compute-matched one (each method's best accuracy among its
+        budgets within each level of the two together: FastV keeps every token through its first LLM
+        layer and TPRL runs a network of its own, so equal tokens are not equal compute), and writes
+        results.csv, results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to OUT. The
+        oracle runs on a smaller subset (marked *).
 
         options:
           --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
@@ -114,7 +117,7 @@ enum PruningCommand {
         } else {
             print(PruningReport.table(results))
             if results.contains(where: { $0.budget < 1 }) {
-                print("\nAt matched compute: each method's best accuracy among its budgets costing at most the GFLOPs of the row (its budget in brackets)\n")
+                print("\nAt matched compute: each method's best accuracy among its budgets costing at most the GFLOPs of the row, the model's and the pruner's own together (its budget in brackets)\n")
                 print(PruningReport.computeMatchedTable(results))
             }
             print("wrote \(out.appendingPathComponent("results.csv").path) and the plots \(out.appendingPathComponent("accuracy-vs-tokens.svg").path), accuracy-vs-flops.svg")

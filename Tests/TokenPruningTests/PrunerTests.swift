@@ -184,6 +184,35 @@ import PruneGymTesting
         #expect(cls.accuracyPerFamily.keys.sorted() == ["even", "odd"])
     }
 
+    /// A pruner that does not count what it computes.
+    final class Uncounted: TokenPruner {
+        let name = "uncounted"
+        func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan { .tokens([0]) }
+    }
+
+    @Test("each pruner counts what it computes to choose, in the model's FLOPs convention")
+    func selectionCosts() throws {
+        let e = try entry()
+        let n = Double(simulator.tokenCount), d = Double(e.tokens.shape[1])
+        let text = Double(e.task.prefix.count + e.task.suffix.count)
+        // The scripted model: prefill 50 per token, head 10.
+        let full = (n + text) * 50 + 10, less = (n - 1 + text) * 50 + 10
+        let free: [any TokenPruner] = [RandomPruner(), UniformPruner(), ClassAttentionPruner(), FastVPruner(), GroundingPruner()]
+        for pruner in free { #expect(pruner.selectionFLOPs(e, budget: 4, simulator: simulator) == 0, "\(pruner.name)") }
+        #expect(VisPrunerPruner().selectionFLOPs(e, budget: 4, simulator: simulator) == n * n * d)
+        #expect(DivPrunePruner().selectionFLOPs(e, budget: 4, simulator: simulator) == n * n * d)
+        #expect(QueryPruner().selectionFLOPs(e, budget: 4, simulator: simulator) == n * d)
+        #expect(AttentionPruner().selectionFLOPs(e, budget: 4, simulator: simulator) == full)
+        #expect(SaliencyPruner().selectionFLOPs(e, budget: 4, simulator: simulator) == 3 * full)
+        #expect(OraclePruner().selectionFLOPs(e, budget: 4, simulator: simulator) == full + n * less)
+        // A pruner that does not count says so, and the evaluation reports nil rather than 0.
+        var g = SeededGenerator(seed: 0)
+        #expect(try Uncounted().costedPlan(e, budget: 4, simulator: simulator, generator: &g) == CostedPlan(plan: .tokens([0]), selectionFLOPs: nil))
+        let evaluation = PruningEvaluation(simulator: simulator, questions: 4, latencyQuestions: 1)
+        #expect(try evaluation.evaluate(Uncounted(), budget: 0.25, seed: 0).selectionFLOPs == nil)
+        #expect(try evaluation.evaluate(VisPrunerPruner(), budget: 0.25, seed: 0).selectionFLOPs == n * n * d)
+    }
+
     @Test func unknownPrunerNamesTheKnownOnes() {
         do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
     }
@@ -191,9 +220,24 @@ import PruneGymTesting
 
 /// The report's compute-matched table, on hand-made results.
 @Suite struct ComputeMatchedTableTests {
-    static func result(_ method: String, _ budget: Double, accuracy: Double, gflops: Double, subset: Bool = false) -> PruningResult {
+    static func result(_ method: String, _ budget: Double, accuracy: Double, gflops: Double, choosing: Double? = 0, subset: Bool = false) -> PruningResult {
         PruningResult(method: method, budget: budget, seed: 0, questions: 100, accuracy: accuracy, accuracyPerFamily: [:],
-                      meanTokens: budget * 256, flops: gflops * 1e9, latencyMilliseconds: 1, subset: subset)
+                      meanTokens: budget * 256, flops: gflops * 1e9, selectionFLOPs: choosing.map { $0 * 1e9 }, latencyMilliseconds: 1, subset: subset)
+    }
+
+    @Test("compute levels count the pruner's own FLOPs; a pruner that does not count them is named")
+    func choosingCountsTowardsCompute() throws {
+        let results = [
+            Self.result("cls", 0.111, accuracy: 0.70, gflops: 0.103),
+            Self.result("tprl", 0.111, accuracy: 0.75, gflops: 0.103, choosing: 0.070),
+            Self.result("mine", 0.111, accuracy: 0.72, gflops: 0.103, choosing: nil),
+        ]
+        let lines = PruningReport.computeMatchedTable(results).split(separator: "\n").map(String.init)
+        #expect(lines[2] == "| 0.103 | 70.0 (11%) | – | 72.0 (11%) |")
+        #expect(lines[3] == "| 0.173 | 70.0 (11%) | 75.0 (11%) | 72.0 (11%) |")
+        #expect(lines.last == "Not counting what choosing costs: mine.")
+        let table = PruningReport.table(results)
+        #expect(table.contains("| 0.103 | 0.070 |") && table.contains("| 0.103 | – |"))
     }
 
     @Test("each cell is the method's best accuracy among budgets costing at most the row's FLOPs; – when none fits")

@@ -6,6 +6,7 @@ import PPO
 import TensorCore
 import Testing
 import TokenPruning
+import Pruners
 import TestSupport
 @testable import TPRL
 
@@ -299,6 +300,21 @@ import TestSupport
     /// Behaviour cloning on VisPruner demonstrations and a few PPO updates run end to end on the
     /// fake model, write their curves to the run directory, and the policy serves every budget
     /// through `TPRLPruner`.
+    /// The policy's own cost, counted by hand for a tiny network: 4 token rows, codes of width 2,
+    /// a 3-wide query, T_max 3, width 8, two layers with an MLP of 32.
+    @Test func keepLogitFLOPsCountsEveryProduct() throws {
+        var g = SeededGenerator(seed: 0)
+        let layout = TokenPruningLayout(tokenCount: 4, codeWidth: 2, queryWidth: 3, maxSteps: 3)
+        let network = TPRLActorCritic(layout: layout, width: 8, layers: 2, heads: 2, generator: &g)
+        // Token input 4·(2 + 32 position features)·8 = 1088; query, step one-hot: (3 + 4)·8 = 56;
+        // per layer over 5 rows: 4·5·8² + 2·5²·8 + 2·5·8·32 = 1280 + 400 + 2560; keep head 4·8.
+        #expect(network.keepLogitFLOPs(tokens: 4) == 1088 + 56 + 2 * (1280 + 400 + 2560) + 32)
+        // Budget conditioning adds its input; one token row is cheaper than four.
+        let conditioned = TPRLActorCritic(layout: layout, width: 8, layers: 2, heads: 2, conditionOnBudget: true, generator: &g)
+        #expect(conditioned.keepLogitFLOPs(tokens: 4) == network.keepLogitFLOPs(tokens: 4) + 8)
+        #expect(network.keepLogitFLOPs(tokens: 1) < network.keepLogitFLOPs(tokens: 4))
+    }
+
     @Test func recipeRunsEndToEnd() throws {
         var configuration = TPRLConfiguration()
         configuration.autoencoderImages = 8
@@ -343,11 +359,12 @@ import TestSupport
         let otherEntry = try other.entries([0], split: "test")[0]
         #expect(try own.plan(otherEntry, budget: 4, simulator: other, generator: &g) == .tokens(kept))
 
-        // Top-k inference walks the episode as the demonstrations did: 16 → 8 → 5 → 4 tokens
-        // (k_t = N·(k/N)^{(t+1)/3}, the last exactly k), each step ranking what the last one kept.
+        // Top-k inference walks the episode as the demonstrations did: 16 → 10 → 6 → 4 tokens
+        // (k_t = N·(k/N)^{(t+1)/3} rounded: 10.08, 6.35; the last exactly k), each step ranking
+        // what the last one kept.
         let env = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: configuration.environment)
         var walked = Array(0..<16)
-        for (t, count) in [8, 5, 4].enumerated() {
+        for (t, count) in [10, 6, 4].enumerated() {
             let observation = env.observation(entry, kept: walked, step: t, budget: 0.25)
             let row = env.observationSpace.flattened(observation)
             let z = artifacts.network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
@@ -359,5 +376,17 @@ import TestSupport
         let z = artifacts.network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
         let topFour = (0..<16).sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(4).sorted()
         #expect(try firstStep.plan(entry, budget: 4, simulator: artifacts.simulator, generator: &g) == .tokens(Array(topFour)))
+
+        // What choosing costs: the autoencoder on all 16 tokens, then one pass per step over the
+        // rows it reads — 16, 10 and 6 slots through the steps, 16 for the first step alone.
+        let encoding = 16 * artifacts.simulator.encoder.flopsPerToken!
+        let net = artifacts.network
+        #expect(try pruner.costedPlan(entry, budget: 4, simulator: artifacts.simulator, generator: &g)
+                == CostedPlan(plan: .tokens(kept), selectionFLOPs: encoding + net.keepLogitFLOPs(tokens: 16) + net.keepLogitFLOPs(tokens: 10) + net.keepLogitFLOPs(tokens: 6)))
+        #expect(try firstStep.costedPlan(entry, budget: 4, simulator: artifacts.simulator, generator: &g).selectionFLOPs == encoding + net.keepLogitFLOPs(tokens: 16))
+        // The autoencoder's encoder: D·hidden + hidden·code per token.
+        let autoencoder = try #require(artifacts.simulator.encoder as? TokenAutoencoder)
+        #expect(autoencoder.flopsPerToken == Double(autoencoder.encoder1.inputSize * autoencoder.encoder1.outputSize + autoencoder.encoder2.inputSize * autoencoder.encoder2.outputSize))
+        #expect(IdentityTokenEncoder(width: 4).flopsPerToken == 0)
     }
 }
