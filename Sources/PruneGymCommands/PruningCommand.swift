@@ -264,7 +264,8 @@ extension PruningCommand {
 
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
         demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
-        100% / 33% / 22% / 11% of the visual tokens. Writes the policy to runs/quickstart/tprl and the
+        100% / 33% / 22% / 11% of the visual tokens. The recipe is `tprl train`'s default, so with
+        --seed 0 it trains the very policy shipped in models/tprl. Writes the policy to runs/quickstart/tprl and the
         table, CSV and plot to runs/quickstart/eval. The training run is runs/quickstart/train: a rerun
         resumes it, and one with another --seed (or after an upgrade changed the recipe) starts it
         afresh.
@@ -278,8 +279,6 @@ extension PruningCommand {
         if args.flag("help") { print(quickstartHelp); return }
         var configuration = TPRLConfiguration()
         configuration.seed = UInt64(try args.integer("seed", default: 0))
-        configuration.demonstrations = 300
-        configuration.ppoUpdates = 10
         let policy = URL(fileURLWithPath: "runs/quickstart/tprl")
         try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false, replacingOtherRuns: true)
         try evalPruning(["--policy", policy.path, "--questions", String(try args.integer("questions", default: 500, range: 1...100_000)),
