@@ -265,10 +265,10 @@ extension PruningCommand {
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
         demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
         100% / 33% / 22% / 11% of the visual tokens. The recipe is `tprl train`'s default, so with
-        --seed 0 it trains the very policy shipped in models/tprl. Writes the policy to runs/quickstart/tprl and the
-        table, CSV and plot to runs/quickstart/eval. The training run is runs/quickstart/train: a rerun
-        resumes it, and one with another --seed (or after an upgrade changed the recipe) starts it
-        afresh.
+        --seed 0 it trains the very policy shipped in models/tprl. Writes the policy to
+        runs/quickstart/tprl and the table, CSV and plot to runs/quickstart/eval. The training run
+        is runs/quickstart/train: a rerun resumes it, and one with another --seed (or after an
+        upgrade changed the recipe) starts it afresh.
 
         example:
           swift run -c release prunegym quickstart
