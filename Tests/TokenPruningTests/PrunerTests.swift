@@ -213,6 +213,24 @@ import PruneGymTesting
         #expect(try evaluation.evaluate(VisPrunerPruner(), budget: 0.25, seed: 0).selectionFLOPs == n * n * d)
     }
 
+    /// The README's example of a pruner of your own, as written there.
+    final class TopRowsPruner: TokenPruner {
+        let name = "top-rows"
+        func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+            .tokens(Array(0..<budget))                         // ascending token indices
+        }
+        func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
+    }
+
+    @Test("the README's own pruner is evaluated, its choosing counted as it says")
+    func readmePruner() throws {
+        let results = try PruningReport.evaluate([TopRowsPruner(), Uncounted()], simulator: simulator, budgets: [0.25], seeds: [0],
+                                                 questions: 4, oracleQuestions: 1, quiet: true)
+        #expect(results.map(\.selectionFLOPs) == [0, nil])
+        #expect(results[0].meanTokens == 4)
+        #expect(PruningReport.computeMatchedTable(results).hasSuffix("Not counting what choosing costs: uncounted."))
+    }
+
     @Test func unknownPrunerNamesTheKnownOnes() {
         do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
     }
