@@ -3,8 +3,8 @@
 // into one (`BatchSteppingEnvironment`). Visual tokens are computed once per sample and cached;
 // the figures are for warm caches (each sample seen before) and include resets. Then the time each
 // pruner takes to choose its tokens for one answer (batch 1) beside the model's time to answer from
-// them: the TPRL policy runs a transformer over the tokens at each step, which on a model this
-// small costs as much as the answer.
+// them, each with the FLOPs it computes: the TPRL policy runs a transformer over the tokens at each
+// step, which on a model this small costs a good part of the answer's time.
 //
 //   swift run -c release PruningBench [--model DIR] [--steps N]
 import Foundation
@@ -95,15 +95,17 @@ func choosing(_ simulator: PruningSimulator) throws {
         return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6 / Double(entries.count)
     }
     let budgets = [(0.333, Int((0.333 * Double(n)).rounded())), (0.111, Int((0.111 * Double(n)).rounded()))]
-    print("\nChoosing the tokens (ms per answer, batch 1, \(entries.count) test questions; vision tower not included)")
-    print("| step | " + budgets.map { "\(Int(($0.0 * 100).rounded()))% (\($0.1) tokens)" }.joined(separator: " | ") + " |")
-    print("|---|" + String(repeating: "---|", count: budgets.count))
+    print("\nChoosing the tokens (ms per answer, batch 1, \(entries.count) test questions; vision tower not included), with the FLOPs")
+    print("each choice computes (TokenPruner.selectionFLOPs) and those of the answer, in GFLOPs")
+    print("| step | " + budgets.map { "\(Int(($0.0 * 100).rounded()))% (\($0.1) tokens): ms | GFLOPs" }.joined(separator: " | ") + " |")
+    print("|---|" + String(repeating: "---|---|", count: budgets.count))
     for (label, pruner) in pruners {
         var cells: [String] = []
         for (_, k) in budgets {
             var g = SeededGenerator(seed: 0)
-            _ = try pruner.plan(entries[0], budget: k, simulator: simulator, generator: &g)  // warm-up
+            let flops = try pruner.costedPlan(entries[0], budget: k, simulator: simulator, generator: &g).selectionFLOPs  // also the warm-up
             cells.append(String(format: "%.2f", try milliseconds { for e in entries { _ = try pruner.plan(e, budget: k, simulator: simulator, generator: &g) } }))
+            cells.append(flops.map { String(format: "%.3f", $0 / 1e9) } ?? "–")
         }
         print("| \(label) chooses | " + cells.joined(separator: " | ") + " |")
     }
@@ -112,6 +114,8 @@ func choosing(_ simulator: PruningSimulator) throws {
         let keep = Array(0..<k)
         _ = try simulator.answer([(entries[0], keep)])
         answers.append(String(format: "%.2f", try milliseconds { for e in entries { _ = try simulator.answer([(e, keep)]) } }))
+        let model = simulator.model.flops(visualTokens: k, textTokens: entries[0].task.prefix.count + entries[0].task.suffix.count)
+        answers.append(String(format: "%.3f", (model.prefill + model.head) / 1e9))
     }
     print("| the model answers from them | " + answers.joined(separator: " | ") + " |")
 }
