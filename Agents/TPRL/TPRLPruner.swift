@@ -12,8 +12,9 @@ import TokenPruning
 /// what the previous one kept — no model call until the answer. `stepped = false` instead keeps
 /// the top k of the first step's logits (the first step of a demonstration keeps about half the
 /// tokens, so its logits rank the final choice only coarsely). `threshold` keeps those with
-/// p = σ(z) ≥ τ at every step, stepping through the environment (the floor rule applies when
-/// nothing passes), so the policy decides how many it keeps.
+/// p = σ(z) ≥ τ at every step, through the environment's transition (the floor rule applies when
+/// too few pass) but without its rewards, so the policy decides how many it keeps and the model is
+/// not called until the answer.
 public final class TPRLPruner: TokenPruner {
     public let name: String
     /// The trained policy.
@@ -69,9 +70,8 @@ public final class TPRLPruner: TokenPruner {
     }
 
     /// The plan and what the policy computed for it: the token encoder on every visual token
-    /// (nil when the encoder cannot count itself) and one keep-logit pass per step over the rows
-    /// that step reads (`TPRLActorCritic.keepLogitFLOPs`) — all N slots under threshold inference,
-    /// the kept ones under top-k.
+    /// (nil when the encoder cannot count itself) and one keep-logit pass per step over the kept
+    /// slots that step reads (`TPRLActorCritic.keepLogitFLOPs`).
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
         if let own = ownSimulator, own !== simulator {
             guard own.tokenCount == simulator.tokenCount else {
@@ -90,19 +90,22 @@ public final class TPRLPruner: TokenPruner {
         let share = Double(budget) / Double(simulator.tokenCount)
         if let threshold {
             // The paper's threshold inference: at each of the episode's steps keep the tokens
-            // with p = σ(z) ≥ τ (no step discount at inference), as the environment applies it.
+            // with p = σ(z) ≥ τ (no step discount at inference), through the environment's own
+            // transition (floor rule included) but without its rewards, so no model call: only
+            // the kept slots go through the trunk, as in top-k inference.
             let logit = Foundation.log(threshold / (1 - threshold))
-            let (environment, first) = try start(entry, simulator: simulator, budget: share)
-            var observation = first
-            while true {
-                let row = environment.observationSpace.flattened(observation)
-                let z = withInferenceMode { network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars }
-                pass(simulator.tokenCount)
-                let step = try environment.step(z.map { $0 >= logit })
-                observation = step.observation
-                if step.terminated || step.truncated { break }
+            let (environment, _) = try start(entry, simulator: simulator, budget: share)
+            let n = simulator.tokenCount
+            var kept = Array(0..<n)
+            for t in 0..<max(1, configuration.maxSteps) {
+                let row = environment.observationSpace.flattened(environment.observation(entry, kept: kept, step: t, budget: share))
+                let logits = withInferenceMode { network.keepLogits(row, slots: kept) }
+                pass(kept.count)
+                var action = [Bool](repeating: false, count: n)
+                for (slot, z) in zip(kept, logits) { action[slot] = z >= logit }
+                kept = environment.nextKept(after: kept, action: action, entry: entry)
             }
-            return .tokens(environment.keptTokens)
+            return .tokens(kept)
         }
         let (environment, first) = try start(entry, simulator: simulator, budget: share)
         let n = simulator.tokenCount, k = max(1, min(budget, n))

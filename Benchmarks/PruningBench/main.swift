@@ -85,7 +85,10 @@ func choosing(_ simulator: PruningSimulator) throws {
         let stepped = TPRLPruner(network: network, configuration: files.configuration.environment)
         let firstStep = TPRLPruner(network: network, configuration: files.configuration.environment)
         firstStep.stepped = false
-        pruners += [("TPRL, top-k through the steps", stepped), ("TPRL, top-k of the first step", firstStep)]
+        let threshold = TPRLPruner(network: network, configuration: files.configuration.environment)
+        threshold.threshold = 0.5
+        pruners += [("TPRL, top-k through the steps", stepped), ("TPRL, top-k of the first step", firstStep),
+                    ("TPRL, threshold τ = 0.5 (sweeps' default)", threshold)]
     } else {
         print("(no TPRL policy in \(policy.path): train one with `prunegym tprl train`)")
     }

@@ -131,15 +131,23 @@ public final class TokenPruningEnvironment: Environment {
             throw GymError.invalidAction(environment: name, space: actionSpace.description,
                                          action: "a keep mask of \(action.count) entries (expected \(simulator.tokenCount))")
         }
+        pendingPrevious = kept.count
+        kept = nextKept(after: kept, action: action, entry: entry)
+        return (entry, kept)
+    }
+
+    /// The transition of the kept set, without the model: the slots of `kept` that `action` keeps
+    /// (entries of already-pruned slots ignored), topped up by the floor rule from the
+    /// previously kept tokens with the highest class-token attention. `step` applies it; a policy
+    /// that walks an episode without rewards (TPRL's threshold inference) applies it too.
+    public func nextKept(after kept: [Int], action: [Bool], entry: TaskEntry) -> [Int] {
         var next = kept.filter { action[$0] }
         if next.count < configuration.minimumTokens {
             let chosen = Set(next)
             let fill = kept.filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
             next = (next + fill.prefix(configuration.minimumTokens - next.count)).sorted()
         }
-        pendingPrevious = kept.count
-        kept = next
-        return (entry, kept)
+        return next
     }
 
     /// Completes the step with the model's answer logits for the kept tokens.

@@ -377,6 +377,32 @@ import TestSupport
         let topFour = (0..<16).sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(4).sorted()
         #expect(try firstStep.plan(entry, budget: 4, simulator: artifacts.simulator, generator: &g) == .tokens(Array(topFour)))
 
+        // Threshold inference keeps what stepping the environment with the full pass keeps, step by
+        // step, floor rule included — without calling the model. τ sits between the first step's
+        // 8th and 9th highest logits, so about half the tokens pass it.
+        let stepper = try TokenPruningEnvironment(simulator: artifacts.simulator, configuration: configuration.environment)
+        var observation = try stepper.reset(seed: 0, options: ResetOptions(values: ["index": .number(Double(entry.index)), "budget": .number(0.25)])).observation
+        let first = stepper.observationSpace.flattened(observation)
+        let z0 = artifacts.network.keepLogits(Tensor(shape: [1, first.count], scalars: first)).scalars.sorted(by: >)
+        let cut = (z0[7] + z0[8]) / 2
+        let thresholdPruner = TPRLPruner(network: artifacts.network, configuration: configuration.environment)
+        thresholdPruner.threshold = 1 / (1 + Foundation.exp(-cut))
+        var rowsRead: [Int] = []
+        while true {
+            rowsRead.append(stepper.keptTokens.count)
+            let flat = stepper.observationSpace.flattened(observation)
+            let z = artifacts.network.keepLogits(Tensor(shape: [1, flat.count], scalars: flat)).scalars
+            let step = try stepper.step(z.map { $0 >= cut })
+            observation = step.observation
+            if step.terminated || step.truncated { break }
+        }
+        let calls = model.answerCalls
+        let thresholdPlan = try thresholdPruner.costedPlan(entry, budget: 4, simulator: artifacts.simulator, generator: &g)
+        #expect(thresholdPlan.plan == .tokens(stepper.keptTokens))
+        #expect(model.answerCalls == calls)
+        #expect(rowsRead.count == 3 && rowsRead[1] < 16)
+        #expect(thresholdPlan.selectionFLOPs == 16 * artifacts.simulator.encoder.flopsPerToken! + rowsRead.map { artifacts.network.keepLogitFLOPs(tokens: $0) }.reduce(0, +))
+
         // What choosing costs: the autoencoder on all 16 tokens, then one pass per step over the
         // rows it reads — 16, 10 and 6 slots through the steps, 16 for the first step alone.
         let encoding = 16 * artifacts.simulator.encoder.flopsPerToken!
