@@ -5,7 +5,8 @@ import TokenPruning
 
 /// Any `Agent` trained on `TokenPruning-v0` as a pruner, so that it sits in the same eval-pruning
 /// table as the baselines: for each question it plays one episode of the environment (the target
-/// budget set to the evaluated budget) and keeps what is left at the end. The retained-token
+/// budget set to the evaluated budget; `TokenPruningEnvironment.walk`, so without the rewards'
+/// model calls) and keeps what is left at the end. The retained-token
 /// column then shows what the agent chose — an agent is not forced to the budget.
 ///
 /// `sampling` draws the agent's stochastic actions (its own seeded generator, as in training);
@@ -32,16 +33,10 @@ public final class AgentPruner: TokenPruner {
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let environment = try self.environment(simulator: simulator, split: entry.split)
-        var observation = try environment.reset(
-            seed: nil, options: ResetOptions(values: ["index": .number(Double(entry.index)), "budget": .number(Double(budget) / Double(simulator.tokenCount))])
-        ).observation
-        while true {
-            let action = try agent.act([observation], deterministic: !sampling)[0]
-            let step = try environment.step(action)
-            observation = step.observation
-            if step.terminated || step.truncated { break }
-        }
-        return .tokens(environment.keptTokens)
+        // The episode's transitions without its rewards: the model answers only once, from the end.
+        return .tokens(try environment.walk(entry, budget: Double(budget) / Double(simulator.tokenCount)) { observation, _ in
+            try agent.act([observation], deterministic: !sampling)[0]
+        })
     }
 
     private func environment(simulator: PruningSimulator, split: String) throws -> TokenPruningEnvironment {

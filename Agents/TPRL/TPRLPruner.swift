@@ -95,15 +95,12 @@ public final class TPRLPruner: TokenPruner {
             // the kept slots go through the trunk, as in top-k inference.
             let logit = Foundation.log(threshold / (1 - threshold))
             let (environment, _) = try start(entry, simulator: simulator, budget: share)
-            let n = simulator.tokenCount
-            var kept = Array(0..<n)
-            for t in 0..<max(1, configuration.maxSteps) {
-                let row = environment.observationSpace.flattened(environment.observation(entry, kept: kept, step: t, budget: share))
-                let logits = withInferenceMode { network.keepLogits(row, slots: kept) }
+            let kept = try environment.walk(entry, budget: share) { observation, kept in
+                let logits = withInferenceMode { network.keepLogits(environment.observationSpace.flattened(observation), slots: kept) }
                 pass(kept.count)
-                var action = [Bool](repeating: false, count: n)
+                var action = [Bool](repeating: false, count: simulator.tokenCount)
                 for (slot, z) in zip(kept, logits) { action[slot] = z >= logit }
-                kept = environment.nextKept(after: kept, action: action, entry: entry)
+                return action
             }
             return .tokens(kept)
         }

@@ -127,20 +127,21 @@ public final class TokenPruningEnvironment: Environment {
     func prepare(_ action: [Bool]) throws -> (entry: TaskEntry, keep: [Int]) {
         guard let entry else { throw GymError.resetNeeded(environment: name) }
         guard !finished else { throw GymError.episodeFinished(environment: name) }
-        guard action.count == simulator.tokenCount else {
-            throw GymError.invalidAction(environment: name, space: actionSpace.description,
-                                         action: "a keep mask of \(action.count) entries (expected \(simulator.tokenCount))")
-        }
+        let next = try nextKept(after: kept, action: action, entry: entry)
         pendingPrevious = kept.count
-        kept = nextKept(after: kept, action: action, entry: entry)
+        kept = next
         return (entry, kept)
     }
 
     /// The transition of the kept set, without the model: the slots of `kept` that `action` keeps
     /// (entries of already-pruned slots ignored), topped up by the floor rule from the
-    /// previously kept tokens with the highest class-token attention. `step` applies it; a policy
-    /// that walks an episode without rewards (TPRL's threshold inference) applies it too.
-    public func nextKept(after kept: [Int], action: [Bool], entry: TaskEntry) -> [Int] {
+    /// previously kept tokens with the highest class-token attention. `step` applies it, and so
+    /// does `walk`. Throws `GymError.invalidAction` for a mask of the wrong length.
+    public func nextKept(after kept: [Int], action: [Bool], entry: TaskEntry) throws -> [Int] {
+        guard action.count == simulator.tokenCount else {
+            throw GymError.invalidAction(environment: name, space: actionSpace.description,
+                                         action: "a keep mask of \(action.count) entries (expected \(simulator.tokenCount))")
+        }
         var next = kept.filter { action[$0] }
         if next.count < configuration.minimumTokens {
             let chosen = Set(next)
@@ -194,6 +195,19 @@ public final class TokenPruningEnvironment: Environment {
             let n = Double(simulator.tokenCount)
             return abs(Double(previous) / n - budget) - abs(Double(current) / n - budget)
         }
+    }
+
+    /// Plays one episode of `entry` targeting `budget` without its rewards: at each of the T_max
+    /// steps `policy` sees the observation `step` would return and the kept tokens, and its keep
+    /// mask goes through `nextKept`. The model is never called, and the environment's own episode
+    /// is untouched. Returns the tokens kept at the end. Evaluations use it to play a policy
+    /// (TPRL's threshold inference, any agent as a pruner) at the cost of the policy alone.
+    public func walk(_ entry: TaskEntry, budget: Double, policy: (_ observation: Observation, _ kept: [Int]) throws -> [Bool]) throws -> [Int] {
+        var kept = Array(0..<simulator.tokenCount)
+        for t in 0..<configuration.maxSteps {
+            kept = try nextKept(after: kept, action: try policy(observation(entry, kept: kept, step: t, budget: budget), kept), entry: entry)
+        }
+        return kept
     }
 
     func observation() -> Observation {

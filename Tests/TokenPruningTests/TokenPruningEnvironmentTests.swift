@@ -141,6 +141,30 @@ import Testing
         #expect(throws: GymError.self) { try env.step(mask(keeping: [1])) }  // after the end
     }
 
+    /// `walk` plays an episode as `step` would — the same observations and kept sets, floor rule
+    /// included — without the model and without touching the environment's own episode.
+    @Test func walkPlaysTheEpisodeWithoutTheModel() throws {
+        let (env, model) = try environment { $0.minimumTokens = 2 }
+        let plan = [Array(0..<8), [0, 1, 3, 9], [9]]  // the last keeps nothing still kept: the floor tops it up
+        _ = try start(env, index: 3)
+        var stepped: [[String: SpaceValue]] = [try start(env, index: 3)]
+        for keep in plan { stepped.append(try env.step(mask(keeping: keep)).observation) }
+        let entry = try env.simulator.entries([3], split: env.configuration.split)[0]
+        _ = try start(env, index: 5)
+        let calls = model.answerCalls
+        var seen: [[String: SpaceValue]] = []
+        let kept = try env.walk(entry, budget: env.budget) { observation, kept in
+            seen.append(observation)
+            return mask(keeping: plan[seen.count - 1])
+        }
+        #expect(model.answerCalls == calls)
+        #expect(seen == Array(stepped.prefix(3)))
+        #expect(kept == [0, 1])  // the floor: the two of [0, 1, 3] with the highest class attention
+        #expect(env.keptTokens == Array(0..<16))  // its own episode (task 5) is untouched
+        // A mask of the wrong length is refused as `step` refuses it, naming the space.
+        #expect(throws: GymError.self) { try env.walk(entry, budget: 0.5) { _, _ in [true, false] } }
+    }
+
     @Test(arguments: [0, 4]) func passesTheEnvironmentChecker(queryWords: Int) throws {
         let (env, _) = try environment { $0.queryWords = queryWords }
         let report = EnvironmentChecker().check(env, make: { try environment { $0.queryWords = queryWords }.0 })
