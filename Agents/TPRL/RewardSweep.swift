@@ -301,7 +301,11 @@ public struct SweepCellResult: Codable, Sendable, Equatable {
     public var accuracyPerFamily: [String: Double]
     /// Mean visual tokens kept at the end of the episode.
     public var meanTokens: Double
+    /// Mean FLOPs per answer of the model (vision tower, projector, prefill, answer).
     public var flops: Double
+    /// Mean FLOPs the policy spent choosing (`TokenPruner.selectionFLOPs`); nil in result files
+    /// written before release 0.5.
+    public var selectionFLOPs: Double? = nil
     /// Mean return of the last training rollouts (PPO), or nil without PPO.
     public var finalTrainingReturn: Double?
     /// Questions evaluated.
@@ -311,7 +315,7 @@ public struct SweepCellResult: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case setting, agent, seed, accuracy, accuracyPerFamily = "accuracy_per_family", meanTokens = "mean_tokens", flops
-        case finalTrainingReturn = "final_training_return", questions, seconds
+        case selectionFLOPs = "selection_flops", finalTrainingReturn = "final_training_return", questions, seconds
     }
 }
 
@@ -384,7 +388,7 @@ public enum SweepRunner {
         }
         let result = SweepCellResult(setting: cell.setting, agent: cell.agent, seed: cell.recipe.seed, accuracy: measured.accuracy,
                                      accuracyPerFamily: measured.accuracyPerFamily, meanTokens: measured.meanTokens, flops: measured.flops,
-                                     finalTrainingReturn: finalReturn.flatMap { $0.isFinite ? $0 : nil }, questions: measured.questions,
+                                     selectionFLOPs: measured.selectionFLOPs, finalTrainingReturn: finalReturn.flatMap { $0.isFinite ? $0 : nil }, questions: measured.questions,
                                      seconds: Date().timeIntervalSince(started))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -434,21 +438,23 @@ public enum SweepReport {
 
     /// The Markdown table: mean ± std over seeds per setting.
     public static func markdown(_ rows: [Row]) -> String {
-        var lines = ["| setting | seeds | accuracy (%) | tokens kept | GFLOPs | final training return |", "|---|---|---|---|---|---|"]
+        var lines = ["| setting | seeds | accuracy (%) | tokens kept | GFLOPs | + choosing | final training return |", "|---|---|---|---|---|---|---|"]
         for row in rows {
             let returns = row.results.compactMap(\.finalTrainingReturn)
+            let choosing = row.results.compactMap(\.selectionFLOPs)
             lines.append("| \(row.setting) | \(row.results.count) | \(cell(row.results.map(\.accuracy), scale: 100)) | \(cell(row.results.map(\.meanTokens))) | "
-                         + "\(cell(row.results.map(\.flops), scale: 1e-9, digits: 3)) | \(returns.isEmpty ? "–" : cell(returns, digits: 3)) |")
+                         + "\(cell(row.results.map(\.flops), scale: 1e-9, digits: 3)) | \(choosing.count < row.results.count ? "–" : cell(choosing, scale: 1e-9, digits: 3)) | "
+                         + "\(returns.isEmpty ? "–" : cell(returns, digits: 3)) |")
         }
         return lines.joined(separator: "\n")
     }
 
     /// One CSV row per cell.
     public static func csv(_ rows: [Row]) -> String {
-        var text = "setting,agent,seed,accuracy,mean_tokens,flops,final_training_return,questions,seconds\n"
+        var text = "setting,agent,seed,accuracy,mean_tokens,flops,selection_flops,final_training_return,questions,seconds\n"
         for row in rows {
             for r in row.results {
-                text += "\(r.setting),\(r.agent),\(r.seed),\(r.accuracy),\(r.meanTokens),\(r.flops),\(r.finalTrainingReturn.map { "\($0)" } ?? ""),\(r.questions),\(r.seconds)\n"
+                text += "\(r.setting),\(r.agent),\(r.seed),\(r.accuracy),\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.finalTrainingReturn.map { "\($0)" } ?? ""),\(r.questions),\(r.seconds)\n"
             }
         }
         return text

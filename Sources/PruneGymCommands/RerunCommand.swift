@@ -83,7 +83,9 @@ enum RerunCommand {
         let resultA = original.appendingPathComponent(SweepRunner.resultFile), resultB = rerun.appendingPathComponent(SweepRunner.resultFile)
         if let x = try? JSONDecoder().decode(SweepCellResult.self, from: Data(contentsOf: resultA)),
            let y = try? JSONDecoder().decode(SweepCellResult.self, from: Data(contentsOf: resultB)) {
-            for (name, p, q) in [("result accuracy", x.accuracy, y.accuracy), ("result mean_tokens", x.meanTokens, y.meanTokens), ("result flops", x.flops, y.flops)] {
+            var compared = [("result accuracy", x.accuracy, y.accuracy), ("result mean_tokens", x.meanTokens, y.meanTokens), ("result flops", x.flops, y.flops)]
+            if let p = x.selectionFLOPs, let q = y.selectionFLOPs { compared.append(("result selection_flops", p, q)) }
+            for (name, p, q) in compared {
                 if p != q { differences += 1 }
                 rows.append((name, "\(p)", "\(q)" + (p == q ? "" : "  ≠")))
             }

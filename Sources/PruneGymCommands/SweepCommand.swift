@@ -44,9 +44,10 @@ enum SweepCommand {
         usage: prunegym report SWEEP_DIR
 
         Reads the finished cells of a sweep and writes SWEEP_DIR/report.md (accuracy, retained tokens,
-        GFLOPs and final training return per setting, mean ± std over seeds), results.csv (one row per
-        cell), learning-curves.svg and accuracy-vs-tokens.svg; prints the table. Unfinished or
-        unreadable cells are listed, not counted.
+        the model's GFLOPs, the policy's own (+ choosing; – for cells from before release 0.5) and
+        final training return per setting, mean ± std over seeds), results.csv (one row per cell),
+        learning-curves.svg and accuracy-vs-tokens.svg; prints the table. Unfinished or unreadable
+        cells are listed, not counted.
 
         example:
           swift run -c release prunegym report runs/sweep-reward

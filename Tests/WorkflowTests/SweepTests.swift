@@ -73,6 +73,8 @@ struct SweepTests {
             #expect(!(try TensorBoard.readDirectory(directory)).isEmpty)
         }
         #expect(results.allSatisfy { $0.questions == 12 && $0.meanTokens >= 1 && $0.meanTokens <= 16 })
+        // The policy's own FLOPs are counted: at least the autoencoder and one pass per step.
+        #expect(results.allSatisfy { ($0.selectionFLOPs ?? 0) > 0 })
 
         // Top-k inference keeps exactly the budget's share (0.25 of 16 tokens = 4).
         var topK = cells[0]
@@ -93,6 +95,10 @@ struct SweepTests {
         #expect(table.contains("tprl-a1-b2-accuracy-token_ratio-T3 | 2 |"))
         let csv = try String(contentsOf: sweep.appendingPathComponent("results.csv"), encoding: .utf8)
         #expect(csv.split(separator: "\n").count == 1 + 4)
+        #expect(csv.hasPrefix("setting,agent,seed,accuracy,mean_tokens,flops,selection_flops,"))
+        // A result file from before release 0.5 has no selection_flops: it reads as nil.
+        let old = #"{"setting": "s", "agent": "tprl", "seed": 0, "accuracy": 0.5, "accuracy_per_family": {}, "mean_tokens": 4, "flops": 1e6, "questions": 4, "seconds": 1}"#
+        #expect(try JSONDecoder().decode(SweepCellResult.self, from: Data(old.utf8)).selectionFLOPs == nil)
         for file in ["report.md", "learning-curves.svg", "accuracy-vs-tokens.svg"] {
             #expect(FileManager.default.fileExists(atPath: sweep.appendingPathComponent(file).path), "\(file)")
         }
