@@ -229,13 +229,18 @@ extension PruningCommand {
     static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool, replacingOtherRuns: Bool = false) throws {
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
-        if FileManager.default.fileExists(atPath: run.configURL.path),
-           (replacingOtherRuns ? try? run.readConfig(TPRLConfiguration.self) : try run.readConfig(TPRLConfiguration.self)) != configuration {
-            guard replacingOtherRuns else {
-                throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration; pick another --run-dir or delete it")
+        if FileManager.default.fileExists(atPath: run.configURL.path) {
+            if replacingOtherRuns {
+                if (try? run.readConfig(TPRLConfiguration.self)) != configuration {
+                    print("\(run.url.path) holds a run of another recipe (another seed or an earlier release's defaults); starting it afresh")
+                    try FileManager.default.removeItem(at: run.url)
+                }
+            } else {
+                let recorded = try run.readConfig(TPRLConfiguration.self)
+                if recorded != configuration {
+                    throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration (\(configurationDifferences(recorded, configuration).joined(separator: "; "))); pick another --run-dir, delete it, or pass its settings with --config to resume it")
+                }
             }
-            print("\(run.url.path) holds a run of another recipe (another seed or an earlier release's defaults); starting it afresh")
-            try FileManager.default.removeItem(at: run.url)
         }
         try run.create()
         try run.writeConfig(configuration, kind: "tprl")
