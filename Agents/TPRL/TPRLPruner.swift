@@ -45,24 +45,20 @@ public final class TPRLPruner: TokenPruner {
 
     /// The flat observation row of the first step of `entry` with `budget` as the target.
     public func firstObservation(_ entry: TaskEntry, simulator: PruningSimulator, budget: Double) throws -> [Float] {
-        let (environment, observation) = try start(entry, simulator: simulator, budget: budget)
-        return environment.observationSpace.flattened(observation)
+        let environment = try self.environment(for: entry, simulator: simulator)
+        return environment.observationSpace.flattened(environment.observation(entry, kept: Array(0..<simulator.tokenCount), step: 0, budget: budget))
     }
 
-    /// Resets the (cached) environment of `entry`'s split to `entry` with `budget` as the target.
-    func start(_ entry: TaskEntry, simulator: PruningSimulator, budget: Double) throws -> (TokenPruningEnvironment, [String: SpaceValue]) {
+    /// The (cached) environment of `entry`'s split: its observations and transitions, never its
+    /// episode — inference builds each step's observation itself.
+    func environment(for entry: TaskEntry, simulator: PruningSimulator) throws -> TokenPruningEnvironment {
         let key = "\(ObjectIdentifier(simulator))/\(entry.split)"
-        let environment: TokenPruningEnvironment
-        if let cached = environments[key] {
-            environment = cached
-        } else {
-            var config = configuration
-            config.split = entry.split
-            environment = try TokenPruningEnvironment(simulator: simulator, configuration: config)
-            environments[key] = environment
-        }
-        let reset = try environment.reset(seed: 0, options: ResetOptions(values: ["index": .number(Double(entry.index)), "budget": .number(budget)]))
-        return (environment, reset.observation)
+        if let cached = environments[key] { return cached }
+        var config = configuration
+        config.split = entry.split
+        let environment = try TokenPruningEnvironment(simulator: simulator, configuration: config)
+        environments[key] = environment
+        return environment
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
@@ -94,7 +90,7 @@ public final class TPRLPruner: TokenPruner {
             // transition (floor rule included) but without its rewards, so no model call: only
             // the kept slots go through the trunk, as in top-k inference.
             let logit = Foundation.log(threshold / (1 - threshold))
-            let (environment, _) = try start(entry, simulator: simulator, budget: share)
+            let environment = try self.environment(for: entry, simulator: simulator)
             let kept = try environment.walk(entry, budget: share) { observation, kept in
                 let logits = withInferenceMode { network.keepLogits(environment.observationSpace.flattened(observation), slots: kept) }
                 pass(kept.count)
@@ -104,10 +100,10 @@ public final class TPRLPruner: TokenPruner {
             }
             return .tokens(kept)
         }
-        let (environment, first) = try start(entry, simulator: simulator, budget: share)
+        let environment = try self.environment(for: entry, simulator: simulator)
         let n = simulator.tokenCount, k = max(1, min(budget, n))
         let steps = stepped ? max(1, configuration.maxSteps) : 1
-        var kept = Array(0..<n), observation = first
+        var kept = Array(0..<n), observation = environment.observation(entry, kept: kept, step: 0, budget: share)
         for t in 0..<steps {
             let row = environment.observationSpace.flattened(observation)
             // Only the kept slots go through the trunk (the others are padding it ignores).
