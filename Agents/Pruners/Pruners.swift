@@ -11,6 +11,10 @@ public enum PruningPlan: Sendable, Equatable {
     /// FastV: the language model reads every visual token up to layer `layer` and keeps the `keep`
     /// with the highest last-token attention after it.
     case insideLLM(layer: Int, keep: Int)
+    /// The language model reads every visual token up to layer `layer` and only `tokens`
+    /// (ascending indices) after it, with their original positions: FastV's mechanism with the
+    /// pruner's own choice.
+    case tokensAfterLayer(layer: Int, tokens: [Int])
 }
 
 /// A plan and what the pruner computed to choose it.
@@ -204,11 +208,15 @@ public final class QueryPruner: TokenPruner {
 /// over heads), with their original positions. K = 2 of LLaVA's 32 layers is about the first 6%
 /// of depth; for the built-in 4-layer model that is the first layer (`layer` 0).
 public final class FastVPruner: TokenPruner {
-    public let name = "fastv"
+    /// `fastv`, or `fastv@K` for a layer other than 0.
+    public let name: String
     /// The LLM layer after which tokens are dropped (K).
     public let layer: Int
     /// FastV after LLM layer `layer`.
-    public init(layer: Int = 0) { self.layer = layer }
+    public init(layer: Int = 0) {
+        self.layer = layer
+        name = layer == 0 ? "fastv" : "fastv@\(layer)"
+    }
     /// Its scores come from the layers the answer runs anyway (counted in the answer's FLOPs).
     public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
@@ -352,12 +360,49 @@ public final class GroundingPruner: TokenPruner {
     }
 }
 
+/// Any pruner's choice applied inside the language model: every visual token is read up to LLM
+/// layer `layer`, and only the tokens `base` chooses after it (FastV's mechanism, the base
+/// pruner's choice). On the command line, `NAME@K` (`grounding@0`; `fastv@K` is FastV at layer K).
+public final class AfterLayerPruner: TokenPruner {
+    /// The pruner whose choice is applied.
+    public let base: any TokenPruner
+    /// The LLM layer after which the choice applies.
+    public let layer: Int
+    public var name: String { "\(base.name)@\(layer)" }
+    public var isDeterministic: Bool { base.isDeterministic }
+    /// `base`'s choice applied after LLM layer `layer`.
+    public init(_ base: any TokenPruner, layer: Int) {
+        self.base = base
+        self.layer = layer
+    }
+    public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
+        let costed = try base.costedPlan(entry, budget: budget, simulator: simulator, generator: &generator)
+        guard case let .tokens(tokens) = costed.plan else {
+            throw PrunerError.notMovable(name: base.name)
+        }
+        return CostedPlan(plan: .tokensAfterLayer(layer: layer, tokens: tokens), selectionFLOPs: costed.selectionFLOPs)
+    }
+    public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? {
+        base.selectionFLOPs(entry, budget: budget, simulator: simulator)
+    }
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        try costedPlan(entry, budget: budget, simulator: simulator, generator: &generator).plan
+    }
+}
+
 /// Pruners by command-line name.
 public enum PrunerRegistry {
     /// The names `make` knows.
     public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "grounding", "grounding-cls", "grounding-nested", "oracle"]
 
+    /// The pruner called `name`; `NAME@K` applies its choice after LLM layer K (`AfterLayerPruner`).
     public static func make(_ name: String) throws -> any TokenPruner {
+        if let at = name.lastIndex(of: "@") {
+            let baseName = String(name[..<at]), layerText = String(name[name.index(after: at)...])
+            guard let layer = Int(layerText), layer >= 0 else { throw PrunerError.badLayer(name: name) }
+            if baseName == "fastv" { return FastVPruner(layer: layer) }
+            return AfterLayerPruner(try make(baseName), layer: layer)
+        }
         switch name {
         case "random": return RandomPruner()
         case "uniform": return UniformPruner()
@@ -383,8 +428,16 @@ public enum PrunerError: Error, CustomStringConvertible {
     case unknown(name: String, known: [String])
     /// The pruner reads the grounding annotation (`PruningTask.relevantTokens`) and the task has none.
     case needsAnnotation(name: String)
+    /// `NAME@K` with a K that is not a layer index.
+    case badLayer(name: String)
+    /// `NAME@K` for a pruner whose plan is not a set of input tokens.
+    case notMovable(name: String)
     public var description: String {
         switch self {
+        case let .badLayer(name):
+            return "'\(name)': the part after @ must be an LLM layer index (0, 1, …), as in grounding@0"
+        case let .notMovable(name):
+            return "pruner '\(name)' does not choose input tokens, so it cannot be applied after an LLM layer with @"
         case let .needsAnnotation(name):
             return "pruner '\(name)' needs tasks with a grounding annotation (PruningTask.relevantTokens) and this task source gives none; use saliency or vispruner instead"
         case let .unknown(name, known): return "unknown pruner '\(name)'; known: \(known.joined(separator: ", ")) (and tprl for a trained policy)"

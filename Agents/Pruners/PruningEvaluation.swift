@@ -83,6 +83,9 @@ public struct PruningEvaluation {
                 case let .insideLLM(layer, keep):
                     tokenSum += min(keep, simulator.tokenCount)
                     flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: keep)
+                case let .tokensAfterLayer(layer, tokens):
+                    tokenSum += tokens.count
+                    flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: tokens.count)
                 }
             }
             progress?(min(n, start + 64))
@@ -113,11 +116,21 @@ public struct PruningEvaluation {
         var rows = [[Float]](repeating: [], count: entries.count)
         var tokenRequests: [(index: Int, request: (entry: TaskEntry, keep: [Int]))] = []
         var fastV: [String: [Int]] = [:]
+        var afterLayer: [Int: [Int]] = [:]
         for (b, plan) in plans.enumerated() {
             switch plan {
             case let .tokens(keep): tokenRequests.append((b, (entries[b], keep)))
             case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
+            case let .tokensAfterLayer(layer, _): afterLayer[layer, default: []].append(b)
             }
+        }
+        let all = Array(0..<simulator.tokenCount)
+        for (layer, indices) in afterLayer {
+            let requests = indices.map { AnswerRequest(features: entries[$0].tokens, keep: all, prefix: entries[$0].task.prefix, suffix: entries[$0].task.suffix) }
+            let kept = indices.map { b -> [Int] in if case let .tokensAfterLayer(_, tokens) = plans[b] { return tokens } else { return [] } }
+            let logits = try withInferenceMode { try simulator.model.answerLogits(requests, prunedAfter: layer, kept: kept) }
+            let v = logits.shape[1], values = logits.scalars
+            for (r, b) in indices.enumerated() { rows[b] = Array(values[(r * v)..<((r + 1) * v)]) }
         }
         if !tokenRequests.isEmpty {
             for (item, row) in zip(tokenRequests, try simulator.answer(tokenRequests.map(\.request))) { rows[item.index] = row }

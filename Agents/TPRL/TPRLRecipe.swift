@@ -131,12 +131,15 @@ extension TokenPruningConfiguration {
 
 /// Autoencoder training on the visual tokens of training images (`prunegym ae train`).
 public enum TokenAutoencoderTraining {
-    /// Trains `autoencoder` on the tokens of `images` training tasks; returns the validation
-    /// reconstruction error (MSE on standardised tokens; 1 = predicting the mean).
+    /// Trains `autoencoder` on the tokens of `images` training tasks as `simulator` encodes them
+    /// (give it the identity encoder: the projected tokens, or the hidden states after the
+    /// simulator's `pruneAfterLayer`); returns the validation reconstruction error (MSE on
+    /// standardised tokens; 1 = predicting the mean).
     public static func train(_ autoencoder: TokenAutoencoder, simulator: PruningSimulator, images: Int, epochs: Int, seed: UInt64,
                              log: (String) -> Void = { _ in }) throws -> (training: Float, validation: Float) {
+        let width = simulator.encoder.codeWidth
         func tokens(_ split: String, _ count: Int) throws -> Tensor {
-            Tensor.concatenated(try simulator.entries(Array(0..<count), split: split).map(\.tokens), alongAxis: 0)
+            Tensor.concatenated(try simulator.entries(Array(0..<count), split: split).map { Tensor(shape: [$0.codes.count / width, width], scalars: $0.codes) }, alongAxis: 0)
         }
         let train = try tokens("train", images)
         let validation = try tokens("validation", max(1, images / 4))
@@ -185,9 +188,9 @@ public enum Demonstrations {
             guard case let .tokens(choice) = try demonstrator.plan(entry, budget: finalCount, simulator: simulator, generator: &generator) else {
                 throw AgentError.invalidDemonstrations(reason: "demonstrator \(demonstrator.name) does not select input tokens")
             }
-            let chosen = Set(choice)
-            let ranking = choice.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
-                + (0..<n).filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
+            let chosen = Set(choice), attention = entry.rankingAttention
+            let ranking = choice.sorted { attention[$0] > attention[$1] }
+                + (0..<n).filter { !chosen.contains($0) }.sorted { attention[$0] > attention[$1] }
             var observations = [reset.observation], actions: [[Bool]] = [], rewards: [Double] = []
             for t in 0..<steps {
                 let count = max(1, Int((Double(n) * Foundation.pow(budget, Double(t + 1) / Double(steps))).rounded()))
@@ -277,7 +280,8 @@ public enum TPRLRecipe {
         try c.validate()
         var generator = SeededGenerator(seed: c.seed)
         var autoencoderGenerator = generator.fork()
-        let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth))
+        let cut = c.environment.pruneAfterLayer
+        let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth), pruneAfterLayer: cut)
         let autoencoder: TokenAutoencoder?
         var errors: (training: Float, validation: Float) = (0, 0)
         if c.encoder == "identity" {
@@ -291,7 +295,7 @@ public enum TPRLRecipe {
             log(String(format: "    validation reconstruction error %.4f (1 = predicting the mean token)", errors.validation))
             autoencoder = trained
         }
-        let simulator = autoencoder.map { PruningSimulator(model: model, source: source, encoder: $0) } ?? rawSimulator
+        let simulator = autoencoder.map { PruningSimulator(model: model, source: source, encoder: $0, pruneAfterLayer: cut) } ?? rawSimulator
 
         var environmentConfiguration = c.environment
         if !c.budgetConditioned && environmentConfiguration.budgetChoices.count > 1 { environmentConfiguration.budgetChoices = [] }
@@ -416,7 +420,7 @@ public struct TPRLPolicyFiles: Codable {
     }
 
     /// The `tprl.json` of `directory`.
-    static func read(_ directory: URL) throws -> TPRLPolicyFiles {
+    public static func read(_ directory: URL) throws -> TPRLPolicyFiles {
         let url = directory.appendingPathComponent("tprl.json")
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw FileError(path: url.path, reason: "cannot read the file; train a policy with `prunegym tprl train`") }

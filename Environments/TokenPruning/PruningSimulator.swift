@@ -23,11 +23,30 @@ public struct TaskEntry: @unchecked Sendable {
     public let wordEmbeddings: [Float]
     /// Answer logits with every visual token kept.
     public let fullLogits: [Float]
+    /// In a simulator that prunes inside the language model (`PruningSimulator.pruneAfterLayer`
+    /// K): the last text token's attention over the N visual tokens in layer K, mean over heads
+    /// (FastV's score); nil otherwise.
+    public var llmAttention: [Float]? = nil
+
+    /// The attention the environment ranks by and shows the policy: `llmAttention` when the
+    /// simulator prunes inside the language model, the class-token attention otherwise.
+    public var rankingAttention: [Float] { llmAttention ?? classAttention }
 }
 
 /// The simulator behind the token-pruning environment: a `VisionLanguageModel`, a task source and
 /// a token encoder, with a bounded cache of per-task entries. Answer calls of many environments
 /// are batched into one model call (`answer(_:)`). Thread-safe.
+///
+/// **Where pruning happens.** By default (the TPRL paper's setting) the language model reads only
+/// the kept visual tokens. With `pruneAfterLayer` K it reads every visual token up to its layer K
+/// and only the kept ones after it, with their original positions — FastV's mechanism with the
+/// agent's choice. The agent then observes the model's state after layer K instead of the
+/// projector's output: each entry's `codes` are the encoder applied to the visual tokens' hidden
+/// states there (each row scaled to unit root-mean-square, as the model's RMSNorm does before its
+/// weight), its `query` is the last text token's hidden state there (scaled alike), which has read
+/// the question and the whole image, and `llmAttention` is that token's attention over the visual
+/// tokens in layer K (FastV's score). The first K + 1 layers on all tokens do not depend on the
+/// agent's choice, so they run once per task; FLOPs count them (`VisionLanguageModel.fastVFLOPs`).
 public final class PruningSimulator: @unchecked Sendable {
     /// The VLM answering.
     public let model: any VisionLanguageModel
@@ -37,18 +56,24 @@ public final class PruningSimulator: @unchecked Sendable {
     public let encoder: any TokenEncoder
     /// Task entries cached at most.
     public let capacity: Int
+    /// The language-model layer after which the kept set applies; nil (the default) prunes
+    /// before the language model.
+    public let pruneAfterLayer: Int?
     private var cache: [String: TaskEntry] = [:]
     private var order: [String] = []
     private let lock = NSLock()
     /// Model calls made so far (answer batches and encodes), for throughput reports.
     public private(set) var answerCalls = 0
 
-    /// A simulator caching up to `capacity` task entries.
-    public init(model: any VisionLanguageModel, source: any PruningTaskSource, encoder: any TokenEncoder, capacity: Int = 4096) {
+    /// A simulator caching up to `capacity` task entries, pruning before the language model or,
+    /// with `pruneAfterLayer` K, after its layer K.
+    public init(model: any VisionLanguageModel, source: any PruningTaskSource, encoder: any TokenEncoder, capacity: Int = 4096,
+                pruneAfterLayer: Int? = nil) {
         self.model = model
         self.source = source
         self.encoder = encoder
         self.capacity = max(1, capacity)
+        self.pruneAfterLayer = pruneAfterLayer
     }
 
     /// Visual tokens per image (N).
@@ -92,13 +117,24 @@ public final class PruningSimulator: @unchecked Sendable {
                 let logits = try model.answerLogits(requests)
                 let vocabulary = logits.shape[1]
                 let logitValues = logits.scalars, attentionValues = attention.scalars
+                let states = try pruneAfterLayer.map { try model.layerStates(requests, layer: $0) }
+                let d = model.tokenWidth
                 for (b, task) in tasks.enumerated() {
-                    let codes = encoder.encode(perTask[b]).scalars
-                    let query = task.query.isEmpty ? Tensor.zeros([1, model.tokenWidth]) : model.textEmbeddings(task.query)
-                    result.append(TaskEntry(index: chunk[b], split: split, task: task, tokens: perTask[b], codes: codes,
-                                            classAttention: Array(attentionValues[(b * n)..<((b + 1) * n)]),
-                                            query: query.mean(alongAxis: 0).scalars, wordEmbeddings: task.query.isEmpty ? [] : query.scalars,
-                                            fullLogits: Array(logitValues[(b * vocabulary)..<((b + 1) * vocabulary)])))
+                    let words = task.query.isEmpty ? Tensor.zeros([1, d]) : model.textEmbeddings(task.query)
+                    var codes: [Float], query: [Float]
+                    if let state = states?[b] {
+                        codes = encoder.encode(Tensor(shape: [n, d], scalars: unitRootMeanSquareRows(state.visual, width: d))).scalars
+                        query = unitRootMeanSquareRows(state.last, width: d)
+                    } else {
+                        codes = encoder.encode(perTask[b]).scalars
+                        query = words.mean(alongAxis: 0).scalars
+                    }
+                    var entry = TaskEntry(index: chunk[b], split: split, task: task, tokens: perTask[b], codes: codes,
+                                          classAttention: Array(attentionValues[(b * n)..<((b + 1) * n)]),
+                                          query: query, wordEmbeddings: task.query.isEmpty ? [] : words.scalars,
+                                          fullLogits: Array(logitValues[(b * vocabulary)..<((b + 1) * vocabulary)]))
+                    entry.llmAttention = states?[b].attention
+                    result.append(entry)
                 }
             }
         }
@@ -109,10 +145,15 @@ public final class PruningSimulator: @unchecked Sendable {
     public func answer(_ requests: [(entry: TaskEntry, keep: [Int])]) throws -> [[Float]] {
         guard !requests.isEmpty else { return [] }
         var rows: [[Float]] = []
+        let all = Array(0..<tokenCount)
         for start in stride(from: 0, to: requests.count, by: 64) {
             let chunk = requests[start..<min(requests.count, start + 64)]
             let logits = try withInferenceMode {
-                try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: $0.keep, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) })
+                if let layer = pruneAfterLayer {
+                    return try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: all, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) },
+                                                  prunedAfter: layer, kept: chunk.map(\.keep))
+                }
+                return try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: $0.keep, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) })
             }
             let v = logits.shape[1], values = logits.scalars
             for r in 0..<chunk.count { rows.append(Array(values[(r * v)..<((r + 1) * v)])) }
@@ -121,10 +162,33 @@ public final class PruningSimulator: @unchecked Sendable {
         return rows
     }
 
-    /// FLOPs of answering `entry`'s question with `visualTokens` tokens.
+    /// FLOPs of answering `entry`'s question with `visualTokens` tokens kept (after layer
+    /// `pruneAfterLayer` when it is set).
     public func flops(_ entry: TaskEntry, visualTokens: Int) -> Double {
-        model.flops(visualTokens: visualTokens, textTokens: entry.task.prefix.count + entry.task.suffix.count).total
+        let text = entry.task.prefix.count + entry.task.suffix.count
+        if let layer = pruneAfterLayer {
+            return model.fastVFLOPs(visualTokens: tokenCount, textTokens: text, layer: layer, keptAfter: visualTokens)
+        }
+        return model.flops(visualTokens: visualTokens, textTokens: text).total
     }
+
+    /// A simulator of the same model, tasks and capacity that prunes after language-model layer
+    /// `layer` (nil: before the language model), observed through `encoder`.
+    public func pruning(afterLayer layer: Int?, encoder: any TokenEncoder) -> PruningSimulator {
+        PruningSimulator(model: model, source: source, encoder: encoder, capacity: capacity, pruneAfterLayer: layer)
+    }
+}
+
+/// Each `width`-wide row of `values` scaled to unit root-mean-square.
+func unitRootMeanSquareRows(_ values: [Float], width: Int) -> [Float] {
+    var result = values
+    for start in stride(from: 0, to: values.count, by: width) {
+        var sum: Float = 0
+        for j in start..<(start + width) { sum += values[j] * values[j] }
+        let scale = 1 / (sum / Float(width) + 1e-6).squareRoot()
+        for j in start..<(start + width) { result[j] *= scale }
+    }
+    return result
 }
 
 /// Arg-max of a logit row.

@@ -55,6 +55,11 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
     /// `word_mask`, so a policy can match words to tokens instead of reading only their mean.
     /// 0 (the default, and what an absent key reads as) is the paper's state: the mean only.
     public var queryWords = 0
+    /// Where the kept set applies (`prune_after_layer`): nil (the default, and what an absent key
+    /// reads as) is the paper's setting, pruning before the language model; K prunes after the
+    /// language model's layer K, FastV's place, and the agent observes the model's state there
+    /// (see `PruningSimulator`). The simulator must prune there too.
+    public var pruneAfterLayer: Int? = nil
 
     /// The paper's defaults.
     public init() {}
@@ -62,7 +67,7 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case alpha, beta, taskScore = "task_score", efficiency, terminalOnly = "terminal_only", maxSteps = "max_steps"
         case minimumTokens = "minimum_tokens", targetBudget = "target_budget", budgetChoices = "budget_choices", split
-        case datasetSize = "dataset_size", queryWords = "query_words"
+        case datasetSize = "dataset_size", queryWords = "query_words", pruneAfterLayer = "prune_after_layer"
     }
 
     public init(from decoder: Decoder) throws {
@@ -81,6 +86,7 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
         split = try c.decodeIfPresent(String.self, forKey: .split) ?? d.split
         datasetSize = try c.decodeIfPresent(Int.self, forKey: .datasetSize) ?? d.datasetSize
         queryWords = try c.decodeIfPresent(Int.self, forKey: .queryWords) ?? d.queryWords
+        pruneAfterLayer = try c.decodeIfPresent(Int.self, forKey: .pruneAfterLayer) ?? d.pruneAfterLayer
     }
 
     /// Throws `GymError.invalidOption` naming the first impossible value's key.
@@ -95,5 +101,6 @@ public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
         guard ["train", "validation", "test"].contains(split) else { throw fail("split", "must be train, validation or test, got '\(split)'") }
         guard datasetSize >= 1 else { throw fail("dataset_size", "must be ≥ 1, got \(datasetSize)") }
         guard queryWords >= 0 else { throw fail("query_words", "must be ≥ 0, got \(queryWords)") }
+        if let layer = pruneAfterLayer, layer < 0 { throw fail("prune_after_layer", "must be a layer index ≥ 0 (or absent: before the language model), got \(layer)") }
     }
 }

@@ -62,6 +62,13 @@ public final class TokenPruningEnvironment: Environment {
     /// An environment; `seed` seeds the task and budget draws until a reset gives another.
     public init(simulator: PruningSimulator, configuration: TokenPruningConfiguration = TokenPruningConfiguration(), seed: UInt64 = 0) throws {
         try configuration.validate()
+        guard configuration.pruneAfterLayer == simulator.pruneAfterLayer else {
+            func place(_ layer: Int?) -> String { layer.map { "after language-model layer \($0)" } ?? "before the language model" }
+            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer asks to prune \(place(configuration.pruneAfterLayer)) but the simulator prunes \(place(simulator.pruneAfterLayer)); make the simulator with simulator.pruning(afterLayer:encoder:)")
+        }
+        if let layer = configuration.pruneAfterLayer, let llava = simulator.model as? LlavaModel, layer >= llava.configuration.text.layerCount {
+            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer \(layer) is outside the language model's layers 0..<\(llava.configuration.text.layerCount)")
+        }
         self.simulator = simulator
         self.configuration = configuration
         generator = SeededGenerator(seed: seed)
@@ -145,7 +152,8 @@ public final class TokenPruningEnvironment: Environment {
         var next = kept.filter { action[$0] }
         if next.count < configuration.minimumTokens {
             let chosen = Set(next)
-            let fill = kept.filter { !chosen.contains($0) }.sorted { entry.classAttention[$0] > entry.classAttention[$1] }
+            let attention = entry.rankingAttention
+            let fill = kept.filter { !chosen.contains($0) }.sorted { attention[$0] > attention[$1] }
             next = (next + fill.prefix(configuration.minimumTokens - next.count)).sorted()
         }
         return next
@@ -223,9 +231,10 @@ public final class TokenPruningEnvironment: Environment {
         var tokens = [Float](repeating: 0, count: n * k)
         var mask = [Bool](repeating: false, count: n)
         var attention = [Float](repeating: 0, count: n)
+        let ranking = entry.rankingAttention
         for i in kept {
             mask[i] = true
-            attention[i] = Float(n) * entry.classAttention[i]
+            attention[i] = Float(n) * ranking[i]
             for j in 0..<k { tokens[i * k + j] = entry.codes[i * k + j] }
         }
         var result: Observation = ["tokens": .real(tokens), "mask": .binary(mask), "positions": .real(positions), "query": .real(entry.query),

@@ -81,8 +81,11 @@ enum PruningCommand {
         var pruners: [any TokenPruner] = []
         for name in agents {
             if name == "tprl" {
-                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: simulator)
-                let pruner = TPRLPruner(network: network, configuration: files.configuration.environment)
+                // A policy that prunes inside the language model observes through a simulator that does.
+                let layer = try TPRLPolicyFiles.read(policyDirectory).configuration.environment.pruneAfterLayer
+                let own = layer.map { simulator.pruning(afterLayer: $0, encoder: simulator.encoder) }
+                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: own ?? simulator)
+                let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, simulator: own)
                 pruner.stepped = stepped(files)
                 pruners.append(pruner)
             } else {
@@ -94,8 +97,8 @@ enum PruningCommand {
             guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
             // Each policy observes through its own autoencoder.
             let directory = URL(fileURLWithPath: parts[1])
-            let own = PruningSimulator(model: simulator.model, source: simulator.source,
-                                       encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
+            let own = simulator.pruning(afterLayer: try TPRLPolicyFiles.read(directory).configuration.environment.pruneAfterLayer,
+                                        encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
             let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
             let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own)
             pruner.stepped = stepped(files)

@@ -11,7 +11,10 @@ import VLM
 ///   answers right (logit 4 on the answer, 0 elsewhere) exactly when the key token is among the
 ///   kept tokens, and otherwise puts logit 4 on token 0.
 /// - Class attention prefers low token indices; the last text token attends only to the key token.
-/// - FLOPs: 1000 (vision) + 100 (projector) + 50 per prefill token + 10 (head).
+/// - FLOPs: 1000 (vision) + 100 (projector) + 50 per prefill token + 10 (head); pruning after
+///   layer K adds 50 per dropped token per layer up to the cut.
+/// - After any LLM layer (`layerStates`) the visual tokens are their features, the last text
+///   token its embedding, and the attention `lastTokenAttention`'s.
 ///
 /// `answerCalls` counts calls to `answerLogits`, so tests can check batching and caching.
 public final class ScriptedVisionLanguageModel: VisionLanguageModel {
@@ -62,6 +65,21 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
         try answerLogits(requests.map { AnswerRequest(features: $0.features, keep: keptAfter > 0 ? $0.keep : [], prefix: $0.prefix, suffix: $0.suffix) })
     }
 
+    /// After any layer: the visual tokens' features themselves, the last text token's embedding,
+    /// and `lastTokenAttention`'s scores.
+    public func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState] {
+        let scores = try lastTokenAttention(requests, layer: layer)
+        return zip(requests, scores).map { request, scores in
+            LayerState(visual: request.keep.flatMap { k in (0..<8).map { request.features.scalars[k * 8 + $0] } },
+                       last: textEmbeddings([request.suffix.last!]).scalars, attention: scores)
+        }
+    }
+
+    /// Answers as if only `kept` had been read (the answer rule only asks whether the key token is kept).
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor {
+        try answerLogits(zip(requests, kept).map { AnswerRequest(features: $0.features, keep: $1, prefix: $0.prefix, suffix: $0.suffix) })
+    }
+
     /// 1 on the key token (the only one the answer depends on), 0 elsewhere.
     public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
         requests.map { request in request.keep.map { $0 == request.prefix[0] ? 1 : 0 } }
@@ -75,8 +93,9 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
         FLOPCount(vision: 1000, projector: 100, prefill: Double(visualTokens + textTokens) * 50, head: 10)
     }
 
+    /// The kept tokens' prefill, plus 50 per dropped token for each layer up to the cut (K + 1).
     public func fastVFLOPs(visualTokens: Int, textTokens: Int, layer: Int, keptAfter: Int) -> Double {
-        flops(visualTokens: keptAfter, textTokens: textTokens).total
+        flops(visualTokens: keptAfter, textTokens: textTokens).total + Double((layer + 1) * (visualTokens - keptAfter)) * 50
     }
 
     /// A simulator over this model and `ScriptedTasks`, with the identity encoder.

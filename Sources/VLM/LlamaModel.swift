@@ -186,9 +186,10 @@ public final class LlamaModel: Module {
     ///   - prune: FastV — after layer `layer` (0-based, its output), keep only the token indices
     ///     `select(attention of that layer [B, heads, T, S])[b]` of each sequence (the same count
     ///     for all), with their original positions.
+    ///   - stopAfter: stop after that layer and return its output without the final norm.
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
-        attentionLayer: Int? = nil, prune: (layer: Int, select: (Tensor) -> [[Int]])? = nil
+        attentionLayer: Int? = nil, prune: (layer: Int, select: (Tensor) -> [[Int]])? = nil, stopAfter: Int? = nil
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
         var positions = positions
@@ -204,6 +205,7 @@ public final class LlamaModel: Module {
             }
             if index == attentionLayer { attention = weights }
             h = output
+            if index == stopAfter { return (h, attention) }
             if let prune, prune.layer == index {
                 let batch = h.shape[0]
                 let keep = prune.select(weights!)

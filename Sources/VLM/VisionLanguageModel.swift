@@ -24,7 +24,37 @@ public struct AnswerRequest {
     }
 }
 
+/// What the language model holds after one of its layers, for one request: what a policy that
+/// prunes inside the LLM (`answerLogits(_:prunedAfter:kept:)`) sees.
+public struct LayerState: Sendable {
+    /// Hidden states of the request's kept visual tokens after the layer, `[n, D]` row-major,
+    /// aligned with the request's `keep`.
+    public var visual: [Float]
+    /// Hidden state of the last text token (where the answer is read) after the layer, `[D]`.
+    public var last: [Float]
+    /// The last text token's attention over the kept visual tokens in the layer, mean over heads
+    /// (FastV's score), aligned with `keep`.
+    public var attention: [Float]
+
+    /// A layer state.
+    public init(visual: [Float], last: [Float], attention: [Float]) {
+        self.visual = visual
+        self.last = last
+        self.attention = attention
+    }
+}
+
 extension VisionLanguageModel {
+    /// Models that cannot stop inside the language model say so.
+    public func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState] {
+        throw VLMError.invalidInput(reason: "\(Self.self) cannot expose its language model's hidden states: pruning inside the LLM needs a model such as LlavaModel")
+    }
+
+    /// Models that cannot prune inside the language model say so.
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor {
+        throw VLMError.invalidInput(reason: "\(Self.self) cannot prune inside its language model: use a model such as LlavaModel")
+    }
+
     /// Models without a differentiable forward pass cannot say.
     public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
         throw VLMError.invalidInput(reason: "\(Self.self) has no gradients: answer saliency needs a differentiable model such as LlavaModel")
@@ -55,6 +85,13 @@ public protocol VisionLanguageModel: AnyObject {
     /// Answer logits when the LLM keeps only the `keptAfter` visual tokens with the highest
     /// last-token attention after layer `layer` (FastV), one row per request.
     func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor
+    /// The language model's state after layer `layer` (0-based) for each request, reading its
+    /// `keep` tokens: the visual tokens' and the last text token's hidden states and FastV's score.
+    func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState]
+    /// Answer logits when the language model reads each request's `keep` tokens up to layer
+    /// `layer` and only `kept[r]` (visual token indices, ascending, a subset of `requests[r].keep`)
+    /// after it, with their original positions: FastV's mechanism with the choice made elsewhere.
+    func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor
     /// Token embeddings of `ids`: `[T, D]` (the query the policy sees).
     func textEmbeddings(_ ids: [Int]) -> Tensor
     /// FLOPs of answering with `visualTokens` visual and `textTokens` text tokens (see `FLOPCount`).
@@ -186,30 +223,73 @@ extension LlavaModel: VisionLanguageModel {
     }
 
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor {
+        try prunedAnswer(requests, layer: layer) { weights, last, starts, counts in
+            let scores = Self.lastRowAttention(weights, last: last, starts: starts, counts: counts)
+            return requests.indices.map { b in
+                scores[b].indices.sorted { scores[b][$0] > scores[b][$1] }.prefix(min(keptAfter, counts[b])).sorted()
+            }
+        }
+    }
+
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor {
+        guard kept.count == requests.count else { throw VLMError.invalidInput(reason: "\(kept.count) kept sets for \(requests.count) requests") }
+        // Kept token indices → positions within each request's `keep`.
+        let slots = try zip(requests, kept).map { request, kept -> [Int] in
+            var slot: [Int: Int] = [:]
+            for (k, token) in request.keep.enumerated() { slot[token] = k }
+            if zip(kept, kept.dropFirst()).contains(where: { $0 >= $1 }) { throw VLMError.invalidInput(reason: "kept indices must be strictly ascending") }
+            return try kept.map { token in
+                guard let k = slot[token] else { throw VLMError.invalidInput(reason: "kept token \(token) is not among the request's keep indices (what the layers before the cut read)") }
+                return k
+            }
+        }
+        return try prunedAnswer(requests, layer: layer) { _, _, _, _ in slots }
+    }
+
+    public func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState] {
+        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
+        let (embedded, last, starts) = try requestBatch(requests)
+        let length = embedded.shape[1], width = configuration.text.hiddenSize
+        var cache: KeyValueCache? = nil
+        let (hidden, weights) = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, attentionLayer: layer, stopAfter: layer)
+        let attention = Self.lastRowAttention(weights!, last: last, starts: starts, counts: requests.map(\.keep.count))
+        let values = hidden.scalars
+        return requests.indices.map { b in
+            let visual = Array(values[((b * length + starts[b]) * width)..<((b * length + starts[b] + requests[b].keep.count) * width)])
+            let lastRow = Array(values[((b * length + last[b]) * width)..<((b * length + last[b] + 1) * width)])
+            return LayerState(visual: visual, last: lastRow, attention: attention[b])
+        }
+    }
+
+    /// Answer logits when, after layer `layer`, each request keeps the visual tokens `choose`
+    /// returns (positions within its `keep`, ascending) from that layer's attention `[B, heads, T, S]`,
+    /// each request's last index, visual start and visual count; text tokens are all kept.
+    func prunedAnswer(_ requests: [AnswerRequest], layer: Int,
+                      choose: (Tensor, [Int], [Int], [Int]) throws -> [[Int]]) throws -> Tensor {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)
         let counts = requests.map(\.keep.count)
         let length = embedded.shape[1]
         var newLast: [Int] = []
+        var failure: Error?
         var cache: KeyValueCache? = nil
-        let hidden = languageModel.forward(
+        let hidden = withoutActuallyEscaping(choose) { choose in languageModel.forward(
             embedded, positions: [Array(0..<length)], cache: &cache,
             prune: (layer: layer, select: { weights in
-                let scores = Self.lastRowAttention(weights, last: last, starts: starts, counts: counts)
-                // Keep the top `keptAfter` visual tokens of each request (original order), all text
-                // tokens, and pad every row to the same count by repeating its last index (padding
-                // sits after the answer position, so causality keeps it out of the answer).
+                let chosen: [[Int]]
+                do { chosen = try choose(weights, last, starts, counts) } catch { failure = error; chosen = counts.map { Array(0..<$0) } }
+                // Keep the chosen visual tokens of each request (original order), all text tokens,
+                // and pad every row to the same count by repeating its last index (padding sits
+                // after the answer position, so causality keeps it out of the answer).
                 var rows: [[Int]] = []
                 for b in requests.indices {
-                    let kept = min(keptAfter, counts[b])
-                    let top = scores[b].indices.sorted { scores[b][$0] > scores[b][$1] }.prefix(kept).sorted()
-                    let row = Array(0..<starts[b]) + top.map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b])
-                    rows.append(row)
+                    rows.append(Array(0..<starts[b]) + chosen[b].map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b]))
                 }
                 let width = rows.map(\.count).max()!
                 newLast = rows.map { $0.count - 1 }
                 return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
-            }))
+            })) }
+        if let failure { throw failure }
         return logits(gatherLast(hidden.hidden, newLast))
     }
 }

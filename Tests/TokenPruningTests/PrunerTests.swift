@@ -64,6 +64,26 @@ import PruneGymTesting
         #expect(kept == [3, 11])
     }
 
+    /// `NAME@K` applies a pruner's choice after LLM layer K; the evaluation answers it there and
+    /// counts FastV's FLOPs for it.
+    @Test func afterLayerApplication() throws {
+        var g = SeededGenerator(seed: 0)
+        let moved = try PrunerRegistry.make("grounding@0")
+        #expect(moved.name == "grounding@0")
+        let entry = try entry()
+        #expect(try moved.plan(entry, budget: 1, simulator: simulator, generator: &g) == .tokensAfterLayer(layer: 0, tokens: [entry.task.prefix[0]]))
+        #expect(moved.selectionFLOPs(entry, budget: 1, simulator: simulator) == 0)
+        #expect((try PrunerRegistry.make("fastv@1") as? FastVPruner)?.layer == 1)
+        #expect(try PrunerRegistry.make("fastv@1").name == "fastv@1" && FastVPruner().name == "fastv")
+        for bad in ["cls@", "cls@x", "cls@-1", "nothing@0"] { #expect(throws: PrunerError.self) { try PrunerRegistry.make(bad) } }
+        #expect(throws: PrunerError.self) { try AfterLayerPruner(FastVPruner(), layer: 1).plan(entry, budget: 2, simulator: simulator, generator: &g) }
+        // The scripted model answers right when the key token stays: grounding keeps it at any budget.
+        let result = try PruningEvaluation(simulator: simulator, questions: 10, latencyQuestions: 1).evaluate(moved, budget: 0.125, seed: 0)
+        #expect(result.accuracy == 1 && result.meanTokens == 2)
+        let text = entry.task.prefix.count + entry.task.suffix.count
+        #expect(result.flops == model.fastVFLOPs(visualTokens: 16, textTokens: text, layer: 0, keptAfter: 2))
+    }
+
     @Test func fastVPrunesInsideTheLanguageModel() throws {
         var g = SeededGenerator(seed: 0)
         #expect(try FastVPruner(layer: 0).plan(try entry(), budget: 5, simulator: simulator, generator: &g) == .insideLLM(layer: 0, keep: 5))

@@ -297,6 +297,65 @@ import TestSupport
         #expect(throws: AgentError.self) { try configuration.validate() }
     }
 
+    /// A policy that prunes after the language model's layer 0: it observes the model's state there
+    /// (the scripted model's states are the tokens themselves, its attention the key token), its
+    /// plan applies after that layer, and the evaluation counts FastV's FLOPs for it.
+    @Test func pruningInsideTheLanguageModel() throws {
+        let configuration = smallRecipe {
+            $0.encoder = "identity"
+            $0.demonstrator = "grounding"
+            $0.environment.pruneAfterLayer = 0
+        }
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        let cut = artifacts.simulator
+        #expect(cut.pruneAfterLayer == 0)
+        let entry = try cut.entries([3], split: "test")[0]
+        // Codes: the tokens at unit root-mean-square; query: the last text token's state, alike.
+        let tokens = entry.tokens.scalars
+        for i in 0..<16 {
+            let row = Array(tokens[(i * 8)..<((i + 1) * 8)])
+            let rms = (row.map { $0 * $0 }.reduce(0, +) / 8 + 1e-6).squareRoot()
+            #expect(zip(entry.codes[(i * 8)..<((i + 1) * 8)], row).allSatisfy { abs($0 - $1 / rms) < 1e-5 })
+        }
+        let answerWord = entry.task.suffix.last!
+        #expect(entry.query.indices.allSatisfy { abs(entry.query[$0] - ($0 == answerWord % 8 ? Float(8).squareRoot() : 0)) < 1e-3 })
+        // The attention the environment shows and ranks by is the language model's, not the class token's.
+        #expect(entry.llmAttention == (0..<16).map { $0 == entry.task.prefix[0] ? 1 : 0 })
+        let environment = try TokenPruningEnvironment(simulator: cut, configuration: configuration.environment)
+        guard case let .real(attention)? = environment.observation(entry, kept: Array(0..<16), step: 0, budget: 0.25)["attention"] else {
+            Issue.record("no attention in the observation"); return
+        }
+        #expect(attention == entry.llmAttention!.map { 16 * $0 })
+        // The floor rule tops up by that attention: keeping nothing keeps the key token.
+        #expect(try environment.nextKept(after: Array(0..<16), action: [Bool](repeating: false, count: 16), entry: entry) == [entry.task.prefix[0]])
+        // The plan applies after layer 0; through a before-the-LLM simulator the policy still uses its own.
+        var g = SeededGenerator(seed: 0)
+        let pruner = TPRLPruner(network: artifacts.network, configuration: configuration.environment, simulator: cut)
+        guard case let .tokensAfterLayer(layer, kept) = try pruner.plan(entry, budget: 4, simulator: simulator, generator: &g) else {
+            Issue.record("expected a plan after a layer"); return
+        }
+        #expect(layer == 0 && kept.count == 4)
+        let result = try PruningEvaluation(simulator: simulator, questions: 8, latencyQuestions: 1).evaluate(pruner, budget: 0.25, seed: 0)
+        let expected = try simulator.entries(Array(0..<8), split: "test").map {
+            model.fastVFLOPs(visualTokens: 16, textTokens: $0.task.prefix.count + $0.task.suffix.count, layer: 0, keptAfter: 4)
+        }.reduce(0, +) / 8
+        #expect(abs(result.flops - expected) < 1e-9 && result.meanTokens == 4)
+        // An environment whose simulator prunes elsewhere is refused, naming the setting.
+        do {
+            _ = try TokenPruningEnvironment(simulator: simulator, configuration: configuration.environment)
+            Issue.record("a before-the-LLM simulator served prune_after_layer 0")
+        } catch {
+            #expect("\(error)".contains("prune_after_layer"))
+        }
+        var bad = configuration.environment
+        bad.pruneAfterLayer = -1
+        #expect(throws: GymError.self) { try bad.validate() }
+        // The setting round-trips through the policy files.
+        let directory = try makeTemporaryDirectory()
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
+        #expect(try TPRLPolicyFiles.read(directory).configuration.environment.pruneAfterLayer == 0)
+    }
+
     /// Behaviour cloning on VisPruner demonstrations and a few PPO updates run end to end on the
     /// fake model, write their curves to the run directory, and the policy serves every budget
     /// through `TPRLPruner`.

@@ -54,6 +54,39 @@ struct PruningAPITests {
         #expect(attention.shape == [2, 16])
     }
 
+    @Test("pruning after an LLM layer: every token kept or a cut after the last layer changes nothing, FastV's choice equals FastV, bad sets throw")
+    func prunedAfterLayer() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
+        let requests = [AnswerRequest(features: image, keep: Array(0..<16), prefix: prefix, suffix: suffix),
+                        AnswerRequest(features: image, keep: [1, 4, 9, 12], prefix: prefix, suffix: Array(suffix.prefix(3)))]
+        let full = try model.answerLogits(requests)
+        expectClose(try model.answerLogits(requests, prunedAfter: 0, kept: requests.map(\.keep)), full, absolute: 2e-5, relative: 0)
+        // After the last layer only the answer position's state matters: any kept set gives the unpruned answer.
+        let lastLayer = model.configuration.text.layerCount - 1
+        expectClose(try model.answerLogits(requests, prunedAfter: lastLayer, kept: [[3], []]), full, absolute: 2e-5, relative: 0)
+        // The states after layer 0: one row per kept token, FastV's score equal to lastTokenAttention's.
+        let states = try model.layerStates(requests, layer: 0)
+        let width = model.configuration.text.hiddenSize
+        #expect(states.map(\.visual.count) == [16 * width, 4 * width])
+        #expect(states.allSatisfy { $0.last.count == width })
+        for (state, scores) in zip(states, try model.lastTokenAttention(requests, layer: 0)) {
+            #expect(zip(state.attention, scores).allSatisfy { abs($0 - $1) < 1e-6 })
+        }
+        // Keeping FastV's top 3 by those scores is FastV.
+        let top = states.map { state in state.attention.indices.sorted { state.attention[$0] > state.attention[$1] }.prefix(3).sorted() }
+        let kept = zip(requests, top).map { request, slots in slots.map { request.keep[$0] } }
+        expectClose(try model.answerLogits(requests, prunedAfter: 0, kept: kept), try model.fastVAnswerLogits(requests, layer: 0, keptAfter: 3),
+                    absolute: 2e-5, relative: 0)
+        // A different cut gives a different answer than keeping everything.
+        #expect(try model.answerLogits(requests, prunedAfter: 0, kept: [[0], [1]]).scalars != full.scalars)
+        #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 0, kept: [[2, 1], [1]]) }
+        #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 0, kept: [[0], [2]]) }  // 2 is not read by request 1
+        #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 0, kept: [[0]]) }
+        #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: lastLayer + 1, kept: [[0], [1]]) }
+        #expect(throws: VLMError.self) { try model.layerStates(requests, layer: -1) }
+    }
+
     @Test("answer saliency is gradient × input: the derivative of log p(answer) when a token is scaled by 1 + ε")
     func saliency() throws {
         let (model, features, prefix, suffix, _, _) = try Self.setup()
