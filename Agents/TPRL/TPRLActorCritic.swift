@@ -76,6 +76,10 @@ public struct TokenPruningLayout: Sendable, Equatable, Codable {
 ///   each question word is a row of its own as well (its embedding plus a learned embedding of
 ///   its place in the question; padding rows masked out as keys), so token rows can attend to
 ///   the words that name them — an extension: the paper's query is the mean embedding only.
+/// - With `attentionPrior`, each keep logit also gets c·log(1 + N·a_i) of the observation's
+///   attention (c learned, starting at 1) and the keep head starts at zero, so the untrained policy
+///   ranks exactly as the attention does (CLS attention before the LLM, FastV's score after a
+///   layer) and training learns corrections to that ranking — an extension.
 /// - Keep probability with the step discount (paper Eq. 8): a_{t,i} ~ Bernoulli(λ^t · p_{t,i}),
 ///   p = σ(z). `distribution(_:)` folds λ^t into the Bernoulli logits, so the same discount is in
 ///   the log-probabilities of the rollout and of every PPO update (the reference code applies it
@@ -91,6 +95,8 @@ public final class TPRLActorCritic: ActorCritic {
     public let conditionOnBudget: Bool
     /// Whether each token's class-token attention is part of its input.
     public let attentionInput: Bool
+    /// Whether the keep logit is a learned correction to c·log(1 + N·a_i) (see above).
+    public let attentionPrior: Bool
     let tokenInput: Linear
     let queryInput: Linear
     let stepEmbedding: Linear
@@ -100,16 +106,19 @@ public final class TPRLActorCritic: ActorCritic {
     let encoder: TransformerEncoder
     let keepHead: Linear
     let valueHead: Linear
+    /// c of the attention prior (a 1 → 1 map, weight 1 and bias 0 at the start).
+    let keepPrior: Linear?
     static let frequencies = 8
 
     /// A policy for `layout`; `discount` is λ of the step discount.
     public init(layout: TokenPruningLayout, width: Int = 64, layers: Int = 2, heads: Int = 8, discount: Float = 0.5,
-                conditionOnBudget: Bool = false, attentionInput: Bool = false, generator: inout SeededGenerator) {
+                conditionOnBudget: Bool = false, attentionInput: Bool = false, attentionPrior: Bool = false, generator: inout SeededGenerator) {
         self.layout = layout
         self.width = width
         self.discount = discount
         self.conditionOnBudget = conditionOnBudget
         self.attentionInput = attentionInput
+        self.attentionPrior = attentionPrior
         tokenInput = Linear(layout.codeWidth + 4 * Self.frequencies + (attentionInput ? 1 : 0), width, generator: &generator)
         queryInput = Linear(layout.queryWidth, width, generator: &generator)
         stepEmbedding = Linear(layout.maxSteps + 1, width, bias: false, generator: &generator)
@@ -124,6 +133,22 @@ public final class TPRLActorCritic: ActorCritic {
         encoder = TransformerEncoder(layerCount: layers, modelSize: width, headCount: heads, mlpSize: 4 * width, generator: &generator)
         keepHead = Linear(width, 1, generator: &generator)
         valueHead = Linear(width, 1, generator: &generator)
+        if attentionPrior {
+            keepPrior = Linear(1, 1, weightInitializer: .constant(1), biasInitializer: .zeros, generator: &generator)
+            keepHead.weight.value = Tensor.zeros(keepHead.weight.shape)
+            keepHead.bias?.value = Tensor.zeros([1])
+        } else {
+            keepPrior = nil
+        }
+    }
+
+    /// Keep logits `[B, S]` from the token rows' trunk features `[B, S, width]` and their
+    /// observed attention `[B, S]` (N·a_i), with the prior when there is one.
+    func keepLogits(hidden: Tensor, attention: Tensor) -> Tensor {
+        let (batch, s) = (hidden.shape[0], hidden.shape[1])
+        let z = keepHead(hidden).reshaped(to: [batch, s])
+        guard let keepPrior else { return z }
+        return z + keepPrior((attention.reshaped(to: [batch, s, 1]) + 1).log()).reshaped(to: [batch, s])
     }
 
     /// 2-D sinusoidal features of the positions in flat observation rows `[B, width]` (row,
@@ -209,7 +234,7 @@ public final class TPRLActorCritic: ActorCritic {
             let m = Double(layer.mlp.fc1.outputSize)
             total += 4 * rows * w * w + 2 * rows * rows * w + 2 * rows * w * m
         }
-        return total + tokens * w
+        return total + tokens * w + (attentionPrior ? tokens : 0)
     }
 
     /// Keep logits z of the `slots` of one flat observation (in the order given), computing only
@@ -237,14 +262,13 @@ public final class TPRLActorCritic: ActorCritic {
         }
         let sequence = Tensor.concatenated(rows, alongAxis: 1)
         let hidden = keyMask.map { encoder(sequence, keyPaddingMask: $0) } ?? encoder(sequence)
-        return keepHead(hidden.sliced(alongAxis: 1, 0..<s)).scalars
+        return keepLogits(hidden: hidden.sliced(alongAxis: 1, 0..<s), attention: Tensor(shape: [1, s], scalars: attention)).scalars
     }
 
     /// Keep logits z `[B, N]` before the step discount.
     public func keepLogits(_ observations: Tensor) -> Tensor {
         let (hidden, _) = features(observations)
-        let batch = hidden.shape[0], n = layout.tokenCount
-        return keepHead(hidden.sliced(alongAxis: 1, 0..<n)).reshaped(to: [batch, n])
+        return keepLogits(hidden: hidden.sliced(alongAxis: 1, 0..<layout.tokenCount), attention: observations.detached().sliced(alongAxis: 1, layout.attention))
     }
 
     /// Step index of each row, clamped to 0…maxSteps.
@@ -256,8 +280,7 @@ public final class TPRLActorCritic: ActorCritic {
     /// t·log λ + z − softplus(z + log(1 − λ^t)) for t ≥ 1, and z for t = 0.
     public func distribution(_ observations: Tensor) -> any ActionDistribution {
         let (hidden, mask) = features(observations)
-        let batch = hidden.shape[0], n = layout.tokenCount
-        let z = keepHead(hidden.sliced(alongAxis: 1, 0..<n)).reshaped(to: [batch, n])
+        let z = keepLogits(hidden: hidden.sliced(alongAxis: 1, 0..<layout.tokenCount), attention: observations.detached().sliced(alongAxis: 1, layout.attention))
         return Bernoulli(logits: discounted(z, steps: steps(observations)), mask: mask)
     }
 
@@ -284,8 +307,9 @@ public final class TPRLActorCritic: ActorCritic {
         scoped("token_input", tokenInput) + scoped("query_input", queryInput) + scoped("step_embedding", stepEmbedding)
             + scoped("budget_input", budgetInput) + (wordInput.map { scoped("word_input", $0) } ?? [])
             + (wordPosition.map { scoped("word_position", $0) } ?? []) + scoped("encoder", encoder) + scoped("keep_head", keepHead) + scoped("value_head", valueHead)
+            + (keepPrior.map { scoped("keep_prior", $0) } ?? [])
     }
     public var description: String {
-        "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount)\(attentionInput ? ", class attention in" : "")\(layout.wordCount > 0 ? ", \(layout.wordCount) query words" : ""))"
+        "TPRLActorCritic(width \(width), \(encoder.layers.count) layers, λ = \(discount)\(attentionInput ? ", class attention in" : "")\(attentionPrior ? ", attention prior" : "")\(layout.wordCount > 0 ? ", \(layout.wordCount) query words" : ""))"
     }
 }

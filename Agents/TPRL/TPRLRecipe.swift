@@ -58,6 +58,12 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// and query. With it behaviour cloning fits the VisPruner demonstrations better (loss 87
     /// against 102) but the policy prunes no better (README, "Pruning results").
     public var classAttentionInput = false
+    /// Whether each keep logit is a learned correction to c·log(1 + N·a_i) of the observed
+    /// attention (`attention_prior`; `TPRLActorCritic.attentionPrior`): the untrained policy then
+    /// ranks as the attention does — CLS attention before the LLM, FastV's score with
+    /// `prune_after_layer` — and behaviour cloning and PPO learn what to change. False (the
+    /// default) is the paper's network.
+    public var attentionPrior = false
     /// Validation questions on which the trained policy's two top-k inferences (`stepped`, and
     /// the top k of the `first-step` logits) are compared at each training budget; the better
     /// one is recorded in `tprl.json` and used by `eval-pruning` (`inference_selection_questions`;
@@ -76,6 +82,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", entropyCoefficient = "entropy_coefficient"
         case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width", encoder
         case classAttentionInput = "class_attention_input", inferenceSelectionQuestions = "inference_selection_questions"
+        case attentionPrior = "attention_prior"
     }
 
     public init(from decoder: Decoder) throws {
@@ -99,6 +106,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         codeWidth = try c.decodeIfPresent(Int.self, forKey: .codeWidth) ?? d.codeWidth
         encoder = try c.decodeIfPresent(String.self, forKey: .encoder) ?? d.encoder
         classAttentionInput = try c.decodeIfPresent(Bool.self, forKey: .classAttentionInput) ?? d.classAttentionInput
+        attentionPrior = try c.decodeIfPresent(Bool.self, forKey: .attentionPrior) ?? d.attentionPrior
         inferenceSelectionQuestions = try c.decodeIfPresent(Int.self, forKey: .inferenceSelectionQuestions) ?? d.inferenceSelectionQuestions
     }
 
@@ -304,7 +312,7 @@ public enum TPRLRecipe {
                                         maxSteps: environmentConfiguration.maxSteps, wordCount: environmentConfiguration.queryWords)
         var networkGenerator = generator.fork()
         let network = TPRLActorCritic(layout: layout, width: c.width, conditionOnBudget: c.budgetConditioned,
-                                      attentionInput: c.classAttentionInput, generator: &networkGenerator)
+                                      attentionInput: c.classAttentionInput, attentionPrior: c.attentionPrior, generator: &networkGenerator)
 
         var bcRows: [[(String, Double)]] = []
         if c.demonstrations > 0 {
@@ -442,7 +450,8 @@ public struct TPRLPolicyFiles: Codable {
         }
         var generator = SeededGenerator(seed: 0)
         let network = TPRLActorCritic(layout: files.layout, width: files.configuration.width, conditionOnBudget: files.configuration.budgetConditioned,
-                                      attentionInput: files.configuration.classAttentionInput, generator: &generator)
+                                      attentionInput: files.configuration.classAttentionInput, attentionPrior: files.configuration.attentionPrior,
+                                      generator: &generator)
         try network.load(from: directory.appendingPathComponent("policy.safetensors"))
         return (network, files)
     }

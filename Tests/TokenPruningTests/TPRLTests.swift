@@ -154,6 +154,34 @@ import TestSupport
         #expect(before.1 == after.1)
     }
 
+    /// With `attention_prior` the untrained policy ranks exactly by the observed attention
+    /// (z = log(1 + N·a)), through the full pass and the kept-slot pass alike; the prior's weight is
+    /// a parameter that is saved and trained.
+    @Test func attentionPriorStartsAsTheAttentionRanking() throws {
+        let env = try environment()
+        var g = SeededGenerator(seed: 0)
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 3)
+        let network = TPRLActorCritic(layout: layout, width: 16, heads: 4, attentionPrior: true, generator: &g)
+        let row = env.observationSpace.flatRows([try env.reset(seed: 0).observation])
+        let attention = Array(row[layout.attention])
+        let z = network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars
+        #expect(zip(z, attention).allSatisfy { abs($0 - Foundation.log(1 + $1)) < 1e-5 })
+        let slots = [1, 4, 9]
+        #expect(zip(network.keepLogits(row, slots: slots), slots.map { z[$0] }).allSatisfy { abs($0 - $1) < 1e-5 })
+        #expect(network.namedParameters.map(\.name).contains("keep_prior.weight"))
+        let plain = TPRLActorCritic(layout: layout, width: 16, heads: 4, generator: &g)
+        #expect(network.keepLogitFLOPs(tokens: 16) == plain.keepLogitFLOPs(tokens: 16) + 16)
+        // Training moves it away from the prior: one gradient step on a loss that favours slot 0.
+        let optimizer = Adam(network.namedParameters, learningRate: 1e-2)
+        GradientTape.$isRecording.withValue(true) {
+            let loss = -network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).sliced(alongAxis: 1, 0..<1).sum()
+            optimizer.zeroGradients()
+            loss.backward()
+            optimizer.step()
+        }
+        #expect(network.keepLogits(Tensor(shape: [1, row.count], scalars: row)).scalars[0] > z[0])
+    }
+
     /// With `query_words` the observation carries each question word's embedding and a mask of
     /// the real words; the layout places them where the flattened space does.
     @Test func queryWordsObservation() throws {
