@@ -76,6 +76,23 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// The defaults (the README's full-strength recipe).
     public init() {}
 
+    /// The recipe of the policy that prunes inside the language model (`models/tprl-llm`,
+    /// `examples/tprl-llm.json`): after LLM layer 0, FastV's place on the built-in model, observing
+    /// the raw hidden states there (`encoder` identity), each keep logit a learned correction to
+    /// FastV's score (`attention_prior`), cloned from the LLM's own attention in its
+    /// second-to-last layer (`llm-attention`) and fine-tuned with PPO, in episodes of one step
+    /// (`max_steps` 1: the policy picks the final set at once, so its top k is what it was
+    /// trained to keep; three steps scored lower on validation, README).
+    public static var insideLLM: TPRLConfiguration {
+        var c = TPRLConfiguration()
+        c.encoder = "identity"
+        c.attentionPrior = true
+        c.demonstrator = "llm-attention"
+        c.environment.pruneAfterLayer = 0
+        c.environment.maxSteps = 1
+        return c
+    }
+
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seed, autoencoderImages = "autoencoder_images", autoencoderEpochs = "autoencoder_epochs", demonstrations, demonstrator
         case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
@@ -178,9 +195,10 @@ public enum TokenAutoencoderTraining {
 
 /// Demonstrations for behaviour cloning: 3-step episodes in which a heuristic pruner shrinks the
 /// kept set geometrically to the episode's budget b (step t keeps N·b^{(t+1)/T} tokens), keeping
-/// its own choice for the final budget first, then the rest by class-token attention.
+/// its own choice for the final budget first, then the rest by the observed attention
+/// (class-token attention, or FastV's score when the simulator prunes after an LLM layer).
 public enum Demonstrations {
-    /// `episodes` demonstrations: the demonstrator's choice for the episode's budget, reached in T_max geometric steps (k_t = N·b^{t/T}), ranked by class attention.
+    /// `episodes` demonstrations: the demonstrator's choice for the episode's budget, reached in T_max geometric steps (k_t = N·b^{t/T}), ranked by the observed attention.
     public static func collect(environment: TokenPruningEnvironment, demonstrator: any TokenPruner, episodes: Int, seed: UInt64)
         throws -> [Trajectory<[String: SpaceValue], [Bool]>] {
         var trajectories: [Trajectory<[String: SpaceValue], [Bool]>] = []
@@ -265,6 +283,10 @@ public struct TPRLInferenceChoice: Codable, Sendable, Equatable {
     public static func select(network: TPRLActorCritic, environment: TokenPruningConfiguration, simulator: PruningSimulator,
                               budgets: [Double], questions: Int, log: (String) -> Void) throws -> TPRLInferenceChoice {
         guard questions > 0, !budgets.isEmpty else { return TPRLInferenceChoice(mode: "stepped") }
+        guard environment.maxSteps > 1 else {
+            log("    one step per episode: stepped and first-step inference coincide")
+            return TPRLInferenceChoice(mode: "stepped")
+        }
         let evaluation = PruningEvaluation(simulator: simulator, split: "validation", questions: questions, latencyQuestions: 0)
         var accuracy: [String: Double] = [:]
         for mode in modes {
@@ -374,7 +396,7 @@ public enum TPRLRecipe {
             ppoRows = try trainer.train()
         }
         let budgets = environmentConfiguration.budgetChoices.isEmpty ? [environmentConfiguration.targetBudget] : environmentConfiguration.budgetChoices
-        if c.inferenceSelectionQuestions > 0 { log("    choosing the top-k inference on \(c.inferenceSelectionQuestions) validation questions per budget") }
+        if c.inferenceSelectionQuestions > 0 && environmentConfiguration.maxSteps > 1 { log("    choosing the top-k inference on \(c.inferenceSelectionQuestions) validation questions per budget") }
         let inference = try TPRLInferenceChoice.select(network: network, environment: environmentConfiguration, simulator: simulator, budgets: budgets,
                                                        questions: c.inferenceSelectionQuestions, log: log)
         return TPRLArtifacts(autoencoder: autoencoder, network: network, simulator: simulator, autoencoderError: errors.validation,

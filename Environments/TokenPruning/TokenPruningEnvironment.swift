@@ -22,13 +22,17 @@ import VLM
 /// `query` `[D]` the mean embedding of the question's words, `step` the step index, `budget` the
 /// target budget (for budget-conditioned policies), `attention` `[N]` the class-token attention of
 /// each kept slot relative to uniform (N·a_i, so 1 is average; zeros where pruned) — the signal
-/// the CLS-attention and VisPruner baselines rank by, which an 8-wide code does not carry.
+/// the CLS-attention and VisPruner baselines rank by, which an 8-wide code does not carry. When
+/// the simulator prunes after an LLM layer (`prune_after_layer`), `tokens` and `query` are the
+/// model's state there and `attention` is the last text token's attention in that layer (FastV's
+/// score; see `PruningSimulator`).
 /// With `queryWords` L > 0 two more keys follow: `words` `[L·D]` the embeddings of the question's
 /// first L words (zeros after its last) and `word_mask` `[L]` which of them are words.
 ///
 /// **Action**: `MultiBinary(N)`, a keep mask over all slots; entries of slots already pruned are
 /// ignored. **Floor rule**: when fewer than `minimumTokens` would remain, the environment keeps
-/// the previously kept tokens with the highest class-token attention up to the floor.
+/// the previously kept tokens with the highest observed attention (`TaskEntry.rankingAttention`:
+/// class-token attention, or FastV's score after an LLM layer) up to the floor.
 ///
 /// **Info** per step: `tokens_kept`, `flops` (of answering with the kept tokens), `score`,
 /// `answer` (the word given), `correct` (1 or 0), `family`.
@@ -142,7 +146,7 @@ public final class TokenPruningEnvironment: Environment {
 
     /// The transition of the kept set, without the model: the slots of `kept` that `action` keeps
     /// (entries of already-pruned slots ignored), topped up by the floor rule from the
-    /// previously kept tokens with the highest class-token attention. `step` applies it, and so
+    /// previously kept tokens with the highest observed attention. `step` applies it, and so
     /// does `walk`. Throws `GymError.invalidAction` for a mask of the wrong length.
     public func nextKept(after kept: [Int], action: [Bool], entry: TaskEntry) throws -> [Int] {
         guard action.count == simulator.tokenCount else {

@@ -10,7 +10,7 @@ import VLM
 enum PruningCommand {
     static let evalHelp = """
         usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--oracle-questions N]
-                                     [--split S] [--model DIR] [--policy DIR] [--policies N=DIR,…] [--runs N=RUN,…]
+                                     [--split S] [--model DIR] [--policy DIR] [--llm-policy DIR] [--policies N=DIR,…] [--runs N=RUN,…]
                                      [--tprl-inference M] [--out DIR] [--json]
 
         Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
@@ -26,10 +26,12 @@ enum PruningCommand {
 
         options:
           --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
-          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, tprl, and the
-                              references (not efficiency methods): llm-attention (the LLM's own attention
-                              after a full pass), saliency and grounding (label-informed), oracle
-                              (default the methods, without references; tprl when a policy exists)
+          --agents A,…        of random, uniform, cls, vispruner, divprune, query, fastv, tprl, tprl-llm,
+                              and the references (not efficiency methods): llm-attention (the LLM's own
+                              attention after a full pass), saliency and grounding (label-informed),
+                              oracle (default the methods, without references; tprl and tprl-llm when
+                              their policies exist). NAME@K applies a pruner's choice after LLM layer K
+                              instead of before the LLM (grounding@0; fastv@1 is FastV at layer 1)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --oracle-questions N  questions for the oracle (default 100)
@@ -37,6 +39,9 @@ enum PruningCommand {
                               and keep the test split for the final figures
           --model DIR         model directory (default models/shapes-llava)
           --policy DIR        TPRL policy directory (default models/tprl)
+          --llm-policy DIR    the policy evaluated as tprl-llm, which prunes after LLM layer 0
+                              (default models/tprl-llm; train one with
+                              `tprl train --config examples/tprl-llm.json --out models/tprl-llm`)
           --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
                               (e.g. per-budget policies from `tprl train --budget B`)
           --tprl-inference M  how TPRL policies meet a budget of k tokens: auto (default: the one each
@@ -55,7 +60,7 @@ enum PruningCommand {
 
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
-                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "policies", "runs",
+                                 options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
                                            "tprl-inference", "out"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
@@ -73,14 +78,31 @@ enum PruningCommand {
         }
         let policyDirectory = URL(fileURLWithPath: args.string("policy", default: BuiltinSimulator.modelsDirectory.appendingPathComponent("tprl").path))
         let hasPolicy = FileManager.default.fileExists(atPath: policyDirectory.appendingPathComponent("tprl.json").path)
-        let defaultAgents = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv"] + (hasPolicy ? ["tprl"] : [])
+        let llmPolicyDirectory = URL(fileURLWithPath: args.string("llm-policy", default: BuiltinSimulator.modelsDirectory.appendingPathComponent("tprl-llm").path))
+        let hasLLMPolicy = FileManager.default.fileExists(atPath: llmPolicyDirectory.appendingPathComponent("tprl.json").path)
+        let defaultAgents = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv"] + (hasPolicy ? ["tprl"] : []) + (hasLLMPolicy ? ["tprl-llm"] : [])
         let agents = args.values["agents"].map { $0.split(separator: ",").map(String.init) } ?? defaultAgents
         let modelDirectory = args.values["model"].map { URL(fileURLWithPath: $0) }
         let simulator = try BuiltinSimulator.make(modelDirectory: modelDirectory,
                                                   autoencoder: hasPolicy ? policyDirectory.appendingPathComponent("autoencoder.safetensors") : nil)
         var pruners: [any TokenPruner] = []
+        /// The policy in `directory` evaluated as `name`, observing through its own encoder and
+        /// pruning where it was trained to.
+        func policyPruner(_ name: String, _ directory: URL) throws -> TPRLPruner {
+            let own = simulator.pruning(afterLayer: try TPRLPolicyFiles.read(directory).configuration.environment.pruneAfterLayer,
+                                        encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
+            let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
+            let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, name: name, simulator: own)
+            pruner.stepped = stepped(files)
+            return pruner
+        }
         for name in agents {
-            if name == "tprl" {
+            if name == "tprl-llm" {
+                guard hasLLMPolicy else {
+                    throw UsageError(message: "tprl-llm: no policy at \(llmPolicyDirectory.path) (tprl.json missing); train one with `prunegym tprl train --config examples/tprl-llm.json --out \(llmPolicyDirectory.path)` or pass --llm-policy DIR")
+                }
+                pruners.append(try policyPruner(name, llmPolicyDirectory))
+            } else if name == "tprl" {
                 // A policy that prunes inside the language model observes through a simulator that does.
                 let layer = try TPRLPolicyFiles.read(policyDirectory).configuration.environment.pruneAfterLayer
                 let own = layer.map { simulator.pruning(afterLayer: $0, encoder: simulator.encoder) }
@@ -96,13 +118,7 @@ enum PruningCommand {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
             // Each policy observes through its own autoencoder.
-            let directory = URL(fileURLWithPath: parts[1])
-            let own = simulator.pruning(afterLayer: try TPRLPolicyFiles.read(directory).configuration.environment.pruneAfterLayer,
-                                        encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
-            let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
-            let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, name: parts[0], simulator: own)
-            pruner.stepped = stepped(files)
-            pruners.append(pruner)
+            pruners.append(try policyPruner(parts[0], URL(fileURLWithPath: parts[1])))
         }
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
@@ -191,9 +207,12 @@ extension PruningCommand {
         paper), behaviour cloning, PPO in TokenPruning-v0. Writes the policy to DIR (tprl.json,
         policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
         CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
-        budget_conditioned, code_width, encoder: autoencoder|identity, environment: {alpha, beta,
-        task_score, query_words, …}); demonstrators: vispruner, saliency, grounding, grounding-cls,
-        grounding-nested, llm-attention, oracle. By default one policy serves every budget (the
+        budget_conditioned, code_width, encoder: autoencoder|identity, attention_prior, environment:
+        {alpha, beta, task_score, query_words, prune_after_layer, …}); demonstrators: vispruner,
+        saliency, grounding, grounding-cls, grounding-nested, llm-attention, oracle. With
+        environment.prune_after_layer K the policy prunes inside the language model, after its layer
+        K, observing the model's state there (examples/tprl-llm.json: the policy in models/tprl-llm,
+        which eval-pruning evaluates as tprl-llm). By default one policy serves every budget (the
         budget is an input); --budget B trains a policy for that budget alone. RUN (default
         runs/tprl-SEED) gets config.json, behavior-cloning.csv and .svg, and the PPO phase's
         metrics.csv, learning-curve.svg and checkpoints; rerunning the same recipe there resumes PPO.
@@ -202,6 +221,7 @@ extension PruningCommand {
           swift run -c release prunegym tprl train --out models/tprl
           echo '{"environment": {"budget_choices": [0.333, 0.222, 0.111], "query_words": 16}}' > words.json
           swift run -c release prunegym tprl train --config words.json --out runs/tprl-words --run-dir runs/tprl-words-run
+          swift run -c release prunegym tprl train --config examples/tprl-llm.json --out models/tprl-llm --run-dir runs/tprl-llm
         """
 
     static func tprl(_ arguments: [String]) throws {
@@ -273,10 +293,13 @@ extension PruningCommand {
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
         demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
         100% / 33% / 22% / 11% of the visual tokens. The recipe is `tprl train`'s default, so with
-        --seed 0 it trains the very policy shipped in models/tprl. Writes the policy to
-        runs/quickstart/tprl and the table, CSV and plot to runs/quickstart/eval. The training run
-        is runs/quickstart/train: a rerun resumes it, and one with another --seed (or after an
-        upgrade changed the recipe) starts it afresh.
+        --seed 0 it trains the very policy shipped in models/tprl. Then the same recipe pruning
+        inside the language model, after its layer 0 where FastV prunes (examples/tprl-llm.json,
+        the policy shipped in models/tprl-llm), evaluated as tprl-llm. Writes the policies to
+        runs/quickstart/tprl and runs/quickstart/tprl-llm and the table, CSV and plot to
+        runs/quickstart/eval. The training runs are runs/quickstart/train and train-llm: a rerun
+        resumes them, and one with another --seed (or after an upgrade changed the recipe) starts
+        them afresh.
 
         example:
           swift run -c release prunegym quickstart
@@ -287,9 +310,15 @@ extension PruningCommand {
         if args.flag("help") { print(quickstartHelp); return }
         var configuration = TPRLConfiguration()
         configuration.seed = UInt64(try args.integer("seed", default: 0))
+        let questions = try args.integer("questions", default: 500, range: 1...100_000)
         let policy = URL(fileURLWithPath: "runs/quickstart/tprl")
         try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false, replacingOtherRuns: true)
-        try evalPruning(["--policy", policy.path, "--questions", String(try args.integer("questions", default: 500, range: 1...100_000)),
-                         "--seeds", "0", "--out", "runs/quickstart/eval"])
+        var inside = TPRLConfiguration.insideLLM
+        inside.seed = configuration.seed
+        let llmPolicy = URL(fileURLWithPath: "runs/quickstart/tprl-llm")
+        print("\nThe same recipe pruning inside the language model, after its layer 0 (examples/tprl-llm.json):")
+        try trainPolicy(inside, out: llmPolicy, runDirectory: "runs/quickstart/train-llm", quiet: false, replacingOtherRuns: true)
+        try evalPruning(["--policy", policy.path, "--llm-policy", llmPolicy.path, "--questions", String(questions),
+                         "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm", "--seeds", "0", "--out", "runs/quickstart/eval"])
     }
 }

@@ -33,6 +33,15 @@ struct ExamplesTests {
         #expect(configuration.demonstrator == demonstrator && TPRLConfiguration.demonstrators.contains(demonstrator))
     }
 
+    @Test("examples/tprl-llm.json is the recipe of the policy that prunes inside the language model (TPRLConfiguration.insideLLM)")
+    func insideLLMRecipe() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-llm.json"))
+        let configuration = try JSONDecoder().decode(TPRLConfiguration.self, from: data)
+        try configuration.validate()
+        #expect(configuration == TPRLConfiguration.insideLLM)
+        #expect(configuration.environment.pruneAfterLayer == 0)
+    }
+
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
     func rewardAblationConfig() throws {
         let configuration = try SweepConfiguration.load(Self.root.appendingPathComponent("examples/reward-ablation.json"))
