@@ -92,6 +92,21 @@ func choosing(_ simulator: PruningSimulator) throws {
     } else {
         print("(no TPRL policy in \(policy.path): train one with `prunegym tprl train`)")
     }
+    // The policy that prunes after LLM layer 0 observes the model's state there (computed with
+    // the entries, which are warmed here, so the timing is the choice alone).
+    let llmPolicy = BuiltinSimulator.modelsDirectory.appendingPathComponent("tprl-llm")
+    var inside: PruningSimulator?
+    if FileManager.default.fileExists(atPath: llmPolicy.appendingPathComponent("tprl.json").path) {
+        let files = try TPRLPolicyFiles.read(llmPolicy)
+        let own = simulator.pruning(afterLayer: files.configuration.environment.pruneAfterLayer,
+                                    encoder: try TPRLPolicyFiles.encoder(in: llmPolicy, tokenWidth: simulator.model.tokenWidth))
+        _ = try own.entries(Array(0..<100), split: "test")
+        let (network, _) = try TPRLPolicyFiles.load(from: llmPolicy, simulator: own)
+        pruners.append(("TPRL inside the LLM (tprl-llm)", TPRLPruner(network: network, configuration: files.configuration.environment, simulator: own)))
+        inside = own
+    } else {
+        print("(no policy in \(llmPolicy.path): train one with `prunegym tprl train --config examples/tprl-llm.json --out \(llmPolicy.path)`)")
+    }
     func milliseconds(_ body: () throws -> Void) rethrows -> Double {
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
@@ -121,4 +136,17 @@ func choosing(_ simulator: PruningSimulator) throws {
         answers.append(String(format: "%.3f", (model.prefill + model.head) / 1e9))
     }
     print("| the model answers from them | " + answers.joined(separator: " | ") + " |")
+    if let inside, let layer = inside.pruneAfterLayer {
+        let insideEntries = try inside.entries(Array(0..<entries.count), split: "test")
+        var cells: [String] = []
+        for (_, k) in budgets {
+            let keep = Array(0..<k)
+            _ = try inside.answer([(insideEntries[0], keep)])
+            cells.append(String(format: "%.2f", try milliseconds { for e in insideEntries { _ = try inside.answer([(e, keep)]) } }))
+            let text = insideEntries[0].task.prefix.count + insideEntries[0].task.suffix.count
+            let model = simulator.model.flops(visualTokens: n, textTokens: text)
+            cells.append(String(format: "%.3f", (simulator.model.fastVFLOPs(visualTokens: n, textTokens: text, layer: layer, keptAfter: k) - model.vision - model.projector) / 1e9))
+        }
+        print("| the model answers from them after LLM layer \(layer) (all tokens up to it) | " + cells.joined(separator: " | ") + " |")
+    }
 }
