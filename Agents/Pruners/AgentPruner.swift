@@ -10,7 +10,8 @@ import TokenPruning
 /// column then shows what the agent chose — an agent is not forced to the budget.
 ///
 /// `sampling` draws the agent's stochastic actions (its own seeded generator, as in training);
-/// otherwise the agent's deterministic action is used.
+/// otherwise the agent's deterministic action is used. An agent trained to prune after an LLM
+/// layer (`prune_after_layer`) observes through a simulator that does, and its plan applies there.
 public final class AgentPruner: TokenPruner {
     public let name: String
     /// The trained agent.
@@ -21,6 +22,8 @@ public final class AgentPruner: TokenPruner {
     public let sampling: Bool
     public var isDeterministic: Bool { !sampling }
     private var environments: [String: TokenPruningEnvironment] = [:]
+    /// Simulators pruning where the agent was trained to, by the evaluation's simulator.
+    private var siblings: [ObjectIdentifier: PruningSimulator] = [:]
 
     /// `configuration` is the environment the agent was trained in (its observation layout and
     /// reward; the split is taken from each evaluated task).
@@ -32,11 +35,20 @@ public final class AgentPruner: TokenPruner {
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        var simulator = simulator, entry = entry
+        if configuration.pruneAfterLayer != simulator.pruneAfterLayer {
+            let key = ObjectIdentifier(simulator)
+            let sibling = siblings[key] ?? simulator.pruning(afterLayer: configuration.pruneAfterLayer, encoder: simulator.encoder)
+            siblings[key] = sibling
+            entry = try sibling.entries([entry.index], split: entry.split)[0]
+            simulator = sibling
+        }
         let environment = try self.environment(simulator: simulator, split: entry.split)
         // The episode's transitions without its rewards: the model answers only once, from the end.
-        return .tokens(try environment.walk(entry, budget: Double(budget) / Double(simulator.tokenCount)) { observation, _ in
+        let kept = try environment.walk(entry, budget: Double(budget) / Double(simulator.tokenCount)) { observation, _ in
             try agent.act([observation], deterministic: !sampling)[0]
-        })
+        }
+        return simulator.pruneAfterLayer.map { .tokensAfterLayer(layer: $0, tokens: kept) } ?? .tokens(kept)
     }
 
     private func environment(simulator: PruningSimulator, split: String) throws -> TokenPruningEnvironment {

@@ -375,6 +375,8 @@ public final class AfterLayerPruner: TokenPruner {
         self.base = base
         self.layer = layer
     }
+    /// The base pruner's costed plan, its tokens applied after `layer`; throws when the base
+    /// pruner does not choose input tokens (FastV).
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
         let costed = try base.costedPlan(entry, budget: budget, simulator: simulator, generator: &generator)
         guard case let .tokens(tokens) = costed.plan else {
@@ -382,6 +384,7 @@ public final class AfterLayerPruner: TokenPruner {
         }
         return CostedPlan(plan: .tokensAfterLayer(layer: layer, tokens: tokens), selectionFLOPs: costed.selectionFLOPs)
     }
+    /// The base pruner's: moving its choice into the LLM computes nothing more.
     public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? {
         base.selectionFLOPs(entry, budget: budget, simulator: simulator)
     }

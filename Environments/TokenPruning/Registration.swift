@@ -40,8 +40,9 @@ extension TokenPruningEnvironment {
 
     /// Registers `TokenPruning-v0`. Options are the `TokenPruningConfiguration` keys (alpha, beta,
     /// task_score, efficiency, terminal_only, max_steps, minimum_tokens, target_budget, split,
-    /// dataset_size) plus `seed`; the simulator comes from `simulator` (the built-in one by default),
-    /// made once and shared by every environment the registry makes.
+    /// dataset_size, prune_after_layer) plus `seed`; the simulator comes from `simulator` (the
+    /// built-in one by default), made once and shared by every environment the registry makes
+    /// (with `prune_after_layer` K, one simulator pruning after layer K, shared alike).
     public static func register(in registry: inout EnvironmentRegistry, simulator: (@Sendable () throws -> PruningSimulator)? = nil) throws {
         let shared = SharedSimulator(make: simulator ?? { try BuiltinSimulator.make() })
         try registry.register(spec) { options in
@@ -63,6 +64,7 @@ extension TokenPruningEnvironment {
                 case "minimum_tokens": configuration.minimumTokens = Int(try number())
                 case "target_budget": configuration.targetBudget = try number()
                 case "dataset_size": configuration.datasetSize = Int(try number())
+                case "prune_after_layer": configuration.pruneAfterLayer = Int(try number())
                 case "terminal_only": configuration.terminalOnly = try number() != 0
                 case "seed": seed = UInt64(try number())
                 case "split": configuration.split = try text()
@@ -80,7 +82,7 @@ extension TokenPruningEnvironment {
                     throw GymError.invalidOption(environment: "TokenPruning-v0", reason: "unknown option '\(key)'")
                 }
             }
-            return try TokenPruningEnvironment(simulator: try shared.get(), configuration: configuration, seed: seed)
+            return try TokenPruningEnvironment(simulator: try shared.get(pruningAfter: configuration.pruneAfterLayer), configuration: configuration, seed: seed)
         }
     }
 }
@@ -89,6 +91,7 @@ extension TokenPruningEnvironment {
 final class SharedSimulator: @unchecked Sendable {
     let make: @Sendable () throws -> PruningSimulator
     var value: PruningSimulator?
+    var siblings: [Int: PruningSimulator] = [:]
     let lock = NSLock()
     init(make: @escaping @Sendable () throws -> PruningSimulator) { self.make = make }
     func get() throws -> PruningSimulator {
@@ -97,5 +100,15 @@ final class SharedSimulator: @unchecked Sendable {
         let made = try make()
         value = made
         return made
+    }
+    /// The shared simulator, or for `layer` K one (made once) that prunes after LLM layer K.
+    func get(pruningAfter layer: Int?) throws -> PruningSimulator {
+        let base = try get()
+        guard let layer, base.pruneAfterLayer != layer else { return base }
+        lock.lock(); defer { lock.unlock() }
+        if let sibling = siblings[layer] { return sibling }
+        let sibling = base.pruning(afterLayer: layer, encoder: base.encoder)
+        siblings[layer] = sibling
+        return sibling
     }
 }

@@ -246,6 +246,7 @@ extension LlavaModel: VisionLanguageModel {
         return try prunedAnswer(requests, layer: layer) { _, _, _, _ in slots }
     }
 
+    /// Runs layers 0…`layer` only (the rest is not needed for the states).
     public func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState] {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)

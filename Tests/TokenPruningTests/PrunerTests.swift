@@ -84,6 +84,32 @@ import PruneGymTesting
         #expect(result.flops == model.fastVFLOPs(visualTokens: 16, textTokens: text, layer: 0, keptAfter: 2))
     }
 
+    /// An agent trained with `prune_after_layer` plays through a simulator that prunes there,
+    /// whatever the evaluation's simulator does, and its plan applies after that layer.
+    @Test func agentPrunerPrunesWhereItWasTrained() throws {
+        final class KeepsTheAttended: Agent {
+            static let kind = "keeps-the-attended"
+            func act(_ observations: [[String: SpaceValue]], deterministic: Bool) throws -> [[Bool]] {
+                observations.map { observation in
+                    guard case let .real(attention)? = observation["attention"] else { return [] }
+                    return attention.map { $0 > 1 }
+                }
+            }
+            func save(to url: URL) throws {}
+            func load(from url: URL) throws {}
+        }
+        var configuration = TokenPruningConfiguration()
+        configuration.pruneAfterLayer = 0
+        let pruner = AgentPruner(name: "attended", agent: KeepsTheAttended(), configuration: configuration)
+        var g = SeededGenerator(seed: 0)
+        let entry = try entry()
+        // After layer 0 the scripted model's last token attends only to the key token.
+        #expect(try pruner.plan(entry, budget: 4, simulator: simulator, generator: &g) == .tokensAfterLayer(layer: 0, tokens: [entry.task.prefix[0]]))
+        let before = AgentPruner(name: "attended", agent: KeepsTheAttended(), configuration: TokenPruningConfiguration())
+        // Before the LLM it sees the class attention (16·(16 − i)/136 > 1 for i < 8) and keeps those tokens.
+        #expect(try before.plan(entry, budget: 4, simulator: simulator, generator: &g) == .tokens(Array(0..<8)))
+    }
+
     @Test func fastVPrunesInsideTheLanguageModel() throws {
         var g = SeededGenerator(seed: 0)
         #expect(try FastVPruner(layer: 0).plan(try entry(), budget: 5, simulator: simulator, generator: &g) == .insideLLM(layer: 0, keep: 5))

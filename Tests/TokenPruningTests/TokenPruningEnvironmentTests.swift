@@ -20,6 +20,27 @@ import Testing
 
     func mask(keeping kept: [Int]) -> [Bool] { (0..<16).map { kept.contains($0) } }
 
+    /// `prune_after_layer` as a registry option: environments made with it share one simulator
+    /// that prunes there, and the step's FLOPs are the model's for pruning inside it.
+    @Test func registryPrunesAfterALayer() throws {
+        var registry = EnvironmentRegistry()
+        let (base, model) = fakeSimulator()
+        try TokenPruningEnvironment.register(in: &registry, simulator: { base })
+        let made = try (0..<2).map { _ in try registry.make("TokenPruning-v0", options: ["prune_after_layer": .number(0), "dataset_size": .number(20)]) }
+        let environments = made.compactMap { $0 as? TokenPruningEnvironment }
+        #expect(environments.count == 2 && environments[0].simulator === environments[1].simulator)
+        #expect(environments[0].simulator.pruneAfterLayer == 0 && environments[0].configuration.pruneAfterLayer == 0)
+        let plain = try #require(try registry.make("TokenPruning-v0") as? TokenPruningEnvironment)
+        #expect(plain.simulator === base)
+        _ = try start(environments[0], index: 3)
+        let step = try environments[0].step(mask(keeping: [3, 5]))
+        let entry = try #require(environments[0].currentEntry)
+        let text = entry.task.prefix.count + entry.task.suffix.count
+        #expect(step.info["flops"] == .number(model.fastVFLOPs(visualTokens: 16, textTokens: text, layer: 0, keptAfter: 2)))
+        #expect(step.info["correct"] == .number(1))
+        #expect(throws: GymError.self) { try registry.make("TokenPruning-v0", options: ["prune_after_layer": .number(-1)]) }
+    }
+
     @Test func paperRewardOnHandBuiltSteps() throws {
         let (env, _) = try environment { $0.alpha = 1; $0.beta = 0.5 }
         _ = try start(env, index: 3)  // key token 3
