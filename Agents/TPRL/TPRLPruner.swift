@@ -14,7 +14,9 @@ import TokenPruning
 /// tokens, so its logits rank the final choice only coarsely). `threshold` keeps those with
 /// p = σ(z) ≥ τ at every step, through the environment's transition (the floor rule applies when
 /// too few pass) but without its rewards, so the policy decides how many it keeps and the model is
-/// not called until the answer.
+/// not called until the answer. A policy trained to prune after an LLM layer (`prune_after_layer`)
+/// needs a simulator that prunes there (`simulator:`, or the evaluation's), and its plan is
+/// `PruningPlan.tokensAfterLayer`.
 public final class TPRLPruner: TokenPruner {
     public let name: String
     /// The trained policy.

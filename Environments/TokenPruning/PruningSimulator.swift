@@ -45,8 +45,9 @@ public struct TaskEntry: @unchecked Sendable {
 /// states there (each row scaled to unit root-mean-square, as the model's RMSNorm does before its
 /// weight), its `query` is the last text token's hidden state there (scaled alike), which has read
 /// the question and the whole image, and `llmAttention` is that token's attention over the visual
-/// tokens in layer K (FastV's score). The first K + 1 layers on all tokens do not depend on the
-/// agent's choice, so they run once per task; FLOPs count them (`VisionLanguageModel.fastVFLOPs`).
+/// tokens in layer K (FastV's score). These are computed once per task, with its entry; each answer
+/// runs the first K + 1 layers on every token again (they do not depend on the choice, but their
+/// keys and values are not cached), and FLOPs count them (`VisionLanguageModel.fastVFLOPs`).
 public final class PruningSimulator: @unchecked Sendable {
     /// The VLM answering.
     public let model: any VisionLanguageModel
