@@ -1,7 +1,8 @@
 // PruningBench: throughput of TokenPruning-v0 on the built-in model — environment steps per second
 // with random keep masks, a single environment and a vector of 8 whose model calls are batched
 // into one (`BatchSteppingEnvironment`). Visual tokens are computed once per sample and cached;
-// the figures are for warm caches (each sample seen before) and include resets. Then the time each
+// the figures are for warm caches (each sample seen before) and include resets; once pruning before
+// the LLM and once after its layer 0 (`prune_after_layer`, tprl-llm's setting). Then the time each
 // pruner takes to choose its tokens for one answer (batch 1) beside the model's time to answer from
 // them, each with the FLOPs it computes: the TPRL policy runs a transformer over the tokens at each
 // step, which on a model this small costs a good part of the answer's time.
@@ -38,7 +39,14 @@ do {
     let simulator = try BuiltinSimulator.make(modelDirectory: modelPath.map { URL(fileURLWithPath: $0) })
     var configuration = TokenPruningConfiguration()
     configuration.datasetSize = 256
-    if !choosingOnly { try throughput(simulator, configuration, steps: steps) }
+    if !choosingOnly {
+        try throughput(simulator, configuration, steps: steps)
+        // The same with the kept set applied after LLM layer 0 (`prune_after_layer`, tprl-llm's setting).
+        var inside = configuration
+        inside.pruneAfterLayer = 0
+        print()
+        try throughput(simulator.pruning(afterLayer: 0, encoder: IdentityTokenEncoder(width: simulator.model.tokenWidth)), inside, steps: steps)
+    }
     try choosing(simulator)
 } catch {
     FileHandle.standardError.write(Data("PruningBench: \(error)\n".utf8))
@@ -66,7 +74,8 @@ func throughput(_ simulator: PruningSimulator, _ configuration: TokenPruningConf
     for _ in 0..<(steps / 8) { _ = try vector.step((0..<8).map { _ in randomMask(simulator.tokenCount) }) }
     let vectorRate = Double(steps / 8 * 8) / (Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
 
-    print("TokenPruning-v0 on the built-in model (\(simulator.tokenCount) visual tokens, random keep masks, warm cache)")
+    let place = configuration.pruneAfterLayer.map { "pruning after LLM layer \($0)" } ?? "pruning before the LLM"
+    print("TokenPruning-v0 on the built-in model (\(simulator.tokenCount) visual tokens, \(place), random keep masks, warm cache)")
     print("| setting | steps/s |")
     print("|---|---|")
     print(String(format: "| single environment | %.0f |", singleRate))
