@@ -220,7 +220,8 @@ public final class FastVPruner: TokenPruner {
     /// Its scores come from the layers the answer runs anyway (counted in the answer's FLOPs).
     public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        .insideLLM(layer: layer, keep: budget)
+        try PrunerError.checkLayer(layer, of: simulator, pruner: name)
+        return .insideLLM(layer: layer, keep: budget)
     }
 }
 
@@ -378,6 +379,7 @@ public final class AfterLayerPruner: TokenPruner {
     /// The base pruner's costed plan, its tokens applied after `layer`; throws when the base
     /// pruner does not choose input tokens (FastV).
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
+        try PrunerError.checkLayer(layer, of: simulator, pruner: name)
         let costed = try base.costedPlan(entry, budget: budget, simulator: simulator, generator: &generator)
         guard case let .tokens(tokens) = costed.plan else {
             throw PrunerError.notMovable(name: base.name)
@@ -435,10 +437,21 @@ public enum PrunerError: Error, CustomStringConvertible {
     case badLayer(name: String)
     /// `NAME@K` for a pruner whose plan is not a set of input tokens.
     case notMovable(name: String)
+    /// A layer the model's language model does not have.
+    case layerOutOfRange(name: String, layer: Int, layers: Int)
+
+    /// Throws `layerOutOfRange` when `simulator`'s model is a LLaVA whose language model has no layer `layer`.
+    static func checkLayer(_ layer: Int, of simulator: PruningSimulator, pruner: String) throws {
+        if let llava = simulator.model as? LlavaModel, layer >= llava.configuration.text.layerCount {
+            throw layerOutOfRange(name: pruner, layer: layer, layers: llava.configuration.text.layerCount)
+        }
+    }
     public var description: String {
         switch self {
         case let .badLayer(name):
             return "'\(name)': the part after @ must be an LLM layer index (0, 1, …), as in grounding@0"
+        case let .layerOutOfRange(name, layer, layers):
+            return "pruner '\(name)': the language model has layers 0…\(layers - 1), not \(layer); pick K below \(layers) in NAME@K"
         case let .notMovable(name):
             return "pruner '\(name)' does not choose input tokens, so it cannot be applied after an LLM layer with @"
         case let .needsAnnotation(name):

@@ -4,6 +4,8 @@ import TensorCore
 import Testing
 import TokenPruning
 import PruneGymTesting
+import TestSupport
+import VLM
 @testable import Pruners
 
 @Suite struct PrunerTests {
@@ -77,6 +79,17 @@ import PruneGymTesting
         #expect(try PrunerRegistry.make("fastv@1").name == "fastv@1" && FastVPruner().name == "fastv")
         for bad in ["cls@", "cls@x", "cls@-1", "nothing@0"] { #expect(throws: PrunerError.self) { try PrunerRegistry.make(bad) } }
         #expect(throws: PrunerError.self) { try AfterLayerPruner(FastVPruner(), layer: 1).plan(entry, budget: 2, simulator: simulator, generator: &g) }
+        // A layer the model does not have is named before any model call (the tiny fixture has 2).
+        let tiny = PruningSimulator(model: try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny")), source: FakeTasks(), encoder: IdentityTokenEncoder(width: 48))
+        for pruner in [try PrunerRegistry.make("fastv@2"), try PrunerRegistry.make("cls@5")] {
+            do {
+                _ = try pruner.plan(entry, budget: 2, simulator: tiny, generator: &g)
+                Issue.record("\(pruner.name) planned after a layer the model does not have")
+            } catch {
+                #expect("\(error)".contains(pruner.name) && "\(error)".contains("layers 0…1"))
+            }
+        }
+        #expect(try PrunerRegistry.make("fastv@1").plan(entry, budget: 2, simulator: tiny, generator: &g) == .insideLLM(layer: 1, keep: 2))
         // The scripted model answers right when the key token stays: grounding keeps it at any budget.
         let result = try PruningEvaluation(simulator: simulator, questions: 10, latencyQuestions: 1).evaluate(moved, budget: 0.125, seed: 0)
         #expect(result.accuracy == 1 && result.meanTokens == 2)
