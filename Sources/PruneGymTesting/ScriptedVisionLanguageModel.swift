@@ -70,8 +70,9 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
     public func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState] {
         let scores = try lastTokenAttention(requests, layer: layer)
         return zip(requests, scores).map { request, scores in
-            LayerState(visual: request.keep.flatMap { k in (0..<8).map { request.features.scalars[k * 8 + $0] } },
-                       last: textEmbeddings([request.suffix.last!]).scalars, attention: scores)
+            let features = request.features.scalars
+            return LayerState(visual: request.keep.flatMap { k in features[(k * 8)..<((k + 1) * 8)] },
+                              last: textEmbeddings([request.suffix.last!]).scalars, attention: scores)
         }
     }
 

@@ -266,19 +266,17 @@ extension LlavaModel: VisionLanguageModel {
     /// returns (positions within its `keep`, ascending) from that layer's attention `[B, heads, T, S]`,
     /// each request's last index, visual start and visual count; text tokens are all kept.
     func prunedAnswer(_ requests: [AnswerRequest], layer: Int,
-                      choose: (Tensor, [Int], [Int], [Int]) throws -> [[Int]]) throws -> Tensor {
+                      choose: (Tensor, [Int], [Int], [Int]) -> [[Int]]) throws -> Tensor {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)
         let counts = requests.map(\.keep.count)
         let length = embedded.shape[1]
         var newLast: [Int] = []
-        var failure: Error?
         var cache: KeyValueCache? = nil
         let hidden = withoutActuallyEscaping(choose) { choose in languageModel.forward(
             embedded, positions: [Array(0..<length)], cache: &cache,
             prune: (layer: layer, select: { weights in
-                let chosen: [[Int]]
-                do { chosen = try choose(weights, last, starts, counts) } catch { failure = error; chosen = counts.map { Array(0..<$0) } }
+                let chosen = choose(weights, last, starts, counts)
                 // Keep the chosen visual tokens of each request (original order), all text tokens,
                 // and pad every row to the same count by repeating its last index (padding sits
                 // after the answer position, so causality keeps it out of the answer).
@@ -290,7 +288,6 @@ extension LlavaModel: VisionLanguageModel {
                 newLast = rows.map { $0.count - 1 }
                 return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
             })) }
-        if let failure { throw failure }
         return logits(gatherLast(hidden.hidden, newLast))
     }
 }
