@@ -55,7 +55,7 @@ enum PruningCommand {
           --json              print the results as JSON instead of the table
 
         example:
-          swift run -c release prunegym eval-pruning --budgets 1.0,0.333,0.222,0.111 --agents random,cls,vispruner,tprl --seeds 0,1,2
+          swift run -c release prunegym eval-pruning --budgets 1.0,0.333,0.222,0.111 --agents random,cls,vispruner,fastv,tprl,tprl-llm --seeds 0,1,2
         """
 
     static func evalPruning(_ arguments: [String]) throws {
