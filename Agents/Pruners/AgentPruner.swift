@@ -48,7 +48,7 @@ public final class AgentPruner: TokenPruner {
         let kept = try environment.walk(entry, budget: Double(budget) / Double(simulator.tokenCount)) { observation, _ in
             try agent.act([observation], deterministic: !sampling)[0]
         }
-        return simulator.pruneAfterLayer.map { .tokensAfterLayer(layer: $0, tokens: kept) } ?? .tokens(kept)
+        return .keeping(kept, in: simulator)
     }
 
     private func environment(simulator: PruningSimulator, split: String) throws -> TokenPruningEnvironment {

@@ -15,6 +15,12 @@ public enum PruningPlan: Sendable, Equatable {
     /// (ascending indices) after it, with their original positions: FastV's mechanism with the
     /// pruner's own choice.
     case tokensAfterLayer(layer: Int, tokens: [Int])
+
+    /// Keeping `kept` (ascending) where `simulator` prunes: `.tokens` before the language model,
+    /// `.tokensAfterLayer` after its layer `pruneAfterLayer` (policies that play the environment).
+    public static func keeping(_ kept: [Int], in simulator: PruningSimulator) -> PruningPlan {
+        simulator.pruneAfterLayer.map { .tokensAfterLayer(layer: $0, tokens: kept) } ?? .tokens(kept)
+    }
 }
 
 /// A plan and what the pruner computed to choose it.
@@ -244,7 +250,7 @@ public final class AttentionPruner: TokenPruner {
         SelectionCost.fullPass(entry, simulator: simulator)
     }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        let layerCount = (simulator.model as? LlavaModel)?.configuration.text.layerCount ?? 2
+        let layerCount = simulator.languageModelLayerCount ?? 2
         let chosen = layer ?? max(0, layerCount - 2)
         let all = Array(0..<simulator.tokenCount)
         let request = AnswerRequest(features: entry.tokens, keep: all, prefix: entry.task.prefix, suffix: entry.task.suffix)
@@ -442,8 +448,8 @@ public enum PrunerError: Error, CustomStringConvertible {
 
     /// Throws `layerOutOfRange` when `simulator`'s model is a LLaVA whose language model has no layer `layer`.
     static func checkLayer(_ layer: Int, of simulator: PruningSimulator, pruner: String) throws {
-        if let llava = simulator.model as? LlavaModel, layer >= llava.configuration.text.layerCount {
-            throw layerOutOfRange(name: pruner, layer: layer, layers: llava.configuration.text.layerCount)
+        if let layers = simulator.languageModelLayerCount, layer >= layers {
+            throw layerOutOfRange(name: pruner, layer: layer, layers: layers)
         }
     }
     public var description: String {

@@ -116,21 +116,20 @@ public struct PruningEvaluation {
         var rows = [[Float]](repeating: [], count: entries.count)
         var tokenRequests: [(index: Int, request: (entry: TaskEntry, keep: [Int]))] = []
         var fastV: [String: [Int]] = [:]
-        var afterLayer: [Int: [Int]] = [:]
+        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
         for (b, plan) in plans.enumerated() {
             switch plan {
             case let .tokens(keep): tokenRequests.append((b, (entries[b], keep)))
             case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
-            case let .tokensAfterLayer(layer, _): afterLayer[layer, default: []].append(b)
+            case let .tokensAfterLayer(layer, tokens): afterLayer[layer, default: []].append((b, tokens))
             }
         }
         let all = Array(0..<simulator.tokenCount)
-        for (layer, indices) in afterLayer {
-            let requests = indices.map { AnswerRequest(features: entries[$0].tokens, keep: all, prefix: entries[$0].task.prefix, suffix: entries[$0].task.suffix) }
-            let kept = indices.map { b -> [Int] in if case let .tokensAfterLayer(_, tokens) = plans[b] { return tokens } else { return [] } }
-            let logits = try withInferenceMode { try simulator.model.answerLogits(requests, prunedAfter: layer, kept: kept) }
+        for (layer, items) in afterLayer {
+            let requests = items.map { AnswerRequest(features: entries[$0.index].tokens, keep: all, prefix: entries[$0.index].task.prefix, suffix: entries[$0.index].task.suffix) }
+            let logits = try withInferenceMode { try simulator.model.answerLogits(requests, prunedAfter: layer, kept: items.map(\.tokens)) }
             let v = logits.shape[1], values = logits.scalars
-            for (r, b) in indices.enumerated() { rows[b] = Array(values[(r * v)..<((r + 1) * v)]) }
+            for (r, item) in items.enumerated() { rows[item.index] = Array(values[(r * v)..<((r + 1) * v)]) }
         }
         if !tokenRequests.isEmpty {
             for (item, row) in zip(tokenRequests, try simulator.answer(tokenRequests.map(\.request))) { rows[item.index] = row }

@@ -100,7 +100,7 @@ public final class TPRLPruner: TokenPruner {
                 for (slot, z) in zip(kept, logits) { action[slot] = z >= logit }
                 return action
             }
-            return Self.plan(kept, simulator: simulator)
+            return .keeping(kept, in: simulator)
         }
         let environment = try self.environment(for: entry, simulator: simulator)
         let n = simulator.tokenCount, k = max(1, min(budget, n))
@@ -117,12 +117,6 @@ public final class TPRLPruner: TokenPruner {
             kept = kept.sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(target).sorted()
             if t + 1 < steps { observation = environment.observation(entry, kept: kept, step: t + 1, budget: share) }
         }
-        return Self.plan(kept, simulator: simulator)
-    }
-
-    /// The plan keeping `kept` where `simulator` prunes: before the language model or after its
-    /// layer `pruneAfterLayer`.
-    static func plan(_ kept: [Int], simulator: PruningSimulator) -> PruningPlan {
-        simulator.pruneAfterLayer.map { .tokensAfterLayer(layer: $0, tokens: kept) } ?? .tokens(kept)
+        return .keeping(kept, in: simulator)
     }
 }

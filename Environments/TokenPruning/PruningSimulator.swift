@@ -79,6 +79,8 @@ public final class PruningSimulator: @unchecked Sendable {
 
     /// Visual tokens per image (N).
     public var tokenCount: Int { model.visualTokenCount }
+    /// Layers of the model's language model when it says (a LLaVA model); nil otherwise.
+    public var languageModelLayerCount: Int? { (model as? LlavaModel)?.configuration.text.layerCount }
     public var gridSize: Int { model.gridSize }
 
     /// Entries for `indices` of `split`, computing the missing ones in one batched encode.
