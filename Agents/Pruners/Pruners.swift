@@ -319,7 +319,10 @@ public final class OraclePruner: TokenPruner {
 /// fill's are not, so it is the one a policy that ranks tokens over three shrinking steps can clone.
 /// `grounding-nested` keeps the spread and makes it nested: the other tokens in one fixed
 /// coarse-to-fine order of the grid (`coarseToFineOrder`), whose first k are spread over the image
-/// for every k.
+/// for every k. `grounding-ranked` fills by `TaskEntry.rankingAttention` — after an LLM layer
+/// (`grounding-ranked@0`) FastV's score, the policy's attention prior there — and scores below the
+/// spread: the attention fills add pieces of the other objects (README, "Pruning inside the
+/// language model").
 public final class GroundingPruner: TokenPruner {
     /// How the budget left after the question's objects is filled.
     public enum Fill: Sendable {
@@ -329,6 +332,10 @@ public final class GroundingPruner: TokenPruner {
         case classAttention
         /// The other tokens in the grid's coarse-to-fine order (`grounding-nested`).
         case nestedSpread
+        /// The other tokens with the highest attention the environment ranks by
+        /// (`TaskEntry.rankingAttention`: FastV's score where the simulator prunes after an LLM
+        /// layer, class-token attention before the LLM) (`grounding-ranked`).
+        case rankingAttention
     }
     public let name: String
     /// The fill rule.
@@ -340,6 +347,7 @@ public final class GroundingPruner: TokenPruner {
         case .spread: name = "grounding"
         case .classAttention: name = "grounding-cls"
         case .nestedSpread: name = "grounding-nested"
+        case .rankingAttention: name = "grounding-ranked"
         }
     }
     /// It reads the annotation: no matrix products.
@@ -363,6 +371,9 @@ public final class GroundingPruner: TokenPruner {
         case .nestedSpread:
             let order = coarseToFineOrder(grid: simulator.gridSize).filter { $0 < n && !chosen.contains($0) }
             return .tokens((first + order.prefix(k - first.count)).sorted())
+        case .rankingAttention:
+            let attention = entry.rankingAttention
+            return .tokens((first + topK(rest.map { attention[$0] }, k - first.count).map { rest[$0] }).sorted())
         }
     }
 }
@@ -370,6 +381,11 @@ public final class GroundingPruner: TokenPruner {
 /// Any pruner's choice applied inside the language model: every visual token is read up to LLM
 /// layer `layer`, and only the tokens `base` chooses after it (FastV's mechanism, the base
 /// pruner's choice). On the command line, `NAME@K` (`grounding@0`; `fastv@K` is FastV at layer K).
+///
+/// The base pruner sees the task as a simulator pruning after layer `layer` does
+/// (`PruningSimulator.pruning(afterLayer:encoder:)`): `rankingAttention` is FastV's score there,
+/// `codes` and `query` are the layer's hidden states, so `grounding-ranked@0` fills by FastV's
+/// score, as the environment's demonstrations after layer 0 do.
 public final class AfterLayerPruner: TokenPruner {
     /// The pruner whose choice is applied.
     public let base: any TokenPruner
@@ -377,6 +393,8 @@ public final class AfterLayerPruner: TokenPruner {
     public let layer: Int
     public var name: String { "\(base.name)@\(layer)" }
     public var isDeterministic: Bool { base.isDeterministic }
+    /// The simulator pruning after `layer` made from the last one seen (its entries are cached).
+    private var sibling: (of: ObjectIdentifier, simulator: PruningSimulator)?
     /// `base`'s choice applied after LLM layer `layer`.
     public init(_ base: any TokenPruner, layer: Int) {
         self.base = base
@@ -386,7 +404,15 @@ public final class AfterLayerPruner: TokenPruner {
     /// pruner does not choose input tokens (FastV).
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
         try PrunerError.checkLayer(layer, of: simulator, pruner: name)
-        let costed = try base.costedPlan(entry, budget: budget, simulator: simulator, generator: &generator)
+        var seen = (entry: entry, simulator: simulator)
+        if simulator.pruneAfterLayer != layer {
+            if sibling?.of != ObjectIdentifier(simulator) {
+                sibling = (ObjectIdentifier(simulator), simulator.pruning(afterLayer: layer, encoder: simulator.encoder))
+            }
+            let own = sibling!.simulator
+            seen = (try own.entries([entry.index], split: entry.split)[0], own)
+        }
+        let costed = try base.costedPlan(seen.entry, budget: budget, simulator: seen.simulator, generator: &generator)
         guard case let .tokens(tokens) = costed.plan else {
             throw PrunerError.notMovable(name: base.name)
         }
@@ -404,7 +430,7 @@ public final class AfterLayerPruner: TokenPruner {
 /// Pruners by command-line name.
 public enum PrunerRegistry {
     /// The names `make` knows.
-    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "grounding", "grounding-cls", "grounding-nested", "oracle"]
+    public static let names = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv", "llm-attention", "saliency", "grounding", "grounding-cls", "grounding-nested", "grounding-ranked", "oracle"]
 
     /// The pruner called `name`; `NAME@K` applies its choice after LLM layer K (`AfterLayerPruner`).
     public static func make(_ name: String) throws -> any TokenPruner {
@@ -427,6 +453,7 @@ public enum PrunerRegistry {
         case "grounding": return GroundingPruner()
         case "grounding-cls": return GroundingPruner(fill: .classAttention)
         case "grounding-nested": return GroundingPruner(fill: .nestedSpread)
+        case "grounding-ranked": return GroundingPruner(fill: .rankingAttention)
         case "oracle": return OraclePruner()
         default:
             throw PrunerError.unknown(name: name, known: names)

@@ -26,7 +26,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// The demonstrators behaviour cloning can imitate: VisPruner (the paper's), the leave-one-out
     /// oracle, the language model's own attention (`AttentionPruner`), gradient saliency
     /// (`SaliencyPruner`) or the dataset's grounding annotation (`GroundingPruner`).
-    public static let demonstrators = ["vispruner", "oracle", "llm-attention", "saliency", "grounding", "grounding-cls", "grounding-nested"]
+    public static let demonstrators = ["vispruner", "oracle", "llm-attention", "saliency", "grounding", "grounding-cls", "grounding-nested", "grounding-ranked"]
     /// Demonstration episodes and their demonstrator (`vispruner` as the paper, or another of `demonstrators`);
     /// 0 skips behaviour cloning (PPO from a random initialisation).
     public var demonstrations = 600

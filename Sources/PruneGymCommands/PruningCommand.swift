@@ -209,7 +209,7 @@ extension PruningCommand {
         CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
         budget_conditioned, code_width, encoder: autoencoder|identity, attention_prior, environment:
         {alpha, beta, task_score, query_words, prune_after_layer, …}); demonstrators: vispruner,
-        saliency, grounding, grounding-cls, grounding-nested, llm-attention, oracle. With
+        saliency, grounding, grounding-cls, grounding-nested, grounding-ranked, llm-attention, oracle. With
         environment.prune_after_layer K the policy prunes inside the language model, after its layer
         K, observing the model's state there (examples/tprl-llm.json: the policy in models/tprl-llm,
         which eval-pruning evaluates as tprl-llm). By default one policy serves every budget (the

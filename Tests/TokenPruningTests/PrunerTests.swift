@@ -97,6 +97,46 @@ import VLM
         #expect(result.flops == model.fastVFLOPs(visualTokens: 16, textTokens: text, layer: 0, keptAfter: 2))
     }
 
+    /// The base pruner of `NAME@K` sees the task as a simulator pruning after layer K does: that
+    /// simulator, and FastV's score there as the entry's ranking attention.
+    @Test func afterLayerPrunerSeesTheLayersState() throws {
+        final class Probe: TokenPruner {
+            let name = "probe"
+            var seen: [(layer: Int?, attention: [Float]?)] = []
+            func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
+            func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+                seen.append((simulator.pruneAfterLayer, entry.llmAttention))
+                return .tokens([0])
+            }
+        }
+        var g = SeededGenerator(seed: 0)
+        let probe = Probe(), entry = try entry()
+        #expect(entry.llmAttention == nil)
+        for _ in 0..<2 {
+            #expect(try AfterLayerPruner(probe, layer: 1).plan(entry, budget: 1, simulator: simulator, generator: &g) == .tokensAfterLayer(layer: 1, tokens: [0]))
+        }
+        let expected = (0..<16).map { Float($0 == entry.task.prefix[0] ? 1 : 0) }  // the scripted model's attention
+        #expect(probe.seen.count == 2 && probe.seen.allSatisfy { $0.layer == 1 && $0.attention == expected })
+        // A simulator already pruning there is used as it is.
+        let inside = simulator.pruning(afterLayer: 1, encoder: simulator.encoder)
+        _ = try AfterLayerPruner(probe, layer: 1).plan(try inside.entries([3], split: "test")[0], budget: 1, simulator: inside, generator: &g)
+        #expect(probe.seen.count == 3 && probe.seen[2].layer == 1)
+    }
+
+    /// `grounding-ranked` fills by the entry's ranking attention: class attention before the LLM,
+    /// FastV's score after a layer.
+    @Test func groundingRankedFillsByTheRankingAttention() throws {
+        var g = SeededGenerator(seed: 0)
+        let pruner = try #require(try PrunerRegistry.make("grounding-ranked") as? GroundingPruner)
+        #expect(pruner.name == "grounding-ranked" && pruner.fill == .rankingAttention)
+        var task = try entry(3)
+        // Before the LLM: as grounding-cls (class attention falls with the index).
+        #expect(tokens(try pruner.plan(task, budget: 4, simulator: simulator, generator: &g)) == [0, 1, 2, 11])
+        // After a layer: the highest llmAttention, here rising with the index.
+        task.llmAttention = (0..<16).map { Float($0) }
+        #expect(tokens(try pruner.plan(task, budget: 4, simulator: simulator, generator: &g)) == [11, 13, 14, 15])
+    }
+
     /// An agent trained with `prune_after_layer` plays through a simulator that prunes there,
     /// whatever the evaluation's simulator does, and its plan applies after that layer.
     @Test func agentPrunerPrunesWhereItWasTrained() throws {
