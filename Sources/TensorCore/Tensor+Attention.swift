@@ -116,14 +116,17 @@ extension Tensor {
                 for h in (kvh * group)..<((kvh + 1) * group) {
                     for first in stride(from: 0, to: t, by: block) {
                         let rows = Swift.min(block, t - first)
-                        BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: s, k: d, alpha: alpha,
+                        // Causal rows first..<first + rows read keys 0..<first + rows only: the
+                        // rest would be masked to zero weight, so neither product computes them.
+                        let keys = causal ? Swift.min(s, first + rows) : s
+                        BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
                                   a: q + (b * t + first) * width + h * d, lda: width, b: kb, ldb: kvWidth, c: scratch, ldc: s)
                         for r in 0..<rows {
                             let i = first + r
-                            maskedSoftmax(scratch + r * s, count: s, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },
+                            maskedSoftmax(scratch + r * s, count: keys, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },
                                           causal: causal)
                         }
-                        BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: d, k: s,
+                        BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: d, k: keys,
                                   a: scratch, lda: s, b: vb, ldb: kvWidth, c: o + (b * t + first) * width + h * d, ldc: width)
                     }
                 }

@@ -85,6 +85,26 @@ public final class LlamaAttention: Module {
         return (outputProjection(attended), weights)
     }
 
+    /// The output of query rows `rows[b]` of each sequence alone `[B, 1, hidden]`: keys and
+    /// values from every token of `normed` `[B, T, hidden]`, each selected row attending causally
+    /// (to tokens 0…`rows[b]`). The same values as `callAsFunction`'s rows, at one query row's
+    /// cost instead of T's for the query projection and the attention.
+    func selectedRows(_ normed: Tensor, rows: [Int], rotary: (cos: Tensor, sin: Tensor), rowRotary: (cos: Tensor, sin: Tensor)) -> Tensor {
+        let (batch, tokens) = (normed.shape[0], normed.shape[1])
+        let k = keyProjection(normed).reshaped(to: [batch, tokens, keyValueHeadCount, headDimension])
+            .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
+        let v = valueProjection(normed)
+        let picked = normed.gatheringRows(rows)
+        let q = queryProjection(picked).reshaped(to: [batch, 1, headCount, headDimension])
+            .applyingRotaryEmbedding(cos: rowRotary.cos, sin: rowRotary.sin, tokenAxis: 1).reshaped(to: [batch, 1, -1])
+        var mask = [Float](repeating: 0, count: batch * tokens)
+        for b in 0..<batch where rows[b] + 1 < tokens { for j in (rows[b] + 1)..<tokens { mask[b * tokens + j] = -.infinity } }
+        let attended = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
+                                                              scale: 1 / Float(headDimension).squareRoot(),
+                                                              additiveMask: Tensor(shape: [batch, 1, 1, tokens], scalars: mask))
+        return outputProjection(attended)
+    }
+
     public var namedParameters: [(name: String, parameter: Parameter)] {
         scoped("q_proj", queryProjection) + scoped("k_proj", keyProjection) + scoped("v_proj", valueProjection) + scoped("o_proj", outputProjection)
     }
@@ -141,6 +161,13 @@ public final class LlamaDecoderLayer: Module {
         return (h + mlp(postAttentionNorm(h)), weights)
     }
 
+    /// This layer's output at rows `rows[b]` of each sequence alone `[B, 1, hidden]` (see
+    /// `LlamaAttention.selectedRows`): what a last layer computes when only those rows are read.
+    func selectedRows(_ x: Tensor, rows: [Int], rotary: (cos: Tensor, sin: Tensor), rowRotary: (cos: Tensor, sin: Tensor)) -> Tensor {
+        let h = x.gatheringRows(rows) + attention.selectedRows(inputNorm(x), rows: rows, rotary: rotary, rowRotary: rowRotary)
+        return h + mlp(postAttentionNorm(h))
+    }
+
     public var namedParameters: [(name: String, parameter: Parameter)] {
         scoped("input_layernorm", inputNorm) + scoped("self_attn", attention) + scoped("post_attention_layernorm", postAttentionNorm) + scoped("mlp", mlp)
     }
@@ -187,15 +214,29 @@ public final class LlamaModel: Module {
     ///     `select(attention of that layer [B, heads, T, S])[b]` of each sequence (the same count
     ///     for all), with their original positions.
     ///   - stopAfter: stop after that layer and return its output without the final norm.
+    ///   - outputRows: return only row `outputRows[b]` of each sequence `[B, 1, hidden]` (the
+    ///     answer position; indices before `prune`, which must keep them). The last layer then
+    ///     computes keys and values for every token but queries, attention and MLP for those rows
+    ///     alone — the same values, at about a quarter less of a 4-layer model's prefill — except
+    ///     with a cache, or when the last layer's attention is asked for or pruned after (the
+    ///     rows are then gathered from the full output).
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
-        attentionLayer: Int? = nil, prune: (layer: Int, select: (Tensor) -> [[Int]])? = nil, stopAfter: Int? = nil
+        attentionLayer: Int? = nil, prune: (layer: Int, select: (Tensor) -> [[Int]])? = nil, stopAfter: Int? = nil,
+        outputRows: [Int]? = nil
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
         var positions = positions
         var table = rotary(positions: positions)
         var attention: Tensor?
+        let lastIndex = layers.count - 1
+        var outputRows = outputRows
+        let rowsOnly = outputRows != nil && cache == nil && causal && attentionLayer != lastIndex && prune?.layer != lastIndex && (stopAfter ?? lastIndex) >= lastIndex
         for (index, layer) in layers.enumerated() {
+            if rowsOnly, index == lastIndex, let rows = outputRows {
+                let rowPositions = rows.indices.map { b in [positions[positions.count == 1 ? 0 : b][rows[b]]] }
+                return (norm(layer.selectedRows(h, rows: rows, rotary: table, rowRotary: rotary(positions: rowPositions))), attention)
+            }
             var keys = cache?.keys[index] ?? nil, values = cache?.values[index] ?? nil
             let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal,
                                           needsWeights: index == attentionLayer || prune?.layer == index)
@@ -205,21 +246,37 @@ public final class LlamaModel: Module {
             }
             if index == attentionLayer { attention = weights }
             h = output
-            if index == stopAfter { return (h, attention) }
+            if index == stopAfter { return (outputRows.map { h.gatheringRows($0) } ?? h, attention) }
             if let prune, prune.layer == index {
                 let batch = h.shape[0]
                 let keep = prune.select(weights!)
                 let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
                 h = Tensor.concatenated(rows, alongAxis: 0)
+                if let rows = outputRows {
+                    outputRows = (0..<batch).map { b in
+                        guard let row = keep[b].firstIndex(of: rows[b]) else { preconditionFailure("forward: pruning dropped output row \(rows[b]) of sequence \(b)") }
+                        return row
+                    }
+                }
                 positions = (0..<batch).map { b in keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
                 table = rotary(positions: positions)
             }
         }
-        return (norm(h), attention)
+        let output = norm(h)
+        return (outputRows.map { output.gatheringRows($0) } ?? output, attention)
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
         scoped("embed_tokens", embedTokens) + layers.enumerated().flatMap { scoped("layers.\($0.offset)", $0.element) } + scoped("norm", norm)
     }
     public var description: String { "LlamaModel(\(layers.count) layers, d \(configuration.hiddenSize), vocabulary \(configuration.vocabularySize))" }
+}
+
+extension Tensor {
+    /// Row `rows[b]` of each sequence of `[B, T, D]`, as `[B, 1, D]`.
+    func gatheringRows(_ rows: [Int]) -> Tensor {
+        let (batch, length, width) = (shape[0], shape[1], shape[2])
+        return reshaped(to: [batch * length, width]).indexSelect(rows.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
+            .reshaped(to: [batch, 1, width])
+    }
 }

@@ -168,8 +168,8 @@ extension LlavaModel: VisionLanguageModel {
     public func answerLogits(_ requests: [AnswerRequest]) throws -> Tensor {
         let (embedded, last, _) = try requestBatch(requests)
         var cache: KeyValueCache? = nil
-        let hidden = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache).hidden
-        return logits(gatherLast(hidden, last))
+        let hidden = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, outputRows: last).hidden
+        return logits(hidden.reshaped(to: [requests.count, -1]))
     }
 
     /// Gradient × input of each request's `answers` log-probability with respect to each kept visual
@@ -271,7 +271,6 @@ extension LlavaModel: VisionLanguageModel {
         let (embedded, last, starts) = try requestBatch(requests)
         let counts = requests.map(\.keep.count)
         let length = embedded.shape[1]
-        var newLast: [Int] = []
         var cache: KeyValueCache? = nil
         let hidden = withoutActuallyEscaping(choose) { choose in languageModel.forward(
             embedded, positions: [Array(0..<length)], cache: &cache,
@@ -285,9 +284,8 @@ extension LlavaModel: VisionLanguageModel {
                     rows.append(Array(0..<starts[b]) + chosen[b].map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b]))
                 }
                 let width = rows.map(\.count).max()!
-                newLast = rows.map { $0.count - 1 }
                 return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
-            })) }
-        return logits(gatherLast(hidden.hidden, newLast))
+            }), outputRows: last) }
+        return logits(hidden.hidden.reshaped(to: [requests.count, -1]))
     }
 }

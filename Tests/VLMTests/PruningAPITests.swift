@@ -87,6 +87,28 @@ struct PruningAPITests {
         #expect(throws: VLMError.self) { try model.layerStates(requests, layer: -1) }
     }
 
+    @Test("forward(outputRows:) returns the full forward's rows, the last layer run for those rows alone")
+    func outputRows() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
+        // Two sequences of different lengths (right-padded), so the rows differ.
+        let (embedded, last, _) = try model.requestBatch([AnswerRequest(features: image, keep: Array(0..<16), prefix: prefix, suffix: suffix),
+                                                          AnswerRequest(features: image, keep: [2, 7], prefix: prefix, suffix: Array(suffix.prefix(2)))])
+        let (batch, length, width) = (embedded.shape[0], embedded.shape[1], embedded.shape[2])
+        var cache: KeyValueCache? = nil
+        let positions = [Array(0..<length)]
+        let full = model.languageModel.forward(embedded, positions: positions, cache: &cache).hidden
+        let rows = model.languageModel.forward(embedded, positions: positions, cache: &cache, outputRows: last).hidden
+        #expect(rows.shape == [batch, 1, width])
+        let expected = Tensor.stacked((0..<batch).map { b in full.sliced(alongAxis: 0, b..<(b + 1)).sliced(alongAxis: 1, last[b]..<(last[b] + 1)).reshaped(to: [1, width]) })
+        expectClose(rows, expected, absolute: 2e-5, relative: 0)
+        // Asking for the last layer's attention runs it in full and still returns the rows.
+        let layer = model.configuration.text.layerCount - 1
+        let withAttention = model.languageModel.forward(embedded, positions: positions, cache: &cache, attentionLayer: layer, outputRows: last)
+        expectClose(withAttention.hidden, expected, absolute: 2e-5, relative: 0)
+        #expect(withAttention.attention?.shape == [batch, model.configuration.text.headCount, length, length])
+    }
+
     @Test("answer saliency is gradient × input: the derivative of log p(answer) when a token is scaled by 1 + ε")
     func saliency() throws {
         let (model, features, prefix, suffix, _, _) = try Self.setup()
