@@ -212,7 +212,9 @@ public final class LlamaModel: Module {
     ///   - attentionLayer: also return that layer's attention probabilities `[B, heads, T, S]`.
     ///   - prune: FastV — after layer `layer` (0-based, its output), keep only the token indices
     ///     `select(attention of that layer [B, heads, T, S])[b]` of each sequence (the same count
-    ///     for all), with their original positions.
+    ///     for all), with their original positions. With `readsAttention` false, `select` gets nil
+    ///     and the layer runs without writing its attention probabilities (a choice made before
+    ///     the call).
     ///   - stopAfter: stop after that layer and return its output without the final norm.
     ///   - outputRows: return only row `outputRows[b]` of each sequence `[B, 1, hidden]` (the
     ///     answer position; indices before `prune`, which must keep them). The last layer then
@@ -222,7 +224,7 @@ public final class LlamaModel: Module {
     ///     rows are then gathered from the full output).
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
-        attentionLayer: Int? = nil, prune: (layer: Int, select: (Tensor) -> [[Int]])? = nil, stopAfter: Int? = nil,
+        attentionLayer: Int? = nil, prune: (layer: Int, readsAttention: Bool, select: (Tensor?) -> [[Int]])? = nil, stopAfter: Int? = nil,
         outputRows: [Int]? = nil
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
@@ -239,7 +241,7 @@ public final class LlamaModel: Module {
             }
             var keys = cache?.keys[index] ?? nil, values = cache?.values[index] ?? nil
             let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal,
-                                          needsWeights: index == attentionLayer || prune?.layer == index)
+                                          needsWeights: index == attentionLayer || (prune?.layer == index && prune!.readsAttention))
             if cache != nil {
                 cache!.keys[index] = keys
                 cache!.values[index] = values
@@ -249,7 +251,7 @@ public final class LlamaModel: Module {
             if index == stopAfter { return (outputRows.map { h.gatheringRows($0) } ?? h, attention) }
             if let prune, prune.layer == index {
                 let batch = h.shape[0]
-                let keep = prune.select(weights!)
+                let keep = prune.select(weights)
                 let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
                 h = Tensor.concatenated(rows, alongAxis: 0)
                 if let rows = outputRows {

@@ -224,7 +224,7 @@ extension LlavaModel: VisionLanguageModel {
 
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor {
         try prunedAnswer(requests, layer: layer) { weights, last, starts, counts in
-            let scores = Self.lastRowAttention(weights, last: last, starts: starts, counts: counts)
+            let scores = Self.lastRowAttention(weights!, last: last, starts: starts, counts: counts)
             return requests.indices.map { b in
                 scores[b].indices.sorted { scores[b][$0] > scores[b][$1] }.prefix(min(keptAfter, counts[b])).sorted()
             }
@@ -243,7 +243,7 @@ extension LlavaModel: VisionLanguageModel {
                 return k
             }
         }
-        return try prunedAnswer(requests, layer: layer) { _, _, _, _ in slots }
+        return try prunedAnswer(requests, layer: layer, readsAttention: false) { _, _, _, _ in slots }
     }
 
     /// Runs layers 0…`layer` only (the rest is not needed for the states).
@@ -263,10 +263,11 @@ extension LlavaModel: VisionLanguageModel {
     }
 
     /// Answer logits when, after layer `layer`, each request keeps the visual tokens `choose`
-    /// returns (positions within its `keep`, ascending) from that layer's attention `[B, heads, T, S]`,
-    /// each request's last index, visual start and visual count; text tokens are all kept.
-    func prunedAnswer(_ requests: [AnswerRequest], layer: Int,
-                      choose: (Tensor, [Int], [Int], [Int]) -> [[Int]]) throws -> Tensor {
+    /// returns (positions within its `keep`, ascending) from that layer's attention `[B, heads, T, S]`
+    /// (nil unless `readsAttention`: a choice made beforehand does not pay for it), each
+    /// request's last index, visual start and visual count; text tokens are all kept.
+    func prunedAnswer(_ requests: [AnswerRequest], layer: Int, readsAttention: Bool = true,
+                      choose: (Tensor?, [Int], [Int], [Int]) -> [[Int]]) throws -> Tensor {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)
         let counts = requests.map(\.keep.count)
@@ -274,7 +275,7 @@ extension LlavaModel: VisionLanguageModel {
         var cache: KeyValueCache? = nil
         let hidden = withoutActuallyEscaping(choose) { choose in languageModel.forward(
             embedded, positions: [Array(0..<length)], cache: &cache,
-            prune: (layer: layer, select: { weights in
+            prune: (layer: layer, readsAttention: readsAttention, select: { weights in
                 let chosen = choose(weights, last, starts, counts)
                 // Keep the chosen visual tokens of each request (original order), all text tokens,
                 // and pad every row to the same count by repeating its last index (padding sits
