@@ -51,9 +51,13 @@ public final class LlamaAttention: Module {
     ///   - cache: this layer's cached keys/values, extended in place when given.
     ///   - causal: mask later positions (prefill; a single decode step attends to everything cached).
     ///   - needsWeights: return the probabilities (else nil, and inference runs the blocked kernel).
+    ///   - weightRows: with `needsWeights`, only query row `weightRows[b]` of each sequence's
+    ///     probabilities is wanted: the output then runs through the blocked kernel and the
+    ///     probabilities are computed for those rows alone, `[B, heads, 1, S]` (causal prefill
+    ///     without a cache only; otherwise every row).
     /// - Returns: the output `[B, T, hidden]` and the attention probabilities `[B, heads, T, S]`.
     func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool,
-                        needsWeights: Bool = true) -> (output: Tensor, weights: Tensor?) {
+                        needsWeights: Bool = true, weightRows: [Int]? = nil) -> (output: Tensor, weights: Tensor?) {
         let (batch, tokens) = (x.shape[0], x.shape[1])
         let q = queryProjection(x).reshaped(to: [batch, tokens, headCount, headDimension])
             .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
@@ -74,10 +78,17 @@ public final class LlamaAttention: Module {
             mask = Tensor(shape: [1, 1, tokens, s], scalars: values)
         }
         let scale = 1 / Float(headDimension).squareRoot()
-        guard needsWeights else {
+        let rowsOnly = weightRows != nil && causal && s == tokens
+        guard needsWeights && !rowsOnly else {
             let attended = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
                                                                   scale: scale, additiveMask: mask, causal: causal && s == tokens)
-            return (outputProjection(attended), nil)
+            guard needsWeights, let rows = weightRows else { return (outputProjection(attended), nil) }
+            // The probabilities of one query row per sequence: that row against every key it may see.
+            var rowMask = [Float](repeating: 0, count: batch * s)
+            for b in 0..<batch where rows[b] + 1 < s { for j in (rows[b] + 1)..<s { rowMask[b * s + j] = -.infinity } }
+            let weights = Tensor.scaledDotProductAttention(query: q.gatheringRows(rows), key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
+                                                           scale: scale, additiveMask: Tensor(shape: [batch, 1, 1, s], scalars: rowMask)).weights
+            return (outputProjection(attended), weights)
         }
         let (attended, weights) = Tensor.scaledDotProductAttention(
             query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
@@ -154,9 +165,9 @@ public final class LlamaDecoderLayer: Module {
     }
 
     func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool,
-                        needsWeights: Bool = true) -> (output: Tensor, weights: Tensor?) {
+                        needsWeights: Bool = true, weightRows: [Int]? = nil) -> (output: Tensor, weights: Tensor?) {
         let (attended, weights) = attention(inputNorm(x), rotary: rotary, cachedKeys: &cachedKeys, cachedValues: &cachedValues, causal: causal,
-                                            needsWeights: needsWeights)
+                                            needsWeights: needsWeights, weightRows: weightRows)
         let h = x + attended
         return (h + mlp(postAttentionNorm(h)), weights)
     }
@@ -222,17 +233,21 @@ public final class LlamaModel: Module {
     ///     alone — the same values, at about a quarter less of a 4-layer model's prefill — except
     ///     with a cache, or when the last layer's attention is asked for or pruned after (the
     ///     rows are then gathered from the full output).
+    ///   - attentionRows: only row `attentionRows[b]` of each sequence's attention probabilities
+    ///     is read (the last text token's, for FastV's score): the attention returned and the one
+    ///     `prune` selects from are `[B, heads, 1, S]` — those rows alone, the layer's output through
+    ///     the blocked kernel. Indices before `prune`, which must keep them.
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
         attentionLayer: Int? = nil, prune: (layer: Int, readsAttention: Bool, select: (Tensor?) -> [[Int]])? = nil, stopAfter: Int? = nil,
-        outputRows: [Int]? = nil
+        outputRows: [Int]? = nil, attentionRows: [Int]? = nil
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
         var positions = positions
         var table = rotary(positions: positions)
         var attention: Tensor?
         let lastIndex = layers.count - 1
-        var outputRows = outputRows
+        var outputRows = outputRows, attentionRows = cache == nil ? attentionRows : nil
         let rowsOnly = outputRows != nil && cache == nil && causal && attentionLayer != lastIndex && prune?.layer != lastIndex && (stopAfter ?? lastIndex) >= lastIndex
         for (index, layer) in layers.enumerated() {
             if rowsOnly, index == lastIndex, let rows = outputRows {
@@ -241,7 +256,8 @@ public final class LlamaModel: Module {
             }
             var keys = cache?.keys[index] ?? nil, values = cache?.values[index] ?? nil
             let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal,
-                                          needsWeights: index == attentionLayer || (prune?.layer == index && prune!.readsAttention))
+                                          needsWeights: index == attentionLayer || (prune?.layer == index && prune!.readsAttention),
+                                          weightRows: attentionRows)
             if cache != nil {
                 cache!.keys[index] = keys
                 cache!.values[index] = values
@@ -254,12 +270,14 @@ public final class LlamaModel: Module {
                 let keep = prune.select(weights)
                 let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
                 h = Tensor.concatenated(rows, alongAxis: 0)
-                if let rows = outputRows {
-                    outputRows = (0..<batch).map { b in
-                        guard let row = keep[b].firstIndex(of: rows[b]) else { preconditionFailure("forward: pruning dropped output row \(rows[b]) of sequence \(b)") }
+                func remapped(_ rows: [Int]) -> [Int] {
+                    (0..<batch).map { b in
+                        guard let row = keep[b].firstIndex(of: rows[b]) else { preconditionFailure("forward: pruning dropped row \(rows[b]) of sequence \(b)") }
                         return row
                     }
                 }
+                outputRows = outputRows.map(remapped)
+                attentionRows = attentionRows.map(remapped)
                 positions = (0..<batch).map { b in keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
                 table = rotary(positions: positions)
             }

@@ -205,18 +205,21 @@ extension LlavaModel: VisionLanguageModel {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)
         var cache: KeyValueCache? = nil
-        let weights = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer).attention!
+        let weights = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer,
+                                            stopAfter: layer, attentionRows: last).attention!
         return Self.lastRowAttention(weights, last: last, starts: starts, counts: requests.map(\.keep.count))
     }
 
-    /// Mean over heads of `weights[b, :, last[b], starts[b] ..< starts[b] + counts[b]]`.
+    /// Mean over heads of `weights[b, :, last[b], starts[b] ..< starts[b] + counts[b]]` (row 0
+    /// when `weights` holds one row per sequence, `forward(attentionRows:)`'s).
     static func lastRowAttention(_ weights: Tensor, last: [Int], starts: [Int], counts: [Int]) -> [[Float]] {
         let (heads, t, s) = (weights.shape[1], weights.shape[2], weights.shape[3])
         let values = weights.scalars
         return last.indices.map { b in
-            (0..<counts[b]).map { k in
+            let row = t == 1 ? 0 : last[b]
+            return (0..<counts[b]).map { k in
                 var sum: Float = 0
-                for h in 0..<heads { sum += values[((b * heads + h) * t + last[b]) * s + starts[b] + k] }
+                for h in 0..<heads { sum += values[((b * heads + h) * t + row) * s + starts[b] + k] }
                 return sum / Float(heads)
             }
         }
@@ -252,7 +255,8 @@ extension LlavaModel: VisionLanguageModel {
         let (embedded, last, starts) = try requestBatch(requests)
         let length = embedded.shape[1], width = configuration.text.hiddenSize
         var cache: KeyValueCache? = nil
-        let (hidden, weights) = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, attentionLayer: layer, stopAfter: layer)
+        let (hidden, weights) = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, attentionLayer: layer, stopAfter: layer,
+                                                      attentionRows: last)
         let attention = Self.lastRowAttention(weights!, last: last, starts: starts, counts: requests.map(\.keep.count))
         let values = hidden.scalars
         return requests.indices.map { b in
@@ -286,7 +290,7 @@ extension LlavaModel: VisionLanguageModel {
                 }
                 let width = rows.map(\.count).max()!
                 return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
-            }), outputRows: last) }
+            }), outputRows: last, attentionRows: readsAttention ? last : nil) }
         return logits(hidden.hidden.reshaped(to: [requests.count, -1]))
     }
 }

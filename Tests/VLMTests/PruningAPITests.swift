@@ -87,7 +87,7 @@ struct PruningAPITests {
         #expect(throws: VLMError.self) { try model.layerStates(requests, layer: -1) }
     }
 
-    @Test("forward(outputRows:) returns the full forward's rows, the last layer run for those rows alone")
+    @Test("forward(outputRows:) and forward(attentionRows:) return the full forward's rows, computing those rows alone")
     func outputRows() throws {
         let (model, features, prefix, suffix, _, _) = try Self.setup()
         let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
@@ -107,6 +107,18 @@ struct PruningAPITests {
         let withAttention = model.languageModel.forward(embedded, positions: positions, cache: &cache, attentionLayer: layer, outputRows: last)
         expectClose(withAttention.hidden, expected, absolute: 2e-5, relative: 0)
         #expect(withAttention.attention?.shape == [batch, model.configuration.text.headCount, length, length])
+        // Asking for the attention of one row per sequence gives those rows of the full probabilities.
+        let heads = model.configuration.text.headCount
+        for attentionLayer in 0...layer {
+            let full = model.languageModel.forward(embedded, positions: positions, cache: &cache, attentionLayer: attentionLayer).attention!
+            let rows = model.languageModel.forward(embedded, positions: positions, cache: &cache, attentionLayer: attentionLayer, attentionRows: last)
+            #expect(rows.attention?.shape == [batch, heads, 1, length])
+            let wanted = Tensor.stacked((0..<batch).map { b in
+                full.sliced(alongAxis: 0, b..<(b + 1)).sliced(alongAxis: 2, last[b]..<(last[b] + 1)).reshaped(to: [heads, 1, length])
+            })
+            expectClose(rows.attention!, wanted, absolute: 1e-6, relative: 0)
+            expectClose(rows.hidden, model.languageModel.forward(embedded, positions: positions, cache: &cache).hidden, absolute: 2e-5, relative: 0)
+        }
     }
 
     @Test("answer saliency is gradient × input: the derivative of log p(answer) when a token is scaled by 1 + ε")
