@@ -84,10 +84,8 @@ public final class LlamaAttention: Module {
                                                                   scale: scale, additiveMask: mask, causal: causal && s == tokens)
             guard needsWeights, let rows = weightRows else { return (outputProjection(attended), nil) }
             // The probabilities of one query row per sequence: that row against every key it may see.
-            var rowMask = [Float](repeating: 0, count: batch * s)
-            for b in 0..<batch where rows[b] + 1 < s { for j in (rows[b] + 1)..<s { rowMask[b * s + j] = -.infinity } }
             let weights = Tensor.scaledDotProductAttention(query: q.gatheringRows(rows), key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
-                                                           scale: scale, additiveMask: Tensor(shape: [batch, 1, 1, s], scalars: rowMask)).weights
+                                                           scale: scale, additiveMask: Self.causalMask(rows: rows, keys: s)).weights
             return (outputProjection(attended), weights)
         }
         let (attended, weights) = Tensor.scaledDotProductAttention(
@@ -108,12 +106,18 @@ public final class LlamaAttention: Module {
         let picked = normed.gatheringRows(rows)
         let q = queryProjection(picked).reshaped(to: [batch, 1, headCount, headDimension])
             .applyingRotaryEmbedding(cos: rowRotary.cos, sin: rowRotary.sin, tokenAxis: 1).reshaped(to: [batch, 1, -1])
-        var mask = [Float](repeating: 0, count: batch * tokens)
-        for b in 0..<batch where rows[b] + 1 < tokens { for j in (rows[b] + 1)..<tokens { mask[b * tokens + j] = -.infinity } }
         let attended = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
                                                               scale: 1 / Float(headDimension).squareRoot(),
-                                                              additiveMask: Tensor(shape: [batch, 1, 1, tokens], scalars: mask))
+                                                              additiveMask: Self.causalMask(rows: rows, keys: tokens))
         return outputProjection(attended)
+    }
+
+    /// The additive mask `[B, 1, 1, S]` of one query row per sequence at position `rows[b]`:
+    /// −∞ on the keys after it.
+    static func causalMask(rows: [Int], keys s: Int) -> Tensor {
+        var mask = [Float](repeating: 0, count: rows.count * s)
+        for (b, row) in rows.enumerated() where row + 1 < s { for j in (row + 1)..<s { mask[b * s + j] = -.infinity } }
+        return Tensor(shape: [rows.count, 1, 1, s], scalars: mask)
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {
