@@ -22,8 +22,6 @@ public final class AgentPruner: TokenPruner {
     public let sampling: Bool
     public var isDeterministic: Bool { !sampling }
     private var environments: [String: TokenPruningEnvironment] = [:]
-    /// Simulators pruning where the agent was trained to, by the evaluation's simulator.
-    private var siblings: [ObjectIdentifier: PruningSimulator] = [:]
 
     /// `configuration` is the environment the agent was trained in (its observation layout and
     /// reward; the split is taken from each evaluated task).
@@ -35,14 +33,8 @@ public final class AgentPruner: TokenPruner {
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        var simulator = simulator, entry = entry
-        if configuration.pruneAfterLayer != simulator.pruneAfterLayer {
-            let key = ObjectIdentifier(simulator)
-            let sibling = siblings[key] ?? simulator.pruning(afterLayer: configuration.pruneAfterLayer, encoder: simulator.encoder)
-            siblings[key] = sibling
-            entry = try sibling.entries([entry.index], split: entry.split)[0]
-            simulator = sibling
-        }
+        let simulator = simulator.sibling(pruningAfter: configuration.pruneAfterLayer)
+        let entry = try simulator.entry(like: entry)
         let environment = try self.environment(simulator: simulator, split: entry.split)
         // The episode's transitions without its rewards: the model answers only once, from the end.
         let kept = try environment.walk(entry, budget: Double(budget) / Double(simulator.tokenCount)) { observation, _ in

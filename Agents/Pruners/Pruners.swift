@@ -383,7 +383,7 @@ public final class GroundingPruner: TokenPruner {
 /// pruner's choice). On the command line, `NAME@K` (`grounding@0`; `fastv@K` is FastV at layer K).
 ///
 /// The base pruner sees the task as a simulator pruning after layer `layer` does
-/// (`PruningSimulator.pruning(afterLayer:encoder:)`): `rankingAttention` is FastV's score there,
+/// (`PruningSimulator.sibling(pruningAfter:)`): `rankingAttention` is FastV's score there,
 /// `codes` and `query` are the layer's hidden states, so `grounding-ranked@0` fills by FastV's
 /// score, as the environment's demonstrations after layer 0 do.
 public final class AfterLayerPruner: TokenPruner {
@@ -393,8 +393,6 @@ public final class AfterLayerPruner: TokenPruner {
     public let layer: Int
     public var name: String { "\(base.name)@\(layer)" }
     public var isDeterministic: Bool { base.isDeterministic }
-    /// The simulator pruning after `layer` made from the last one seen (its entries are cached).
-    private var sibling: (of: ObjectIdentifier, simulator: PruningSimulator)?
     /// `base`'s choice applied after LLM layer `layer`.
     public init(_ base: any TokenPruner, layer: Int) {
         self.base = base
@@ -404,15 +402,8 @@ public final class AfterLayerPruner: TokenPruner {
     /// pruner does not choose input tokens (FastV).
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
         try PrunerError.checkLayer(layer, of: simulator, pruner: name)
-        var seen = (entry: entry, simulator: simulator)
-        if simulator.pruneAfterLayer != layer {
-            if sibling?.of != ObjectIdentifier(simulator) {
-                sibling = (ObjectIdentifier(simulator), simulator.pruning(afterLayer: layer, encoder: simulator.encoder))
-            }
-            let own = sibling!.simulator
-            seen = (try own.entries([entry.index], split: entry.split)[0], own)
-        }
-        let costed = try base.costedPlan(seen.entry, budget: budget, simulator: seen.simulator, generator: &generator)
+        let own = simulator.sibling(pruningAfter: layer)
+        let costed = try base.costedPlan(try own.entry(like: entry), budget: budget, simulator: own, generator: &generator)
         guard case let .tokens(tokens) = costed.plan else {
             throw PrunerError.notMovable(name: base.name)
         }

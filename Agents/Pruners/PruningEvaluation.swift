@@ -124,12 +124,8 @@ public struct PruningEvaluation {
             case let .tokensAfterLayer(layer, tokens): afterLayer[layer, default: []].append((b, tokens))
             }
         }
-        let all = Array(0..<simulator.tokenCount)
         for (layer, items) in afterLayer {
-            let requests = items.map { AnswerRequest(features: entries[$0.index].tokens, keep: all, prefix: entries[$0.index].task.prefix, suffix: entries[$0.index].task.suffix) }
-            let logits = try withInferenceMode { try simulator.model.answerLogits(requests, prunedAfter: layer, kept: items.map(\.tokens)) }
-            let v = logits.shape[1], values = logits.scalars
-            for (r, item) in items.enumerated() { rows[item.index] = Array(values[(r * v)..<((r + 1) * v)]) }
+            for (item, row) in zip(items, try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer)) { rows[item.index] = row }
         }
         if !tokenRequests.isEmpty {
             for (item, row) in zip(tokenRequests, try simulator.answer(tokenRequests.map(\.request))) { rows[item.index] = row }

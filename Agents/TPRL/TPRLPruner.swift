@@ -75,7 +75,7 @@ public final class TPRLPruner: TokenPruner {
             guard own.tokenCount == simulator.tokenCount else {
                 throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
             }
-            return try costedPlan(try own.entries([entry.index], split: entry.split)[0], budget: budget, simulator: own, generator: &generator)
+            return try costedPlan(try own.entry(like: entry), budget: budget, simulator: own, generator: &generator)
         }
         let encoding = simulator.encoder.flopsPerToken.map { $0 * Double(simulator.tokenCount) }
         var passes = 0.0

@@ -63,6 +63,8 @@ public final class PruningSimulator: @unchecked Sendable {
     private var cache: [String: TaskEntry] = [:]
     private var order: [String] = []
     private let lock = NSLock()
+    /// `sibling(pruningAfter:)`'s simulators, by layer (−1: before the language model).
+    private var siblings: [Int: PruningSimulator] = [:]
     /// Model calls made so far (answer batches and encodes), for throughput reports.
     public private(set) var answerCalls = 0
 
@@ -144,15 +146,22 @@ public final class PruningSimulator: @unchecked Sendable {
         return result
     }
 
-    /// Answer logits (one row per request) for each entry answering from its `keep` indices.
+    /// Answer logits (one row per request) for each entry answering from its `keep` indices,
+    /// where this simulator prunes (`pruneAfterLayer`).
     public func answer(_ requests: [(entry: TaskEntry, keep: [Int])]) throws -> [[Float]] {
+        try answer(requests, prunedAfter: pruneAfterLayer)
+    }
+
+    /// Answer logits (one row per request) for each entry keeping its `keep` indices before the
+    /// language model (`layer` nil) or after its layer `layer`, in model calls of at most 64.
+    public func answer(_ requests: [(entry: TaskEntry, keep: [Int])], prunedAfter layer: Int?) throws -> [[Float]] {
         guard !requests.isEmpty else { return [] }
         var rows: [[Float]] = []
         let all = Array(0..<tokenCount)
         for start in stride(from: 0, to: requests.count, by: 64) {
             let chunk = requests[start..<min(requests.count, start + 64)]
             let logits = try withInferenceMode {
-                if let layer = pruneAfterLayer {
+                if let layer {
                     return try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: all, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) },
                                                   prunedAfter: layer, kept: chunk.map(\.keep))
                 }
@@ -179,6 +188,26 @@ public final class PruningSimulator: @unchecked Sendable {
     /// `layer` (nil: before the language model), observed through `encoder`.
     public func pruning(afterLayer layer: Int?, encoder: any TokenEncoder) -> PruningSimulator {
         PruningSimulator(model: model, source: source, encoder: encoder, capacity: capacity, pruneAfterLayer: layer)
+    }
+
+    /// This simulator when it prunes after `layer` already, otherwise the one simulator (made on
+    /// first use and kept, with its entry cache) of the same model, tasks and encoder that does:
+    /// what evaluations and registries share to see tasks as the model is after that layer.
+    public func sibling(pruningAfter layer: Int?) -> PruningSimulator {
+        guard layer != pruneAfterLayer else { return self }
+        let key = layer ?? -1
+        return lock.withLock {
+            if let made = siblings[key] { return made }
+            let made = pruning(afterLayer: layer, encoder: encoder)
+            siblings[key] = made
+            return made
+        }
+    }
+
+    /// This simulator's entry for the task of `entry` (computed or cached here, so its codes,
+    /// query and attention are where this simulator prunes).
+    public func entry(like entry: TaskEntry) throws -> TaskEntry {
+        try entries([entry.index], split: entry.split)[0]
     }
 }
 

@@ -91,7 +91,6 @@ extension TokenPruningEnvironment {
 final class SharedSimulator: @unchecked Sendable {
     let make: @Sendable () throws -> PruningSimulator
     var value: PruningSimulator?
-    var siblings: [Int: PruningSimulator] = [:]
     let lock = NSLock()
     init(make: @escaping @Sendable () throws -> PruningSimulator) { self.make = make }
     func get() throws -> PruningSimulator {
@@ -101,14 +100,8 @@ final class SharedSimulator: @unchecked Sendable {
         value = made
         return made
     }
-    /// The shared simulator, or for `layer` K one (made once) that prunes after LLM layer K.
+    /// The shared simulator, or for `layer` K its sibling that prunes after LLM layer K.
     func get(pruningAfter layer: Int?) throws -> PruningSimulator {
-        let base = try get()
-        guard let layer, base.pruneAfterLayer != layer else { return base }
-        lock.lock(); defer { lock.unlock() }
-        if let sibling = siblings[layer] { return sibling }
-        let sibling = base.pruning(afterLayer: layer, encoder: base.encoder)
-        siblings[layer] = sibling
-        return sibling
+        try get().sibling(pruningAfter: layer)
     }
 }

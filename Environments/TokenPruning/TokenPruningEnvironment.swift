@@ -68,7 +68,7 @@ public final class TokenPruningEnvironment: Environment {
         try configuration.validate()
         guard configuration.pruneAfterLayer == simulator.pruneAfterLayer else {
             func place(_ layer: Int?) -> String { layer.map { "after language-model layer \($0)" } ?? "before the language model" }
-            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer asks to prune \(place(configuration.pruneAfterLayer)) but the simulator prunes \(place(simulator.pruneAfterLayer)); make the simulator with simulator.pruning(afterLayer:encoder:)")
+            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer asks to prune \(place(configuration.pruneAfterLayer)) but the simulator prunes \(place(simulator.pruneAfterLayer)); make the simulator with simulator.sibling(pruningAfter:) or pruning(afterLayer:encoder:)")
         }
         if let layer = configuration.pruneAfterLayer, let layers = simulator.languageModelLayerCount, layer >= layers {
             throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer \(layer) is outside the language model's layers 0..<\(layers)")

@@ -105,8 +105,8 @@ enum PruningCommand {
             } else if name == "tprl" {
                 // A policy that prunes inside the language model observes through a simulator that does.
                 let layer = try TPRLPolicyFiles.read(policyDirectory).configuration.environment.pruneAfterLayer
-                let own = layer.map { simulator.pruning(afterLayer: $0, encoder: simulator.encoder) }
-                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: own ?? simulator)
+                let own = simulator.sibling(pruningAfter: layer)
+                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: own)
                 let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, simulator: own)
                 pruner.stepped = stepped(files)
                 pruners.append(pruner)

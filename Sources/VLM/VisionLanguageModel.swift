@@ -201,33 +201,29 @@ extension LlavaModel: VisionLanguageModel {
         }
     }
 
+    /// FastV's score is part of the state after the layer (`layerStates`).
     public func lastTokenAttention(_ requests: [AnswerRequest], layer: Int) throws -> [[Float]] {
-        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
-        let (embedded, last, starts) = try requestBatch(requests)
-        var cache: KeyValueCache? = nil
-        let weights = languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer,
-                                            stopAfter: layer, attentionRows: last).attention!
-        return Self.lastRowAttention(weights, last: last, starts: starts, counts: requests.map(\.keep.count))
+        try layerStates(requests, layer: layer).map(\.attention)
     }
 
-    /// Mean over heads of `weights[b, :, last[b], starts[b] ..< starts[b] + counts[b]]` (row 0
-    /// when `weights` holds one row per sequence, `forward(attentionRows:)`'s).
-    static func lastRowAttention(_ weights: Tensor, last: [Int], starts: [Int], counts: [Int]) -> [[Float]] {
-        let (heads, t, s) = (weights.shape[1], weights.shape[2], weights.shape[3])
+    /// Mean over heads of the one-row attention `weights` `[B, heads, 1, S]`
+    /// (`forward(attentionRows:)`'s) over each sequence's visual tokens `starts[b] ..< starts[b] + counts[b]`.
+    static func lastRowAttention(_ weights: Tensor, starts: [Int], counts: [Int]) -> [[Float]] {
+        precondition(weights.shape[2] == 1, "lastRowAttention: one query row per sequence expected, got \(weights.shape)")
+        let (heads, s) = (weights.shape[1], weights.shape[3])
         let values = weights.scalars
-        return last.indices.map { b in
-            let row = t == 1 ? 0 : last[b]
-            return (0..<counts[b]).map { k in
+        return starts.indices.map { b in
+            (0..<counts[b]).map { k in
                 var sum: Float = 0
-                for h in 0..<heads { sum += values[((b * heads + h) * t + row) * s + starts[b] + k] }
+                for h in 0..<heads { sum += values[(b * heads + h) * s + starts[b] + k] }
                 return sum / Float(heads)
             }
         }
     }
 
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor {
-        try prunedAnswer(requests, layer: layer) { weights, last, starts, counts in
-            let scores = Self.lastRowAttention(weights!, last: last, starts: starts, counts: counts)
+        try prunedAnswer(requests, layer: layer) { weights, starts, counts in
+            let scores = Self.lastRowAttention(weights!, starts: starts, counts: counts)
             return requests.indices.map { b in
                 scores[b].indices.sorted { scores[b][$0] > scores[b][$1] }.prefix(min(keptAfter, counts[b])).sorted()
             }
@@ -246,7 +242,7 @@ extension LlavaModel: VisionLanguageModel {
                 return k
             }
         }
-        return try prunedAnswer(requests, layer: layer, readsAttention: false) { _, _, _, _ in slots }
+        return try prunedAnswer(requests, layer: layer, readsAttention: false) { _, _, _ in slots }
     }
 
     /// Runs layers 0…`layer` only (the rest is not needed for the states).
@@ -257,7 +253,7 @@ extension LlavaModel: VisionLanguageModel {
         var cache: KeyValueCache? = nil
         let (hidden, weights) = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, attentionLayer: layer, stopAfter: layer,
                                                       attentionRows: last)
-        let attention = Self.lastRowAttention(weights!, last: last, starts: starts, counts: requests.map(\.keep.count))
+        let attention = Self.lastRowAttention(weights!, starts: starts, counts: requests.map(\.keep.count))
         let values = hidden.scalars
         return requests.indices.map { b in
             let visual = Array(values[((b * length + starts[b]) * width)..<((b * length + starts[b] + requests[b].keep.count) * width)])
@@ -267,11 +263,11 @@ extension LlavaModel: VisionLanguageModel {
     }
 
     /// Answer logits when, after layer `layer`, each request keeps the visual tokens `choose`
-    /// returns (positions within its `keep`, ascending) from that layer's attention `[B, heads, T, S]`
-    /// (nil unless `readsAttention`: a choice made beforehand does not pay for it), each
-    /// request's last index, visual start and visual count; text tokens are all kept.
+    /// returns (positions within its `keep`, ascending) from the last text token's row of that
+    /// layer's attention `[B, heads, 1, S]` (nil unless `readsAttention`: a choice made beforehand
+    /// does not pay for it), each request's visual start and visual count; text tokens are all kept.
     func prunedAnswer(_ requests: [AnswerRequest], layer: Int, readsAttention: Bool = true,
-                      choose: (Tensor?, [Int], [Int], [Int]) -> [[Int]]) throws -> Tensor {
+                      choose: (Tensor?, [Int], [Int]) -> [[Int]]) throws -> Tensor {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)
         let counts = requests.map(\.keep.count)
@@ -280,7 +276,7 @@ extension LlavaModel: VisionLanguageModel {
         let hidden = withoutActuallyEscaping(choose) { choose in languageModel.forward(
             embedded, positions: [Array(0..<length)], cache: &cache,
             prune: (layer: layer, readsAttention: readsAttention, select: { weights in
-                let chosen = choose(weights, last, starts, counts)
+                let chosen = choose(weights, starts, counts)
                 // Keep the chosen visual tokens of each request (original order), all text tokens,
                 // and pad every row to the same count by repeating its last index (padding sits
                 // after the answer position, so causality keeps it out of the answer).

@@ -117,8 +117,11 @@ import VLM
         }
         let expected = (0..<16).map { Float($0 == entry.task.prefix[0] ? 1 : 0) }  // the scripted model's attention
         #expect(probe.seen.count == 2 && probe.seen.allSatisfy { $0.layer == 1 && $0.attention == expected })
-        // A simulator already pruning there is used as it is.
+        // One sibling per layer, made once; a simulator already pruning there is its own.
+        #expect(simulator.sibling(pruningAfter: 1) === simulator.sibling(pruningAfter: 1))
+        #expect(simulator.sibling(pruningAfter: nil) === simulator && simulator.sibling(pruningAfter: 1).pruneAfterLayer == 1)
         let inside = simulator.pruning(afterLayer: 1, encoder: simulator.encoder)
+        #expect(inside.sibling(pruningAfter: 1) === inside)
         _ = try AfterLayerPruner(probe, layer: 1).plan(try inside.entries([3], split: "test")[0], budget: 1, simulator: inside, generator: &g)
         #expect(probe.seen.count == 3 && probe.seen[2].layer == 1)
     }
