@@ -159,3 +159,68 @@ public struct DiagonalGaussian: ActionDistribution {
 
     public func mode() -> Tensor { mean.detached() }
 }
+
+/// The Bernoulli(σ(z)) of each valid entry conditioned on exactly `counts[b]` ones in row b (a
+/// `MultiBinary` action of a fixed size — keep exactly the budget's k tokens): a k-subset S has
+/// probability Π_{i∈S} e^{z_i} / e_k(e^z) (conditional Poisson sampling; Chen, Dempster & Liu,
+/// Biometrika 1994). Adding a constant to every logit leaves it unchanged, so a policy gradient
+/// through it moves the *ranking* of the entries — what a top-k choice reads — where an
+/// unconditioned Bernoulli also learns how many to keep.
+///
+/// log π(a) = Σᵢ mᵢ aᵢ zᵢ − log e_k(e^z); H = log e_k − E[Σ_{i∈S} z_i]; both by an O(n·k)
+/// recurrence with exact gradients (`Tensor.conditionalBernoulliLogNormalizer`). Sampling is
+/// exact; the mode is the top k.
+public struct ConditionalBernoulli: ActionDistribution {
+    /// Logits `[B, n]`.
+    public let logits: Tensor
+    /// 1 where an entry is valid, `[B, n]` (nil: all).
+    public let mask: Tensor?
+    /// The number of ones of each row, clamped to its valid entries.
+    public let counts: [Int]
+    let rows: ConditionalBernoulliRows
+
+    /// Exactly `counts[b]` of the valid entries of row b.
+    public init(logits: Tensor, mask: Tensor? = nil, counts: [Int]) {
+        rows = ConditionalBernoulliRows(logits: logits, mask: mask, counts: counts)
+        self.logits = logits
+        self.mask = mask
+        self.counts = rows.counts
+    }
+
+    /// log π(a) `[B]`; every row of `actions` must have exactly its count of valid ones (the
+    /// distribution's support; `sample` and `mode` give such rows).
+    public func logProbability(of actions: Tensor) -> Tensor {
+        precondition(actions.shape == logits.shape, "ConditionalBernoulli.logProbability: actions \(actions.shape) for logits \(logits.shape)")
+        var chosen = actions
+        if let mask { chosen = chosen * mask }
+        let sizes = chosen.detached().sum(alongAxis: 1).scalars
+        for (b, size) in sizes.enumerated() {
+            precondition(Int(size.rounded()) == counts[b], "ConditionalBernoulli.logProbability: row \(b) keeps \(Int(size.rounded())) entries, the distribution keeps exactly \(counts[b])")
+        }
+        return (logits * chosen).sum(alongAxis: 1) - Tensor.conditionalBernoulliLogNormalizer(logits, mask: mask, counts: counts)
+    }
+
+    public func entropy() -> Tensor { Tensor.conditionalBernoulliEntropy(logits, mask: mask, counts: counts) }
+
+    public func sample(using generator: inout SeededGenerator) -> Tensor {
+        let (batch, n) = (logits.shape[0], logits.shape[1])
+        var values = [Float](repeating: 0, count: batch * n)
+        for b in 0..<batch {
+            for i in rows.sample(b, using: &generator) { values[b * n + i] = 1 }
+        }
+        return Tensor(shape: logits.shape, scalars: values)
+    }
+
+    /// The most probable subset: the k valid entries of highest logit (ties to the lower index).
+    public func mode() -> Tensor {
+        let (batch, n) = (logits.shape[0], logits.shape[1])
+        let z = logits.detached().scalars, m = mask?.detached().scalars
+        var values = [Float](repeating: 0, count: batch * n)
+        for b in 0..<batch {
+            let entries = (0..<n).filter { m == nil || m![b * n + $0] != 0 }
+            let ranked = entries.sorted { z[b * n + $0] > z[b * n + $1] || (z[b * n + $0] == z[b * n + $1] && $0 < $1) }
+            for i in ranked.prefix(counts[b]) { values[b * n + i] = 1 }
+        }
+        return Tensor(shape: logits.shape, scalars: values)
+    }
+}

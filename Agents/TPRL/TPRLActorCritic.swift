@@ -97,6 +97,15 @@ public final class TPRLActorCritic: ActorCritic {
     public let attentionInput: Bool
     /// Whether the keep logit is a learned correction to c·log(1 + N·a_i) (see above).
     public let attentionPrior: Bool
+    /// Whether `distribution(_:)` keeps exactly the observation's budget, k = round(budget·N) of
+    /// the valid slots: the Bernoulli(σ(z)) of the slots conditioned on k ones
+    /// (`ConditionalBernoulli`), so that PPO learns the ranking the top-k inference reads. Only
+    /// for episodes of one step (the step discount does not apply). Not saved with the weights: a
+    /// recipe sets it for its PPO phase.
+    public var exactBudget = false
+    /// The temperature T of the exact-budget distribution (its logits are z/T): below 1 its draws
+    /// lie closer to the top k.
+    public var exactBudgetTemperature: Float = 1
     let tokenInput: Linear
     let queryInput: Linear
     let stepEmbedding: Linear
@@ -281,6 +290,11 @@ public final class TPRLActorCritic: ActorCritic {
     public func distribution(_ observations: Tensor) -> any ActionDistribution {
         let (hidden, mask) = features(observations)
         let z = keepLogits(hidden: hidden.sliced(alongAxis: 1, 0..<layout.tokenCount), attention: observations.detached().sliced(alongAxis: 1, layout.attention))
+        if exactBudget {
+            let n = Double(layout.tokenCount)
+            let counts = observations.detached().sliced(alongAxis: 1, layout.budget).scalars.map { max(1, Int((Double($0) * n).rounded())) }
+            return ConditionalBernoulli(logits: exactBudgetTemperature == 1 ? z : z * (1 / exactBudgetTemperature), mask: mask, counts: counts)
+        }
         return Bernoulli(logits: discounted(z, steps: steps(observations)), mask: mask)
     }
 

@@ -42,6 +42,16 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var ppoStepsPerRollout = 6
     /// PPO's Adam learning rate.
     public var ppoLearningRate: Float = 1e-4
+    /// Whether PPO's episodes keep exactly the budget's k tokens, drawn from the policy's
+    /// Bernoulli conditioned on k ones (`TPRLActorCritic.exactBudget`), so that the policy
+    /// gradient changes the ranking top-k inference reads. Needs `max_steps` 1.
+    public var ppoExactBudget = false
+    /// With a group size G > 0, the PPO phase is group-relative (`GroupRelativePPO`): each update
+    /// plays `ppo_environments` tasks G times each with exact-budget draws and scores each episode
+    /// against its group. 0: the generic PPO agent.
+    public var ppoGroupSize = 0
+    /// The temperature of the exact-budget draws (`TPRLActorCritic.exactBudgetTemperature`).
+    public var ppoTemperature: Float = 1
     /// Weight of the entropy bonus in PPO's loss (the paper's loss has one; the reference code computes it and drops it).
     public var entropyCoefficient: Float = 1e-3
     /// One policy for every budget (the budget is an input) instead of one per budget.
@@ -96,7 +106,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case seed, autoencoderImages = "autoencoder_images", autoencoderEpochs = "autoencoder_epochs", demonstrations, demonstrator
         case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
-        case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", entropyCoefficient = "entropy_coefficient"
+        case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", ppoExactBudget = "ppo_exact_budget", ppoGroupSize = "ppo_group_size", ppoTemperature = "ppo_temperature", entropyCoefficient = "entropy_coefficient"
         case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width", encoder
         case classAttentionInput = "class_attention_input", inferenceSelectionQuestions = "inference_selection_questions"
         case attentionPrior = "attention_prior"
@@ -116,6 +126,9 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         ppoEnvironments = try c.decodeIfPresent(Int.self, forKey: .ppoEnvironments) ?? d.ppoEnvironments
         ppoStepsPerRollout = try c.decodeIfPresent(Int.self, forKey: .ppoStepsPerRollout) ?? d.ppoStepsPerRollout
         ppoLearningRate = try c.decodeIfPresent(Float.self, forKey: .ppoLearningRate) ?? d.ppoLearningRate
+        ppoExactBudget = try c.decodeIfPresent(Bool.self, forKey: .ppoExactBudget) ?? d.ppoExactBudget
+        ppoGroupSize = try c.decodeIfPresent(Int.self, forKey: .ppoGroupSize) ?? d.ppoGroupSize
+        ppoTemperature = try c.decodeIfPresent(Float.self, forKey: .ppoTemperature) ?? d.ppoTemperature
         entropyCoefficient = try c.decodeIfPresent(Float.self, forKey: .entropyCoefficient) ?? d.entropyCoefficient
         budgetConditioned = try c.decodeIfPresent(Bool.self, forKey: .budgetConditioned) ?? d.budgetConditioned
         environment = try c.decodeIfPresent(TokenPruningConfiguration.self, forKey: .environment) ?? d.environment
@@ -139,6 +152,10 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         }
         if ppoUpdates < 0 { throw fail("ppo_updates must be ≥ 0, got \(ppoUpdates)") }
         if inferenceSelectionQuestions < 0 { throw fail("inference_selection_questions must be ≥ 0, got \(inferenceSelectionQuestions)") }
+        if ppoExactBudget && environment.maxSteps != 1 { throw fail("ppo_exact_budget needs episodes of one step (\"max_steps\": 1), got max_steps \(environment.maxSteps)") }
+        if ppoGroupSize < 0 || ppoGroupSize == 1 { throw fail("ppo_group_size must be 0 (plain PPO) or ≥ 2, got \(ppoGroupSize)") }
+        if ppoGroupSize > 0 && environment.maxSteps != 1 { throw fail("ppo_group_size needs episodes of one step (\"max_steps\": 1), got max_steps \(environment.maxSteps)") }
+        if !(ppoTemperature > 0) || !ppoTemperature.isFinite { throw fail("ppo_temperature must be a positive number, got \(ppoTemperature)") }
         if ppoEnvironments < 1 || ppoStepsPerRollout < 1 { throw fail("ppo_environments and ppo_steps_per_rollout must be ≥ 1") }
         try environment.validate()
     }
@@ -373,7 +390,27 @@ public enum TPRLRecipe {
         }
 
         var ppoRows: [[(String, Double)]] = []
-        if c.ppoUpdates > 0 {
+        network.exactBudgetTemperature = c.ppoTemperature
+        defer { network.exactBudgetTemperature = 1 }
+        if c.ppoUpdates > 0 && c.ppoGroupSize > 0 {
+            log("4/4 group-relative PPO, \(c.ppoUpdates) updates of \(c.ppoEnvironments) tasks × \(c.ppoGroupSize) exact-budget draws")
+            var grpo = GroupRelativePPO()
+            grpo.questions = c.ppoEnvironments
+            grpo.groupSize = c.ppoGroupSize
+            grpo.updates = c.ppoUpdates
+            grpo.learningRate = c.ppoLearningRate
+            grpo.entropyCoefficient = c.entropyCoefficient
+            let bar = showsProgress ? ProgressBar(total: c.ppoUpdates, label: "group-relative PPO") : nil
+            let curve = try runDirectory.map { try MetricsLog(url: $0.url.appendingPathComponent("metrics.csv"), writesTensorBoard: false) }
+            ppoRows = try grpo.train(network: network, seed: c.seed &+ 1, make: { index in
+                try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed &+ 100 &+ UInt64(index))
+            }, onUpdate: { update, row in
+                try? curve?.append(row)
+                let status = row.filter { ["reward_mean", "greedy_score", "approx_kl"].contains($0.0) }.map { "\($0.0) \(String(format: "%.3f", $0.1))" }.joined(separator: ", ")
+                if let bar { bar.update(update + 1, status: status) } else { log("    update \(update + 1): " + status) }
+            })
+            bar?.finish()
+        } else if c.ppoUpdates > 0 {
             log("4/4 PPO, \(c.ppoUpdates) updates of \(c.ppoEnvironments)×\(c.ppoStepsPerRollout) steps")
             var ppo = PPOConfiguration()
             ppo.environmentCount = c.ppoEnvironments
@@ -384,6 +421,8 @@ public enum TPRLRecipe {
             ppo.gamma = 1
             ppo.gaeLambda = 0.95
             ppo.entropyCoefficient = c.entropyCoefficient
+            network.exactBudget = c.ppoExactBudget
+            defer { network.exactBudget = false }
             let agent = try PPOAgent<[String: SpaceValue], [Bool]>(observationSpace: environment.observationSpace, actionSpace: environment.actionSpace, configuration: ppo,
                                      seed: c.seed &+ 1, network: network, maskRange: layout.mask)
             let vector = try VectorEnvironment<TokenPruningEnvironment>(count: c.ppoEnvironments) { index in

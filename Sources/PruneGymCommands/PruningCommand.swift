@@ -212,7 +212,10 @@ extension PruningCommand {
         saliency, grounding, grounding-cls, grounding-nested, grounding-ranked, llm-attention, oracle. With
         environment.prune_after_layer K the policy prunes inside the language model, after its layer
         K, observing the model's state there (examples/tprl-llm.json: the policy in models/tprl-llm,
-        which eval-pruning evaluates as tprl-llm). By default one policy serves every budget (the
+        which eval-pruning evaluates as tprl-llm). For episodes of one step, "ppo_group_size": G makes
+        the PPO phase group-relative (each task played G times, each episode scored against its
+        group) with draws of exactly the budget's k tokens ("ppo_temperature" sharpens them);
+        "ppo_exact_budget": true gives the plain PPO phase those draws. By default one policy serves every budget (the
         budget is an input); --budget B trains a policy for that budget alone. RUN (default
         runs/tprl-SEED) gets config.json, behavior-cloning.csv and .svg, and the PPO phase's
         metrics.csv, learning-curve.svg and checkpoints; rerunning the same recipe there resumes PPO.

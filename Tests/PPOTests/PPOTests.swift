@@ -93,6 +93,102 @@ struct PPOTests {
         #expect(abs(gaussian.entropy().scalar - entropy) < 1e-5)
     }
 
+    /// Every k-subset of `n` entries, as index lists.
+    static func subsets(_ n: Int, _ k: Int) -> [[Int]] {
+        (0..<(1 << n)).map { bits in (0..<n).filter { bits & (1 << $0) != 0 } }.filter { $0.count == k }
+    }
+
+    @Test("the conditional Bernoulli equals its enumeration: probabilities, entropy, gradients, samples")
+    func conditionalBernoulliByEnumeration() {
+        // Row 0: 6 valid entries, k = 3. Row 1: entries 1 and 4 masked out, k = 2 of the other four.
+        let n = 6
+        let z: [Float] = [0.3, -1.2, 2.0, 0.5, -0.4, 1.1, 1.5, 9.0, -0.3, 0.8, -9.0, 0.0]
+        let mask: [Float] = [1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 0, 1]
+        let counts = [3, 2]
+        let valid = [[0, 1, 2, 3, 4, 5], [0, 2, 3, 5]]
+        // Enumerated: P(S) = exp(Σ z_S) / Σ_S' exp(Σ z_S'), H, and the inclusion probabilities.
+        var probabilities: [[([Int], Double)]] = []
+        for b in 0..<2 {
+            let sets = Self.subsets(valid[b].count, counts[b]).map { $0.map { valid[b][$0] } }
+            let weights = sets.map { set in Foundation.exp(set.map { Double(z[b * n + $0]) }.reduce(0, +)) }
+            let total = weights.reduce(0, +)
+            probabilities.append(zip(sets, weights).map { ($0, $1 / total) })
+        }
+        let logits = Parameter(Tensor(shape: [2, n], scalars: z))
+        let distribution = ConditionalBernoulli(logits: logits.tensor, mask: Tensor(shape: [2, n], scalars: mask), counts: counts)
+        for b in 0..<2 {
+            for (set, p) in probabilities[b] {
+                var row = [Float](repeating: 0, count: 2 * n)
+                for i in set { row[b * n + i] = 1 }
+                // The other row gets its own most probable set so that both rows are in the support.
+                let other = probabilities[1 - b].max { $0.1 < $1.1 }!.0
+                for i in other { row[(1 - b) * n + i] = 1 }
+                let logP = distribution.logProbability(of: Tensor(shape: [2, n], scalars: row)).scalars[b]
+                #expect(abs(Double(logP) - Foundation.log(p)) < 1e-4)
+            }
+            let entropy = -probabilities[b].map { $0.1 * Foundation.log($0.1) }.reduce(0, +)
+            #expect(abs(Double(distribution.entropy().scalars[b]) - entropy) < 1e-4)
+        }
+        // d log e_k / dz_i is P(i ∈ S).
+        Tensor.conditionalBernoulliLogNormalizer(logits.tensor, mask: Tensor(shape: [2, n], scalars: mask), counts: counts).sum().backward()
+        let inclusion = logits.gradient!.scalars
+        for b in 0..<2 {
+            for i in 0..<n {
+                let expected = probabilities[b].filter { $0.0.contains(i) }.map(\.1).reduce(0, +)
+                #expect(abs(Double(inclusion[b * n + i]) - expected) < 1e-5)
+            }
+        }
+        // The entropy's gradient against central differences of the enumerated entropy.
+        logits.zeroGradient()
+        ConditionalBernoulli(logits: logits.tensor, mask: Tensor(shape: [2, n], scalars: mask), counts: counts).entropy().sum().backward()
+        let gradient = logits.gradient!.scalars
+        func enumeratedEntropy(_ values: [Float], _ b: Int) -> Double {
+            let sets = Self.subsets(valid[b].count, counts[b]).map { $0.map { valid[b][$0] } }
+            let weights = sets.map { set in Foundation.exp(set.map { Double(values[b * n + $0]) }.reduce(0, +)) }
+            let total = weights.reduce(0, +)
+            return -weights.map { $0 / total * Foundation.log($0 / total) }.reduce(0, +)
+        }
+        for b in 0..<2 {
+            for i in 0..<n {
+                var up = z, down = z
+                up[b * n + i] += 1e-3
+                down[b * n + i] -= 1e-3
+                let expected = (enumeratedEntropy(up, b) - enumeratedEntropy(down, b)) / 2e-3
+                #expect(abs(Double(gradient[b * n + i]) - expected) < 1e-3, "entropy gradient row \(b) entry \(i)")
+            }
+        }
+        // Samples: exactly k valid entries, with the enumerated frequencies.
+        var generator = testGenerator(4)
+        var frequencies: [[Int]: Int] = [:]
+        let draws = 20000
+        for _ in 0..<draws {
+            let sample = distribution.sample(using: &generator).scalars
+            #expect(sample[7] == 0 && sample[10] == 0)
+            #expect(sample[0..<n].reduce(0, +) == 3 && sample[n...].reduce(0, +) == 2)
+            frequencies[(0..<n).filter { sample[$0] == 1 }, default: 0] += 1
+        }
+        for (set, p) in probabilities[0] {
+            let observed = Double(frequencies[set] ?? 0) / Double(draws)
+            #expect(abs(observed - p) < 4 * (p * (1 - p) / Double(draws)).squareRoot() + 1e-3, "P(\(set))")
+        }
+        #expect(distribution.mode().scalars == [0, 0, 1, 1, 0, 1, 1, 0, 0, 1, 0, 0])
+    }
+
+    @Test("the conditional Bernoulli ignores a shift of every logit")
+    func conditionalBernoulliShift() {
+        let z: [Float] = [0.3, -1.2, 2.0, 0.5, -0.4]
+        let action = Tensor(shape: [1, 5], scalars: [1, 0, 1, 0, 0])
+        let base = ConditionalBernoulli(logits: Tensor(shape: [1, 5], scalars: z), counts: [2])
+        let shifted = ConditionalBernoulli(logits: Tensor(shape: [1, 5], scalars: z.map { $0 + 7 }), counts: [2])
+        #expect(abs(base.logProbability(of: action).scalar - shifted.logProbability(of: action).scalar) < 1e-4)
+        #expect(abs(base.entropy().scalar - shifted.entropy().scalar) < 1e-4)
+        // k larger than the valid entries keeps them all: one subset, probability 1.
+        let all = ConditionalBernoulli(logits: Tensor(shape: [1, 3], scalars: [1, 2, 3]), counts: [5])
+        #expect(all.counts == [3])
+        #expect(abs(all.logProbability(of: Tensor(shape: [1, 3], scalars: [1, 1, 1])).scalar) < 1e-6)
+        #expect(abs(all.entropy().scalar) < 1e-6)
+    }
+
     @Test("the MLP actor-critic uses CleanRL's orthogonal initialisation")
     func initialisation() {
         var generator = testGenerator(3)

@@ -308,6 +308,73 @@ import TestSupport
         return configuration
     }
 
+    /// Group-relative PPO with exact-budget draws: every episode keeps exactly the budget's k
+    /// tokens, advantages are centred within each group, the same seed gives the same policy, and
+    /// the settings it needs are checked.
+    @Test func groupRelativePPOKeepsExactlyTheBudget() throws {
+        var environment = TokenPruningConfiguration()
+        environment.datasetSize = 20
+        environment.maxSteps = 1
+        environment.budgetChoices = [0.25, 0.5]
+        environment.taskScore = .negativeKL
+        var g = SeededGenerator(seed: 0)
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 1)
+        let network = TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+        // The distribution keeps round(budget·N) of the valid slots, whatever the logits.
+        let env = try TokenPruningEnvironment(simulator: simulator, configuration: environment, seed: 3)
+        let first = try env.reset(seed: 3).observation
+        let row = env.observationSpace.flattened(first)
+        network.exactBudget = true
+        network.exactBudgetTemperature = 0.5
+        let distribution = network.distribution(Tensor(shape: [1, row.count], scalars: row))
+        let k = Int((Double(env.currentBudget) * 16).rounded())
+        for _ in 0..<5 { #expect(distribution.sample(using: &g).scalars.reduce(0, +) == Float(k)) }
+        #expect(distribution is ConditionalBernoulli)
+        network.exactBudget = false
+        #expect(network.distribution(Tensor(shape: [1, row.count], scalars: row)) is Bernoulli)
+
+        func train(seed: UInt64) throws -> (TPRLActorCritic, [[(String, Double)]], [Int]) {
+            var g = SeededGenerator(seed: 0)
+            let network = TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+            var grpo = GroupRelativePPO()
+            grpo.questions = 3
+            grpo.groupSize = 4
+            grpo.updates = 2
+            grpo.learningRate = 1e-3
+            var made: [TokenPruningEnvironment] = []
+            let rows = try grpo.train(network: network, seed: seed, make: { index in
+                let e = try TokenPruningEnvironment(simulator: simulator, configuration: environment, seed: UInt64(index))
+                made.append(e)
+                return e
+            })
+            // Every episode's environment ended its one step holding exactly its budget's k tokens.
+            let kept = made.prefix(12).map { e in e.keptTokens.count == Int((e.currentBudget * 16).rounded()) ? 1 : 0 }
+            return (network, rows, kept)
+        }
+        let (a, rowsA, keptA) = try train(seed: 5)
+        let (b, _, _) = try train(seed: 5)
+        let (c, _, _) = try train(seed: 6)
+        #expect(rowsA.count == 2 && rowsA[0].map(\.0).contains("greedy_score") && rowsA.allSatisfy { $0.allSatisfy { $0.1.isFinite } })
+        #expect(keptA.allSatisfy { $0 == 1 })
+        let x = Tensor(shape: [1, row.count], scalars: row)
+        #expect(a.keepLogits(x).scalars == b.keepLogits(x).scalars)
+        #expect(a.keepLogits(x).scalars != c.keepLogits(x).scalars)
+
+        // The recipe refuses what the group needs and does not have.
+        #expect(throws: (any Error).self) { try smallRecipe { $0.ppoGroupSize = 4 }.validate() }  // max_steps 3
+        #expect(throws: (any Error).self) { try smallRecipe { $0.ppoGroupSize = 1; $0.environment.maxSteps = 1 }.validate() }
+        #expect(throws: (any Error).self) { try smallRecipe { $0.ppoTemperature = 0; $0.environment.maxSteps = 1 }.validate() }
+        #expect(throws: (any Error).self) { try smallRecipe { $0.ppoExactBudget = true }.validate() }
+        // And runs it end to end on the fake model.
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: smallRecipe {
+            $0.ppoGroupSize = 2
+            $0.ppoUpdates = 1
+            $0.ppoEnvironments = 2
+            $0.environment.maxSteps = 1
+        }, showsProgress: false, log: { _ in })
+        #expect(artifacts.ppo.count == 1 && !artifacts.network.exactBudget)
+    }
+
     /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
     /// autoencoder file but loads back through the identity.
     @Test func identityEncoderAblation() throws {

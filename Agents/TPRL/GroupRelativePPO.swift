@@ -1,0 +1,129 @@
+import Foundation
+import Gym
+import NN
+import Policies
+import PPO
+import TensorCore
+import TokenPruning
+
+/// PPO with group-relative advantages (GRPO; Shao et al., "DeepSeekMath", 2024) for one-step
+/// token-pruning episodes: each update draws `questions` tasks, plays each `groupSize` times with
+/// kept sets drawn from the policy's exact-budget distribution (`TPRLActorCritic.exactBudget`: k
+/// tokens, the Bernoulli(σ(z/T)) conditioned on k ones), and scores every episode against the
+/// others of its group: Â = (r − mean of the group) / (std of the group + 10⁻⁸). Playing the same
+/// question several times removes what the question itself contributes to the reward — most of
+/// its variance here, which a value network on the observation does not predict (PPO's explained
+/// variance stays near 0) — so the gradient carries only which tokens made the difference. The
+/// loss is PPO's clipped surrogate with the entropy bonus and no value term.
+public struct GroupRelativePPO {
+    /// Tasks per update.
+    public var questions = 16
+    /// Episodes per task.
+    public var groupSize = 8
+    /// Updates.
+    public var updates = 40
+    /// Passes over each update's episodes.
+    public var epochs = 2
+    /// Minibatches per pass.
+    public var minibatchCount = 4
+    /// Adam's learning rate (annealed linearly to 0).
+    public var learningRate: Float = 1e-4
+    /// The PPO clip ε.
+    public var clipCoefficient: Float = 0.2
+    /// Weight of the entropy bonus.
+    public var entropyCoefficient: Float = 0.001
+    /// Maximum gradient norm.
+    public var maxGradientNorm: Float = 0.5
+
+    /// A configuration with the defaults above.
+    public init() {}
+
+    /// Trains `network` (its `exactBudget` is on during the call) on episodes of `make`'s
+    /// environments (one per episode of an update, `questions × groupSize`); returns one row of
+    /// metrics per update, including `greedy_score`: the mean reward of the top-k sets of the
+    /// update's tasks before it.
+    public func train(network: TPRLActorCritic, seed: UInt64, make: (Int) throws -> TokenPruningEnvironment,
+                      onUpdate: (Int, [(String, Double)]) -> Void = { _, _ in }) throws -> [[(String, Double)]] {
+        let count = questions * groupSize
+        let environments = try (0..<count).map(make)
+        let greedy = try (0..<questions).map { try make(count + $0) }
+        let space = environments[0].observationSpace
+        let optimizer = Adam(network.namedParameters, learningRate: learningRate, epsilon: 1e-5)
+        var generator = SeededGenerator(seed: seed)
+        let previous = network.exactBudget
+        network.exactBudget = true
+        defer { network.exactBudget = previous }
+        var rows: [[(String, Double)]] = []
+        for update in 0..<updates {
+            optimizer.learningRate = learningRate * (1 - Float(update) / Float(updates))
+            // The same task (and budget) for every episode of a group.
+            var observations: [Float] = []
+            for q in 0..<questions {
+                let taskSeed = generator.next()
+                for g in 0..<groupSize {
+                    observations += space.flattened(try environments[q * groupSize + g].reset(seed: taskSeed).observation)
+                }
+                _ = try greedy[q].reset(seed: taskSeed)
+            }
+            let width = observations.count / count
+            let input = Tensor(shape: [count, width], scalars: observations)
+            let (actions, oldLogProbabilities, modes) = withInferenceMode { () -> (Tensor, Tensor, Tensor) in
+                let distribution = network.distribution(input)
+                let sampled = distribution.sample(using: &generator)
+                let firsts = (0..<questions).map { $0 * groupSize }
+                return (sampled, distribution.logProbability(of: sampled), distribution.mode().indexSelect(firsts, alongAxis: 0))
+            }
+            let n = actions.shape[1]
+            let masks = (0..<count).map { b in (0..<n).map { actions.scalars[b * n + $0] != 0 } }
+            let steps = try TokenPruningEnvironment.step(batch: environments, actions: masks)
+            let greedySteps = try TokenPruningEnvironment.step(batch: greedy, actions: (0..<questions).map { b in (0..<n).map { modes.scalars[b * n + $0] != 0 } })
+            let rewards = steps.map(\.reward)
+            guard rewards.allSatisfy(\.isFinite) else { throw AgentError.nonFinite(agent: "grpo", what: "a reward") }
+            var advantages = [Float](repeating: 0, count: count)
+            for q in 0..<questions {
+                let group = Array(rewards[(q * groupSize)..<((q + 1) * groupSize)])
+                let mean = group.reduce(0, +) / Double(groupSize)
+                let std = (group.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, groupSize - 1))).squareRoot()
+                for g in 0..<groupSize { advantages[q * groupSize + g] = Float((group[g] - mean) / (std + 1e-8)) }
+            }
+            var losses: [PPOLoss] = []
+            for _ in 0..<epochs {
+                var order = Array(0..<count)
+                generator.shuffle(&order)
+                let size = max(1, count / minibatchCount)
+                for start in stride(from: 0, to: count, by: size) {
+                    let indices = Array(order[start..<min(count, start + size)])
+                    let batch = input.indexSelect(indices, alongAxis: 0)
+                    let distribution = network.distribution(batch)
+                    let zeros = Tensor.zeros([indices.count])
+                    let loss = PPOLoss.compute(
+                        newLogProbabilities: distribution.logProbability(of: actions.indexSelect(indices, alongAxis: 0)),
+                        oldLogProbabilities: oldLogProbabilities.indexSelect(indices, alongAxis: 0),
+                        advantages: Tensor(shape: [indices.count], scalars: indices.map { advantages[$0] }),
+                        newValues: zeros, oldValues: zeros, returns: zeros, entropy: distribution.entropy(),
+                        clipCoefficient: clipCoefficient, clipsValueLoss: false, normalizesAdvantages: false,
+                        entropyCoefficient: entropyCoefficient, valueCoefficient: 0)
+                    guard loss.total.scalar.isFinite else { throw AgentError.nonFinite(agent: "grpo", what: "the loss") }
+                    optimizer.zeroGradients()
+                    loss.total.backward()
+                    clipGradientNorm(network.parameters, maxNorm: maxGradientNorm)
+                    optimizer.step()
+                    losses.append(loss)
+                }
+            }
+            let row: [(String, Double)] = [
+                ("update", Double(update + 1)),
+                ("episodes", Double((update + 1) * count)),
+                ("reward_mean", rewards.reduce(0, +) / Double(count)),
+                ("greedy_score", greedySteps.map(\.reward).reduce(0, +) / Double(questions)),
+                ("learning_rate", Double(optimizer.learningRate)),
+                ("entropy", Double(losses.last!.entropy.scalar)),
+                ("approx_kl", Double(losses.map(\.approximateKL).reduce(0, +)) / Double(losses.count)),
+                ("clip_fraction", Double(losses.map(\.clipFraction).reduce(0, +)) / Double(losses.count)),
+            ]
+            rows.append(row)
+            onUpdate(update, row)
+        }
+        return rows
+    }
+}
