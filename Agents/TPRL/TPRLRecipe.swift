@@ -401,7 +401,11 @@ public enum TPRLRecipe {
             grpo.learningRate = c.ppoLearningRate
             grpo.entropyCoefficient = c.entropyCoefficient
             let bar = showsProgress ? ProgressBar(total: c.ppoUpdates, label: "group-relative PPO") : nil
-            let curve = try runDirectory.map { try MetricsLog(url: $0.url.appendingPathComponent("metrics.csv"), writesTensorBoard: false) }
+            // The phase reruns whole on a rerun of the recipe (it is deterministic), so its curve is rewritten.
+            let curve = try runDirectory.map { run -> MetricsLog in
+                try? FileManager.default.removeItem(at: run.metricsURL)
+                return try MetricsLog(url: run.metricsURL, writesTensorBoard: false)
+            }
             ppoRows = try grpo.train(network: network, seed: c.seed &+ 1, make: { index in
                 try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed &+ 100 &+ UInt64(index))
             }, onUpdate: { update, row in

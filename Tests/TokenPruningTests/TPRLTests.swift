@@ -365,14 +365,21 @@ import TestSupport
         #expect(throws: (any Error).self) { try smallRecipe { $0.ppoGroupSize = 1; $0.environment.maxSteps = 1 }.validate() }
         #expect(throws: (any Error).self) { try smallRecipe { $0.ppoTemperature = 0; $0.environment.maxSteps = 1 }.validate() }
         #expect(throws: (any Error).self) { try smallRecipe { $0.ppoExactBudget = true }.validate() }
-        // And runs it end to end on the fake model.
-        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: smallRecipe {
-            $0.ppoGroupSize = 2
-            $0.ppoUpdates = 1
-            $0.ppoEnvironments = 2
-            $0.environment.maxSteps = 1
-        }, showsProgress: false, log: { _ in })
-        #expect(artifacts.ppo.count == 1 && !artifacts.network.exactBudget)
+        // And runs it end to end on the fake model, its curve in the run directory (rewritten, not
+        // appended to, when the recipe reruns there).
+        let run = RunDirectory(try makeTemporaryDirectory("grpo-run"))
+        try run.create()
+        for _ in 0..<2 {
+            let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: smallRecipe {
+                $0.ppoGroupSize = 2
+                $0.ppoUpdates = 1
+                $0.ppoEnvironments = 2
+                $0.environment.maxSteps = 1
+            }, runDirectory: run, showsProgress: false, log: { _ in })
+            #expect(artifacts.ppo.count == 1 && !artifacts.network.exactBudget && artifacts.network.exactBudgetTemperature == 1)
+            let (columns, rows) = try MetricsLog.read(run.metricsURL)
+            #expect(columns.contains("greedy_score") && rows.count == 1)
+        }
     }
 
     /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
