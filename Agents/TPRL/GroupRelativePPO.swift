@@ -39,9 +39,10 @@ public struct GroupRelativePPO {
     public init() {}
 
     /// Trains `network` (its `exactBudget` is on during the call) on episodes of `make`'s
-    /// environments (one per episode of an update, `questions × groupSize`); returns one row of
-    /// metrics per update, including `greedy_score`: the mean reward of the top-k sets of the
-    /// update's tasks before it.
+    /// environments: `make(0..<questions·groupSize)` play an update's episodes, and
+    /// `make(questions·groupSize + q)` plays task q's top-k set for the `greedy_score` metric (the
+    /// mean reward of the top-k sets of the update's tasks, before it). Returns one row of metrics
+    /// per update; throws on a non-finite reward or loss.
     public func train(network: TPRLActorCritic, seed: UInt64, make: (Int) throws -> TokenPruningEnvironment,
                       onUpdate: (Int, [(String, Double)]) -> Void = { _, _ in }) throws -> [[(String, Double)]] {
         let count = questions * groupSize

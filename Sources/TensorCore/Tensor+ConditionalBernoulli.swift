@@ -81,7 +81,7 @@ public struct ConditionalBernoulliRows: Sendable {
         var l = [Double](repeating: Self.impossible, count: (m + 1) * width)
         var r = [Double](repeating: 0, count: (m + 1) * width)
         l[0] = 0
-        for i in 1...Swift.max(1, m) where m > 0 {
+        for i in stride(from: 1, through: m, by: 1) {
             let zi = z[b * n + entries[i - 1]]
             let previous = (i - 1) * width, current = i * width
             l[current] = l[previous]  // j = 0: the empty set, log 1
