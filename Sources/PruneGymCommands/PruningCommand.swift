@@ -225,6 +225,7 @@ extension PruningCommand {
           echo '{"environment": {"budget_choices": [0.333, 0.222, 0.111], "query_words": 16}}' > words.json
           swift run -c release prunegym tprl train --config words.json --out runs/tprl-words --run-dir runs/tprl-words-run
           swift run -c release prunegym tprl train --config examples/tprl-llm.json --out models/tprl-llm --run-dir runs/tprl-llm
+          swift run -c release prunegym tprl train --config examples/tprl-llm-grpo.json --out runs/tprl-grpo --run-dir runs/tprl-grpo-run
         """
 
     static func tprl(_ arguments: [String]) throws {

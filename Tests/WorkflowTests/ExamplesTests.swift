@@ -42,6 +42,18 @@ struct ExamplesTests {
         #expect(configuration.environment.pruneAfterLayer == 0)
     }
 
+    @Test("examples/tprl-llm-grpo.json is the shipped inside-LLM recipe with a group-relative PPO phase")
+    func groupRelativeRecipe() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-llm-grpo.json"))
+        let configuration = try JSONDecoder().decode(TPRLConfiguration.self, from: data)
+        try configuration.validate()
+        #expect(configuration.ppoGroupSize == 8 && configuration.ppoTemperature == 0.5 && configuration.environment.taskScore == .negativeKL)
+        var shipped = configuration
+        (shipped.ppoGroupSize, shipped.ppoTemperature, shipped.ppoEnvironments, shipped.ppoUpdates, shipped.ppoLearningRate) = (0, 1, 8, 30, 1e-4)
+        shipped.environment.taskScore = .accuracy
+        #expect(shipped == TPRLConfiguration.insideLLM)
+    }
+
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
     func rewardAblationConfig() throws {
         let configuration = try SweepConfiguration.load(Self.root.appendingPathComponent("examples/reward-ablation.json"))
