@@ -43,7 +43,14 @@ public struct GroupRelativePPO {
     /// `make(questions·groupSize + q)` plays task q's top-k set for the `greedy_score` metric (the
     /// mean reward of the top-k sets of the update's tasks, before it). Returns one row of metrics
     /// per update; throws on a non-finite reward or loss.
+    ///
+    /// With a `checkpoint` file the phase saves the network, Adam's moments, its generator and the
+    /// metrics after every update (atomically), and a call that finds the file resumes after its
+    /// last update — the same weights as an uninterrupted run; `onUpdate` is replayed for the
+    /// restored updates. `stopAfter` ends the call after that many updates (an interruption, for
+    /// tests and staged runs).
     public func train(network: TPRLActorCritic, seed: UInt64, make: (Int) throws -> TokenPruningEnvironment,
+                      checkpoint: URL? = nil, stopAfter: Int? = nil,
                       onUpdate: (Int, [(String, Double)]) -> Void = { _, _ in }) throws -> [[(String, Double)]] {
         let count = questions * groupSize
         let environments = try (0..<count).map(make)
@@ -55,7 +62,12 @@ public struct GroupRelativePPO {
         network.exactBudget = true
         defer { network.exactBudget = previous }
         var rows: [[(String, Double)]] = []
-        for update in 0..<updates {
+        if let checkpoint, FileManager.default.fileExists(atPath: checkpoint.path) {
+            (generator, rows) = try resume(from: checkpoint, network: network, optimizer: optimizer)
+            for (update, row) in rows.enumerated() { onUpdate(update, row) }
+        }
+        for update in rows.count..<updates {
+            if let stopAfter, update >= stopAfter { break }
             optimizer.learningRate = learningRate * (1 - Float(update) / Float(updates))
             // The same task (and budget) for every episode of a group.
             var observations: [Float] = []
@@ -123,8 +135,44 @@ public struct GroupRelativePPO {
                 ("clip_fraction", Double(losses.map(\.clipFraction).reduce(0, +)) / Double(losses.count)),
             ]
             rows.append(row)
+            if let checkpoint { try save(to: checkpoint, network: network, optimizer: optimizer, generator: generator, rows: rows) }
             onUpdate(update, row)
         }
         return rows
+    }
+
+    /// The settings a checkpoint must share with the phase that resumes it.
+    var settings: String {
+        "questions \(questions), group \(groupSize), updates \(updates), epochs \(epochs), minibatches \(minibatchCount), "
+            + "learning rate \(learningRate), clip \(clipCoefficient), entropy \(entropyCoefficient), gradient norm \(maxGradientNorm)"
+    }
+
+    /// The metrics of the updates so far, as a checkpoint records them.
+    struct Metrics: Codable {
+        var columns: [String]
+        var values: [[Double]]
+    }
+
+    func save(to url: URL, network: TPRLActorCritic, optimizer: Adam, generator: SeededGenerator, rows: [[(String, Double)]]) throws {
+        let metrics = Metrics(columns: rows.first?.map(\.0) ?? [], values: rows.map { $0.map(\.1) })
+        try Checkpoint.save(model: network, optimizer: optimizer, generators: ["grpo": generator],
+                            metadata: ["kind": "grpo", "grpo.settings": settings,
+                                       "grpo.metrics": String(decoding: try JSONEncoder().encode(metrics), as: UTF8.self)], to: url)
+    }
+
+    func resume(from url: URL, network: TPRLActorCritic, optimizer: Adam) throws -> (SeededGenerator, [[(String, Double)]]) {
+        let (generators, metadata) = try Checkpoint.load(from: url, model: network, optimizer: optimizer)
+        guard metadata["kind"] == "grpo", let generator = generators["grpo"], let text = metadata["grpo.metrics"],
+              let metrics = try? JSONDecoder().decode(Metrics.self, from: Data(text.utf8)) else {
+            throw FileError(path: url.path, reason: "not a checkpoint of a group-relative PPO phase; delete it to start the phase afresh")
+        }
+        guard metadata["grpo.settings"] == settings else {
+            throw FileError(path: url.path, reason: "a checkpoint of another group-relative PPO phase (\(metadata["grpo.settings"] ?? "no settings")); this one has \(settings); delete it to start afresh")
+        }
+        let rows = metrics.values.map { values in zip(metrics.columns, values).map { ($0, $1) } }
+        guard rows.count <= updates, metrics.values.allSatisfy({ $0.count == metrics.columns.count }) else {
+            throw FileError(path: url.path, reason: "its metrics are malformed or longer than the phase's \(updates) updates; delete it to start afresh")
+        }
+        return (generator, rows)
     }
 }

@@ -401,14 +401,15 @@ public enum TPRLRecipe {
             grpo.learningRate = c.ppoLearningRate
             grpo.entropyCoefficient = c.entropyCoefficient
             let bar = showsProgress ? ProgressBar(total: c.ppoUpdates, label: "group-relative PPO") : nil
-            // The phase reruns whole on a rerun of the recipe (it is deterministic), so its curve is rewritten.
+            // A rerun of the recipe resumes the phase from its checkpoint and replays the updates it
+            // restores, so the curve is rewritten from the start.
             let curve = try runDirectory.map { run -> MetricsLog in
                 try? FileManager.default.removeItem(at: run.metricsURL)
                 return try MetricsLog(url: run.metricsURL, writesTensorBoard: false)
             }
             ppoRows = try grpo.train(network: network, seed: c.seed &+ 1, make: { index in
                 try TokenPruningEnvironment(simulator: simulator, configuration: environmentConfiguration, seed: c.seed &+ 100 &+ UInt64(index))
-            }, onUpdate: { update, row in
+            }, checkpoint: runDirectory.map { $0.checkpointsURL.appendingPathComponent("grpo.safetensors") }, onUpdate: { update, row in
                 try? curve?.append(row)
                 let status = row.filter { ["reward_mean", "greedy_score", "approx_kl"].contains($0.0) }.map { "\($0.0) \(String(format: "%.3f", $0.1))" }.joined(separator: ", ")
                 if let bar { bar.update(update + 1, status: status) } else { log("    update \(update + 1): " + status) }

@@ -382,6 +382,48 @@ import TestSupport
         }
     }
 
+    /// An interrupted group-relative PPO phase resumed from its checkpoint ends with the weights
+    /// and metrics of an uninterrupted one; another phase's checkpoint and a corrupt file are refused.
+    @Test func groupRelativePPOResumesExactly() throws {
+        var environment = TokenPruningConfiguration()
+        environment.datasetSize = 20
+        environment.maxSteps = 1
+        environment.budgetChoices = [0.25, 0.5]
+        environment.taskScore = .negativeKL
+        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 1)
+        func fresh() -> TPRLActorCritic {
+            var g = SeededGenerator(seed: 0)
+            return TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+        }
+        let make = { (index: Int) in try TokenPruningEnvironment(simulator: simulator, configuration: environment, seed: UInt64(index)) }
+        var grpo = GroupRelativePPO()
+        grpo.questions = 2
+        grpo.groupSize = 3
+        grpo.updates = 3
+        grpo.learningRate = 1e-3
+        let whole = fresh()
+        let wholeRows = try grpo.train(network: whole, seed: 5, make: make)
+
+        let url = try makeTemporaryDirectory("grpo-resume").appendingPathComponent("grpo.safetensors")
+        #expect(try grpo.train(network: fresh(), seed: 5, make: make, checkpoint: url, stopAfter: 2).count == 2)
+        let resumed = fresh()  // as a new process would build it
+        var replayed: [Int] = []
+        let rows = try grpo.train(network: resumed, seed: 5, make: make, checkpoint: url, onUpdate: { update, _ in replayed.append(update) })
+        #expect(replayed == [0, 1, 2])
+        #expect(rows.map { $0.map(\.0) } == wholeRows.map { $0.map(\.0) } && rows.map { $0.map(\.1) } == wholeRows.map { $0.map(\.1) })
+        let env = try make(0)
+        let row = env.observationSpace.flattened(try env.reset(seed: 1).observation)
+        let x = Tensor(shape: [1, row.count], scalars: row)
+        #expect(resumed.keepLogits(x).scalars == whole.keepLogits(x).scalars)
+
+        var other = grpo
+        other.groupSize = 4
+        #expect { try other.train(network: fresh(), seed: 5, make: make, checkpoint: url) } throws: { "\($0)".contains("another group-relative PPO phase") }
+        let corrupt = url.deletingLastPathComponent().appendingPathComponent("corrupt.safetensors")
+        try Data("not a checkpoint".utf8).write(to: corrupt)
+        #expect { try grpo.train(network: fresh(), seed: 5, make: make, checkpoint: corrupt) } throws: { "\($0)".contains("corrupt.safetensors") }
+    }
+
     /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no
     /// autoencoder file but loads back through the identity.
     @Test func identityEncoderAblation() throws {
