@@ -308,18 +308,31 @@ import TestSupport
         return configuration
     }
 
-    /// Group-relative PPO with exact-budget draws: every episode keeps exactly the budget's k
-    /// tokens, advantages are centred within each group, the same seed gives the same policy, and
-    /// the settings it needs are checked.
-    @Test func groupRelativePPOKeepsExactlyTheBudget() throws {
+    /// One-step episodes at 25% or 50% of the fake model's 16 tokens, scored by −KL to the
+    /// unpruned answer: the group-relative tests' environment.
+    var oneStepEnvironment: TokenPruningConfiguration {
         var environment = TokenPruningConfiguration()
         environment.datasetSize = 20
         environment.maxSteps = 1
         environment.budgetChoices = [0.25, 0.5]
         environment.taskScore = .negativeKL
+        return environment
+    }
+
+    /// A budget-conditioned policy for `oneStepEnvironment`'s observations, the same weights on every call.
+    func oneStepPolicy() -> TPRLActorCritic {
         var g = SeededGenerator(seed: 0)
-        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 1)
-        let network = TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+        return TPRLActorCritic(layout: TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 1),
+                               width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+    }
+
+    /// Group-relative PPO with exact-budget draws: every episode keeps exactly the budget's k
+    /// tokens, advantages are centred within each group, the same seed gives the same policy, and
+    /// the settings it needs are checked.
+    @Test func groupRelativePPOKeepsExactlyTheBudget() throws {
+        let environment = oneStepEnvironment
+        var g = SeededGenerator(seed: 0)
+        let network = oneStepPolicy()
         // The distribution keeps round(budget·N) of the valid slots, whatever the logits.
         let env = try TokenPruningEnvironment(simulator: simulator, configuration: environment, seed: 3)
         let first = try env.reset(seed: 3).observation
@@ -334,8 +347,7 @@ import TestSupport
         #expect(network.distribution(Tensor(shape: [1, row.count], scalars: row)) is Bernoulli)
 
         func train(seed: UInt64) throws -> (TPRLActorCritic, [[(String, Double)]], [Int]) {
-            var g = SeededGenerator(seed: 0)
-            let network = TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
+            let network = oneStepPolicy()
             var grpo = GroupRelativePPO()
             grpo.questions = 3
             grpo.groupSize = 4
@@ -385,16 +397,8 @@ import TestSupport
     /// An interrupted group-relative PPO phase resumed from its checkpoint ends with the weights
     /// and metrics of an uninterrupted one; another phase's checkpoint and a corrupt file are refused.
     @Test func groupRelativePPOResumesExactly() throws {
-        var environment = TokenPruningConfiguration()
-        environment.datasetSize = 20
-        environment.maxSteps = 1
-        environment.budgetChoices = [0.25, 0.5]
-        environment.taskScore = .negativeKL
-        let layout = TokenPruningLayout(tokenCount: 16, codeWidth: 8, queryWidth: 8, maxSteps: 1)
-        func fresh() -> TPRLActorCritic {
-            var g = SeededGenerator(seed: 0)
-            return TPRLActorCritic(layout: layout, width: 16, heads: 4, conditionOnBudget: true, generator: &g)
-        }
+        let environment = oneStepEnvironment
+        let fresh = oneStepPolicy
         let make = { (index: Int) in try TokenPruningEnvironment(simulator: simulator, configuration: environment, seed: UInt64(index)) }
         var grpo = GroupRelativePPO()
         grpo.questions = 2
