@@ -197,10 +197,10 @@ public struct ConditionalBernoulli: ActionDistribution {
         for (b, size) in sizes.enumerated() {
             precondition(Int(size.rounded()) == counts[b], "ConditionalBernoulli.logProbability: row \(b) keeps \(Int(size.rounded())) entries, the distribution keeps exactly \(counts[b])")
         }
-        return (logits * chosen).sum(alongAxis: 1) - Tensor.conditionalBernoulliLogNormalizer(logits, mask: mask, counts: counts)
+        return (logits * chosen).sum(alongAxis: 1) - Tensor.conditionalBernoulliLogNormalizer(logits, rows: rows)
     }
 
-    public func entropy() -> Tensor { Tensor.conditionalBernoulliEntropy(logits, mask: mask, counts: counts) }
+    public func entropy() -> Tensor { Tensor.conditionalBernoulliEntropy(logits, rows: rows) }
 
     public func sample(using generator: inout SeededGenerator) -> Tensor {
         let (batch, n) = (logits.shape[0], logits.shape[1])

@@ -366,14 +366,12 @@ public final class GroundingPruner: TokenPruner {
         case .spread:
             // The rest of the budget spread evenly over the other tokens in raster order (as `uniform`).
             return .tokens((first + evenlySpaced(k - first.count, of: rest)).sorted())
-        case .classAttention:
-            return .tokens((first + topK(rest.map { entry.classAttention[$0] }, k - first.count).map { rest[$0] }).sorted())
+        case .classAttention, .rankingAttention:
+            let attention = fill == .classAttention ? entry.classAttention : entry.rankingAttention
+            return .tokens((first + topK(rest.map { attention[$0] }, k - first.count).map { rest[$0] }).sorted())
         case .nestedSpread:
             let order = coarseToFineOrder(grid: simulator.gridSize).filter { $0 < n && !chosen.contains($0) }
             return .tokens((first + order.prefix(k - first.count)).sorted())
-        case .rankingAttention:
-            let attention = entry.rankingAttention
-            return .tokens((first + topK(rest.map { attention[$0] }, k - first.count).map { rest[$0] }).sorted())
         }
     }
 }

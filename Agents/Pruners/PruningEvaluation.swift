@@ -52,7 +52,7 @@ public struct PruningEvaluation {
     }
 
     /// Tokens kept for a budget fraction (at least 1).
-    public func tokens(for budget: Double) -> Int { max(1, min(simulator.tokenCount, Int((budget * Double(simulator.tokenCount)).rounded()))) }
+    public func tokens(for budget: Double) -> Int { TokenPruningConfiguration.tokenCount(budget: budget, of: simulator.tokenCount) }
 
     /// Accuracy (overall and per family), mean tokens, FLOPs and latency of `pruner` at `budget`.
     public func evaluate(_ pruner: any TokenPruner, budget: Double, seed: UInt64, questions count: Int? = nil,

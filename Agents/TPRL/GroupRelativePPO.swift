@@ -87,9 +87,12 @@ public struct GroupRelativePPO {
                 return (sampled, distribution.logProbability(of: sampled), distribution.mode().indexSelect(firsts, alongAxis: 0))
             }
             let n = actions.shape[1]
-            let masks = (0..<count).map { b in (0..<n).map { actions.scalars[b * n + $0] != 0 } }
-            let steps = try TokenPruningEnvironment.step(batch: environments, actions: masks)
-            let greedySteps = try TokenPruningEnvironment.step(batch: greedy, actions: (0..<questions).map { b in (0..<n).map { modes.scalars[b * n + $0] != 0 } })
+            func masks(_ rows: Tensor) -> [[Bool]] {
+                let values = rows.scalars
+                return (0..<rows.shape[0]).map { b in (0..<n).map { values[b * n + $0] != 0 } }
+            }
+            let steps = try TokenPruningEnvironment.step(batch: environments, actions: masks(actions))
+            let greedySteps = try TokenPruningEnvironment.step(batch: greedy, actions: masks(modes))
             let rewards = steps.map(\.reward)
             guard rewards.allSatisfy(\.isFinite) else { throw AgentError.nonFinite(agent: "grpo", what: "a reward") }
             var advantages = [Float](repeating: 0, count: count)

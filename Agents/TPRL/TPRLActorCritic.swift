@@ -3,6 +3,7 @@ import Gym
 import NN
 import Policies
 import TensorCore
+import TokenPruning
 
 /// Where each part of a flattened `TokenPruning-v0` observation sits (the `DictSpace` key order:
 /// tokens, mask, positions, query, step, budget, attention, and with `query_words` > 0 words and
@@ -291,8 +292,9 @@ public final class TPRLActorCritic: ActorCritic {
         let (hidden, mask) = features(observations)
         let z = keepLogits(hidden: hidden.sliced(alongAxis: 1, 0..<layout.tokenCount), attention: observations.detached().sliced(alongAxis: 1, layout.attention))
         if exactBudget {
-            let n = Double(layout.tokenCount)
-            let counts = observations.detached().sliced(alongAxis: 1, layout.budget).scalars.map { max(1, Int((Double($0) * n).rounded())) }
+            let counts = observations.detached().sliced(alongAxis: 1, layout.budget).scalars.map {
+                TokenPruningConfiguration.tokenCount(budget: Double($0), of: layout.tokenCount)
+            }
             return ConditionalBernoulli(logits: exactBudgetTemperature == 1 ? z : z * (1 / exactBudgetTemperature), mask: mask, counts: counts)
         }
         return Bernoulli(logits: discounted(z, steps: steps(observations)), mask: mask)

@@ -152,9 +152,10 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         }
         if ppoUpdates < 0 { throw fail("ppo_updates must be ≥ 0, got \(ppoUpdates)") }
         if inferenceSelectionQuestions < 0 { throw fail("inference_selection_questions must be ≥ 0, got \(inferenceSelectionQuestions)") }
-        if ppoExactBudget && environment.maxSteps != 1 { throw fail("ppo_exact_budget needs episodes of one step (\"max_steps\": 1), got max_steps \(environment.maxSteps)") }
         if ppoGroupSize < 0 || ppoGroupSize == 1 { throw fail("ppo_group_size must be 0 (plain PPO) or ≥ 2, got \(ppoGroupSize)") }
-        if ppoGroupSize > 0 && environment.maxSteps != 1 { throw fail("ppo_group_size needs episodes of one step (\"max_steps\": 1), got max_steps \(environment.maxSteps)") }
+        if (ppoExactBudget || ppoGroupSize > 0) && environment.maxSteps != 1 {
+            throw fail("\(ppoGroupSize > 0 ? "ppo_group_size" : "ppo_exact_budget") needs episodes of one step (\"max_steps\": 1), got max_steps \(environment.maxSteps)")
+        }
         if !(ppoTemperature > 0) || !ppoTemperature.isFinite { throw fail("ppo_temperature must be a positive number, got \(ppoTemperature)") }
         if ppoEnvironments < 1 || ppoStepsPerRollout < 1 { throw fail("ppo_environments and ppo_steps_per_rollout must be ≥ 1") }
         try environment.validate()
@@ -227,7 +228,7 @@ public enum Demonstrations {
             let reset = try environment.reset(seed: seed &+ UInt64(episode))
             guard let entry = environment.currentEntry else { break }
             let budget = environment.currentBudget
-            let finalCount = max(1, Int((budget * Double(n)).rounded()))
+            let finalCount = TokenPruningConfiguration.tokenCount(budget: budget, of: n)
             guard case let .tokens(choice) = try demonstrator.plan(entry, budget: finalCount, simulator: simulator, generator: &generator) else {
                 throw AgentError.invalidDemonstrations(reason: "demonstrator \(demonstrator.name) does not select input tokens")
             }

@@ -26,6 +26,10 @@ public enum EfficiencyTerm: String, Codable, Sendable, CaseIterable {
 /// The MDP's settings. Every field may be omitted from JSON (snake_case keys); unknown keys are
 /// rejected by name.
 public struct TokenPruningConfiguration: Codable, Sendable, Equatable {
+    /// The tokens a budget (a share of `n`) keeps: round(budget·n), at least 1 and at most n —
+    /// the rule of the evaluation, the demonstrations and the exact-budget policy alike.
+    public static func tokenCount(budget: Double, of n: Int) -> Int { max(1, min(n, Int((budget * Double(n)).rounded()))) }
+
     /// Weight α of the task term.
     public var alpha: Double = 1
     /// Weight β of the efficiency term.

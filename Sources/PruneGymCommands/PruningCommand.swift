@@ -276,23 +276,13 @@ extension PruningCommand {
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)
         try writeBehaviorCloningCurve(artifacts.behaviorCloning, in: run)
         if configuration.ppoUpdates > 0 && configuration.ppoGroupSize > 0 {
-            try writeGroupCurve(run, title: "TPRL: group-relative PPO in TokenPruning-v0, seed \(configuration.seed)")
+            // The sampled episodes' and the top-k sets' mean reward on the same tasks, per update.
+            try TrainCommand.writeCurve(run, title: "TPRL: group-relative PPO in TokenPruning-v0, seed \(configuration.seed)", x: ("episodes", "episodes"),
+                                        yLabel: "mean reward per update", series: [("reward_mean", "sampled episodes"), ("greedy_score", "top-k sets")])
         } else if configuration.ppoUpdates > 0 {
             try TrainCommand.writeLearningCurve(run, title: "TPRL: PPO in TokenPruning-v0, seed \(configuration.seed)")
         }
         print(String(format: "TPRL recipe took %.0f s; wrote %@", Date().timeIntervalSince(started), out.path))
-    }
-
-    /// `learning-curve.svg` of a group-relative PPO phase: the mean reward of the sampled episodes
-    /// and of the top-k sets of the same tasks, per update.
-    static func writeGroupCurve(_ run: RunDirectory, title: String) throws {
-        let (columns, rows) = try MetricsLog.read(run.metricsURL)
-        guard let x = columns.firstIndex(of: "episodes") else { return }
-        let series = [("reward_mean", "sampled episodes"), ("greedy_score", "top-k sets")].compactMap { column, name in
-            columns.firstIndex(of: column).map { y in SVGPlot.Series(name: name, points: rows.map { (x: $0[x], y: $0[y]) }) }
-        }
-        let svg = SVGPlot.lineChart(title: title, xLabel: "episodes", yLabel: "mean reward per update", series: series)
-        try AtomicFile.write(Data(svg.utf8), to: run.url.appendingPathComponent("learning-curve.svg"))
     }
 
     /// `behavior-cloning.svg`: the training and held-out losses per epoch of behaviour cloning's

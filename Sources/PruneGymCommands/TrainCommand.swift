@@ -151,11 +151,21 @@ enum TrainCommand {
     }
 
     static func writeLearningCurve(_ runDirectory: RunDirectory, title: String) throws {
+        try writeCurve(runDirectory, title: title, x: ("step", "environment steps"), yLabel: "mean return (last 20 episodes)",
+                       series: [("return_mean", "training return")])
+    }
+
+    /// `learning-curve.svg` of a run: the `series` columns of its `metrics.csv` against column
+    /// `x` (nothing when the file lacks them).
+    static func writeCurve(_ runDirectory: RunDirectory, title: String, x: (column: String, label: String), yLabel: String,
+                           series: [(column: String, name: String)]) throws {
         let (columns, rows) = try MetricsLog.read(runDirectory.metricsURL)
-        guard let x = columns.firstIndex(of: "step"), let y = columns.firstIndex(of: "return_mean") else { return }
-        let points = rows.map { (x: $0[x], y: $0[y]) }
-        let svg = SVGPlot.lineChart(title: title, xLabel: "environment steps", yLabel: "mean return (last 20 episodes)",
-                                    series: [.init(name: "training return", points: points)])
+        guard let xIndex = columns.firstIndex(of: x.column) else { return }
+        let lines = series.compactMap { column, name in
+            columns.firstIndex(of: column).map { y in SVGPlot.Series(name: name, points: rows.map { (x: $0[xIndex], y: $0[y]) }) }
+        }
+        guard !lines.isEmpty else { return }
+        let svg = SVGPlot.lineChart(title: title, xLabel: x.label, yLabel: yLabel, series: lines)
         try AtomicFile.write(Data(svg.utf8), to: runDirectory.url.appendingPathComponent("learning-curve.svg"))
     }
 }

@@ -12,18 +12,12 @@ extension Tensor {
     /// over the entries whose `mask` is 1 (all when nil). Its gradient is each entry's inclusion
     /// probability P(i ∈ S). `[B]`.
     public static func conditionalBernoulliLogNormalizer(_ logits: Tensor, mask: Tensor?, counts: [Int]) -> Tensor {
-        let problem = ConditionalBernoulliRows(logits: logits, mask: mask, counts: counts)
-        var result = Tensor(shape: [problem.batch], scalars: (0..<problem.batch).map { Float(problem.forward($0).logNormalizer) })
-        Tensor.record(&result, logits) { g, _ in
-            let gradient = g.scalars
-            var dz = [Float](repeating: 0, count: problem.batch * problem.n)
-            for b in 0..<problem.batch {
-                let row = problem.backward(b, normalizerAdjoint: Double(gradient[b]), entropyAdjoint: 0)
-                for i in 0..<problem.n { dz[b * problem.n + i] = Float(row[i]) }
-            }
-            return [Tensor(shape: logits.shape, scalars: dz)]
-        }
-        return result
+        conditionalBernoulliLogNormalizer(logits, rows: ConditionalBernoulliRows(logits: logits, mask: mask, counts: counts))
+    }
+
+    /// `conditionalBernoulliLogNormalizer` from `rows` already computed for `logits`.
+    public static func conditionalBernoulliLogNormalizer(_ logits: Tensor, rows: ConditionalBernoulliRows) -> Tensor {
+        conditionalBernoulli(logits, rows: rows, entropy: false)
     }
 
     /// The entropy −Σ_S P(S) log P(S) of the k-subset distribution of each row (see
@@ -31,17 +25,25 @@ extension Tensor {
     /// H = log e_k − E[Σ_{i∈S} z_i], the expectation by the recurrence
     /// R_i(j) = (1 − q)·R_{i−1}(j) + q·(R_{i−1}(j − 1) + z_i), q = e^{z_i + L_{i−1}(j−1) − L_i(j)}.
     public static func conditionalBernoulliEntropy(_ logits: Tensor, mask: Tensor?, counts: [Int]) -> Tensor {
-        let problem = ConditionalBernoulliRows(logits: logits, mask: mask, counts: counts)
-        var result = Tensor(shape: [problem.batch], scalars: (0..<problem.batch).map { b in
-            let tables = problem.forward(b)
-            return Float(tables.logNormalizer - tables.expectedScore)
-        })
+        conditionalBernoulliEntropy(logits, rows: ConditionalBernoulliRows(logits: logits, mask: mask, counts: counts))
+    }
+
+    /// `conditionalBernoulliEntropy` from `rows` already computed for `logits`.
+    public static func conditionalBernoulliEntropy(_ logits: Tensor, rows: ConditionalBernoulliRows) -> Tensor {
+        conditionalBernoulli(logits, rows: rows, entropy: true)
+    }
+
+    /// log e_k, or the entropy log e_k − E[Σ_S z], per row, with its pullback.
+    private static func conditionalBernoulli(_ logits: Tensor, rows: ConditionalBernoulliRows, entropy: Bool) -> Tensor {
+        precondition(logits.shape == [rows.batch, rows.n], "conditional Bernoulli: logits \(logits.shape) for rows of [\(rows.batch), \(rows.n)]")
+        var result = Tensor(shape: [rows.batch], scalars: rows.tables.map { Float(entropy ? $0.logNormalizer - $0.expectedScore : $0.logNormalizer) })
         Tensor.record(&result, logits) { g, _ in
             let gradient = g.scalars
-            var dz = [Float](repeating: 0, count: problem.batch * problem.n)
-            for b in 0..<problem.batch {
-                let row = problem.backward(b, normalizerAdjoint: Double(gradient[b]), entropyAdjoint: Double(gradient[b]))
-                for i in 0..<problem.n { dz[b * problem.n + i] = Float(row[i]) }
+            var dz = [Float](repeating: 0, count: rows.batch * rows.n)
+            for b in 0..<rows.batch {
+                let adjoint = Double(gradient[b])
+                let row = rows.backward(b, normalizerAdjoint: adjoint, entropyAdjoint: entropy ? adjoint : 0)
+                for i in 0..<rows.n { dz[b * rows.n + i] = Float(row[i]) }
             }
             return [Tensor(shape: logits.shape, scalars: dz)]
         }
@@ -72,17 +74,33 @@ public struct ConditionalBernoulliRows: Sendable {
         let n = self.n
         valid = (0..<batch).map { b in (0..<n).filter { m == nil || m![b * n + $0] != 0 } }
         self.counts = zip(counts, valid).map { Swift.max(0, Swift.min($0, $1.count)) }
+        let (z, valid, k) = (self.z, self.valid, self.counts)
+        tables = (0..<batch).map { b in Self.forward(z: z[(b * n)..<((b + 1) * n)], entries: valid[b], k: k[b]) }
     }
 
-    /// The forward tables of row `b`: L (the log elementary symmetric sums of the first i valid
-    /// entries, (m + 1) × (k + 1), row-major) and R (the expected score sums).
-    public func forward(_ b: Int) -> (l: [Double], r: [Double], logNormalizer: Double, expectedScore: Double) {
-        let entries = valid[b], k = counts[b], m = entries.count, width = k + 1
+    /// The forward tables of one row: L (the log elementary symmetric sums of the first i valid
+    /// entries, (m + 1) × (k + 1), row-major) and R (the expected score sums), and their last cells.
+    public struct Tables: Sendable {
+        /// L_i(j), row-major over i = 0…m and j = 0…k.
+        public let l: [Double]
+        /// R_i(j), the expected Σ z of a j-subset of the first i entries.
+        public let r: [Double]
+        /// log e_k of the row.
+        public var logNormalizer: Double { l[l.count - 1] }
+        /// E[Σ_{i∈S} z_i] of the row.
+        public var expectedScore: Double { r[r.count - 1] }
+    }
+    /// Each row's tables, computed once when the rows are made (values, gradients and samples read them).
+    public let tables: [Tables]
+
+    /// The tables of one row: logits `z` (the row's n), its valid `entries` and k.
+    static func forward(z: ArraySlice<Double>, entries: [Int], k: Int) -> Tables {
+        let m = entries.count, width = k + 1, base = z.startIndex
         var l = [Double](repeating: Self.impossible, count: (m + 1) * width)
         var r = [Double](repeating: 0, count: (m + 1) * width)
         l[0] = 0
         for i in stride(from: 1, through: m, by: 1) {
-            let zi = z[b * n + entries[i - 1]]
+            let zi = z[base + entries[i - 1]]
             let previous = (i - 1) * width, current = i * width
             l[current] = l[previous]  // j = 0: the empty set, log 1
             for j in 1..<width {
@@ -95,7 +113,7 @@ public struct ConditionalBernoulliRows: Sendable {
                 r[current + j] = (1 - q) * r[previous + j] + q * (r[previous + j - 1] + zi)
             }
         }
-        return (l, r, l[m * width + k], r[m * width + k])
+        return Tables(l: l, r: r)
     }
 
     /// d/dz of `normalizerAdjoint`·log e_k − `entropyAdjoint`·E[Σ_{i∈S} z_i] for row `b` (the
@@ -104,14 +122,18 @@ public struct ConditionalBernoulliRows: Sendable {
         let entries = valid[b], k = counts[b], m = entries.count, width = k + 1
         var dz = [Double](repeating: 0, count: n)
         guard m > 0 else { return dz }
-        let (l, r, _, _) = forward(b)
+        let (l, r) = (tables[b].l, tables[b].r)
         var gl = [Double](repeating: 0, count: width), gr = [Double](repeating: 0, count: width)
+        var nextL = gl, nextR = gr  // the adjoints of row i − 1, reused across rows
         gl[k] = normalizerAdjoint
         gr[k] = -entropyAdjoint
         for i in stride(from: m, through: 1, by: -1) {
             let zi = z[b * n + entries[i - 1]]
             let previous = (i - 1) * width, current = i * width
-            var nextL = [Double](repeating: 0, count: width), nextR = [Double](repeating: 0, count: width)
+            for j in 1..<width {
+                nextL[j] = 0
+                nextR[j] = 0
+            }
             nextL[0] = gl[0]
             nextR[0] = gr[0]
             var gz = 0.0
@@ -133,8 +155,8 @@ public struct ConditionalBernoulliRows: Sendable {
                 gz += gc
             }
             dz[entries[i - 1]] = gz
-            gl = nextL
-            gr = nextR
+            swap(&gl, &nextL)
+            swap(&gr, &nextR)
         }
         return dz
     }
@@ -143,7 +165,7 @@ public struct ConditionalBernoulliRows: Sendable {
     /// entry i joins with probability e^{z_i} e_{r−1}(first i − 1) / e_r(first i), r the places left).
     public func sample(_ b: Int, using generator: inout SeededGenerator) -> [Int] {
         let entries = valid[b], k = counts[b], width = k + 1
-        let (l, _, _, _) = forward(b)
+        let l = tables[b].l
         var chosen: [Int] = []
         var left = k
         var i = entries.count

@@ -160,9 +160,9 @@ extension LlavaModel: VisionLanguageModel {
         return (Tensor.stacked(rows), lengths.map { $0 - 1 }, requests.map(\.prefix.count))
     }
 
+    /// Row `last[b]` of each sequence of `hidden` `[B, T, D]`, as `[B, D]`.
     func gatherLast(_ hidden: Tensor, _ last: [Int]) -> Tensor {
-        let (batch, length, width) = (hidden.shape[0], hidden.shape[1], hidden.shape[2])
-        return hidden.reshaped(to: [batch * length, width]).indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
+        hidden.gatheringRows(last).reshaped(to: [last.count, hidden.shape[2]])
     }
 
     public func answerLogits(_ requests: [AnswerRequest]) throws -> Tensor {
