@@ -15,8 +15,20 @@ public enum BLAS {
         return true
     }()
 
-    /// Below this many floating-point operations a GEMM runs on one thread.
+    /// Below this many floating-point operations a GEMM runs on one thread, unless it has rows
+    /// enough to split by rows (`rowSplitThreshold`).
     static let parallelThreshold = 1 << 21
+
+    /// From this many floating-point operations a GEMM whose result has at least
+    /// `minimumRowsPerPart` rows per part is split by rows. Inference at batch 1 is made of such
+    /// products (a pruned sequence of ~100 tokens times a 128 × 128 projection is 3 MFLOP): kept
+    /// on one thread, a third of a pruned prefill left the second core idle. A split by rows gives
+    /// the same bits as the whole product (each row's sums are unchanged), so results stay
+    /// independent of the thread count.
+    static let rowSplitThreshold = 1 << 19
+
+    /// The fewest rows of C a part of a row-split GEMM below `parallelThreshold` gets.
+    static let minimumRowsPerPart = 32
 
     /// C ← α·op(A)·op(B) + β·C, split over the worker threads by rows of C (or by columns when C
     /// has few rows). Each part is a single-threaded `cblas_sgemm` on a sub-block addressed by
@@ -28,13 +40,17 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         let work = 2 * m * n * k
-        let parts = Swift.min(Parallel.threadCount, Swift.max(1, work / parallelThreshold))
+        var parts = Swift.min(Parallel.threadCount, Swift.max(1, work / parallelThreshold))
+        var byRows = m >= n || m >= 64 * parts
+        if parts <= 1 && work >= rowSplitThreshold {
+            parts = Swift.min(Parallel.threadCount, m / minimumRowsPerPart, Swift.max(1, work / rowSplitThreshold))
+            byRows = true
+        }
         if parts <= 1 {
             gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
         }
-        let byRows = m >= n || m >= 64 * parts
         let length = byRows ? m : n
         let chunk = (length + parts - 1) / parts
         Parallel.forRanges(parts, cost: Parallel.minimumParallelCount) { range in
@@ -97,6 +113,12 @@ extension BLAS {
     @inline(__always)
     static func softmaxRowAVX2(_ row: UnsafeMutablePointer<Float>, count: Int) {
         prunegym_softmax_avx2(row, count)
+    }
+
+    /// e^x over `count` elements with the shim's general eight-lane exponential, or with the
+    /// softmax's (`nonpositive`: for x ≤ 0, −∞ and NaN only), only when `avx2`; for the tests.
+    static func expAVX2(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, nonpositive: Bool) {
+        prunegym_exp_avx2(x, y, count, nonpositive ? 1 : 0)
     }
 
     /// y = x·σ(a·x) over `count` elements with the shim's eight-lane kernel (only when `avx2`).

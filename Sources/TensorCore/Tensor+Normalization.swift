@@ -16,9 +16,11 @@ extension Tensor {
         let source = x.storage.base, target = result.storage.base
         let xhat = normalized.storage.base, rstd = inverseDeviations.storage.base
         let w = weight?.storage.base, b = bias?.storage.base
+        // x̂ is kept only for the backward pass; otherwise the output row holds it meanwhile.
+        let keepsNormalized = GradientTape.isRecording && (x.node != nil || weight?.node != nil || bias?.node != nil)
         Parallel.forRanges(rows, cost: d * 4) { range in
             for r in range {
-                let input = source + r * d, output = target + r * d, hat = xhat + r * d
+                let input = source + r * d, output = target + r * d, hat = keepsNormalized ? xhat + r * d : output
                 let mean = FastMath4.sum(input, d) / Float(d)
                 for j in 0..<d { hat[j] = input[j] - mean }
                 let variance = FastMath4.dot(hat, hat, d) / Float(d)
@@ -74,17 +76,48 @@ extension Tensor {
         let source = x.storage.base, target = result.storage.base
         let xhat = normalized.storage.base, rrms = inverseRoots.storage.base
         let w = weight?.storage.base
+        // x̂ is kept only for the backward pass.
+        let keepsNormalized = GradientTape.isRecording && (x.node != nil || weight?.node != nil)
         Parallel.forRanges(rows, cost: d * 3) { range in
-            for r in range {
-                let input = source + r * d, output = target + r * d, hat = xhat + r * d
-                var squares: Float = 0
-                for j in 0..<d { squares += input[j] * input[j] }
-                let inverse = 1 / (squares / Float(d) + epsilon).squareRoot()
-                rrms[r] = inverse
-                for j in 0..<d {
-                    hat[j] = input[j] * inverse
-                    output[j] = hat[j] * (w?[j] ?? 1)
+            // Σx² runs in index order, as PyTorch's reference does on one row; four rows at a time
+            // so the four dependency chains overlap (the same bits as one row at a time).
+            var r = range.lowerBound
+            while r < range.upperBound {
+                let group = Swift.min(4, range.upperBound - r)
+                var squares: (Float, Float, Float, Float) = (0, 0, 0, 0)
+                if group == 4 {
+                    let (a, b, c, e) = (source + r * d, source + (r + 1) * d, source + (r + 2) * d, source + (r + 3) * d)
+                    for j in 0..<d {
+                        squares.0 += a[j] * a[j]
+                        squares.1 += b[j] * b[j]
+                        squares.2 += c[j] * c[j]
+                        squares.3 += e[j] * e[j]
+                    }
+                } else {
+                    for g in 0..<group {
+                        let input = source + (r + g) * d
+                        var sum: Float = 0
+                        for j in 0..<d { sum += input[j] * input[j] }
+                        switch g { case 0: squares.0 = sum; case 1: squares.1 = sum; default: squares.2 = sum }
+                    }
                 }
+                for g in 0..<group {
+                    let sum = g == 0 ? squares.0 : g == 1 ? squares.1 : g == 2 ? squares.2 : squares.3
+                    let row = r + g
+                    let input = source + row * d, output = target + row * d
+                    let inverse = 1 / (sum / Float(d) + epsilon).squareRoot()
+                    rrms[row] = inverse
+                    if keepsNormalized {
+                        let hat = xhat + row * d
+                        for j in 0..<d { hat[j] = input[j] * inverse }
+                    }
+                    if let w {
+                        for j in 0..<d { output[j] = (input[j] * inverse) * w[j] }
+                    } else {
+                        for j in 0..<d { output[j] = input[j] * inverse }
+                    }
+                }
+                r += group
             }
         }
         let weightValue = weight?.detached()

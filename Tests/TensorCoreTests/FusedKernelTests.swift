@@ -40,6 +40,60 @@ struct FusedKernelTests {
         #expect(masked == [Float](repeating: 0, count: 13))
     }
 
+    @Test("the softmax's exponential gives the general one's bits on every argument a softmax passes (x ≤ 0, −∞, NaN)")
+    func softmaxExponential() throws {
+        try #require(BLAS.avx2, "no AVX2 + FMA here: the portable kernels have one exponential")
+        var x = (0...300_000).map { -95 + Float($0) * (95 / 300_000) }
+        x += [0, -0.0, -87.33654, -87.33653, -87.33655, -.infinity, .nan, -Float.leastNonzeroMagnitude, -Float.greatestFiniteMagnitude]
+        var general = [Float](repeating: 1, count: x.count), softmax = general
+        BLAS.expAVX2(x, &general, count: x.count, nonpositive: false)
+        BLAS.expAVX2(x, &softmax, count: x.count, nonpositive: true)
+        for (j, value) in x.enumerated() where !value.isNaN {
+            #expect(general[j].bitPattern == softmax[j].bitPattern, "e^\(value): \(general[j]) against \(softmax[j])")
+        }
+        #expect(softmax[x.count - 4] == 0 && softmax[x.count - 3].isNaN && softmax[x.count - 1] == 0)
+    }
+
+    @Test("a GEMM split by rows over the workers gives the single call's bits", arguments: [(96, 128, 128), (96, 64, 128), (257, 64, 64), (70, 344, 128), (16, 1376, 128), (33, 7, 300)])
+    func rowSplitGEMM(mnk: (Int, Int, Int)) {
+        let (m, n, k) = mnk
+        let a = Self.random([m, k], seed: 31), b = Self.random([n, k], seed: 32)
+        var split = [Float](repeating: 0, count: m * n), whole = split
+        a.scalars.withUnsafeBufferPointer { a in
+            b.scalars.withUnsafeBufferPointer { b in
+                BLAS.parallelGEMM(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: k, c: &split, ldc: n)
+                BLAS.gemm(transposeA: false, transposeB: true, m: m, n: n, k: k, a: a.baseAddress!, lda: k, b: b.baseAddress!, ldb: k, c: &whole, ldc: n)
+            }
+        }
+        #expect(split.map(\.bitPattern) == whole.map(\.bitPattern))
+    }
+
+    @Test("layer norm and RMS norm give the same bits in inference mode (no x̂ kept) as on the tape", arguments: [1, 3, 4, 7, 9, 130])
+    func normalizationModes(rows: Int) {
+        for d in [5, 64, 128] {
+            let x = Self.random([rows, d], seed: UInt64(rows * 100 + d))
+            let w = Parameter(Self.random([d], seed: 41)), bias = Parameter(Self.random([d], seed: 42))
+            let taped = [Tensor.rmsNorm(x, weight: w.tensor, epsilon: 1e-6), Tensor.rmsNorm(x, weight: nil, epsilon: 1e-6),
+                         Tensor.layerNorm(x, weight: w.tensor, bias: bias.tensor, epsilon: 1e-5)]
+            #expect(taped[0].node != nil && taped[2].node != nil)
+            let inference = withInferenceMode {
+                [Tensor.rmsNorm(x, weight: w.tensor, epsilon: 1e-6), Tensor.rmsNorm(x, weight: nil, epsilon: 1e-6),
+                 Tensor.layerNorm(x, weight: w.tensor, bias: bias.tensor, epsilon: 1e-5)]
+            }
+            for (one, other) in zip(taped, inference) {
+                #expect(one.scalars.map(\.bitPattern) == other.scalars.map(\.bitPattern), "rows \(rows), d \(d)")
+            }
+            // One row at a time in index order, as before rows were grouped by four.
+            let values = x.scalars, weights = w.tensor.scalars, out = inference[0].scalars
+            for r in 0..<rows {
+                var squares: Float = 0
+                for j in 0..<d { squares += values[r * d + j] * values[r * d + j] }
+                let inverse = 1 / (squares / Float(d) + 1e-6).squareRoot()
+                for j in 0..<d { #expect(out[r * d + j].bitPattern == ((values[r * d + j] * inverse) * weights[j]).bitPattern) }
+            }
+        }
+    }
+
     @Test("x·σ(a·x) (AVX2 kernel over the workers where the CPU has it) is within 1e-6·(1+|x|) of double precision")
     func sigmoidGated() {
         // 100 003 values: split over the workers, with a tail that is not a multiple of 8.
