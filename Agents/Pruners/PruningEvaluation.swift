@@ -47,6 +47,26 @@ public struct PruningEvaluation {
     /// the mean of those times over the questions.
     public var latencyRounds = 3
 
+    /// One latency measurement: `pruner` at `budget` with `seed`'s draws, on the first
+    /// `questions` questions (at most `latencyQuestions` of them are timed).
+    public struct LatencyCell {
+        /// The method timed.
+        public var pruner: any TokenPruner
+        /// The share of visual tokens it keeps, its seed, and the questions it was evaluated on.
+        public var budget: Double, seed: UInt64, questions: Int
+        /// Rounds for this cell (`latencyRounds` when nil): the oracle's choice costs hundreds of
+        /// model calls, so the report times it once.
+        public var rounds: Int?
+        /// A cell to time.
+        public init(pruner: any TokenPruner, budget: Double, seed: UInt64, questions: Int, rounds: Int? = nil) {
+            self.pruner = pruner
+            self.budget = budget
+            self.seed = seed
+            self.questions = questions
+            self.rounds = rounds
+        }
+    }
+
     /// An evaluation of `questions` questions of `split`, timing `latencyQuestions` of them one at a time.
     public init(simulator: PruningSimulator, split: String = "test", questions: Int = 2000, latencyQuestions: Int = 48) {
         self.simulator = simulator
@@ -59,7 +79,8 @@ public struct PruningEvaluation {
     public func tokens(for budget: Double) -> Int { TokenPruningConfiguration.tokenCount(budget: budget, of: simulator.tokenCount) }
 
     /// Accuracy (overall and per family), mean tokens, FLOPs and latency of `pruner` at `budget`.
-    public func evaluate(_ pruner: any TokenPruner, budget: Double, seed: UInt64, questions count: Int? = nil,
+    /// `timed: false` leaves the latency at 0 for `latencies(_:)` to fill in.
+    public func evaluate(_ pruner: any TokenPruner, budget: Double, seed: UInt64, questions count: Int? = nil, timed: Bool = true,
                          progress: ((Int) -> Void)? = nil) throws -> PruningResult {
         let n = count ?? questions
         let k = tokens(for: budget)
@@ -94,28 +115,44 @@ public struct PruningEvaluation {
             }
             progress?(min(n, start + 64))
         }
-        // Latency: one question at a time — the vision tower on the image (what the FLOPs count
-        // too), the pruner's selection, and the language model on what it keeps.
-        let timed = try simulator.entries(Array(0..<min(n, latencyQuestions)), split: split)
-        var timer = SeededGenerator(seed: seed)
-        var fastest = [Double](repeating: .infinity, count: timed.count)
-        for _ in 0..<max(1, latencyRounds) {
-            for (index, entry) in timed.enumerated() {
-                let started = DispatchTime.now().uptimeNanoseconds
-                let size = entry.task.imageSize
-                _ = withInferenceMode { model.encode(Tensor(shape: [1, 3, size, size], scalars: entry.task.pixels)) }
-                let plan = try pruner.plan(entry, budget: k, simulator: simulator, generator: &timer)
-                _ = try answer([entry], [plan])
-                fastest[index] = min(fastest[index], Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
-            }
-        }
-        let elapsed = fastest.reduce(0, +) / Double(max(1, timed.count))
+        let elapsed = timed ? try latencies([LatencyCell(pruner: pruner, budget: budget, seed: seed, questions: n)])[0] : 0
         var perFamily: [String: Double] = [:]
         for (family, total) in familyTotal { perFamily[family] = Double(familyCorrect[family] ?? 0) / Double(total) }
         return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, accuracy: Double(correct) / Double(max(1, n)),
                              accuracyPerFamily: perFamily, meanTokens: Double(tokenSum) / Double(max(1, n)), flops: flopSum / Double(max(1, n)),
                              selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
                              latencyMilliseconds: elapsed, subset: count != nil && count! < questions)
+    }
+
+    /// Time per answer (ms) of each cell, batch 1: the vision tower on the image (what the FLOPs
+    /// count too), the pruner's choice, and the language model on what it keeps. The rounds run
+    /// over all the cells in turn — round 1 of every cell, then round 2 … — so that a stretch of
+    /// other work on the machine falls on one round of many cells rather than on every round of
+    /// one; each question's time is its fastest round, and a cell's figure the mean over its
+    /// questions. `progress` is told of each cell-round done.
+    public func latencies(_ cells: [LatencyCell], progress: ((Int) -> Void)? = nil) throws -> [Double] {
+        let model = simulator.model
+        let timed = try cells.map { try simulator.entries(Array(0..<min($0.questions, latencyQuestions)), split: split) }
+        var timers = cells.map { SeededGenerator(seed: $0.seed) }
+        var fastest = timed.map { [Double](repeating: .infinity, count: $0.count) }
+        let rounds = cells.map { max(1, $0.rounds ?? latencyRounds) }
+        var done = 0
+        for round in 0..<(rounds.max() ?? 0) {
+            for (c, cell) in cells.enumerated() where round < rounds[c] {
+                let k = tokens(for: cell.budget)
+                for (q, entry) in timed[c].enumerated() {
+                    let started = DispatchTime.now().uptimeNanoseconds
+                    let size = entry.task.imageSize
+                    _ = withInferenceMode { model.encode(Tensor(shape: [1, 3, size, size], scalars: entry.task.pixels)) }
+                    let plan = try cell.pruner.plan(entry, budget: k, simulator: simulator, generator: &timers[c])
+                    _ = try answer([entry], [plan])
+                    fastest[c][q] = min(fastest[c][q], Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
+                }
+                done += 1
+                progress?(done)
+            }
+        }
+        return fastest.map { $0.isEmpty ? 0 : $0.reduce(0, +) / Double($0.count) }
     }
 
     /// Answer logits for each entry under its plan, FastV plans batched through the model's FastV

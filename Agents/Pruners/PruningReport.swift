@@ -17,30 +17,40 @@ public enum PruningReport {
         let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
         var done = 0
         var results: [PruningResult] = []
-        var unpruned: PruningResult?
+        // The cells whose answers were computed, each with the results that share them; timed
+        // together once every accuracy is in (`PruningEvaluation.latencies`).
+        var cells: [(cell: PruningEvaluation.LatencyCell, results: [Int])] = []
+        var unpruned: (result: PruningResult, cell: Int)?
         for pruner in pruners {
             for budget in budgets {
-                var first: PruningResult?
+                var first: (result: PruningResult, cell: Int)?
                 for seed in seeds {
                     let count = pruner.name == "oracle" ? min(oracleQuestions, questions) : questions
                     let base = done
                     var result: PruningResult
-                    if budget >= 1, pruner.name != "oracle", var full = unpruned {
+                    var cell: Int
+                    if budget >= 1, pruner.name != "oracle", let full = unpruned {
                         // Every method keeps every token at 100%: the same answers (FastV included).
-                        full.method = pruner.name
-                        full.seed = seed
-                        result = full
-                    } else if pruner.isDeterministic, var again = first {
-                        again.seed = seed  // a deterministic choice: the same result for every seed
-                        result = again
+                        (result, cell) = full
+                        result.method = pruner.name
+                        result.seed = seed
+                    } else if pruner.isDeterministic, let again = first {
+                        (result, cell) = again  // a deterministic choice: the same result for every seed
+                        result.seed = seed
                     } else {
-                        result = try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count) { progress?.update(base + $0, status: "\(pruner.name) @ \(budget)") }
+                        result = try evaluation.evaluate(pruner, budget: budget, seed: seed, questions: count, timed: false) {
+                            progress?.update(base + $0, status: "\(pruner.name) @ \(budget)")
+                        }
+                        cell = cells.count
+                        cells.append((PruningEvaluation.LatencyCell(pruner: pruner, budget: budget, seed: seed, questions: count,
+                                                                    rounds: pruner.name == "oracle" ? 1 : nil), []))
                     }
                     if budget >= 1 {
                         result.selectionFLOPs = 0  // nothing to choose: every token is kept
-                        if pruner.name != "oracle" && unpruned == nil { unpruned = result }
+                        if pruner.name != "oracle" && unpruned == nil { unpruned = (result, cell) }
                     }
-                    first = first ?? result
+                    first = first ?? (result, cell)
+                    cells[cell].results.append(results.count)
                     results.append(result)
                     done += count
                     progress?.update(done, status: "\(pruner.name) @ \(budget)")
@@ -48,6 +58,13 @@ public enum PruningReport {
             }
         }
         progress?.update(total, status: "done")
+        let rounds = cells.reduce(0) { $0 + ($1.cell.rounds ?? evaluation.latencyRounds) }
+        let timing = quiet ? nil : ProgressBar(total: rounds, label: "latency")
+        let latencies = try evaluation.latencies(cells.map(\.cell)) { timing?.update($0, status: "\(evaluation.latencyQuestions) questions per cell, one at a time") }
+        timing?.update(rounds, status: "done")
+        for (c, item) in cells.enumerated() {
+            for index in item.results { results[index].latencyMilliseconds = latencies[c] }
+        }
         return results
     }
 

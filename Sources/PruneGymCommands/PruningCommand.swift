@@ -16,7 +16,8 @@ enum PruningCommand {
         Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
         model: accuracy per budget (mean ± std over seeds), % of unpruned accuracy, accuracy per question
         family, mean retained tokens, FLOPs and measured latency per answer (batch 1: encode, choose,
-        answer; 48 questions, each its fastest of 3 rounds). FLOPs are the
+        answer; 48 questions, each its fastest of 3 rounds, the rounds taken in turn over every method and
+        budget once the accuracies are in). FLOPs are the
         model's (vision tower, projector, prefill, answer) and, apart, the pruner's own for choosing
         (+ choosing: VisPruner's similarities, the TPRL policy's passes, a reference's extra LLM pass).
         Prints a Markdown table and a compute-matched one (each method's best accuracy among its

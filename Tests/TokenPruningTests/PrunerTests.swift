@@ -315,6 +315,37 @@ import VLM
         #expect(try evaluation.evaluate(VisPrunerPruner(), budget: 0.25, seed: 0).selectionFLOPs == n * n * d)
     }
 
+    /// A pruner that keeps the first tokens and logs each choice it makes.
+    final class Logging: TokenPruner {
+        let name: String
+        let log: Log
+        final class Log { var calls: [String] = [] }
+        init(_ name: String, log: Log) { self.name = name; self.log = log }
+        var isDeterministic: Bool { true }
+        func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+            log.calls.append(name)
+            return .tokens(Array(0..<budget))
+        }
+    }
+
+    @Test("the report times every cell whose answers it computed, rounds interleaved over the cells; reused results share the time")
+    func interleavedLatency() throws {
+        let log = Logging.Log()
+        let results = try PruningReport.evaluate([Logging("a", log: log), Logging("b", log: log)], simulator: simulator, budgets: [1, 0.25],
+                                                 seeds: [0, 1], questions: 4, oracleQuestions: 1, quiet: true)
+        // Cells: a@1 (shared by b@1), a@0.25, b@0.25 — each deterministic, so seed 1 reuses seed 0's.
+        // Accuracy first (one call per question), then 3 rounds × 3 cells × 4 questions, in turn.
+        let timing = Array(log.calls.suffix(36))
+        #expect(log.calls.count == 3 * 4 + 36)
+        #expect(timing == Array(repeating: Array(repeating: "a", count: 8) + Array(repeating: "b", count: 4), count: 3).flatMap { $0 })
+        func latency(_ method: String, _ budget: Double, _ seed: UInt64) -> Double {
+            results.first { $0.method == method && $0.budget == budget && $0.seed == seed }!.latencyMilliseconds
+        }
+        #expect(latency("a", 1, 0) > 0 && latency("a", 0.25, 0) > 0 && latency("b", 0.25, 0) > 0)
+        #expect(latency("b", 1, 0) == latency("a", 1, 0) && latency("a", 1, 1) == latency("a", 1, 0))
+        #expect(latency("b", 0.25, 1) == latency("b", 0.25, 0))
+    }
+
     /// The README's example of a pruner of your own, as written there.
     final class TopRowsPruner: TokenPruner {
         let name = "top-rows"
