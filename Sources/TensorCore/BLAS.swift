@@ -19,15 +19,19 @@ public enum BLAS {
     /// enough to split by rows (`rowSplitThreshold`).
     static let parallelThreshold = 1 << 21
 
-    /// From this many floating-point operations a GEMM whose result has at least
-    /// `minimumRowsPerPart` rows per part is split by rows. Inference at batch 1 is made of such
-    /// products (a pruned sequence of ~100 tokens times a 128 × 128 projection is 3 MFLOP): kept
-    /// on one thread, a third of a pruned prefill left the second core idle. A split by rows gives
-    /// the same bits as the whole product (each row's sums are unchanged), so results stay
-    /// independent of the thread count.
+    /// From this many floating-point operations up to twice `parallelThreshold` (where two
+    /// threads would otherwise not split it), a GEMM whose result has at least
+    /// 2 × `minimumRowsPerPart` rows is split by rows into two parts. Inference at batch
+    /// 1 is made of such products (a pruned sequence of ~100 tokens times a 128 × 128 projection
+    /// is 3 MFLOP): kept on one thread, a third of a pruned prefill left the second core idle.
+    ///
+    /// The split depends on the shape alone — two parts, run one after the other on one thread —
+    /// because OpenBLAS picks its kernel by size and some small halves round differently from
+    /// the whole (128 × 16 × 128, for one): so the bits do not depend on the thread count. For the
+    /// model's own shapes the halves give the whole product's bits (tested).
     static let rowSplitThreshold = 1 << 19
 
-    /// The fewest rows of C a part of a row-split GEMM below `parallelThreshold` gets.
+    /// The fewest rows of C each half of a GEMM split by `rowSplitThreshold`'s rule gets.
     static let minimumRowsPerPart = 32
 
     /// C ← α·op(A)·op(B) + β·C, split over the worker threads by rows of C (or by columns when C
@@ -40,11 +44,12 @@ public enum BLAS {
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
         let work = 2 * m * n * k
-        var parts = Swift.min(Parallel.threadCount, Swift.max(1, work / parallelThreshold))
-        var byRows = m >= n || m >= 64 * parts
-        if parts <= 1 && work >= rowSplitThreshold {
-            parts = Swift.min(Parallel.threadCount, m / minimumRowsPerPart, Swift.max(1, work / rowSplitThreshold))
-            byRows = true
+        let parts: Int, byRows: Bool
+        if work >= rowSplitThreshold && work < 2 * parallelThreshold && m >= 2 * minimumRowsPerPart {
+            (parts, byRows) = (2, true)  // by the shape alone (see `rowSplitThreshold`)
+        } else {
+            parts = Swift.min(Parallel.threadCount, Swift.max(1, work / parallelThreshold))
+            byRows = m >= n || m >= 64 * parts
         }
         if parts <= 1 {
             gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
