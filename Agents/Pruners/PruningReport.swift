@@ -9,10 +9,14 @@ import VLM
 /// SVG files. `prunegym eval-pruning` and the examples print the same table through it.
 public enum PruningReport {
     /// Evaluates every pruner at every budget and seed (deterministic pruners once per budget;
-    /// the unpruned 100% once), with a progress bar unless `quiet`.
+    /// the unpruned 100% once), with a progress bar unless `quiet`; then times each evaluated cell
+    /// on `latencyQuestions` questions in `latencyRounds` rounds over all of them
+    /// (`PruningEvaluation.latencies`; 0 questions skips the timing and reports 0 ms).
     public static func evaluate(_ pruners: [any TokenPruner], simulator: PruningSimulator, budgets: [Double], seeds: [UInt64], questions: Int,
-                         oracleQuestions: Int, quiet: Bool, split: String = "test") throws -> [PruningResult] {
-        let evaluation = PruningEvaluation(simulator: simulator, split: split, questions: questions)
+                         oracleQuestions: Int, quiet: Bool, split: String = "test",
+                         latencyQuestions: Int = 48, latencyRounds: Int = 3) throws -> [PruningResult] {
+        var evaluation = PruningEvaluation(simulator: simulator, split: split, questions: questions, latencyQuestions: latencyQuestions)
+        evaluation.latencyRounds = latencyRounds
         let total = pruners.reduce(0) { $0 + ($1.name == "oracle" ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
         let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
         var done = 0
@@ -59,7 +63,7 @@ public enum PruningReport {
         }
         progress?.update(total, status: "done")
         let rounds = cells.reduce(0) { $0 + ($1.cell.rounds ?? evaluation.latencyRounds) }
-        let timing = quiet ? nil : ProgressBar(total: rounds, label: "latency")
+        let timing = quiet || latencyQuestions == 0 ? nil : ProgressBar(total: rounds, label: "latency")
         let latencies = try evaluation.latencies(cells.map(\.cell)) { timing?.update($0, status: "\(evaluation.latencyQuestions) questions per cell, one at a time") }
         timing?.update(rounds, status: "done")
         for (c, item) in cells.enumerated() {
@@ -123,7 +127,7 @@ public enum PruningReport {
             let share = unpruned.map { String(format: "%.1f", 100 * mean / $0) } ?? "–"
             let familyCells = families.map { row.families[$0].map { String(format: "%.1f", 100 * $0) } ?? "–" }
             lines.append("| \(row.method)\(row.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * row.budget)) | \(String(format: "%.1f ± %.1f", 100 * mean, 100 * std)) | \(share) | "
-                         + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(row.selectionFLOPs.map { String(format: "%.3f", $0 / 1e9) } ?? "–") | \(String(format: "%.2f", row.latency)) |")
+                         + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(row.selectionFLOPs.map { String(format: "%.3f", $0 / 1e9) } ?? "–") | \(row.latency > 0 ? String(format: "%.2f", row.latency) : "–") |")
         }
         if all.contains(where: \.subset) { lines.append("\n\\* evaluated on a smaller subset of the test split.") }
         lines.append("\nGFLOPs: the model's (vision tower, projector, prefill, answer); + choosing: the pruner's own (– when it does not count them).")

@@ -37,6 +37,9 @@ enum PruningCommand {
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --oracle-questions N  questions for the oracle (default 100)
+          --latency-questions N  questions timed one at a time per method and budget (default 48;
+                              0 skips the timing: the table shows –, the CSV 0)
+          --latency-rounds R  rounds over the timed questions, each question's fastest kept (default 3)
           --split S           test (default) or validation: compare recipes on validation questions
                               and keep the test split for the final figures
           --model DIR         model directory (default models/shapes-llava)
@@ -63,12 +66,14 @@ enum PruningCommand {
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
-                                           "tprl-inference", "out"])
+                                           "tprl-inference", "out", "latency-questions", "latency-rounds"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
         let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
         let questions = try args.integer("questions", default: 2000, range: 1...1_000_000)
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
+        let latencyQuestions = try args.integer("latency-questions", default: 48, range: 0...1_000_000)
+        let latencyRounds = try args.integer("latency-rounds", default: 3, range: 1...100)
         let inference = args.string("tprl-inference", default: "auto")
         guard ["auto", "stepped", "first-step"].contains(inference) else {
             throw UsageError(message: "--tprl-inference: expected auto, stepped or first-step, got '\(inference)'")
@@ -129,7 +134,8 @@ enum PruningCommand {
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
         let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
-                                   oracleQuestions: oracleQuestions, quiet: args.flag("json"), split: split)
+                                   oracleQuestions: oracleQuestions, quiet: args.flag("json"), split: split,
+                                   latencyQuestions: latencyQuestions, latencyRounds: latencyRounds)
         try PruningReport.write(results, to: out)
         if args.flag("json") {
             let encoder = JSONEncoder()

@@ -344,6 +344,13 @@ import VLM
         #expect(latency("a", 1, 0) > 0 && latency("a", 0.25, 0) > 0 && latency("b", 0.25, 0) > 0)
         #expect(latency("b", 1, 0) == latency("a", 1, 0) && latency("a", 1, 1) == latency("a", 1, 0))
         #expect(latency("b", 0.25, 1) == latency("b", 0.25, 0))
+        // No timed questions: no timing calls, 0 ms, the same accuracies.
+        log.calls = []
+        let untimed = try PruningReport.evaluate([Logging("a", log: log), Logging("b", log: log)], simulator: simulator, budgets: [1, 0.25],
+                                                 seeds: [0, 1], questions: 4, oracleQuestions: 1, quiet: true, latencyQuestions: 0)
+        #expect(log.calls.count == 3 * 4)
+        #expect(untimed.allSatisfy { $0.latencyMilliseconds == 0 })
+        #expect(untimed.map(\.accuracy) == results.map(\.accuracy))
     }
 
     /// The README's example of a pruner of your own, as written there.
