@@ -13,27 +13,6 @@ import Foundation
 import TensorCore
 import VLM
 
-/// FLOPs of one answer as the kernels execute them, in the convention's units (multiply-adds of
-/// matrix products; `FLOPs.swift`), for a prompt of `tokens` tokens: the vision tower, projector
-/// and head as the convention counts them; in each LLM layer but the last, causal attention in
-/// blocks of 32 query rows, each block against the keys it can see (what
-/// `scaledDotProductAttentionOutput` computes); the last layer's keys and values for every token
-/// and the rest for the answer row alone (`LlamaDecoderLayer.selectedRows`).
-func executedFLOPs(_ c: LlavaConfiguration, tokens n: Int) -> Double {
-    let whole = c.flops(visualTokens: n, textTokens: 0)
-    let t = c.text
-    let (d, e, h, g, m) = (Double(t.hiddenSize), Double(t.resolvedHeadDimension), Double(t.headCount), Double(t.resolvedKeyValueHeadCount), Double(t.intermediateSize))
-    var pairs = 0.0
-    for first in stride(from: 0, to: n, by: 32) {
-        let rows = min(32, n - first)
-        pairs += Double(rows * min(n, first + rows))
-    }
-    let tokens = Double(n)
-    let layer = tokens * d * h * e + 2 * tokens * d * g * e + tokens * h * e * d + 2 * pairs * h * e + 3 * tokens * d * m
-    let last = 2 * tokens * d * g * e + d * h * e + 2 * tokens * h * e + h * e * d + 3 * d * m
-    return whole.vision + whole.projector + whole.head + Double(t.layerCount - 1) * layer + last
-}
-
 func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
 
 var modelPath = "models/shapes-llava"
@@ -195,7 +174,7 @@ do {
     for batch in [1, 16] {
         let ratios = zip(ours["\(batch)@0.333"]!, ours["\(batch)@1.0"]!).map { $0 / $1 }
         let convention = c.flops(visualTokens: pruned, textTokens: questionTokens + 1).total / c.flops(visualTokens: n, textTokens: questionTokens + 1).total
-        let executed = executedFLOPs(c, tokens: pruned + questionTokens + 1) / executedFLOPs(c, tokens: n + questionTokens + 1)
+        let executed = c.executedFLOPs(visualTokens: pruned, textTokens: questionTokens + 1) / c.executedFLOPs(visualTokens: n, textTokens: questionTokens + 1)
         let measured = middle(ratios)
         print(String(format: "batch %d: the answer at 33%% of tokens takes %.3f of the time at 100%% (rounds %.3f–%.3f); FLOPs predict %.3f by the convention (%+.0f%%), %.3f as executed (%+.0f%%); target within 15%%",
                      batch, measured, ratios.min()!, ratios.max()!, convention, (measured / convention - 1) * 100, executed, (measured / executed - 1) * 100))

@@ -75,8 +75,14 @@ extension Tensor {
         _ result: inout Tensor, inputs: [Tensor],
         pullback: @escaping (_ gradient: Tensor, _ needs: [Bool]) -> [Tensor?]
     ) {
-        guard inputs.contains(where: { $0.node != nil }), GradientTape.isRecording else { return }
+        guard willRecord(inputs) else { return }
         result.node = TapeNode(parents: inputs.map(\.node), pullback: pullback)
+    }
+
+    /// Whether `record` with these inputs attaches a node: some input is recorded and the tape is
+    /// on. Kernels ask it first to skip what only a backward pass reads.
+    static func willRecord(_ inputs: [Tensor?]) -> Bool {
+        inputs.contains { $0?.node != nil } && GradientTape.isRecording
     }
 
     /// Back-propagates from this tensor: accumulates d(self)/d(parameter) into every parameter it

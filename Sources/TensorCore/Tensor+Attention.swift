@@ -85,6 +85,10 @@ extension Tensor {
         return (output, weights)
     }
 
+    /// Query rows per block of `scaledDotProductAttentionOutput`: a causal block of rows
+    /// i…i+31 scores keys 0…i+31 only (what `LlavaConfiguration.executedFLOPs` counts).
+    public static let attentionQueryBlock = 32
+
     /// The output of `scaledDotProductAttention` alone, without the `[B, heads, T, S]`
     /// probabilities: for inference, where nothing reads them. Query rows go through in blocks of
     /// 32, whose scores stay in a per-thread scratch buffer (a cache-sized slice instead of the
@@ -105,7 +109,7 @@ extension Tensor {
         let q = query.storage.base, k = key.storage.base, v = value.storage.base
         let o = output.storage.base
         let m = additiveMask?.storage.base
-        let block = 32
+        let block = attentionQueryBlock
         let flopsPerTask = 4 * group * t * s * d
         Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
             let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * s)

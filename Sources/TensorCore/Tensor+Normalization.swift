@@ -10,14 +10,14 @@ extension Tensor {
         let rows = x.count / Swift.max(d, 1)
         if let weight { precondition(weight.shape == [d], "layerNorm: weight \(weight.shape) must be [\(d)]") }
         if let bias { precondition(bias.shape == [d], "layerNorm: bias \(bias.shape) must be [\(d)]") }
+        // x̂ is kept only for the backward pass; otherwise the output row holds it meanwhile.
+        let keepsNormalized = willRecord([x, weight, bias])
         var result = Tensor(uninitializedShape: x.shape)
-        let normalized = Tensor(uninitializedShape: x.shape)
+        let normalized = Tensor(uninitializedShape: keepsNormalized ? x.shape : [0])
         let inverseDeviations = Tensor(uninitializedShape: [rows])
         let source = x.storage.base, target = result.storage.base
         let xhat = normalized.storage.base, rstd = inverseDeviations.storage.base
         let w = weight?.storage.base, b = bias?.storage.base
-        // x̂ is kept only for the backward pass; otherwise the output row holds it meanwhile.
-        let keepsNormalized = GradientTape.isRecording && (x.node != nil || weight?.node != nil || bias?.node != nil)
         Parallel.forRanges(rows, cost: d * 4) { range in
             for r in range {
                 let input = source + r * d, output = target + r * d, hat = keepsNormalized ? xhat + r * d : output
@@ -70,45 +70,33 @@ extension Tensor {
         let d = x.shape.last ?? 1
         let rows = x.count / Swift.max(d, 1)
         if let weight { precondition(weight.shape == [d], "rmsNorm: weight \(weight.shape) must be [\(d)]") }
+        // x̂ is kept only for the backward pass.
+        let keepsNormalized = willRecord([x, weight])
         var result = Tensor(uninitializedShape: x.shape)
-        let normalized = Tensor(uninitializedShape: x.shape)
+        let normalized = Tensor(uninitializedShape: keepsNormalized ? x.shape : [0])
         let inverseRoots = Tensor(uninitializedShape: [rows])
         let source = x.storage.base, target = result.storage.base
         let xhat = normalized.storage.base, rrms = inverseRoots.storage.base
         let w = weight?.storage.base
-        // x̂ is kept only for the backward pass.
-        let keepsNormalized = GradientTape.isRecording && (x.node != nil || weight?.node != nil)
         Parallel.forRanges(rows, cost: d * 3) { range in
             // Σx² runs in index order, as PyTorch's reference does on one row; four rows at a time
-            // so the four dependency chains overlap (the same bits as one row at a time).
-            var r = range.lowerBound
-            while r < range.upperBound {
+            // (one lane each) so the four dependency chains overlap — the same bits as one row at
+            // a time. A last group of fewer rows repeats its last row in the spare lanes.
+            for r in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
                 let group = Swift.min(4, range.upperBound - r)
-                var squares: (Float, Float, Float, Float) = (0, 0, 0, 0)
-                if group == 4 {
-                    let (a, b, c, e) = (source + r * d, source + (r + 1) * d, source + (r + 2) * d, source + (r + 3) * d)
-                    for j in 0..<d {
-                        squares.0 += a[j] * a[j]
-                        squares.1 += b[j] * b[j]
-                        squares.2 += c[j] * c[j]
-                        squares.3 += e[j] * e[j]
-                    }
-                } else {
-                    for g in 0..<group {
-                        let input = source + (r + g) * d
-                        var sum: Float = 0
-                        for j in 0..<d { sum += input[j] * input[j] }
-                        switch g { case 0: squares.0 = sum; case 1: squares.1 = sum; default: squares.2 = sum }
-                    }
+                func row(_ g: Int) -> UnsafeMutablePointer<Float> { source + (r + Swift.min(g, group - 1)) * d }
+                let (a, b, c, e) = (row(0), row(1), row(2), row(3))
+                var squares = SIMD4<Float>()
+                for j in 0..<d {
+                    let v = SIMD4(a[j], b[j], c[j], e[j])
+                    squares += v * v
                 }
                 for g in 0..<group {
-                    let sum = g == 0 ? squares.0 : g == 1 ? squares.1 : g == 2 ? squares.2 : squares.3
-                    let row = r + g
-                    let input = source + row * d, output = target + row * d
-                    let inverse = 1 / (sum / Float(d) + epsilon).squareRoot()
-                    rrms[row] = inverse
+                    let input = row(g), output = target + (r + g) * d
+                    let inverse = 1 / (squares[g] / Float(d) + epsilon).squareRoot()
+                    rrms[r + g] = inverse
                     if keepsNormalized {
-                        let hat = xhat + row * d
+                        let hat = xhat + (r + g) * d
                         for j in 0..<d { hat[j] = input[j] * inverse }
                     }
                     if let w {
@@ -117,7 +105,6 @@ extension Tensor {
                         for j in 0..<d { output[j] = input[j] * inverse }
                     }
                 }
-                r += group
             }
         }
         let weightValue = weight?.detached()

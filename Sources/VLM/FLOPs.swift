@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// FLOPs of a LLaVA model as a function of token counts.
 ///
@@ -38,11 +39,30 @@ public struct FLOPCount: Sendable, Equatable, Codable {
 
 extension LlavaConfiguration {
     /// FLOPs of one LLaMA layer over n tokens (prefill).
-    func layerFLOPs(tokens n: Double) -> Double {
+    func layerFLOPs(tokens n: Double) -> Double { layerFLOPs(queries: n, keys: n, pairs: n * n) }
+
+    /// FLOPs of one LLaMA layer whose q, o and MLP run on `queries` rows, whose k and v run on
+    /// `keys` rows, and whose attention scores `pairs` (query, key) pairs.
+    func layerFLOPs(queries q: Double, keys s: Double, pairs: Double) -> Double {
         let t = text
         let d = Double(t.hiddenSize), e = Double(t.resolvedHeadDimension)
         let h = Double(t.headCount), g = Double(t.resolvedKeyValueHeadCount), m = Double(t.intermediateSize)
-        return n * d * h * e + 2 * n * d * g * e + n * h * e * d + 2 * n * n * h * e + 3 * n * d * m
+        return q * d * h * e + 2 * s * d * g * e + q * h * e * d + 2 * pairs * h * e + 3 * q * d * m
+    }
+
+    /// FLOPs of answering one question as PruneGym's kernels execute them, in the convention's
+    /// units: the vision tower, projector and head as `flops` counts them; in each LLM layer but
+    /// the last, causal attention by blocks of `Tensor.attentionQueryBlock` query rows, each
+    /// block against the keys it can see; in the last, keys and values for every token and the
+    /// rest for the answer row alone (`LlamaModel.forward(…, outputRows:)`). Not the convention:
+    /// what the measured time should follow.
+    public func executedFLOPs(visualTokens: Int, textTokens: Int) -> Double {
+        let whole = flops(visualTokens: visualTokens, textTokens: textTokens)
+        let n = visualTokens + textTokens, block = Tensor.attentionQueryBlock
+        let pairs = stride(from: 0, to: n, by: block).reduce(0.0) { $0 + Double(min(block, n - $1) * min(n, $1 + block)) }
+        let tokens = Double(n)
+        let layers = Double(max(0, text.layerCount - 1)) * layerFLOPs(queries: tokens, keys: tokens, pairs: pairs)
+        return whole.vision + whole.projector + whole.head + layers + layerFLOPs(queries: 1, keys: tokens, pairs: tokens)
     }
 
     /// FLOPs of answering one question from `visualTokens` visual tokens and `textTokens` text

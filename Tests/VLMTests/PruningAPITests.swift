@@ -146,13 +146,19 @@ struct PruningAPITests {
         #expect(throws: VLMError.self) { try model.answerSaliency([AnswerRequest(features: image, keep: keep, prefix: prefix, suffix: suffix)], answers: [999]) }
     }
 
-    @Test("FLOPs follow the stated convention and reduce to FastV's 4nd² + 2n²d + 2ndm")
-    func flops() {
+    /// A configuration whose text model is 2 layers of width 64, 4 heads, MLP 128.
+    static func twoLayerText() -> LlavaConfiguration {
         var c = LlavaConfiguration()
         c.text.hiddenSize = 64
         c.text.headCount = 4
         c.text.intermediateSize = 128
         c.text.layerCount = 2
+        return c
+    }
+
+    @Test("FLOPs follow the stated convention and reduce to FastV's 4nd² + 2n²d + 2ndm")
+    func flops() {
+        var c = Self.twoLayerText()
         let n = 10.0, d = 64.0, m = 128.0
         // SwiGLU has three matrices: FastV's formula with 3ndm in place of 2ndm.
         let expected = 2 * (4 * n * d * d + 2 * n * n * d + 3 * n * d * m)
@@ -160,5 +166,17 @@ struct PruningAPITests {
         c.text.keyValueHeadCount = 2  // GQA halves the k and v projections
         #expect(c.flops(visualTokens: 6, textTokens: 4).prefill == expected - 2 * (n * d * d))
         #expect(c.fastVPrefillFLOPs(visualTokens: 6, textTokens: 4, layer: 5, keptAfter: 0) == c.flops(visualTokens: 6, textTokens: 4).prefill)
+    }
+
+    @Test("executed FLOPs: causal blocks of 32 query rows against the keys they see, the last layer's answer row alone")
+    func executedFLOPs() {
+        let c = Self.twoLayerText()
+        let (d, m) = (64.0, 128.0)
+        // 40 tokens: rows 0…31 score keys 0…31, rows 32…39 keys 0…39.
+        let n = 40.0, pairs = 32.0 * 32 + 8 * 40
+        let first = 4 * n * d * d + 2 * pairs * d + 3 * n * d * m
+        let last = 2 * n * d * d + 2 * d * d + 2 * n * d + 3 * d * m  // k, v for all; q, o, one attention row, MLP for one
+        let whole = c.flops(visualTokens: 30, textTokens: 10)
+        #expect(c.executedFLOPs(visualTokens: 30, textTokens: 10) == whole.vision + whole.projector + whole.head + first + last)
     }
 }
