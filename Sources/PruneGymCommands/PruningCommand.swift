@@ -68,8 +68,9 @@ enum PruningCommand {
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
                                            "tprl-inference", "out", "latency-questions", "latency-rounds"])
         if args.flag("help") { print(evalHelp); return }
-        let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
-        let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds") { UInt64($0) }
+        let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets",
+                               expected: "fractions of the visual tokens in (0, 1], e.g. 1.0,0.333,0.111") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
+        let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds", expected: "non-negative integers, e.g. 0,1,2") { UInt64($0) }
         let questions = try args.integer("questions", default: 2000, range: 1...1_000_000)
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
         let latencyQuestions = try args.integer("latency-questions", default: 48, range: 0...1_000_000)
@@ -166,11 +167,15 @@ enum PruningCommand {
         return AgentPruner(name: name, agent: agent, configuration: environment.configuration)
     }
 
-    static func list<T>(_ text: String, _ name: String, _ parse: (String) -> T?) throws -> [T] {
+    /// The comma-separated values of option `name`; an error names the first bad value and what
+    /// the option takes (`expected`).
+    static func list<T>(_ text: String, _ name: String, expected: String, _ parse: (String) -> T?) throws -> [T] {
         let values = text.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
-        let parsed = values.compactMap(parse)
-        guard !values.isEmpty, parsed.count == values.count else { throw UsageError(message: "--\(name): cannot read '\(text)'") }
-        return parsed
+        guard !values.isEmpty else { throw UsageError(message: "--\(name): no values in '\(text)' (expected \(expected))") }
+        return try values.map { value in
+            guard let parsed = parse(value) else { throw UsageError(message: "--\(name): '\(value)' is not valid (expected \(expected))") }
+            return parsed
+        }
     }
 }
 

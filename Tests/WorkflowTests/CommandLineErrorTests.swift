@@ -1,0 +1,22 @@
+import PruneGymCommands
+import Testing
+
+/// A bad option value is refused before anything loads, naming the option, the value and what it
+/// takes.
+@Suite("Command-line errors")
+struct CommandLineErrorTests {
+    func message(_ arguments: [String]) -> String {
+        let error = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(arguments) }
+        return error.map { String(describing: $0) } ?? ""
+    }
+
+    @Test("eval-pruning names the bad budget or seed and what the option takes")
+    func evalPruningLists() {
+        let outOfRange = message(["eval-pruning", "--budgets", "1.0,1.5"])
+        #expect(outOfRange.contains("--budgets: '1.5' is not valid (expected fractions of the visual tokens in (0, 1]"), "\(outOfRange)")
+        #expect(message(["eval-pruning", "--budgets", "0.333,abc"]).contains("'abc' is not valid"))
+        #expect(message(["eval-pruning", "--budgets", "0"]).contains("'0' is not valid"))
+        #expect(message(["eval-pruning", "--budgets", ","]).contains("--budgets: no values in ','"))
+        #expect(message(["eval-pruning", "--seeds", "0,-1"]).contains("--seeds: '-1' is not valid (expected non-negative integers"))
+    }
+}
