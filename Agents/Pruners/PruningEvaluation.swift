@@ -29,6 +29,8 @@ public struct PruningResult: Sendable, Codable {
     public var latencyMilliseconds: Double
     /// Evaluated on a smaller subset (the oracle).
     public var subset: Bool
+    /// A `FallbackPruner`'s share of answers given again from every token (nil for other pruners).
+    public var fallbackShare: Double? = nil
 }
 
 /// Evaluates pruners on a split of the simulator's tasks: accuracy (overall and per family),
@@ -85,7 +87,7 @@ public struct PruningEvaluation {
         let n = count ?? questions
         let k = tokens(for: budget)
         var generator = SeededGenerator(seed: seed &+ 0x5EED)
-        var correct = 0, tokenSum = 0, flopSum = 0.0
+        var correct = 0, tokenSum = 0, flopSum = 0.0, fallbackCount = 0
         var selectionSum: Double? = 0
         var familyCorrect: [String: Int] = [:], familyTotal: [String: Int] = [:]
         let model = simulator.model
@@ -94,7 +96,15 @@ public struct PruningEvaluation {
             let costed = try entries.map { try pruner.costedPlan($0, budget: k, simulator: simulator, generator: &generator) }
             let plans = costed.map(\.plan)
             for item in costed { selectionSum = selectionSum.flatMap { sum in item.selectionFLOPs.map { sum + $0 } } }
-            let logits = try answer(entries, plans)
+            var logits = try answer(entries, plans)
+            let fallbacks = try fallBack(pruner, entries, &logits, budget: k)
+            fallbackCount += fallbacks.count
+            for b in fallbacks {
+                // The second pass: the language model over every visual token (the tower's output is reused).
+                let entry = entries[b]
+                tokenSum += simulator.tokenCount
+                flopSum += SelectionCost.fullPass(entry, simulator: simulator)
+            }
             for (b, entry) in entries.enumerated() {
                 let right = argmax(logits[b]) == entry.task.answer
                 correct += right ? 1 : 0
@@ -121,7 +131,8 @@ public struct PruningEvaluation {
         return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, accuracy: Double(correct) / Double(max(1, n)),
                              accuracyPerFamily: perFamily, meanTokens: Double(tokenSum) / Double(max(1, n)), flops: flopSum / Double(max(1, n)),
                              selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
-                             latencyMilliseconds: elapsed, subset: count != nil && count! < questions)
+                             latencyMilliseconds: elapsed, subset: count != nil && count! < questions,
+                             fallbackShare: pruner is FallbackPruner ? Double(fallbackCount) / Double(max(1, n)) : nil)
     }
 
     /// Time per answer (ms) of each cell, batch 1: the vision tower on the image (what the FLOPs
@@ -145,7 +156,8 @@ public struct PruningEvaluation {
                     let size = entry.task.imageSize
                     _ = withInferenceMode { model.encode(Tensor(shape: [1, 3, size, size], scalars: entry.task.pixels)) }
                     let plan = try cell.pruner.plan(entry, budget: k, simulator: simulator, generator: &timers[c])
-                    _ = try answer([entry], [plan])
+                    var logits = try answer([entry], [plan])
+                    _ = try fallBack(cell.pruner, [entry], &logits, budget: k)
                     fastest[c][q] = min(fastest[c][q], Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
                 }
                 done += 1
@@ -153,6 +165,18 @@ public struct PruningEvaluation {
             }
         }
         return fastest.map { $0.isEmpty ? 0 : $0.reduce(0, +) / Double($0.count) }
+    }
+
+    /// When `pruner` is a `FallbackPruner` and the budget of k tokens leaves some out: answers
+    /// again, from every visual token, the entries whose answer it does not accept, replacing
+    /// their logits; returns their indices.
+    func fallBack(_ pruner: any TokenPruner, _ entries: [TaskEntry], _ logits: inout [[Float]], budget k: Int) throws -> [Int] {
+        guard let cascade = pruner as? FallbackPruner, k < simulator.tokenCount else { return [] }
+        let unsure = entries.indices.filter { !cascade.accepts(logits[$0]) }
+        guard !unsure.isEmpty else { return [] }
+        let all = Array(0..<simulator.tokenCount)
+        for (b, row) in zip(unsure, try answer(unsure.map { entries[$0] }, unsure.map { _ in .tokens(all) })) { logits[b] = row }
+        return unsure
     }
 
     /// Answer logits for each entry under its plan, FastV plans batched through the model's FastV

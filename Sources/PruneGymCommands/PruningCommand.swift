@@ -33,7 +33,12 @@ enum PruningCommand {
                               attention after a full pass), saliency and grounding (label-informed),
                               oracle (default the methods, without references; tprl and tprl-llm when
                               their policies exist). NAME@K applies a pruner's choice after LLM layer K
-                              instead of before the LLM (grounding@0; fastv@1 is FastV at layer 1)
+                              instead of before the LLM (grounding@0; fastv@1 is FastV at layer 1).
+                              NAME+fallback answers from NAME's tokens and, when the answer's
+                              probability is below --fallback-threshold, again from every token (a
+                              cascade; its tokens and GFLOPs count both passes): tprl-llm+fallback
+          --fallback-threshold P  the answer probability below which NAME+fallback answers again,
+                              in (0, 1] (default 0.75; choose it on --split validation)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --oracle-questions N  questions for the oracle (default 100)
@@ -66,7 +71,7 @@ enum PruningCommand {
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
-                                           "tprl-inference", "out", "latency-questions", "latency-rounds"])
+                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets",
                                expected: "fractions of the visual tokens in (0, 1], e.g. 1.0,0.333,0.111") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
@@ -75,6 +80,10 @@ enum PruningCommand {
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
         let latencyQuestions = try args.integer("latency-questions", default: 48, range: 0...1_000_000)
         let latencyRounds = try args.integer("latency-rounds", default: 3, range: 1...100)
+        let fallbackText = args.string("fallback-threshold", default: "0.75")
+        guard let fallbackThreshold = Float(fallbackText), fallbackThreshold > 0 && fallbackThreshold <= 1 else {
+            throw UsageError(message: "--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '\(fallbackText)'")
+        }
         let inference = args.string("tprl-inference", default: "auto")
         guard ["auto", "stepped", "first-step"].contains(inference) else {
             throw UsageError(message: "--tprl-inference: expected auto, stepped or first-step, got '\(inference)'")
@@ -104,12 +113,16 @@ enum PruningCommand {
             pruner.stepped = stepped(files)
             return pruner
         }
-        for name in agents {
+        /// The pruner `name` names: a trained policy, a registered pruner, or either with `+fallback`.
+        func pruner(_ name: String) throws -> any TokenPruner {
+            if name.hasSuffix("+fallback") {
+                return try FallbackPruner(base: try pruner(String(name.dropLast("+fallback".count))), threshold: fallbackThreshold)
+            }
             if name == "tprl-llm" {
                 guard hasLLMPolicy else {
                     throw UsageError(message: "tprl-llm: no policy at \(llmPolicyDirectory.path) (tprl.json missing); train one with `prunegym tprl train --config examples/tprl-llm.json --out \(llmPolicyDirectory.path)` or pass --llm-policy DIR")
                 }
-                pruners.append(try policyPruner(name, llmPolicyDirectory))
+                return try policyPruner(name, llmPolicyDirectory)
             } else if name == "tprl" {
                 // A policy that prunes inside the language model observes through a simulator that does.
                 let layer = try TPRLPolicyFiles.read(policyDirectory).configuration.environment.pruneAfterLayer
@@ -117,11 +130,11 @@ enum PruningCommand {
                 let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: own)
                 let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, simulator: own)
                 pruner.stepped = stepped(files)
-                pruners.append(pruner)
-            } else {
-                pruners.append(try PrunerRegistry.make(name))
+                return pruner
             }
+            return try PrunerRegistry.make(name)
         }
+        for name in agents { pruners.append(try pruner(name)) }
         for item in args.values["policies"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }

@@ -371,6 +371,39 @@ import VLM
         #expect(PruningReport.computeMatchedTable(results).hasSuffix("Not counting what choosing costs: uncounted."))
     }
 
+    @Test("a fallback answers again from every token below its threshold, and the evaluation counts both passes")
+    func fallbackCascade() throws {
+        // The scripted model puts logit 4 on one of 6 answers: probability e⁴/(e⁴ + 5) ≈ 0.916,
+        // right only when the key token is kept. Class attention keeps tokens 0–3, and test tasks
+        // 1000–1003 have key tokens 8–11, so all four base answers are wrong.
+        let evaluation = PruningEvaluation(simulator: simulator, questions: 4, latencyQuestions: 1)
+        let base = try evaluation.evaluate(ClassAttentionPruner(), budget: 0.25, seed: 0)
+        #expect(base.accuracy == 0 && base.meanTokens == 4 && base.fallbackShare == nil)
+        let unsure = try evaluation.evaluate(try FallbackPruner(base: ClassAttentionPruner(), threshold: 0.95), budget: 0.25, seed: 0)
+        let e = try entry(0)
+        let second = SelectionCost.fullPass(e, simulator: simulator)
+        #expect(second == Double((16 + 2) * 50 + 10))
+        #expect(unsure.method == "cls+fallback" && unsure.accuracy == 1 && unsure.fallbackShare == 1)
+        #expect(unsure.meanTokens == 4 + 16 && unsure.flops == base.flops + second)
+        #expect(unsure.selectionFLOPs == base.selectionFLOPs && unsure.latencyMilliseconds > 0)
+        let sure = try evaluation.evaluate(try FallbackPruner(base: ClassAttentionPruner(), threshold: 0.9), budget: 0.25, seed: 0)
+        #expect(sure.accuracy == 0 && sure.fallbackShare == 0 && sure.meanTokens == 4 && sure.flops == base.flops)
+        // Nothing to restore at 100%: the report's shared unpruned row, with no fallbacks.
+        let results = try PruningReport.evaluate([ClassAttentionPruner(), try FallbackPruner(base: ClassAttentionPruner(), threshold: 0.95)],
+                                                 simulator: simulator, budgets: [1, 0.25], seeds: [0], questions: 4, oracleQuestions: 1, quiet: true,
+                                                 latencyQuestions: 0)
+        #expect(results.map(\.fallbackShare) == [nil, nil, 0, 1])
+        #expect(PruningReport.table(results).contains("Answers given again: cls+fallback at 25.0% 100.0%."))
+        // The rule itself: the top answer's probability against the threshold; non-finite never stands.
+        let half = try FallbackPruner(base: RandomPruner(), threshold: 0.5)
+        let above = try FallbackPruner(base: RandomPruner(), threshold: 0.51)
+        #expect(half.accepts([0, 0]) && !above.accepts([0, 0]))
+        #expect(!half.accepts([.nan, 0]) && !half.accepts([]) && !half.isDeterministic)
+        for bad: Float in [0, -1, 1.5, .nan] {
+            #expect(throws: AgentError.self) { try FallbackPruner(base: RandomPruner(), threshold: bad) }
+        }
+    }
+
     @Test func unknownPrunerNamesTheKnownOnes() {
         do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
     }

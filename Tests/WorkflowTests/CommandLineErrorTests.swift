@@ -10,7 +10,7 @@ struct CommandLineErrorTests {
         return error.map { String(describing: $0) } ?? ""
     }
 
-    @Test("eval-pruning names the bad budget or seed and what the option takes")
+    @Test("eval-pruning names the bad budget, seed or fallback threshold and what the option takes")
     func evalPruningLists() {
         let outOfRange = message(["eval-pruning", "--budgets", "1.0,1.5"])
         #expect(outOfRange.contains("--budgets: '1.5' is not valid (expected fractions of the visual tokens in (0, 1]"), "\(outOfRange)")
@@ -18,5 +18,6 @@ struct CommandLineErrorTests {
         #expect(message(["eval-pruning", "--budgets", "0"]).contains("'0' is not valid"))
         #expect(message(["eval-pruning", "--budgets", ","]).contains("--budgets: no values in ','"))
         #expect(message(["eval-pruning", "--seeds", "0,-1"]).contains("--seeds: '-1' is not valid (expected non-negative integers"))
+        #expect(message(["eval-pruning", "--fallback-threshold", "0"]).contains("--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '0'"))
     }
 }
