@@ -31,6 +31,8 @@ public struct PruningResult: Sendable, Codable {
     public var subset: Bool
     /// A `FallbackPruner`'s share of answers given again from every token (nil for other pruners).
     public var fallbackShare: Double? = nil
+    /// A `FallbackPruner`'s threshold: the answer probability below which it answers again.
+    public var fallbackThreshold: Double? = nil
 }
 
 /// Evaluates pruners on a split of the simulator's tasks: accuracy (overall and per family),
@@ -132,7 +134,8 @@ public struct PruningEvaluation {
                              accuracyPerFamily: perFamily, meanTokens: Double(tokenSum) / Double(max(1, n)), flops: flopSum / Double(max(1, n)),
                              selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
                              latencyMilliseconds: elapsed, subset: count != nil && count! < questions,
-                             fallbackShare: pruner is FallbackPruner ? Double(fallbackCount) / Double(max(1, n)) : nil)
+                             fallbackShare: pruner is FallbackPruner ? Double(fallbackCount) / Double(max(1, n)) : nil,
+                             fallbackThreshold: (pruner as? FallbackPruner).map { Double($0.threshold) })
     }
 
     /// Time per answer (ms) of each cell, batch 1: the vision tower on the image (what the FLOPs

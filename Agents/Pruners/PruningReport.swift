@@ -38,6 +38,7 @@ public enum PruningReport {
                         (result, cell) = full
                         result.method = pruner.name
                         result.fallbackShare = pruner is FallbackPruner ? 0 : nil
+                        result.fallbackThreshold = (pruner as? FallbackPruner).map { Double($0.threshold) }
                         result.seed = seed
                     } else if pruner.isDeterministic, let again = first {
                         (result, cell) = again  // a deterministic choice: the same result for every seed
@@ -134,7 +135,7 @@ public enum PruningReport {
         lines.append("\nGFLOPs: the model's (vision tower, projector, prefill, answer); + choosing: the pruner's own (– when it does not count them).")
         let fallbacks = results.filter { $0.budget < 1 && $0.fallbackShare != nil }
         if !fallbacks.isEmpty {
-            let shares = Dictionary(grouping: fallbacks, by: { "\($0.method) at \(String(format: "%.1f%%", 100 * $0.budget))" })
+            let shares = Dictionary(grouping: fallbacks, by: { "\($0.method) (threshold \($0.fallbackThreshold.map { "\(Float($0))" } ?? "?")) at \(String(format: "%.1f%%", 100 * $0.budget))" })
                 .map { ($0.key, $0.value.map { $0.fallbackShare! }.reduce(0, +) / Double($0.value.count)) }.sorted { $0.0 < $1.0 }
             lines.append("NAME+fallback: the model answers from NAME's tokens, and again from all of them when its answer's probability is below the threshold; "
                          + "tokens and GFLOPs count both passes. Answers given again: " + shares.map { "\($0.0) \(String(format: "%.1f%%", 100 * $0.1))" }.joined(separator: ", ") + ".")
@@ -170,10 +171,10 @@ public enum PruningReport {
     public static func write(_ results: [PruningResult], to out: URL) throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share\n"
+        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold\n"
         for r in results {
             csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
-                + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset),\(r.fallbackShare.map { "\($0)" } ?? "")\n"
+                + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset),\(r.fallbackShare.map { "\($0)" } ?? ""),\(r.fallbackThreshold.map { "\(Float($0))" } ?? "")\n"
         }
         try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
         let encoder = JSONEncoder()

@@ -53,7 +53,8 @@ enum PruningCommand {
                               (default models/tprl-llm; train one with
                               `tprl train --config examples/tprl-llm.json --out models/tprl-llm`)
           --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
-                              (e.g. per-budget policies from `tprl train --budget B`)
+                              (e.g. per-budget policies from `tprl train --budget B`; N+fallback=DIR
+                              as a cascade)
           --tprl-inference M  how TPRL policies meet a budget of k tokens: auto (default: the one each
                               policy's training chose on validation questions, in its tprl.json), stepped
                               (top-k at each of the episode's steps, shrinking geometrically to k as the
@@ -139,7 +140,9 @@ enum PruningCommand {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
             // Each policy observes through its own autoencoder.
-            pruners.append(try policyPruner(parts[0], URL(fileURLWithPath: parts[1])))
+            let fallback = parts[0].hasSuffix("+fallback")
+            let policy = try policyPruner(fallback ? String(parts[0].dropLast("+fallback".count)) : parts[0], URL(fileURLWithPath: parts[1]))
+            pruners.append(fallback ? try FallbackPruner(base: policy, threshold: fallbackThreshold) : policy)
         }
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)

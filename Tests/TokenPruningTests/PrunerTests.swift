@@ -393,7 +393,8 @@ import VLM
                                                  simulator: simulator, budgets: [1, 0.25], seeds: [0], questions: 4, oracleQuestions: 1, quiet: true,
                                                  latencyQuestions: 0)
         #expect(results.map(\.fallbackShare) == [nil, nil, 0, 1])
-        #expect(PruningReport.table(results).contains("Answers given again: cls+fallback at 25.0% 100.0%."))
+        #expect(PruningReport.table(results).contains("Answers given again: cls+fallback (threshold 0.95) at 25.0% 100.0%."))
+        #expect(results.map(\.fallbackThreshold) == [nil, nil, Double(Float(0.95)), Double(Float(0.95))])
         // The rule itself: the top answer's probability against the threshold; non-finite never stands.
         let half = try FallbackPruner(base: RandomPruner(), threshold: 0.5)
         let above = try FallbackPruner(base: RandomPruner(), threshold: 0.51)
