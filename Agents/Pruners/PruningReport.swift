@@ -17,7 +17,7 @@ public enum PruningReport {
                          latencyQuestions: Int = 48, latencyRounds: Int = 3) throws -> [PruningResult] {
         var evaluation = PruningEvaluation(simulator: simulator, split: split, questions: questions, latencyQuestions: latencyQuestions)
         evaluation.latencyRounds = latencyRounds
-        let total = pruners.reduce(0) { $0 + ($1.name == "oracle" ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
+        let total = pruners.reduce(0) { $0 + (isOracle($1) ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
         let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
         var done = 0
         var results: [PruningResult] = []
@@ -29,11 +29,11 @@ public enum PruningReport {
             for budget in budgets {
                 var first: (result: PruningResult, cell: Int)?
                 for seed in seeds {
-                    let count = pruner.name == "oracle" ? min(oracleQuestions, questions) : questions
+                    let count = isOracle(pruner) ? min(oracleQuestions, questions) : questions
                     let base = done
                     var result: PruningResult
                     var cell: Int
-                    if budget >= 1, pruner.name != "oracle", let full = unpruned {
+                    if budget >= 1, !isOracle(pruner), let full = unpruned {
                         // Every method keeps every token at 100%: the same answers (FastV included).
                         (result, cell) = full
                         result.method = pruner.name
@@ -49,11 +49,11 @@ public enum PruningReport {
                         }
                         cell = cells.count
                         cells.append((PruningEvaluation.LatencyCell(pruner: pruner, budget: budget, seed: seed, questions: count,
-                                                                    rounds: pruner.name == "oracle" ? 1 : nil), []))
+                                                                    rounds: isOracle(pruner) ? 1 : nil), []))
                     }
                     if budget >= 1 {
                         result.selectionFLOPs = 0  // nothing to choose: every token is kept
-                        if pruner.name != "oracle" && unpruned == nil { unpruned = (result, cell) }
+                        if !isOracle(pruner) && unpruned == nil { unpruned = (result, cell) }
                     }
                     first = first ?? (result, cell)
                     cells[cell].results.append(results.count)
@@ -72,6 +72,12 @@ public enum PruningReport {
             for index in item.results { results[index].latencyMilliseconds = latencies[c] }
         }
         return results
+    }
+
+    /// The oracle, alone or as a fallback's base: hundreds of model calls per choice, so it runs
+    /// on `oracleQuestions` and is timed once.
+    static func isOracle(_ pruner: any TokenPruner) -> Bool {
+        pruner.name == "oracle" || (pruner as? FallbackPruner).map { isOracle($0.base) } ?? false
     }
 
     /// One table row: a method at a budget, over its seeds.

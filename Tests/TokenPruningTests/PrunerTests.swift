@@ -395,6 +395,10 @@ import VLM
         #expect(results.map(\.fallbackShare) == [nil, nil, 0, 1])
         #expect(PruningReport.table(results).contains("Answers given again: cls+fallback (threshold 0.95) at 25.0% 100.0%."))
         #expect(results.map(\.fallbackThreshold) == [nil, nil, Double(Float(0.95)), Double(Float(0.95))])
+        // The oracle with a fallback is still the oracle: its smaller subset.
+        let oracle = try PruningReport.evaluate([try FallbackPruner(base: OraclePruner(), threshold: 0.5)], simulator: simulator, budgets: [0.25],
+                                                seeds: [0], questions: 4, oracleQuestions: 2, quiet: true, latencyQuestions: 0)
+        #expect(oracle.map(\.questions) == [2] && oracle[0].subset)
         // The rule itself: the top answer's probability against the threshold; non-finite never stands.
         let half = try FallbackPruner(base: RandomPruner(), threshold: 0.5)
         let above = try FallbackPruner(base: RandomPruner(), threshold: 0.51)
