@@ -18,9 +18,11 @@ public struct PruningResult: Sendable, Codable {
     public var accuracy: Double
     /// Accuracy per question family.
     public var accuracyPerFamily: [String: Double]
-    /// Mean visual tokens the language model read.
+    /// Mean visual tokens the language model read (both passes of a `FallbackPruner`'s answers
+    /// given again).
     public var meanTokens: Double
-    /// Mean FLOPs per answer (vision tower, projector, LLM prefill, head).
+    /// Mean FLOPs per answer (vision tower, projector, LLM prefill, head; a fallback's second
+    /// prefill and head included).
     public var flops: Double
     /// Mean FLOPs the pruner spent choosing (`TokenPruner.selectionFLOPs`); nil when it does not
     /// count them.
