@@ -7,10 +7,12 @@ import TokenPruning
 /// answer's probability (the largest of the answer softmax) is below `threshold` it answers again
 /// from every visual token. This is a cascade in the sense of early-exit inference: the pruned
 /// pass is the cheap model, the unpruned pass the expensive one, and the model's own confidence
-/// decides. The evaluation (`PruningEvaluation`) carries out the second pass and counts it — a
-/// question that falls back reads `k + N` visual tokens, and its FLOPs include a second language
-/// model prefill over all N (the vision tower is not run again) — so a fallback row's mean tokens
-/// and GFLOPs are what the cascade spends, not the base budget's.
+/// decides. The evaluation (`PruningEvaluation`) carries out the second answer and counts it — a
+/// question that falls back reads `k + N` visual tokens, and its FLOPs include the second answer:
+/// for a base that prunes after an LLM layer (`tprl-llm`), the same pass continued from that
+/// layer's states over all N tokens (`VisionLanguageModel.continuationFLOPs`); for the others a
+/// second prefill over all N (the vision tower is not run again) — so a fallback row's mean
+/// tokens and GFLOPs are what the cascade spends, not the base budget's.
 ///
 /// Answers are right or wrong by the model's top answer either way; the threshold is a choice
 /// to make on the validation split (`eval-pruning --split validation`), never on test.

@@ -22,7 +22,7 @@ public struct PruningResult: Sendable, Codable {
     /// given again).
     public var meanTokens: Double
     /// Mean FLOPs per answer (vision tower, projector, LLM prefill, head; a fallback's second
-    /// prefill and head included).
+    /// answer included).
     public var flops: Double
     /// Mean FLOPs the pruner spent choosing (`TokenPruner.selectionFLOPs`); nil when it does not
     /// count them.
@@ -100,14 +100,12 @@ public struct PruningEvaluation {
             let costed = try entries.map { try pruner.costedPlan($0, budget: k, simulator: simulator, generator: &generator) }
             let plans = costed.map(\.plan)
             for item in costed { selectionSum = selectionSum.flatMap { sum in item.selectionFLOPs.map { sum + $0 } } }
-            var logits = try answer(entries, plans)
-            let fallbacks = try fallBack(pruner, entries, &logits, budget: k)
-            fallbackCount += fallbacks.count
-            for b in fallbacks {
-                // The second pass: the language model over every visual token (the tower's output is reused).
-                let entry = entries[b]
+            let (logits, again) = try answers(pruner, entries, plans, budget: k)
+            fallbackCount += again.count
+            for item in again {
+                // A fallback's second answer reads every visual token (the tower's output is reused).
                 tokenSum += simulator.tokenCount
-                flopSum += SelectionCost.fullPass(entry, simulator: simulator)
+                flopSum += item.flops
             }
             for (b, entry) in entries.enumerated() {
                 let right = argmax(logits[b]) == entry.task.answer
@@ -161,8 +159,7 @@ public struct PruningEvaluation {
                     let size = entry.task.imageSize
                     _ = withInferenceMode { model.encode(Tensor(shape: [1, 3, size, size], scalars: entry.task.pixels)) }
                     let plan = try cell.pruner.plan(entry, budget: k, simulator: simulator, generator: &timers[c])
-                    var logits = try answer([entry], [plan])
-                    _ = try fallBack(cell.pruner, [entry], &logits, budget: k)
+                    _ = try answers(cell.pruner, [entry], [plan], budget: k)
                     fastest[c][q] = min(fastest[c][q], Double(DispatchTime.now().uptimeNanoseconds - started) / 1e6)
                 }
                 done += 1
@@ -172,16 +169,42 @@ public struct PruningEvaluation {
         return fastest.map { $0.isEmpty ? 0 : $0.reduce(0, +) / Double($0.count) }
     }
 
-    /// When `pruner` is a `FallbackPruner` and the budget of k tokens leaves some out: answers
-    /// again, from every visual token, the entries whose answer it does not accept, replacing
-    /// their logits; returns their indices.
-    func fallBack(_ pruner: any TokenPruner, _ entries: [TaskEntry], _ logits: inout [[Float]], budget k: Int) throws -> [Int] {
-        guard let cascade = pruner as? FallbackPruner, k < simulator.tokenCount else { return [] }
-        let unsure = entries.indices.filter { !cascade.accepts(logits[$0]) }
-        guard !unsure.isEmpty else { return [] }
-        let all = Array(0..<simulator.tokenCount)
-        for (b, row) in zip(unsure, try answer(unsure.map { entries[$0] }, unsure.map { _ in .tokens(all) })) { logits[b] = row }
-        return unsure
+    /// The answers to `plans`. For a `FallbackPruner`, when the budget of k tokens leaves some
+    /// out, the entries whose answer it does not accept are answered again from every visual
+    /// token: plans that prune after an LLM layer continue the same pass from that layer's states
+    /// (`PruningSimulator.answer(_:prunedAfter:standing:)`), the others are answered again from
+    /// scratch. Returns the logits and, for each entry answered again, its index and what the
+    /// second answer cost.
+    func answers(_ pruner: any TokenPruner, _ entries: [TaskEntry], _ plans: [PruningPlan], budget k: Int) throws
+        -> (logits: [[Float]], again: [(index: Int, flops: Double)]) {
+        guard let cascade = pruner as? FallbackPruner, k < simulator.tokenCount else { return (try answer(entries, plans), []) }
+        var logits = [[Float]](repeating: [], count: entries.count)
+        var again: [(index: Int, flops: Double)] = []
+        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:], rest: [Int] = []
+        for (b, plan) in plans.enumerated() {
+            if case let .tokensAfterLayer(layer, tokens) = plan { afterLayer[layer, default: []].append((b, tokens)) } else { rest.append(b) }
+        }
+        for (layer, items) in afterLayer.sorted(by: { $0.key < $1.key }) {
+            let (rows, unsure) = try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer, standing: cascade.accepts)
+            for (item, row) in zip(items, rows) { logits[item.index] = row }
+            for u in unsure {
+                let task = entries[items[u].index].task
+                again.append((items[u].index, simulator.model.continuationFLOPs(visualTokens: simulator.tokenCount,
+                                                                               textTokens: task.prefix.count + task.suffix.count, afterLayer: layer)))
+            }
+        }
+        if !rest.isEmpty {
+            for (b, row) in zip(rest, try answer(rest.map { entries[$0] }, rest.map { plans[$0] })) { logits[b] = row }
+            let unsure = rest.filter { !cascade.accepts(logits[$0]) }
+            if !unsure.isEmpty {
+                let all = Array(0..<simulator.tokenCount)
+                for (b, row) in zip(unsure, try answer(unsure.map { entries[$0] }, unsure.map { _ in .tokens(all) })) {
+                    logits[b] = row
+                    again.append((b, SelectionCost.fullPass(entries[b], simulator: simulator)))
+                }
+            }
+        }
+        return (logits, again)
     }
 
     /// Answer logits for each entry under its plan, FastV plans batched through the model's FastV

@@ -174,6 +174,27 @@ public final class PruningSimulator: @unchecked Sendable {
         return rows
     }
 
+    /// A cascade after LLM layer `layer`: each entry answered from its `keep` indices there, and
+    /// those whose logits `standing` rejects answered again from every token, continuing the same
+    /// pass where the model can (`VisionLanguageModel.answerLogits(_:prunedAfter:kept:standing:)`),
+    /// in model calls of at most 64. Returns the logits and the indices answered again.
+    public func answer(_ requests: [(entry: TaskEntry, keep: [Int])], prunedAfter layer: Int,
+                       standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
+        var rows: [[Float]] = [], again: [Int] = []
+        let all = Array(0..<tokenCount)
+        for start in stride(from: 0, to: requests.count, by: 64) {
+            let chunk = requests[start..<min(requests.count, start + 64)]
+            let (logits, chunkAgain) = try withInferenceMode {
+                try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: all, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) },
+                                       prunedAfter: layer, kept: chunk.map(\.keep), standing: standing)
+            }
+            rows += logits
+            again += chunkAgain.map { start + $0 }
+        }
+        lock.lock(); answerCalls += 1; lock.unlock()
+        return (rows, again)
+    }
+
     /// FLOPs of answering `entry`'s question with `visualTokens` tokens kept (after layer
     /// `pruneAfterLayer` when it is set).
     public func flops(_ entry: TaskEntry, visualTokens: Int) -> Double {

@@ -38,7 +38,7 @@ enum PruningCommand {
                               probability is below --fallback-threshold, again from every token (a
                               cascade; its tokens and GFLOPs count both passes): tprl-llm+fallback
           --fallback-threshold P  the answer probability below which NAME+fallback answers again,
-                              in (0, 1] (default 0.75; choose it on --split validation)
+                              in (0, 1] (default 0.8; choose it on --split validation)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --oracle-questions N  questions for the oracle (default 100)
@@ -81,7 +81,7 @@ enum PruningCommand {
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
         let latencyQuestions = try args.integer("latency-questions", default: 48, range: 0...1_000_000)
         let latencyRounds = try args.integer("latency-rounds", default: 3, range: 1...100)
-        let fallbackText = args.string("fallback-threshold", default: "0.75")
+        let fallbackText = args.string("fallback-threshold", default: "0.8")
         guard let fallbackThreshold = Float(fallbackText), fallbackThreshold > 0 && fallbackThreshold <= 1 else {
             throw UsageError(message: "--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '\(fallbackText)'")
         }

@@ -80,6 +80,13 @@ extension LlavaConfiguration {
         return FLOPCount(vision: patchEmbedding + visionLayers, projector: projector, prefill: prefill, head: dt * Double(text.vocabularySize))
     }
 
+    /// FLOPs of continuing a pass from its states after LLM layer `layer` over every visual and
+    /// text token: the remaining layers' prefill and the head (a cascade's second answer).
+    public func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double {
+        let remaining = Double(text.layerCount - min(layer + 1, text.layerCount))
+        return remaining * layerFLOPs(tokens: Double(visualTokens + textTokens)) + Double(text.hiddenSize) * Double(text.vocabularySize)
+    }
+
     /// LLM prefill FLOPs when FastV keeps `keptAfter` of the visual tokens after layer `layer`.
     public func fastVPrefillFLOPs(visualTokens: Int, textTokens: Int, layer: Int, keptAfter: Int) -> Double {
         let before = Double(visualTokens + textTokens), after = Double(keptAfter + textTokens)

@@ -237,6 +237,8 @@ public final class LlamaModel: Module {
     ///     alone — the same values, at about a quarter less of a 4-layer model's prefill — except
     ///     with a cache, or when the last layer's attention is asked for or pruned after (the
     ///     rows are then gathered from the full output).
+    ///   - startLayer: `embeddings` is the output of layer `startLayer` − 1 (a state `stopAfter`
+    ///     returned), and the layers before `startLayer` are skipped: continuing a pass.
     ///   - attentionRows: only row `attentionRows[b]` of each sequence's attention probabilities
     ///     is read (the last text token's, for FastV's score): the attention returned and the one
     ///     `prune` selects from are `[B, heads, 1, S]` — those rows alone, the layer's output through
@@ -244,7 +246,7 @@ public final class LlamaModel: Module {
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
         attentionLayer: Int? = nil, prune: (layer: Int, readsAttention: Bool, select: (Tensor?) -> [[Int]])? = nil, stopAfter: Int? = nil,
-        outputRows: [Int]? = nil, attentionRows: [Int]? = nil
+        outputRows: [Int]? = nil, attentionRows: [Int]? = nil, startLayer: Int = 0
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
         var positions = positions
@@ -253,7 +255,7 @@ public final class LlamaModel: Module {
         let lastIndex = layers.count - 1
         var outputRows = outputRows, attentionRows = cache == nil ? attentionRows : nil
         let rowsOnly = outputRows != nil && cache == nil && causal && attentionLayer != lastIndex && prune?.layer != lastIndex && (stopAfter ?? lastIndex) >= lastIndex
-        for (index, layer) in layers.enumerated() {
+        for (index, layer) in layers.enumerated() where index >= startLayer {
             if rowsOnly, index == lastIndex, let rows = outputRows {
                 let rowPositions = rows.indices.map { b in [positions[positions.count == 1 ? 0 : b][rows[b]]] }
                 return (norm(layer.selectedRows(h, rows: rows, rotary: table, rowRotary: rotary(positions: rowPositions))), attention)

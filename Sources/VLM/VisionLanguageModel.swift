@@ -55,6 +55,31 @@ extension VisionLanguageModel {
         throw VLMError.invalidInput(reason: "\(Self.self) cannot prune inside its language model: use a model such as LlavaModel")
     }
 
+    /// `answerLogits(_:prunedAfter:kept:)`, then every request whose answer `standing` rejects
+    /// answered again from scratch over all of its `keep` tokens (`answerLogits(_:)`): the
+    /// cascade of a model that cannot continue a pass (`continuationFLOPs` counts a full one).
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
+                             standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
+        var rows = Self.rows(try answerLogits(requests, prunedAfter: layer, kept: kept))
+        let again = rows.indices.filter { !standing(rows[$0]) }
+        if !again.isEmpty {
+            for (r, row) in zip(again, Self.rows(try answerLogits(again.map { requests[$0] }))) { rows[r] = row }
+        }
+        return (rows, again)
+    }
+
+    /// A full prefill and head: what the default cascade's second answer costs.
+    public func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double {
+        let count = flops(visualTokens: visualTokens, textTokens: textTokens)
+        return count.prefill + count.head
+    }
+
+    /// The rows of logits `[R, V]`.
+    static func rows(_ logits: Tensor) -> [[Float]] {
+        let v = logits.shape[1], values = logits.scalars
+        return (0..<logits.shape[0]).map { Array(values[($0 * v)..<(($0 + 1) * v)]) }
+    }
+
     /// Models without a differentiable forward pass cannot say.
     public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
         throw VLMError.invalidInput(reason: "\(Self.self) has no gradients: answer saliency needs a differentiable model such as LlavaModel")
@@ -92,6 +117,16 @@ public protocol VisionLanguageModel: AnyObject {
     /// `layer` and only `kept[r]` (visual token indices, ascending, a subset of `requests[r].keep`)
     /// after it, with their original positions: FastV's mechanism with the choice made elsewhere.
     func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor
+    /// A cascade inside the language model: `answerLogits(_:prunedAfter:kept:)`, and each request
+    /// whose logits `standing` rejects answered again from every token of its `keep`, returning
+    /// all the logits and the indices answered again. A model that can continues the same pass
+    /// from its states after layer `layer` (LlavaModel: layers `layer` + 1… over all tokens); the
+    /// default answers again from scratch.
+    func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
+                      standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int])
+    /// FLOPs of a cascade's second answer after layer `layer` (see `answerLogits(_:prunedAfter:kept:standing:)`):
+    /// the layers after `layer` over every token and the head, or a full pass by default.
+    func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double
     /// Token embeddings of `ids`: `[T, D]` (the query the policy sees).
     func textEmbeddings(_ ids: [Int]) -> Tensor
     /// FLOPs of answering with `visualTokens` visual and `textTokens` text tokens (see `FLOPCount`).
@@ -231,9 +266,52 @@ extension LlavaModel: VisionLanguageModel {
     }
 
     public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor {
+        let slots = try keptSlots(requests, kept)
+        return try prunedAnswer(requests, layer: layer, readsAttention: false) { _, _, _ in slots }
+    }
+
+    /// The cascade continuing one pass: layers 0…`layer` over every token once, then the layers
+    /// after it over the kept tokens (the same logits as `answerLogits(_:prunedAfter:kept:)`) and,
+    /// for the requests `standing` rejects, over every token from the same states.
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
+                             standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
+        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
+        let slots = try keptSlots(requests, kept)
+        let (embedded, last, starts) = try requestBatch(requests)
+        let length = embedded.shape[1]
+        var cache: KeyValueCache? = nil
+        let states = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, stopAfter: layer).hidden
+        func sequence(_ b: Int) -> Tensor { states.sliced(alongAxis: 0, b..<(b + 1)) }
+        // The kept visual tokens, all text tokens, rows padded as `prunedAnswer` pads them.
+        var keep = requests.indices.map { b in
+            Array(0..<starts[b]) + slots[b].map { starts[b] + $0 } + Array((starts[b] + requests[b].keep.count)...last[b])
+        }
+        let width = keep.map(\.count).max()!
+        keep = keep.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
+        let pruned = Tensor.concatenated(requests.indices.map { sequence($0).indexSelect(keep[$0], alongAxis: 1) }, alongAxis: 0)
+        let hidden = languageModel.forward(pruned, positions: keep, cache: &cache, outputRows: requests.indices.map { keep[$0].firstIndex(of: last[$0])! },
+                                           startLayer: layer + 1).hidden
+        var rows = Self.rows(logits(hidden.reshaped(to: [requests.count, -1])))
+        let again = rows.indices.filter { !standing(rows[$0]) }
+        guard !again.isEmpty else { return (rows, again) }
+        // Answered again: the same states over every token, trimmed to the longest of these sequences.
+        let span = again.map { last[$0] + 1 }.max()!
+        let full = Tensor.concatenated(again.map { sequence($0).sliced(alongAxis: 1, 0..<span) }, alongAxis: 0)
+        let fullHidden = languageModel.forward(full, positions: [Array(0..<span)], cache: &cache, outputRows: again.map { last[$0] },
+                                               startLayer: layer + 1).hidden
+        for (r, row) in zip(again, Self.rows(logits(fullHidden.reshaped(to: [again.count, -1])))) { rows[r] = row }
+        return (rows, again)
+    }
+
+    /// The layers after `layer` over every token, and the head.
+    public func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double {
+        configuration.continuationFLOPs(visualTokens: visualTokens, textTokens: textTokens, afterLayer: layer)
+    }
+
+    /// Kept token indices → positions within each request's `keep`.
+    func keptSlots(_ requests: [AnswerRequest], _ kept: [[Int]]) throws -> [[Int]] {
         guard kept.count == requests.count else { throw VLMError.invalidInput(reason: "\(kept.count) kept sets for \(requests.count) requests") }
-        // Kept token indices → positions within each request's `keep`.
-        let slots = try zip(requests, kept).map { request, kept -> [Int] in
+        return try zip(requests, kept).map { request, kept -> [Int] in
             var slot: [Int: Int] = [:]
             for (k, token) in request.keep.enumerated() { slot[token] = k }
             if zip(kept, kept.dropFirst()).contains(where: { $0 >= $1 }) { throw VLMError.invalidInput(reason: "kept indices must be strictly ascending") }
@@ -242,7 +320,6 @@ extension LlavaModel: VisionLanguageModel {
                 return k
             }
         }
-        return try prunedAnswer(requests, layer: layer, readsAttention: false) { _, _, _ in slots }
     }
 
     /// Runs layers 0…`layer` only (the rest is not needed for the states).

@@ -353,6 +353,14 @@ import VLM
         #expect(untimed.map(\.accuracy) == results.map(\.accuracy))
     }
 
+    /// Keeps tokens 0–3 after LLM layer 0.
+    final class AfterLayerZero: TokenPruner {
+        let name = "first-four@0"
+        func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+            .tokensAfterLayer(layer: 0, tokens: Array(0..<budget))
+        }
+    }
+
     /// The README's example of a pruner of your own, as written there.
     final class TopRowsPruner: TokenPruner {
         let name = "top-rows"
@@ -395,6 +403,13 @@ import VLM
         #expect(results.map(\.fallbackShare) == [nil, nil, 0, 1])
         #expect(PruningReport.table(results).contains("Answers given again: cls+fallback (threshold 0.95) at 25.0% 100.0%."))
         #expect(results.map(\.fallbackThreshold) == [nil, nil, Double(Float(0.95)), Double(Float(0.95))])
+        // A base that prunes after LLM layer 0 goes through the model's cascade, which continues the
+        // pass where it can; the scripted model answers again from scratch, and says so in its FLOPs.
+        let layered = try evaluation.evaluate(AfterLayerZero(), budget: 0.25, seed: 0)
+        let continued = try evaluation.evaluate(try FallbackPruner(base: AfterLayerZero(), threshold: 0.95), budget: 0.25, seed: 0)
+        #expect(layered.accuracy == 0 && continued.accuracy == 1 && continued.fallbackShare == 1 && continued.meanTokens == 4 + 16)
+        #expect(simulator.model.continuationFLOPs(visualTokens: 16, textTokens: 2, afterLayer: 0) == second)
+        #expect(continued.flops == layered.flops + second)
         // The oracle with a fallback is still the oracle: its smaller subset.
         let oracle = try PruningReport.evaluate([try FallbackPruner(base: OraclePruner(), threshold: 0.5)], simulator: simulator, budgets: [0.25],
                                                 seeds: [0], questions: 4, oracleQuestions: 2, quiet: true, latencyQuestions: 0)

@@ -87,6 +87,37 @@ struct PruningAPITests {
         #expect(throws: VLMError.self) { try model.layerStates(requests, layer: -1) }
     }
 
+    @Test("the cascade continuing one pass: the pruned answers are answerLogits(prunedAfter:)'s bit for bit, the ones answered again the unpruned answers; its second answer's FLOPs are the layers after the cut and the head")
+    func cascadeContinuesThePass() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
+        let other = features.sliced(alongAxis: 0, 1..<2).reshaped(to: [16, 48])
+        let requests = [AnswerRequest(features: image, keep: Array(0..<16), prefix: prefix, suffix: suffix),
+                        AnswerRequest(features: other, keep: Array(0..<16), prefix: prefix, suffix: Array(suffix.prefix(3))),
+                        AnswerRequest(features: image, keep: Array(0..<16), prefix: prefix, suffix: Array(suffix.prefix(4)))]
+        let kept = [[1, 4, 9], [0, 15], [2, 3, 5, 8]]
+        for layer in [0, 1] {
+            let pruned = try model.answerLogits(requests, prunedAfter: layer, kept: kept)
+            let v = pruned.shape[1]
+            let rows = (0..<3).map { Array(pruned.scalars[($0 * v)..<(($0 + 1) * v)]) }
+            // Nothing rejected: exactly the one-pass pruned logits.
+            let kept1 = try model.answerLogits(requests, prunedAfter: layer, kept: kept, standing: { _ in true })
+            #expect(kept1.again.isEmpty && kept1.logits == rows)
+            // Requests 0 and 2 rejected: those answered from every token, request 1 as pruned.
+            let again = try model.answerLogits(requests, prunedAfter: layer, kept: kept, standing: { $0 == rows[1] })
+            #expect(again.again == [0, 2] && again.logits[1] == rows[1])
+            let full = try model.answerLogits([requests[0], requests[2]])
+            expectClose(Tensor(shape: [2, v], scalars: again.logits[0] + again.logits[2]), full, absolute: 2e-5, relative: 0)
+        }
+        #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 0, kept: [[0]], standing: { _ in true }) }
+        // FLOPs: the layers after the cut over every token, and the head.
+        let c = model.configuration
+        let count = c.flops(visualTokens: 16, textTokens: 10)
+        let layers = Double(c.text.layerCount)
+        #expect(abs(model.continuationFLOPs(visualTokens: 16, textTokens: 10, afterLayer: 0) - (count.prefill * (layers - 1) / layers + count.head)) < 1e-6 * count.prefill)
+        #expect(model.continuationFLOPs(visualTokens: 16, textTokens: 10, afterLayer: c.text.layerCount - 1) == count.head)
+    }
+
     @Test("forward(outputRows:) and forward(attentionRows:) return the full forward's rows, computing those rows alone")
     func outputRows() throws {
         let (model, features, prefix, suffix, _, _) = try Self.setup()
