@@ -277,6 +277,7 @@ extension LlavaModel: VisionLanguageModel {
                              standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let slots = try keptSlots(requests, kept)
+        guard !requests.isEmpty else { return ([], []) }
         let (embedded, last, starts) = try requestBatch(requests)
         let length = embedded.shape[1]
         var cache: KeyValueCache? = nil

@@ -110,6 +110,9 @@ struct PruningAPITests {
             expectClose(Tensor(shape: [2, v], scalars: again.logits[0] + again.logits[2]), full, absolute: 2e-5, relative: 0)
         }
         #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 0, kept: [[0]], standing: { _ in true }) }
+        #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 2, kept: kept, standing: { _ in true }) }
+        let none = try model.answerLogits([], prunedAfter: 0, kept: [], standing: { _ in false })
+        #expect(none.logits.isEmpty && none.again.isEmpty)
         // FLOPs: the layers after the cut over every token, and the head.
         let c = model.configuration
         let count = c.flops(visualTokens: 16, textTokens: 10)
