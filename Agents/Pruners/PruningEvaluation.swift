@@ -231,8 +231,7 @@ public struct PruningEvaluation {
             let parts = key.split(separator: "/").compactMap { Int($0) }
             let requests = indices.map { AnswerRequest(features: entries[$0].tokens, keep: Array(0..<simulator.tokenCount), prefix: entries[$0].task.prefix, suffix: entries[$0].task.suffix) }
             let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(requests, layer: parts[0], keptAfter: parts[1]) }
-            let v = logits.shape[1], values = logits.scalars
-            for (r, b) in indices.enumerated() { rows[b] = Array(values[(r * v)..<((r + 1) * v)]) }
+            for (b, row) in zip(indices, logits.scalarRows()) { rows[b] = row }
         }
         return rows
     }

@@ -146,6 +146,11 @@ public final class PruningSimulator: @unchecked Sendable {
         return result
     }
 
+    /// `entry`'s question over its visual tokens, reading `keep` of them.
+    func request(_ entry: TaskEntry, keeping keep: [Int]) -> AnswerRequest {
+        AnswerRequest(features: entry.tokens, keep: keep, prefix: entry.task.prefix, suffix: entry.task.suffix)
+    }
+
     /// Answer logits (one row per request) for each entry answering from its `keep` indices,
     /// where this simulator prunes (`pruneAfterLayer`).
     public func answer(_ requests: [(entry: TaskEntry, keep: [Int])]) throws -> [[Float]] {
@@ -162,13 +167,11 @@ public final class PruningSimulator: @unchecked Sendable {
             let chunk = requests[start..<min(requests.count, start + 64)]
             let logits = try withInferenceMode {
                 if let layer {
-                    return try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: all, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) },
-                                                  prunedAfter: layer, kept: chunk.map(\.keep))
+                    return try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, prunedAfter: layer, kept: chunk.map(\.keep))
                 }
-                return try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: $0.keep, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) })
+                return try model.answerLogits(chunk.map { request($0.entry, keeping: $0.keep) })
             }
-            let v = logits.shape[1], values = logits.scalars
-            for r in 0..<chunk.count { rows.append(Array(values[(r * v)..<((r + 1) * v)])) }
+            rows += logits.scalarRows()
         }
         lock.lock(); answerCalls += 1; lock.unlock()
         return rows
@@ -185,8 +188,7 @@ public final class PruningSimulator: @unchecked Sendable {
         for start in stride(from: 0, to: requests.count, by: 64) {
             let chunk = requests[start..<min(requests.count, start + 64)]
             let (logits, chunkAgain) = try withInferenceMode {
-                try model.answerLogits(chunk.map { AnswerRequest(features: $0.entry.tokens, keep: all, prefix: $0.entry.task.prefix, suffix: $0.entry.task.suffix) },
-                                       prunedAfter: layer, kept: chunk.map(\.keep), standing: standing)
+                try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, prunedAfter: layer, kept: chunk.map(\.keep), standing: standing)
             }
             rows += logits
             again += chunkAgain.map { start + $0 }

@@ -172,3 +172,12 @@ extension Tensor {
         return split(sizes: Array(repeating: length / count, count: count), alongAxis: axis)
     }
 }
+
+extension Tensor {
+    /// The rows of a rank-2 tensor `[R, C]` as R arrays of C scalars (answer logits, one per request).
+    public func scalarRows() -> [[Float]] {
+        precondition(rank == 2, "scalarRows: expected a rank-2 tensor, got \(shape)")
+        let c = shape[1], values = scalars
+        return (0..<shape[0]).map { Array(values[($0 * c)..<(($0 + 1) * c)]) }
+    }
+}

@@ -84,7 +84,7 @@ extension LlavaConfiguration {
     /// text token: the remaining layers' prefill and the head (a cascade's second answer).
     public func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double {
         let remaining = Double(text.layerCount - min(layer + 1, text.layerCount))
-        return remaining * layerFLOPs(tokens: Double(visualTokens + textTokens)) + Double(text.hiddenSize) * Double(text.vocabularySize)
+        return remaining * layerFLOPs(tokens: Double(visualTokens + textTokens)) + flops(visualTokens: visualTokens, textTokens: textTokens).head
     }
 
     /// LLM prefill FLOPs when FastV keeps `keptAfter` of the visual tokens after layer `layer`.

@@ -60,10 +60,10 @@ extension VisionLanguageModel {
     /// cascade of a model that cannot continue a pass (`continuationFLOPs` counts a full one).
     public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
                              standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
-        var rows = Self.rows(try answerLogits(requests, prunedAfter: layer, kept: kept))
+        var rows = try answerLogits(requests, prunedAfter: layer, kept: kept).scalarRows()
         let again = rows.indices.filter { !standing(rows[$0]) }
         if !again.isEmpty {
-            for (r, row) in zip(again, Self.rows(try answerLogits(again.map { requests[$0] }))) { rows[r] = row }
+            for (r, row) in zip(again, try answerLogits(again.map { requests[$0] }).scalarRows()) { rows[r] = row }
         }
         return (rows, again)
     }
@@ -72,12 +72,6 @@ extension VisionLanguageModel {
     public func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double {
         let count = flops(visualTokens: visualTokens, textTokens: textTokens)
         return count.prefill + count.head
-    }
-
-    /// The rows of logits `[R, V]`.
-    static func rows(_ logits: Tensor) -> [[Float]] {
-        let v = logits.shape[1], values = logits.scalars
-        return (0..<logits.shape[0]).map { Array(values[($0 * v)..<(($0 + 1) * v)]) }
     }
 
     /// Models without a differentiable forward pass cannot say.
@@ -283,16 +277,11 @@ extension LlavaModel: VisionLanguageModel {
         var cache: KeyValueCache? = nil
         let states = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, stopAfter: layer).hidden
         func sequence(_ b: Int) -> Tensor { states.sliced(alongAxis: 0, b..<(b + 1)) }
-        // The kept visual tokens, all text tokens, rows padded as `prunedAnswer` pads them.
-        var keep = requests.indices.map { b in
-            Array(0..<starts[b]) + slots[b].map { starts[b] + $0 } + Array((starts[b] + requests[b].keep.count)...last[b])
-        }
-        let width = keep.map(\.count).max()!
-        keep = keep.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
+        let keep = Self.keptRows(slots, starts: starts, counts: requests.map(\.keep.count), last: last)
         let pruned = Tensor.concatenated(requests.indices.map { sequence($0).indexSelect(keep[$0], alongAxis: 1) }, alongAxis: 0)
         let hidden = languageModel.forward(pruned, positions: keep, cache: &cache, outputRows: requests.indices.map { keep[$0].firstIndex(of: last[$0])! },
                                            startLayer: layer + 1).hidden
-        var rows = Self.rows(logits(hidden.reshaped(to: [requests.count, -1])))
+        var rows = logits(hidden.reshaped(to: [requests.count, -1])).scalarRows()
         let again = rows.indices.filter { !standing(rows[$0]) }
         guard !again.isEmpty else { return (rows, again) }
         // Answered again: the same states over every token, trimmed to the longest of these sequences.
@@ -300,7 +289,7 @@ extension LlavaModel: VisionLanguageModel {
         let full = Tensor.concatenated(again.map { sequence($0).sliced(alongAxis: 1, 0..<span) }, alongAxis: 0)
         let fullHidden = languageModel.forward(full, positions: [Array(0..<span)], cache: &cache, outputRows: again.map { last[$0] },
                                                startLayer: layer + 1).hidden
-        for (r, row) in zip(again, Self.rows(logits(fullHidden.reshaped(to: [again.count, -1])))) { rows[r] = row }
+        for (r, row) in zip(again, logits(fullHidden.reshaped(to: [again.count, -1])).scalarRows()) { rows[r] = row }
         return (rows, again)
     }
 
@@ -340,6 +329,16 @@ extension LlavaModel: VisionLanguageModel {
         }
     }
 
+    /// The sequence rows each request keeps after a cut: the `chosen` visual tokens (positions
+    /// within its `keep`, ascending, in original order), all text tokens up to its answer position
+    /// `last`, and every row padded to the same count by repeating its last index (padding sits
+    /// after the answer position, so causality keeps it out of the answer).
+    static func keptRows(_ chosen: [[Int]], starts: [Int], counts: [Int], last: [Int]) -> [[Int]] {
+        let rows = chosen.indices.map { b in Array(0..<starts[b]) + chosen[b].map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b]) }
+        let width = rows.map(\.count).max()!
+        return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
+    }
+
     /// Answer logits when, after layer `layer`, each request keeps the visual tokens `choose`
     /// returns (positions within its `keep`, ascending) from the last text token's row of that
     /// layer's attention `[B, heads, 1, S]` (nil unless `readsAttention`: a choice made beforehand
@@ -354,16 +353,7 @@ extension LlavaModel: VisionLanguageModel {
         let hidden = withoutActuallyEscaping(choose) { choose in languageModel.forward(
             embedded, positions: [Array(0..<length)], cache: &cache,
             prune: (layer: layer, readsAttention: readsAttention, select: { weights in
-                let chosen = choose(weights, starts, counts)
-                // Keep the chosen visual tokens of each request (original order), all text tokens,
-                // and pad every row to the same count by repeating its last index (padding sits
-                // after the answer position, so causality keeps it out of the answer).
-                var rows: [[Int]] = []
-                for b in requests.indices {
-                    rows.append(Array(0..<starts[b]) + chosen[b].map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b]))
-                }
-                let width = rows.map(\.count).max()!
-                return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
+                Self.keptRows(choose(weights, starts, counts), starts: starts, counts: counts, last: last)
             }), outputRows: last, attentionRows: readsAttention ? last : nil) }
         return logits(hidden.hidden.reshaped(to: [requests.count, -1]))
     }
