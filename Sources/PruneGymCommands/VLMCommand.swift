@@ -30,7 +30,7 @@ enum VLMCommand {
     }
 
     static let trainHelp = """
-        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--config FILE.json] [--samples N] [--stop-after N] [--quiet]
+        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--config FILE.json] [--samples N] [--stop-after N] [--init MODEL] [--quiet]
 
         Trains the built-in LLaVA-architecture model on ShapesVQA (stage 1: a dense vision objective;
         stage 2: answers), evaluating each question family on the validation split as it goes
@@ -46,13 +46,17 @@ enum VLMCommand {
           --samples N        training samples (overrides the config)
           --stop-after N     stop (with a checkpoint, without writing DIR) once N samples are done;
                              a later run continues from there, e.g. with another --config
+          --init MODEL       start from the weights of a model directory (Hugging Face layout) instead
+                             of fresh ones: training begins at the config's schedule_start (the
+                             samples MODEL saw), with fresh objective heads and optimizer; a run
+                             that has a checkpoint resumes it instead
 
         example:
           swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
         """
 
     static func train(_ arguments: [String]) throws {
-        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"], options: ["out", "seed", "run-dir", "config", "samples", "stop-after"])
+        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"], options: ["out", "seed", "run-dir", "config", "samples", "stop-after", "init"])
         if args.flag("help") { print(trainHelp); return }
         var configuration = args.string("config", default: "").isEmpty ? VLMTrainingConfiguration() : try readJSON(VLMTrainingConfiguration.self, from: args.string("config", default: ""))
         configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
@@ -60,20 +64,32 @@ enum VLMCommand {
         let out = URL(fileURLWithPath: args.string("out", default: "models/shapes-llava"))
         let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(configuration.seed)")))
         let stopAfter = args.values["stop-after"] == nil ? nil : try args.integer("stop-after", default: 0, range: 1...100_000_000)
-        try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"), stopAfter: stopAfter)
+        let initial = args.values["init"].map { URL(fileURLWithPath: $0) }
+        try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"), stopAfter: stopAfter, initial: initial)
     }
 
     /// Trains (or resumes) the model of `configuration` in `run` and writes it to `out`; with
     /// `stopAfter`, stops at the first checkpointed step with at least that many samples, without writing `out`.
-    static func trainModel(_ configuration: VLMTrainingConfiguration, out: URL, run: RunDirectory, quiet: Bool, stopAfter: Int? = nil) throws {
-        try run.create()
-        try run.writeConfig(configuration, kind: "vlm-train")
+    /// With `initial`, a run without a checkpoint starts from that model directory's weights.
+    static func trainModel(_ configuration: VLMTrainingConfiguration, out: URL, run: RunDirectory, quiet: Bool, stopAfter: Int? = nil,
+                           initial: URL? = nil) throws {
         let trainer = VLMTrainer(configuration: configuration)
         let checkpoint = run.checkpointsURL.appendingPathComponent("trainer.safetensors")
-        if FileManager.default.fileExists(atPath: checkpoint.path) {
+        let resuming = FileManager.default.fileExists(atPath: checkpoint.path)
+        if let initial, !resuming {
+            guard configuration.scheduleStart > 0 && configuration.scheduleStart < configuration.samples else {
+                throw UsageError(message: "vlm train --init starts at the config's schedule_start (the samples \(initial.path) was trained on), which is \(configuration.scheduleStart); set it between 1 and samples (\(configuration.samples))")
+            }
+            try trainer.initialize(from: try LlavaCheckpoint.load(initial), source: initial.path)
+        }
+        try run.create()
+        try run.writeConfig(configuration, kind: "vlm-train")
+        if resuming {
             try trainer.load(from: checkpoint)
             try MetricsLog(url: run.metricsURL).truncate(keepingRowsWhere: "step", atMost: Double(trainer.step))
             print("resuming from step \(trainer.step) of \(trainer.totalSteps)")
+        } else if let initial {
+            print("starting from \(initial.path) at sample \(trainer.step * configuration.batchSize) of \(configuration.samples)")
         }
         let metrics = try MetricsLog(url: run.metricsURL)
         let progress = quiet ? nil : ProgressBar(total: trainer.totalSteps * configuration.batchSize, label: "vlm", start: trainer.step * configuration.batchSize)

@@ -53,6 +53,15 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// their anchors, as they do under an importance-based pruner at a small budget. The other
     /// pruned samples keep every anchor (see `object_subset_share`). Absent reads as 0.
     public var referentSubsetShare: Float = 0
+    /// `llm_cut_share`: of the pruned training samples, the share whose subset applies inside the
+    /// language model, as FastV and `tprl-llm` prune: every visual token runs through layers
+    /// 0…`llm_cut_layer`, and the layers after it see only the subset (at their original
+    /// positions). The others answer from the subset alone. Absent reads as 0, and the draws of
+    /// a configuration without it are unchanged.
+    public var llmCutShare: Float = 0
+    /// `llm_cut_layer`: the LLM layer after which `llm_cut_share`'s subsets apply (default 0, the
+    /// layer `tprl-llm` and FastV here cut after).
+    public var llmCutLayer = 0
     /// `family_weights`: relative frequency of each question family in the training samples,
     /// e.g. `{"count": 3}` (absent families weigh 1). Absent or empty (the default), the families
     /// come as `ShapesVQA.sample` draws them, uniformly, and the samples are exactly those of
@@ -96,6 +105,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case relationWeight = "relation_weight", objectSubsetShare = "object_subset_share"
         case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start", familyWeights = "family_weights"
         case prunedShare = "pruned_share", referentSubsetShare = "referent_subset_share"
+        case llmCutShare = "llm_cut_share", llmCutLayer = "llm_cut_layer"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -118,7 +128,10 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         familyWeights = try value(.familyWeights, [:])
         prunedShare = try value(.prunedShare, d.prunedShare)
         referentSubsetShare = try value(.referentSubsetShare, 0)
-        for (key, share) in [(CodingKeys.prunedShare, prunedShare), (.referentSubsetShare, referentSubsetShare), (.objectSubsetShare, objectSubsetShare)] {
+        llmCutShare = try value(.llmCutShare, 0)
+        llmCutLayer = try value(.llmCutLayer, d.llmCutLayer)
+        for (key, share) in [(CodingKeys.prunedShare, prunedShare), (.referentSubsetShare, referentSubsetShare), (.objectSubsetShare, objectSubsetShare),
+                             (.llmCutShare, llmCutShare)] {
             guard share.isFinite, share >= 0, share <= 1 else {
                 throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(key.rawValue) is \(share); a share must lie in [0, 1]")
             }
@@ -142,6 +155,10 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         visionHeads = try value(.visionHeads, d.visionHeads); textHidden = try value(.textHidden, d.textHidden)
         textLayers = try value(.textLayers, d.textLayers); textHeads = try value(.textHeads, d.textHeads)
         textKeyValueHeads = try value(.textKeyValueHeads, d.textKeyValueHeads); textIntermediate = try value(.textIntermediate, d.textIntermediate)
+        guard llmCutLayer >= 0 && llmCutLayer < textLayers - 1 else {
+            throw DecodingError.dataCorruptedError(forKey: .llmCutLayer, in: c, debugDescription:
+                "llm_cut_layer is \(llmCutLayer); a cut must come after one of the layers 0..<\(textLayers - 1) (text_layers − 1), so that a layer runs on the subset")
+        }
     }
 
     /// The LLaVA configuration of the model these settings build.
@@ -525,6 +542,11 @@ public final class VLMTrainer {
     /// The routing objective's last losses, anchor recall and target attention masses (for progress and metrics).
     public private(set) var lastRouting: (relevance: Float, attention: Float, recall: Float, massFirst: Float, massSecond: Float) = (.nan, .nan, .nan, .nan, .nan)
 
+    /// The last step's token draws (each sample's tokens before the LLM and its subset after the
+    /// cut, if any) and answer logits `[B·V]`, for tests.
+    var lastDraws: (keeps: [[Int]], cuts: [[Int]?]) = ([], [])
+    var lastAnswerLogits: [Float] = []
+
     /// Steps of the whole run.
     public var totalSteps: Int { configuration.samples / configuration.batchSize }
 
@@ -636,15 +658,27 @@ public final class VLMTrainer {
             // pruning environment asks the model to (see `trainingSubset`).
             let projected = model.projector(features)
             let tokens = projected.shape[1]
-            let keeps = samples.map { trainingSubset($0, tokens: tokens) }
+            // Each sample's tokens before the LLM, and (for `llm_cut_share` of the pruned ones) the
+            // subset kept after layer `llm_cut_layer`, where the sample reads every token before it.
+            var keeps: [[Int]] = [], cuts: [[Int]?] = []
+            for sample in samples {
+                let subset = trainingSubset(sample, tokens: tokens)
+                if c.llmCutShare > 0 && subset.count < tokens && generator.bernoulli(c.llmCutShare) {
+                    keeps.append(Array(0..<tokens)); cuts.append(subset)
+                } else {
+                    keeps.append(subset); cuts.append(nil)
+                }
+            }
+            lastDraws = (keeps, cuts)
             let requests = samples.enumerated().map { b, sample in
                 AnswerRequest(features: projected.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
                               prefix: prompt.prefix(question: sample.question), suffix: prompt.suffix(question: sample.question))
             }
-            let (embedded, last, starts) = try model.requestBatch(requests)
+            let (embedded, firstLast, starts) = try model.requestBatch(requests)
+            var last = firstLast
             let language = model.languageModel
-            let length = embedded.shape[1]
-            let table = language.rotary(positions: [Array(0..<length)])
+            var length = embedded.shape[1]
+            var table = language.rotary(positions: [Array(0..<length)])
             var h = embedded
             var routing: (relevance: Tensor, attention: Tensor)?
             var readout: Tensor?
@@ -669,6 +703,16 @@ public final class VLMTrainer {
                     if c.relationWeight > 0 { relation = module.routing.relationLoss(answerHidden, samples: samples) }
                     if c.askedRelationWeight > 0 { asked = module.routing.askedLoss(answerHidden, samples: samples) }
                 }
+                if index == c.llmCutLayer && cuts.contains(where: { $0 != nil }) {
+                    // The cut: each sequence keeps its text up to the answer and its subset, at their positions.
+                    let chosen = keeps.indices.map { b in cuts[b] ?? Array(keeps[b].indices) }
+                    let rows = LlavaModel.keptRows(chosen, starts: starts, counts: keeps.map(\.count), last: last)
+                    h = Tensor.concatenated(rows.indices.map { h.sliced(alongAxis: 0, $0..<($0 + 1)).indexSelect(rows[$0], alongAxis: 1) }, alongAxis: 0)
+                    table = language.rotary(positions: rows)
+                    last = rows.indices.map { rows[$0].firstIndex(of: last[$0])! }
+                    keeps = keeps.indices.map { cuts[$0] ?? keeps[$0] }
+                    length = h.shape[1]
+                }
             }
             let hidden = language.norm(h)
             let (batch, width) = (hidden.shape[0], hidden.shape[2])
@@ -676,6 +720,7 @@ public final class VLMTrainer {
             let logits = model.logits(model.gatherLast(hidden, last))
             let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
             answerLoss = answer.scalar
+            lastAnswerLogits = logits.scalars
             var visualRows: [Int] = []
             var patches: [(sample: ShapesVQA.Sample, patch: Int)] = []
             for (b, keep) in keeps.enumerated() {
@@ -715,6 +760,29 @@ public final class VLMTrainer {
     public func save(to url: URL) throws {
         try Checkpoint.save(model: module, optimizer: optimizer, generators: ["data": generator],
                             metadata: ["step": String(step)], to: url)
+    }
+
+    /// Starts from a trained model's weights (e.g. a shipped model directory, whose training
+    /// checkpoint is gone): every LLaVA parameter is copied from `trained`, the objectives' heads
+    /// and the optimizer start fresh, and training begins at sample `schedule_start` — the samples
+    /// `trained` has seen — so that a later stage draws fresh samples and its warm restart begins
+    /// at once. `source` names the model in errors.
+    public func initialize(from trained: LlavaModel, source: String) throws {
+        let weights = Dictionary(trained.namedParameters.map { ($0.name, $0.parameter) }, uniquingKeysWith: { first, _ in first })
+        let names = Set(model.namedParameters.map(\.name))
+        if let extra = weights.keys.sorted().first(where: { !names.contains($0) }) {
+            throw VLMError.invalidInput(reason: "\(source): tensor '\(extra)' has no place in the model this configuration builds; check its sizes")
+        }
+        for (name, parameter) in model.namedParameters {
+            guard let value = weights[name]?.value else {
+                throw VLMError.invalidInput(reason: "\(source): tensor '\(name)' is missing for the model this configuration builds")
+            }
+            guard value.shape == parameter.value.shape else {
+                throw VLMError.invalidInput(reason: "\(source): tensor '\(name)' has shape \(value.shape), the configuration builds \(parameter.value.shape); use the configuration the model was trained with")
+            }
+            parameter.value = value
+        }
+        step = configuration.scheduleStart / configuration.batchSize
     }
 
     public func load(from url: URL) throws {

@@ -141,6 +141,55 @@ import TestSupport
         }
     }
 
+    @Test("llm_cut_share: a training answer cut inside the LLM equals the inference path's (answerLogits(prunedAfter:)); bad cuts are refused")
+    func cutInsideTheLanguageModel() throws {
+        let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000}"#.utf8))
+        #expect(old.llmCutShare == 0 && old.llmCutLayer == 0)
+        var c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"pruned_share": 1, "llm_cut_share": 0.5, "referent_subset_share": 0.5}"#.utf8))
+        (c.textLayers, c.visionLayers, c.visionOnlySamples, c.batchSize, c.learningRate, c.warmupSteps) = (2, 1, 0, 8, 0, 1)
+        let trainer = VLMTrainer(configuration: c)
+        _ = try trainer.trainStep()  // learning rate 0: the weights stay as they were
+        let (keeps, cuts) = trainer.lastDraws
+        #expect(cuts.contains { $0 != nil } && cuts.contains { $0 == nil }, "both kinds in one batch")
+        let samples = (0..<c.batchSize).map { trainer.trainingSample($0) }
+        let model = trainer.model
+        let features = model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
+        let tokens = features.shape[1]
+        let requests = samples.indices.map { b in
+            AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
+                          prefix: trainer.prompt.prefix(question: samples[b].question), suffix: trainer.prompt.suffix(question: samples[b].question))
+        }
+        let expected = try withInferenceMode { try model.answerLogits(requests, prunedAfter: 0, kept: requests.indices.map { cuts[$0] ?? keeps[$0] }) }
+        #expect(expected.shape[0] == samples.count)
+        let difference = zip(expected.scalars, trainer.lastAnswerLogits).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(difference < 1e-4, "training and inference logits differ by \(difference)")
+        #expect(expected.scalars.count == trainer.lastAnswerLogits.count)
+        for (b, cut) in cuts.enumerated() { if let cut { #expect(keeps[b] == Array(0..<tokens) && cut.count < tokens) } }
+
+        for (bad, key) in [(#"{"llm_cut_share": 2}"#, "llm_cut_share"), (#"{"llm_cut_layer": 3}"#, "llm_cut_layer"), (#"{"llm_cut_layer": -1}"#, "llm_cut_layer")] {
+            let error = #expect(throws: DecodingError.self) { try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(bad.utf8)) }
+            #expect(String(describing: error).contains(key))
+        }
+    }
+
+    @Test("initialize(from:): a trained model's weights, training from schedule_start; a model of other sizes is refused by tensor")
+    func initializeFromAModel() throws {
+        var c = VLMTrainingConfiguration()
+        (c.textLayers, c.visionLayers, c.scheduleStart, c.samples) = (1, 1, 640, 1280)
+        var other = c
+        other.seed = 7
+        let source = VLMTrainer(configuration: other).model
+        let trainer = VLMTrainer(configuration: c)
+        try trainer.initialize(from: source, source: "trained")
+        #expect(trainer.step == 640 / c.batchSize)
+        for ((name, mine), (_, theirs)) in zip(trainer.model.namedParameters, source.namedParameters) {
+            #expect(mine.value.scalars == theirs.value.scalars, "\(name)")
+        }
+        other.textHidden = 64
+        let error = #expect(throws: VLMError.self) { try trainer.initialize(from: VLMTrainer(configuration: other).model, source: "small") }
+        #expect(String(describing: error).contains("small") && String(describing: error).contains("shape"))
+    }
+
     @Test("the asked-relation probe's targets: the relation word and the answer of spatial questions only")
     func askedRelationTargets() throws {
         let dataset = ShapesVQA(imageSize: 64, patchSize: 4)
