@@ -155,7 +155,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         visionHeads = try value(.visionHeads, d.visionHeads); textHidden = try value(.textHidden, d.textHidden)
         textLayers = try value(.textLayers, d.textLayers); textHeads = try value(.textHeads, d.textHeads)
         textKeyValueHeads = try value(.textKeyValueHeads, d.textKeyValueHeads); textIntermediate = try value(.textIntermediate, d.textIntermediate)
-        guard llmCutLayer >= 0 && llmCutLayer < textLayers - 1 else {
+        guard llmCutLayer >= 0 && (llmCutShare == 0 || llmCutLayer < textLayers - 1) else {
             throw DecodingError.dataCorruptedError(forKey: .llmCutLayer, in: c, debugDescription:
                 "llm_cut_layer is \(llmCutLayer); a cut must come after one of the layers 0..<\(textLayers - 1) (text_layers − 1), so that a layer runs on the subset")
         }

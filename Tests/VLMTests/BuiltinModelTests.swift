@@ -166,10 +166,12 @@ import TestSupport
         #expect(expected.scalars.count == trainer.lastAnswerLogits.count)
         for (b, cut) in cuts.enumerated() { if let cut { #expect(keeps[b] == Array(0..<tokens) && cut.count < tokens) } }
 
-        for (bad, key) in [(#"{"llm_cut_share": 2}"#, "llm_cut_share"), (#"{"llm_cut_layer": 3}"#, "llm_cut_layer"), (#"{"llm_cut_layer": -1}"#, "llm_cut_layer")] {
+        for (bad, key) in [(#"{"llm_cut_share": 2}"#, "llm_cut_share"), (#"{"llm_cut_share": 0.5, "llm_cut_layer": 3}"#, "llm_cut_layer"), (#"{"llm_cut_layer": -1}"#, "llm_cut_layer")] {
             let error = #expect(throws: DecodingError.self) { try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(bad.utf8)) }
             #expect(String(describing: error).contains(key))
         }
+        // Without cuts a one-layer language model is fine.
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"text_layers": 1}"#.utf8)).textLayers == 1)
     }
 
     @Test("initialize(from:): a trained model's weights, training from schedule_start; a model of other sizes is refused by tensor")
