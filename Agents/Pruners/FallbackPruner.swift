@@ -9,7 +9,7 @@ import TokenPruning
 /// pass is the cheap model, the unpruned pass the expensive one, and the model's own confidence
 /// decides. The evaluation (`PruningEvaluation`) carries out the second answer and counts it — a
 /// question that falls back reads `k + N` visual tokens, and its FLOPs include the second answer:
-/// for a base that prunes after an LLM layer (`tprl-llm`), the same pass continued from that
+/// for a base that prunes after an LLM layer (`tprl-llm`, FastV), the same pass continued from that
 /// layer's states over all N tokens (`VisionLanguageModel.continuationFLOPs`); for the others a
 /// second prefill over all N (the vision tower is not run again) — so a fallback row's mean
 /// tokens and GFLOPs are what the cascade spends, not the base budget's.

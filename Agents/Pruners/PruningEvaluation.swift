@@ -172,7 +172,8 @@ public struct PruningEvaluation {
     /// The answers to `plans`. For a `FallbackPruner`, when the budget of k tokens leaves some
     /// out, the entries whose answer it does not accept are answered again from every visual
     /// token: plans that prune after an LLM layer continue the same pass from that layer's states
-    /// (`PruningSimulator.answer(_:prunedAfter:standing:)`), the others are answered again from
+    /// (`PruningSimulator.answer(_:prunedAfter:standing:)`; FastV's through
+    /// `fastVAnswerLogits(_:layer:keptAfter:standing:)`), the others are answered again from
     /// scratch. Returns the logits and, for each entry answered again, its index and what the
     /// second answer cost.
     func answers(_ pruner: any TokenPruner, _ entries: [TaskEntry], _ plans: [PruningPlan], budget k: Int) throws
@@ -180,18 +181,35 @@ public struct PruningEvaluation {
         guard let cascade = pruner as? FallbackPruner, k < simulator.tokenCount else { return (try answer(entries, plans), []) }
         var logits = [[Float]](repeating: [], count: entries.count)
         var again: [(index: Int, flops: Double)] = []
-        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:], rest: [Int] = []
+        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:], fastV: [String: [Int]] = [:], rest: [Int] = []
         for (b, plan) in plans.enumerated() {
-            if case let .tokensAfterLayer(layer, tokens) = plan { afterLayer[layer, default: []].append((b, tokens)) } else { rest.append(b) }
+            switch plan {
+            case let .tokensAfterLayer(layer, tokens): afterLayer[layer, default: []].append((b, tokens))
+            case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
+            case .tokens: rest.append(b)
+            }
+        }
+        /// The continuation after `layer` for each of `unsure` (indices into `entries`).
+        func continued(_ unsure: [Int], after layer: Int) {
+            for b in unsure {
+                let task = entries[b].task
+                again.append((b, simulator.model.continuationFLOPs(visualTokens: simulator.tokenCount,
+                                                                   textTokens: task.prefix.count + task.suffix.count, afterLayer: layer)))
+            }
         }
         for (layer, items) in afterLayer.sorted(by: { $0.key < $1.key }) {
             let (rows, unsure) = try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer, standing: cascade.accepts)
             for (item, row) in zip(items, rows) { logits[item.index] = row }
-            for u in unsure {
-                let task = entries[items[u].index].task
-                again.append((items[u].index, simulator.model.continuationFLOPs(visualTokens: simulator.tokenCount,
-                                                                               textTokens: task.prefix.count + task.suffix.count, afterLayer: layer)))
+            continued(unsure.map { items[$0].index }, after: layer)
+        }
+        for (key, indices) in fastV.sorted(by: { $0.key < $1.key }) {
+            // FastV's cascade continues its own pass from the cut layer's states.
+            let parts = key.split(separator: "/").compactMap { Int($0) }
+            let (rows, unsure) = try withInferenceMode {
+                try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: parts[0], keptAfter: parts[1], standing: cascade.accepts)
             }
+            for (b, row) in zip(indices, rows) { logits[b] = row }
+            continued(unsure.map { indices[$0] }, after: parts[0])
         }
         if !rest.isEmpty {
             for (b, row) in zip(rest, try answer(rest.map { entries[$0] }, rest.map { plans[$0] })) { logits[b] = row }
@@ -205,6 +223,11 @@ public struct PruningEvaluation {
             }
         }
         return (logits, again)
+    }
+
+    /// `entry`'s question over all of its visual tokens (what a FastV plan reads up to its cut).
+    func fullRequest(_ entry: TaskEntry) -> AnswerRequest {
+        AnswerRequest(features: entry.tokens, keep: Array(0..<simulator.tokenCount), prefix: entry.task.prefix, suffix: entry.task.suffix)
     }
 
     /// Answer logits for each entry under its plan, FastV plans batched through the model's FastV
@@ -229,8 +252,7 @@ public struct PruningEvaluation {
         }
         for (key, indices) in fastV {
             let parts = key.split(separator: "/").compactMap { Int($0) }
-            let requests = indices.map { AnswerRequest(features: entries[$0].tokens, keep: Array(0..<simulator.tokenCount), prefix: entries[$0].task.prefix, suffix: entries[$0].task.suffix) }
-            let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(requests, layer: parts[0], keptAfter: parts[1]) }
+            let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: parts[0], keptAfter: parts[1]) }
             for (b, row) in zip(indices, logits.scalarRows()) { rows[b] = row }
         }
         return rows

@@ -60,12 +60,26 @@ extension VisionLanguageModel {
     /// cascade of a model that cannot continue a pass (`continuationFLOPs` counts a full one).
     public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
                              standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
-        var rows = try answerLogits(requests, prunedAfter: layer, kept: kept).scalarRows()
+        try answeringAgain(try answerLogits(requests, prunedAfter: layer, kept: kept).scalarRows(), requests, standing: standing)
+    }
+
+    /// `rows` with each one `standing` rejects answered again from scratch over all of its
+    /// request's `keep` tokens, and the indices answered again.
+    func answeringAgain(_ rows: [[Float]], _ requests: [AnswerRequest], standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
+        var rows = rows
         let again = rows.indices.filter { !standing(rows[$0]) }
         if !again.isEmpty {
             for (r, row) in zip(again, try answerLogits(again.map { requests[$0] }).scalarRows()) { rows[r] = row }
         }
         return (rows, again)
+    }
+
+    /// `fastVAnswerLogits(_:layer:keptAfter:)`, then every request whose answer `standing` rejects
+    /// answered again from scratch over all of its `keep` tokens: FastV's cascade for a model that
+    /// cannot continue a pass.
+    public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int,
+                                  standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
+        try answeringAgain(try fastVAnswerLogits(requests, layer: layer, keptAfter: keptAfter).scalarRows(), requests, standing: standing)
     }
 
     /// A full prefill and head: what the default cascade's second answer costs.
@@ -118,6 +132,12 @@ public protocol VisionLanguageModel: AnyObject {
     /// default answers again from scratch.
     func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
                       standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int])
+    /// FastV as a cascade: `fastVAnswerLogits(_:layer:keptAfter:)`, and each request whose logits
+    /// `standing` rejects answered again from every token of its `keep`, as
+    /// `answerLogits(_:prunedAfter:kept:standing:)` does (LlavaModel continues the same pass; the
+    /// default answers again from scratch).
+    func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int,
+                           standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int])
     /// FLOPs of a cascade's second answer after layer `layer` (see `answerLogits(_:prunedAfter:kept:standing:)`):
     /// the layers after `layer` over every token and the head, or a full pass by default.
     func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double
@@ -252,10 +272,7 @@ extension LlavaModel: VisionLanguageModel {
 
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor {
         try prunedAnswer(requests, layer: layer) { weights, starts, counts in
-            let scores = Self.lastRowAttention(weights!, starts: starts, counts: counts)
-            return requests.indices.map { b in
-                scores[b].indices.sorted { scores[b][$0] > scores[b][$1] }.prefix(min(keptAfter, counts[b])).sorted()
-            }
+            Self.fastVChoice(Self.lastRowAttention(weights!, starts: starts, counts: counts), keptAfter: keptAfter)
         }
     }
 
@@ -272,12 +289,41 @@ extension LlavaModel: VisionLanguageModel {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let slots = try keptSlots(requests, kept)
         guard !requests.isEmpty else { return ([], []) }
+        return try cascade(requests, layer: layer, readsAttention: false, standing: standing) { _, _, _ in slots }
+    }
+
+    /// FastV's cascade continuing one pass: layers 0…`layer` over every token once, FastV's choice
+    /// from that layer's last-token attention, the layers after it over the kept tokens (the same
+    /// logits as `fastVAnswerLogits(_:layer:keptAfter:)`) and, for the requests `standing`
+    /// rejects, over every token from the same states.
+    public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int,
+                                  standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
+        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
+        guard !requests.isEmpty else { return ([], []) }
+        return try cascade(requests, layer: layer, readsAttention: true, standing: standing) { weights, starts, counts in
+            Self.fastVChoice(Self.lastRowAttention(weights!, starts: starts, counts: counts), keptAfter: keptAfter)
+        }
+    }
+
+    /// The `keptAfter` highest-scoring slots of each request, ascending (FastV's choice).
+    static func fastVChoice(_ scores: [[Float]], keptAfter: Int) -> [[Int]] {
+        scores.map { row in row.indices.sorted { row[$0] > row[$1] }.prefix(min(keptAfter, row.count)).sorted() }
+    }
+
+    /// The cascades' one pass: layers 0…`layer` over every token (with the last text token's
+    /// attention in `layer` when `readsAttention`), the kept slots `choose` returns from it, the
+    /// layers after `layer` over them, and over every token for the requests `standing` rejects.
+    func cascade(_ requests: [AnswerRequest], layer: Int, readsAttention: Bool, standing: ([Float]) -> Bool,
+                 choose: (Tensor?, [Int], [Int]) -> [[Int]]) throws -> (logits: [[Float]], again: [Int]) {
         let (embedded, last, starts) = try requestBatch(requests)
         let length = embedded.shape[1]
+        let counts = requests.map(\.keep.count)
         var cache: KeyValueCache? = nil
-        let states = languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, stopAfter: layer).hidden
+        let (states, weights) = readsAttention
+            ? languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, attentionLayer: layer, stopAfter: layer, attentionRows: last)
+            : (languageModel.forward(embedded, positions: [Array(0..<length)], cache: &cache, stopAfter: layer).hidden, nil)
         func sequence(_ b: Int) -> Tensor { states.sliced(alongAxis: 0, b..<(b + 1)) }
-        let keep = Self.keptRows(slots, starts: starts, counts: requests.map(\.keep.count), last: last)
+        let keep = Self.keptRows(choose(weights, starts, counts), starts: starts, counts: counts, last: last)
         let pruned = Tensor.concatenated(requests.indices.map { sequence($0).indexSelect(keep[$0], alongAxis: 1) }, alongAxis: 0)
         let hidden = languageModel.forward(pruned, positions: keep, cache: &cache, outputRows: requests.indices.map { keep[$0].firstIndex(of: last[$0])! },
                                            startLayer: layer + 1).hidden

@@ -410,6 +410,12 @@ import VLM
         #expect(layered.accuracy == 0 && continued.accuracy == 1 && continued.fallbackShare == 1 && continued.meanTokens == 4 + 16)
         #expect(simulator.model.continuationFLOPs(visualTokens: 16, textTokens: 2, afterLayer: 0) == second)
         #expect(continued.flops == layered.flops + second)
+        // FastV's cascade goes through the model's fastVAnswerLogits(_:layer:keptAfter:standing:)
+        // (the scripted model's default answers again from scratch).
+        let fastV = try evaluation.evaluate(FastVPruner(), budget: 0.25, seed: 0)
+        let fastVCascade = try evaluation.evaluate(try FallbackPruner(base: FastVPruner(), threshold: 0.95), budget: 0.25, seed: 0)
+        #expect(fastVCascade.fallbackShare == 1 && fastVCascade.accuracy == fastV.accuracy && fastVCascade.meanTokens == fastV.meanTokens + 16)
+        #expect(fastVCascade.flops == fastV.flops + second)
         // The oracle with a fallback is still the oracle: its smaller subset.
         let oracle = try PruningReport.evaluate([try FallbackPruner(base: OraclePruner(), threshold: 0.5)], simulator: simulator, budgets: [0.25],
                                                 seeds: [0], questions: 4, oracleQuestions: 2, quiet: true, latencyQuestions: 0)

@@ -87,7 +87,7 @@ struct PruningAPITests {
         #expect(throws: VLMError.self) { try model.layerStates(requests, layer: -1) }
     }
 
-    @Test("the cascade continuing one pass: the pruned answers are answerLogits(prunedAfter:)'s bit for bit, the ones answered again the unpruned answers; its second answer's FLOPs are the layers after the cut and the head")
+    @Test("the cascade continuing one pass: the pruned answers are answerLogits(prunedAfter:)'s (and FastV's fastVAnswerLogits') bit for bit, the ones answered again the unpruned answers; its second answer's FLOPs are the layers after the cut and the head")
     func cascadeContinuesThePass() throws {
         let (model, features, prefix, suffix, _, _) = try Self.setup()
         let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
@@ -109,6 +109,19 @@ struct PruningAPITests {
             let full = try model.answerLogits([requests[0], requests[2]])
             expectClose(Tensor(shape: [2, v], scalars: again.logits[0] + again.logits[2]), full, absolute: 2e-5, relative: 0)
         }
+        // FastV's cascade: its own choice from the cut layer's attention, the same pass continued.
+        for layer in [0, 1] {
+            let fastV = try model.fastVAnswerLogits(requests, layer: layer, keptAfter: 5)
+            let v = fastV.shape[1]
+            let rows = (0..<3).map { Array(fastV.scalars[($0 * v)..<(($0 + 1) * v)]) }
+            let kept1 = try model.fastVAnswerLogits(requests, layer: layer, keptAfter: 5, standing: { _ in true })
+            #expect(kept1.again.isEmpty && kept1.logits == rows)
+            let again = try model.fastVAnswerLogits(requests, layer: layer, keptAfter: 5, standing: { $0 == rows[1] })
+            #expect(again.again == [0, 2] && again.logits[1] == rows[1])
+            let full = try model.answerLogits([requests[0], requests[2]])
+            expectClose(Tensor(shape: [2, v], scalars: again.logits[0] + again.logits[2]), full, absolute: 2e-5, relative: 0)
+        }
+        #expect(throws: VLMError.self) { try model.fastVAnswerLogits(requests, layer: 2, keptAfter: 5, standing: { _ in true }) }
         #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 0, kept: [[0]], standing: { _ in true }) }
         #expect(throws: VLMError.self) { try model.answerLogits(requests, prunedAfter: 2, kept: kept, standing: { _ in true }) }
         let none = try model.answerLogits([], prunedAfter: 0, kept: [], standing: { _ in false })
