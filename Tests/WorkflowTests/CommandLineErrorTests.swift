@@ -1,3 +1,4 @@
+import Foundation
 import PruneGymCommands
 import Testing
 
@@ -19,5 +20,14 @@ struct CommandLineErrorTests {
         #expect(message(["eval-pruning", "--budgets", ","]).contains("--budgets: no values in ','"))
         #expect(message(["eval-pruning", "--seeds", "0,-1"]).contains("--seeds: '-1' is not valid (expected non-negative integers"))
         #expect(message(["eval-pruning", "--fallback-threshold", "0"]).contains("--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '0'"))
+    }
+
+    @Test("vlm train --init asks for the schedule_start it starts at, before it loads or writes anything")
+    func vlmTrainInit() throws {
+        let run = FileManager.default.temporaryDirectory.appendingPathComponent("prunegym-init-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: run) }
+        let text = message(["vlm", "train", "--init", "/nonexistent-model", "--run-dir", run.path, "--out", run.appendingPathComponent("out").path])
+        #expect(text.contains("--init starts at the config's schedule_start") && text.contains("which is 0"), "\(text)")
+        #expect(!FileManager.default.fileExists(atPath: run.path))
     }
 }
