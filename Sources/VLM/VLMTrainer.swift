@@ -773,15 +773,17 @@ public final class VLMTrainer {
         if let extra = weights.keys.sorted().first(where: { !names.contains($0) }) {
             throw VLMError.invalidInput(reason: "\(source): tensor '\(extra)' has no place in the model this configuration builds; check its sizes")
         }
-        for (name, parameter) in model.namedParameters {
+        // Every tensor is checked before any is copied, so a refused model leaves the trainer as it was.
+        let values = try model.namedParameters.map { name, parameter -> Tensor in
             guard let value = weights[name]?.value else {
                 throw VLMError.invalidInput(reason: "\(source): tensor '\(name)' is missing for the model this configuration builds")
             }
             guard value.shape == parameter.value.shape else {
                 throw VLMError.invalidInput(reason: "\(source): tensor '\(name)' has shape \(value.shape), the configuration builds \(parameter.value.shape); use the configuration the model was trained with")
             }
-            parameter.value = value
+            return value
         }
+        for ((_, parameter), value) in zip(model.namedParameters, values) { parameter.value = value }
         step = configuration.scheduleStart / configuration.batchSize
     }
 

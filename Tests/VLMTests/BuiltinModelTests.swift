@@ -188,8 +188,12 @@ import TestSupport
             #expect(mine.value.scalars == theirs.value.scalars, "\(name)")
         }
         other.textHidden = 64
-        let error = #expect(throws: VLMError.self) { try trainer.initialize(from: VLMTrainer(configuration: other).model, source: "small") }
+        let fresh = VLMTrainer(configuration: c)
+        let before = fresh.model.namedParameters.map(\.parameter.value.scalars)
+        let error = #expect(throws: VLMError.self) { try fresh.initialize(from: VLMTrainer(configuration: other).model, source: "small") }
         #expect(String(describing: error).contains("small") && String(describing: error).contains("shape"))
+        // Refused: nothing copied, the step unchanged.
+        #expect(fresh.model.namedParameters.map(\.parameter.value.scalars) == before && fresh.step == 0)
     }
 
     @Test("the asked-relation probe's targets: the relation word and the answer of spatial questions only")
