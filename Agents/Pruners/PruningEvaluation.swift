@@ -181,14 +181,7 @@ public struct PruningEvaluation {
         guard let cascade = pruner as? FallbackPruner, k < simulator.tokenCount else { return (try answer(entries, plans), []) }
         var logits = [[Float]](repeating: [], count: entries.count)
         var again: [(index: Int, flops: Double)] = []
-        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:], fastV: [String: [Int]] = [:], rest: [Int] = []
-        for (b, plan) in plans.enumerated() {
-            switch plan {
-            case let .tokensAfterLayer(layer, tokens): afterLayer[layer, default: []].append((b, tokens))
-            case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
-            case .tokens: rest.append(b)
-            }
-        }
+        let groups = PlanGroups(plans)
         /// The continuation after `layer` for each of `unsure` (indices into `entries`).
         func continued(_ unsure: [Int], after layer: Int) {
             for b in unsure {
@@ -197,20 +190,20 @@ public struct PruningEvaluation {
                                                                    textTokens: task.prefix.count + task.suffix.count, afterLayer: layer)))
             }
         }
-        for (layer, items) in afterLayer.sorted(by: { $0.key < $1.key }) {
+        for (layer, items) in groups.afterLayer.sorted(by: { $0.key < $1.key }) {
             let (rows, unsure) = try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer, standing: cascade.accepts)
             for (item, row) in zip(items, rows) { logits[item.index] = row }
             continued(unsure.map { items[$0].index }, after: layer)
         }
-        for (key, indices) in fastV.sorted(by: { $0.key < $1.key }) {
+        for (cut, indices) in groups.fastV.sorted(by: { ($0.key.layer, $0.key.keep) < ($1.key.layer, $1.key.keep) }) {
             // FastV's cascade continues its own pass from the cut layer's states.
-            let parts = key.split(separator: "/").compactMap { Int($0) }
             let (rows, unsure) = try withInferenceMode {
-                try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: parts[0], keptAfter: parts[1], standing: cascade.accepts)
+                try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: cut.layer, keptAfter: cut.keep, standing: cascade.accepts)
             }
             for (b, row) in zip(indices, rows) { logits[b] = row }
-            continued(unsure.map { indices[$0] }, after: parts[0])
+            continued(unsure.map { indices[$0] }, after: cut.layer)
         }
+        let rest = groups.tokens.map(\.index)
         if !rest.isEmpty {
             for (b, row) in zip(rest, try answer(rest.map { entries[$0] }, rest.map { plans[$0] })) { logits[b] = row }
             let unsure = rest.filter { !cascade.accepts(logits[$0]) }
@@ -225,34 +218,43 @@ public struct PruningEvaluation {
         return (logits, again)
     }
 
+    /// A batch's plans by how the model answers them (indices into the batch).
+    struct PlanGroups {
+        /// A FastV cut: after LLM layer `layer`, keep the `keep` best-scored tokens.
+        struct Cut: Hashable { var layer: Int, keep: Int }
+        var tokens: [(index: Int, keep: [Int])] = []
+        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
+        var fastV: [Cut: [Int]] = [:]
+
+        init(_ plans: [PruningPlan]) {
+            for (b, plan) in plans.enumerated() {
+                switch plan {
+                case let .tokens(keep): tokens.append((b, keep))
+                case let .insideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep), default: []].append(b)
+                case let .tokensAfterLayer(layer, kept): afterLayer[layer, default: []].append((b, kept))
+                }
+            }
+        }
+    }
+
     /// `entry`'s question over all of its visual tokens (what a FastV plan reads up to its cut).
     func fullRequest(_ entry: TaskEntry) -> AnswerRequest {
-        AnswerRequest(features: entry.tokens, keep: Array(0..<simulator.tokenCount), prefix: entry.task.prefix, suffix: entry.task.suffix)
+        simulator.request(entry, keeping: Array(0..<simulator.tokenCount))
     }
 
     /// Answer logits for each entry under its plan, FastV plans batched through the model's FastV
     /// path and token plans through the simulator.
     func answer(_ entries: [TaskEntry], _ plans: [PruningPlan]) throws -> [[Float]] {
         var rows = [[Float]](repeating: [], count: entries.count)
-        var tokenRequests: [(index: Int, request: (entry: TaskEntry, keep: [Int]))] = []
-        var fastV: [String: [Int]] = [:]
-        var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
-        for (b, plan) in plans.enumerated() {
-            switch plan {
-            case let .tokens(keep): tokenRequests.append((b, (entries[b], keep)))
-            case let .insideLLM(layer, keep): fastV["\(layer)/\(keep)", default: []].append(b)
-            case let .tokensAfterLayer(layer, tokens): afterLayer[layer, default: []].append((b, tokens))
-            }
-        }
-        for (layer, items) in afterLayer {
+        let groups = PlanGroups(plans)
+        for (layer, items) in groups.afterLayer {
             for (item, row) in zip(items, try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer)) { rows[item.index] = row }
         }
-        if !tokenRequests.isEmpty {
-            for (item, row) in zip(tokenRequests, try simulator.answer(tokenRequests.map(\.request))) { rows[item.index] = row }
+        if !groups.tokens.isEmpty {
+            for (item, row) in zip(groups.tokens, try simulator.answer(groups.tokens.map { (entries[$0.index], $0.keep) })) { rows[item.index] = row }
         }
-        for (key, indices) in fastV {
-            let parts = key.split(separator: "/").compactMap { Int($0) }
-            let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: parts[0], keptAfter: parts[1]) }
+        for (cut, indices) in groups.fastV {
+            let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: cut.layer, keptAfter: cut.keep) }
             for (b, row) in zip(indices, logits.scalarRows()) { rows[b] = row }
         }
         return rows

@@ -147,7 +147,7 @@ public final class PruningSimulator: @unchecked Sendable {
     }
 
     /// `entry`'s question over its visual tokens, reading `keep` of them.
-    func request(_ entry: TaskEntry, keeping keep: [Int]) -> AnswerRequest {
+    public func request(_ entry: TaskEntry, keeping keep: [Int]) -> AnswerRequest {
         AnswerRequest(features: entry.tokens, keep: keep, prefix: entry.task.prefix, suffix: entry.task.suffix)
     }
 

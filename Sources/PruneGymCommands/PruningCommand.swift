@@ -114,11 +114,13 @@ enum PruningCommand {
             pruner.stepped = stepped(files)
             return pruner
         }
-        /// The pruner `name` names: a trained policy, a registered pruner, or either with `+fallback`.
+        /// `make(name)`, or — for `NAME+fallback` — `make(NAME)` as a cascade.
+        func withFallback(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
+            guard name.hasSuffix("+fallback") else { return try make(name) }
+            return try FallbackPruner(base: try make(String(name.dropLast("+fallback".count))), threshold: fallbackThreshold)
+        }
+        /// The pruner `name` names: a trained policy or a registered pruner.
         func pruner(_ name: String) throws -> any TokenPruner {
-            if name.hasSuffix("+fallback") {
-                return try FallbackPruner(base: try pruner(String(name.dropLast("+fallback".count))), threshold: fallbackThreshold)
-            }
             if name == "tprl-llm" {
                 guard hasLLMPolicy else {
                     throw UsageError(message: "tprl-llm: no policy at \(llmPolicyDirectory.path) (tprl.json missing); train one with `prunegym tprl train --config examples/tprl-llm.json --out \(llmPolicyDirectory.path)` or pass --llm-policy DIR")
@@ -135,14 +137,12 @@ enum PruningCommand {
             }
             return try PrunerRegistry.make(name)
         }
-        for name in agents { pruners.append(try pruner(name)) }
+        for name in agents { pruners.append(try withFallback(name, pruner)) }
         for item in args.values["policies"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
             // Each policy observes through its own autoencoder.
-            let fallback = parts[0].hasSuffix("+fallback")
-            let policy = try policyPruner(fallback ? String(parts[0].dropLast("+fallback".count)) : parts[0], URL(fileURLWithPath: parts[1]))
-            pruners.append(fallback ? try FallbackPruner(base: policy, threshold: fallbackThreshold) : policy)
+            pruners.append(try withFallback(parts[0]) { try policyPruner($0, URL(fileURLWithPath: parts[1])) })
         }
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)

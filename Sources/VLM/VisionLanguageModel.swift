@@ -286,9 +286,7 @@ extension LlavaModel: VisionLanguageModel {
     /// for the requests `standing` rejects, over every token from the same states.
     public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]],
                              standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
-        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let slots = try keptSlots(requests, kept)
-        guard !requests.isEmpty else { return ([], []) }
         return try cascade(requests, layer: layer, readsAttention: false, standing: standing) { _, _, _ in slots }
     }
 
@@ -298,9 +296,7 @@ extension LlavaModel: VisionLanguageModel {
     /// rejects, over every token from the same states.
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int,
                                   standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
-        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
-        guard !requests.isEmpty else { return ([], []) }
-        return try cascade(requests, layer: layer, readsAttention: true, standing: standing) { weights, starts, counts in
+        try cascade(requests, layer: layer, readsAttention: true, standing: standing) { weights, starts, counts in
             Self.fastVChoice(Self.lastRowAttention(weights!, starts: starts, counts: counts), keptAfter: keptAfter)
         }
     }
@@ -313,8 +309,11 @@ extension LlavaModel: VisionLanguageModel {
     /// The cascades' one pass: layers 0…`layer` over every token (with the last text token's
     /// attention in `layer` when `readsAttention`), the kept slots `choose` returns from it, the
     /// layers after `layer` over them, and over every token for the requests `standing` rejects.
+    /// No requests, no answers; a layer outside the model throws.
     func cascade(_ requests: [AnswerRequest], layer: Int, readsAttention: Bool, standing: ([Float]) -> Bool,
                  choose: (Tensor?, [Int], [Int]) -> [[Int]]) throws -> (logits: [[Float]], again: [Int]) {
+        guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
+        guard !requests.isEmpty else { return ([], []) }
         let (embedded, last, starts) = try requestBatch(requests)
         let length = embedded.shape[1]
         let counts = requests.map(\.keep.count)
