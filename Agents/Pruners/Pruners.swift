@@ -461,6 +461,8 @@ public enum PrunerError: Error, CustomStringConvertible {
     case notMovable(name: String)
     /// A layer the model's language model does not have.
     case layerOutOfRange(name: String, layer: Int, layers: Int)
+    /// A paired comparison against a method the results do not contain.
+    case notEvaluated(name: String, evaluated: [String])
 
     /// Throws `layerOutOfRange` when `simulator`'s model is a LLaVA whose language model has no layer `layer`.
     static func checkLayer(_ layer: Int, of simulator: PruningSimulator, pruner: String) throws {
@@ -478,6 +480,8 @@ public enum PrunerError: Error, CustomStringConvertible {
             return "pruner '\(name)' does not choose input tokens, so it cannot be applied after an LLM layer with @"
         case let .needsAnnotation(name):
             return "pruner '\(name)' needs tasks with a grounding annotation (PruningTask.relevantTokens) and this task source gives none; use saliency or vispruner instead"
+        case let .notEvaluated(name, evaluated):
+            return "no results for '\(name)' to compare against (evaluated: \(evaluated.joined(separator: ", "))); add it to --agents or compare against one of these"
         case let .unknown(name, known): return "unknown pruner '\(name)'; known: \(known.joined(separator: ", ")) (and tprl for a trained policy)"
         }
     }

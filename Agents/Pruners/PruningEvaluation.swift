@@ -35,6 +35,76 @@ public struct PruningResult: Sendable, Codable {
     public var fallbackShare: Double? = nil
     /// A `FallbackPruner`'s threshold: the answer probability below which it answers again.
     public var fallbackThreshold: Double? = nil
+    /// Whether each question was answered right, in question order: what paired comparisons read
+    /// (`PairedDifference`). Kept in memory; results.json and results.csv carry `paired` instead.
+    public var correct: [Bool] = []
+    /// This result against the unpruned model's answers to the same questions (nil at 100% and
+    /// when the evaluation had no 100% budget); `PruningReport.evaluate` fills it in.
+    public var paired: PairedDifference? = nil
+
+    enum CodingKeys: String, CodingKey {
+        case method, budget, seed, questions, accuracy, accuracyPerFamily, meanTokens, flops, selectionFLOPs, latencyMilliseconds, subset
+        case fallbackShare, fallbackThreshold, paired
+    }
+}
+
+/// Two methods' answers to the same questions compared question by question — the comparison
+/// whose noise is that of the questions on which they disagree, not of each accuracy apart. Two
+/// accuracies on 2000 questions each carry a standard error of about 0.5 points; their difference
+/// on the same questions usually far less, since most questions are right (or wrong) for both.
+public struct PairedDifference: Sendable, Codable, Equatable {
+    /// What the result is compared against (a method's name, or "unpruned").
+    public var against: String
+    /// Questions compared (the common prefix of the two evaluations).
+    public var questions: Int
+    /// Questions the reference answers right and this result wrong, and the other way round.
+    public var lost: Int, gained: Int
+    /// Accuracy minus the reference's on the same questions: (gained − lost) / questions.
+    public var difference: Double { Double(gained - lost) / Double(max(1, questions)) }
+    /// Standard error of `difference`: the sample standard deviation of the per-question
+    /// differences (each −1, 0 or +1) over √questions.
+    public var standardError: Double {
+        let n = Double(questions)
+        guard questions > 1 else { return 0 }
+        let mean = difference
+        let variance = (Double(lost + gained) - n * mean * mean) / (n - 1)
+        return (max(0, variance) / n).squareRoot()
+    }
+
+    /// `result` against `reference` on the questions both answered (their common prefix: every
+    /// evaluation takes the split's questions in order, the oracle fewer of them).
+    public init(_ result: [Bool], against reference: [Bool], name: String) {
+        let n = min(result.count, reference.count)
+        against = name
+        questions = n
+        lost = 0
+        gained = 0
+        for q in 0..<n where result[q] != reference[q] {
+            if result[q] { gained += 1 } else { lost += 1 }
+        }
+    }
+
+    enum CodingKeys: String, CodingKey { case against, questions, lost, gained, difference, standardError }
+
+    /// Decodes the counts (the difference and its error follow from them).
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        against = try container.decode(String.self, forKey: .against)
+        questions = try container.decode(Int.self, forKey: .questions)
+        lost = try container.decode(Int.self, forKey: .lost)
+        gained = try container.decode(Int.self, forKey: .gained)
+    }
+
+    /// Encodes the counts and, for readers of results.json, the difference and its error.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(against, forKey: .against)
+        try container.encode(questions, forKey: .questions)
+        try container.encode(lost, forKey: .lost)
+        try container.encode(gained, forKey: .gained)
+        try container.encode(difference, forKey: .difference)
+        try container.encode(standardError, forKey: .standardError)
+    }
 }
 
 /// Evaluates pruners on a split of the simulator's tasks: accuracy (overall and per family),
@@ -94,6 +164,8 @@ public struct PruningEvaluation {
         var correct = 0, tokenSum = 0, flopSum = 0.0, fallbackCount = 0
         var selectionSum: Double? = 0
         var familyCorrect: [String: Int] = [:], familyTotal: [String: Int] = [:]
+        var answeredRight: [Bool] = []
+        answeredRight.reserveCapacity(n)
         let model = simulator.model
         for start in stride(from: 0, to: n, by: 64) {
             let entries = try simulator.entries(Array(start..<min(n, start + 64)), split: split)
@@ -110,6 +182,7 @@ public struct PruningEvaluation {
             for (b, entry) in entries.enumerated() {
                 let right = argmax(logits[b]) == entry.task.answer
                 correct += right ? 1 : 0
+                answeredRight.append(right)
                 familyCorrect[entry.task.family, default: 0] += right ? 1 : 0
                 familyTotal[entry.task.family, default: 0] += 1
                 let text = entry.task.prefix.count + entry.task.suffix.count
@@ -135,7 +208,7 @@ public struct PruningEvaluation {
                              selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
                              latencyMilliseconds: elapsed, subset: count != nil && count! < questions,
                              fallbackShare: pruner is FallbackPruner ? Double(fallbackCount) / Double(max(1, n)) : nil,
-                             fallbackThreshold: (pruner as? FallbackPruner).map { Double($0.threshold) })
+                             fallbackThreshold: (pruner as? FallbackPruner).map { Double($0.threshold) }, correct: answeredRight)
     }
 
     /// Time per answer (ms) of each cell, batch 1: the vision tower on the image (what the FLOPs

@@ -71,7 +71,53 @@ public enum PruningReport {
         for (c, item) in cells.enumerated() {
             for index in item.results { results[index].latencyMilliseconds = latencies[c] }
         }
+        if let reference = unpruned?.result.correct {
+            for index in results.indices where results[index].budget < 1 {
+                results[index].paired = PairedDifference(results[index].correct, against: reference, name: "unpruned")
+            }
+        }
         return results
+    }
+
+    /// Every result paired with `reference`'s at the same budget and seed (a deterministic
+    /// reference's one result serves every seed), question by question: one entry per result of
+    /// another method, in `results`' order. Throws when no result is named `reference`.
+    public static func paired(_ results: [PruningResult], against reference: String) throws -> [(result: PruningResult, paired: PairedDifference)] {
+        let theirs = results.filter { $0.method == reference }
+        guard !theirs.isEmpty else {
+            throw PrunerError.notEvaluated(name: reference, evaluated: Set(results.map(\.method)).sorted())
+        }
+        return results.filter { $0.method != reference }.compactMap { result in
+            let same = theirs.filter { $0.budget == result.budget }
+            guard let other = same.first(where: { $0.seed == result.seed }) ?? same.first else { return nil }
+            return (result, PairedDifference(result.correct, against: other.correct, name: reference))
+        }
+    }
+
+    /// The paired comparison as a Markdown table, one row per method and budget below 100%: the
+    /// accuracy difference against `reference` on the same questions ± its standard error, and the
+    /// questions lost and gained, each the mean over seeds.
+    public static func pairedTable(_ results: [PruningResult], against reference: String) throws -> String {
+        let pairs = try paired(results, against: reference).filter { $0.result.budget < 1 }
+        var lines = ["| method | budget | − \(reference), same questions (points) | lost | gained | questions |", "|---|---|---|---|---|---|"]
+        var keys: [String] = []
+        for pair in pairs where !keys.contains("\(pair.result.method)@\(pair.result.budget)") { keys.append("\(pair.result.method)@\(pair.result.budget)") }
+        for key in keys {
+            let cell = pairs.filter { "\($0.result.method)@\($0.result.budget)" == key }
+            let first = cell[0].result
+            func mean(_ values: [Int]) -> String { String(format: "%g", Double(values.reduce(0, +)) / Double(values.count)) }
+            lines.append("| \(first.method)\(first.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * first.budget)) | \(formatPaired(cell.map(\.paired))) | "
+                         + "\(mean(cell.map(\.paired.lost))) | \(mean(cell.map(\.paired.gained))) | \(cell[0].paired.questions) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    /// "−0.65 ± 0.27": the mean difference over the pairs and the mean of their standard errors, in points.
+    static func formatPaired(_ pairs: [PairedDifference]) -> String {
+        guard !pairs.isEmpty else { return "–" }
+        let difference = 100 * pairs.map(\.difference).reduce(0, +) / Double(pairs.count)
+        let error = 100 * pairs.map(\.standardError).reduce(0, +) / Double(pairs.count)
+        return String(format: "%+.2f ± %.2f", difference, error).replacingOccurrences(of: "-", with: "−")
     }
 
     /// The oracle, alone or as a fallback's base: hundreds of model calls per choice, so it runs
@@ -92,6 +138,8 @@ public enum PruningReport {
         public var totalFLOPs: Double { flops + (selectionFLOPs ?? 0) }
         /// Mean accuracy per family over seeds.
         public var families: [String: Double]
+        /// Each seed's comparison with the unpruned answers to the same questions (empty at 100%).
+        public var paired: [PairedDifference] = []
     }
 
     /// Groups results by method and budget, in first-seen order.
@@ -109,7 +157,7 @@ public enum PruningReport {
                             tokens: cell.map(\.meanTokens).reduce(0, +) / Double(cell.count), flops: cell.map(\.flops).reduce(0, +) / Double(cell.count),
                             latency: cell.map(\.latencyMilliseconds).reduce(0, +) / Double(cell.count), subset: cell[0].subset,
                             selectionFLOPs: cell.contains { $0.selectionFLOPs == nil } ? nil : cell.map { $0.selectionFLOPs! }.reduce(0, +) / Double(cell.count),
-                            families: families))
+                            families: families, paired: cell.compactMap(\.paired)))
         }
         return rows
     }
@@ -127,18 +175,21 @@ public enum PruningReport {
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
         // Unpruned accuracy: the best 100% row (every method keeps everything there).
         let unpruned = all.filter { $0.budget >= 1 }.map { meanStd($0.accuracy).0 }.max()
-        var lines = ["| method | budget | accuracy (%) | % of unpruned | " + families.joined(separator: " | ") + " | tokens | GFLOPs | + choosing | ms/answer |",
-                     "|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|---|"]
+        var lines = ["| method | budget | accuracy (%) | % of unpruned | − unpruned, paired | " + families.joined(separator: " | ") + " | tokens | GFLOPs | + choosing | ms/answer |",
+                     "|---|---|---|---|---|" + families.map { _ in "---|" }.joined() + "---|---|---|---|"]
         let order = all.map(\.method).reduce(into: [String]()) { if !$0.contains($1) { $0.append($1) } }
         for row in all.sorted(by: { ($0.budget, order.firstIndex(of: $1.method)!) > ($1.budget, order.firstIndex(of: $0.method)!) }) {
             let (mean, std) = meanStd(row.accuracy)
             let share = unpruned.map { String(format: "%.1f", 100 * mean / $0) } ?? "–"
             let familyCells = families.map { row.families[$0].map { String(format: "%.1f", 100 * $0) } ?? "–" }
-            lines.append("| \(row.method)\(row.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * row.budget)) | \(String(format: "%.1f ± %.1f", 100 * mean, 100 * std)) | \(share) | "
+            lines.append("| \(row.method)\(row.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * row.budget)) | \(String(format: "%.1f ± %.1f", 100 * mean, 100 * std)) | \(share) | \(formatPaired(row.paired)) | "
                          + familyCells.joined(separator: " | ") + " | \(String(format: "%.1f", row.tokens)) | \(String(format: "%.3f", row.flops / 1e9)) | \(row.selectionFLOPs.map { String(format: "%.3f", $0 / 1e9) } ?? "–") | \(row.latency > 0 ? String(format: "%.2f", row.latency) : "–") |")
         }
         if all.contains(where: \.subset) { lines.append("\n\\* evaluated on a smaller subset of the test split.") }
         lines.append("\nGFLOPs: the model's (vision tower, projector, prefill, answer); + choosing: the pruner's own (– when it does not count them).")
+        if all.contains(where: { !$0.paired.isEmpty }) {
+            lines.append("− unpruned, paired: accuracy minus the unpruned model's on the same questions, in points, ± its standard error (question by question; mean over seeds).")
+        }
         let fallbacks = results.filter { $0.budget < 1 && $0.fallbackShare != nil }
         if !fallbacks.isEmpty {
             let shares = Dictionary(grouping: fallbacks, by: { "\($0.method) (threshold \($0.fallbackThreshold.map { "\(Float($0))" } ?? "?")) at \(String(format: "%.1f%%", 100 * $0.budget))" })
@@ -173,14 +224,16 @@ public enum PruningReport {
         return lines.joined(separator: "\n")
     }
 
-    /// Writes results.csv, results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to `out`.
-    public static func write(_ results: [PruningResult], to out: URL) throws {
+    /// Writes results.csv, results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to `out`
+    /// (the plots titled with the dataset `split`).
+    public static func write(_ results: [PruningResult], to out: URL, split: String = "test") throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold\n"
+        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold,paired_difference,paired_se,lost,gained\n"
         for r in results {
             csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
-                + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset),\(r.fallbackShare.map { "\($0)" } ?? ""),\(r.fallbackThreshold.map { "\(Float($0))" } ?? "")\n"
+                + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset),\(r.fallbackShare.map { "\($0)" } ?? ""),\(r.fallbackThreshold.map { "\(Float($0))" } ?? ""),"
+                + (r.paired.map { "\($0.difference),\($0.standardError),\($0.lost),\($0.gained)" } ?? ",,,") + "\n"
         }
         try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
         let encoder = JSONEncoder()
@@ -189,7 +242,7 @@ public enum PruningReport {
         let series = Dictionary(grouping: rows(results), by: \.method).sorted { $0.key < $1.key }.map { method, rows in
             SVGPlot.Series(name: method, points: rows.sorted { $0.tokens < $1.tokens }.map { (x: $0.tokens, y: 100 * meanStd($0.accuracy).0) })
         }
-        let svg = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs retained visual tokens", xLabel: "visual tokens kept (of 256)",
+        let svg = SVGPlot.lineChart(title: "ShapesVQA \(split) accuracy vs retained visual tokens", xLabel: "visual tokens kept (of 256)",
                                     yLabel: "accuracy (%)", series: series)
         try AtomicFile.write(Data(svg.utf8), to: out.appendingPathComponent("accuracy-vs-tokens.svg"))
         let flopsSeries = Dictionary(grouping: rows(results), by: \.method).sorted { $0.key < $1.key }.map { method, rows -> SVGPlot.Series in
@@ -197,8 +250,19 @@ public enum PruningReport {
             let points: [(x: Double, y: Double)] = sorted.map { row in (x: row.totalFLOPs / 1e9, y: 100 * meanStd(row.accuracy).0) }
             return SVGPlot.Series(name: method, points: points)
         }
-        let flopsSVG = SVGPlot.lineChart(title: "ShapesVQA test accuracy vs compute per answer", xLabel: "GFLOPs per answer (vision + projector + prefill + answer + choosing)",
+        let flopsSVG = SVGPlot.lineChart(title: "ShapesVQA \(split) accuracy vs compute per answer", xLabel: "GFLOPs per answer (vision + projector + prefill + answer + choosing)",
                                          yLabel: "accuracy (%)", series: flopsSeries)
         try AtomicFile.write(Data(flopsSVG.utf8), to: out.appendingPathComponent("accuracy-vs-flops.svg"))
+    }
+
+    /// Writes the paired comparison against `reference` to `paired.csv` in `out`, one row per
+    /// result of another method: method, budget, seed, questions, lost, gained, difference, standard error.
+    public static func writePaired(_ results: [PruningResult], against reference: String, to out: URL) throws {
+        var csv = "method,budget,seed,against,questions,lost,gained,difference,standard_error\n"
+        for (result, pair) in try paired(results, against: reference) {
+            csv += "\(result.method),\(result.budget),\(result.seed),\(pair.against),\(pair.questions),\(pair.lost),\(pair.gained),\(pair.difference),\(pair.standardError)\n"
+        }
+        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("paired.csv"))
     }
 }

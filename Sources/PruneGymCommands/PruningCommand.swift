@@ -11,7 +11,7 @@ enum PruningCommand {
     static let evalHelp = """
         usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--oracle-questions N]
                                      [--split S] [--model DIR] [--policy DIR] [--llm-policy DIR] [--policies N=DIR,…] [--runs N=RUN,…]
-                                     [--tprl-inference M] [--out DIR] [--json]
+                                     [--tprl-inference M] [--versus NAME] [--out DIR] [--json]
 
         Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
         model: accuracy per budget (mean ± std over seeds), % of unpruned accuracy, accuracy per question
@@ -24,7 +24,9 @@ enum PruningCommand {
         budgets within each level of the two together: FastV keeps every token through its first LLM
         layer and TPRL runs a network of its own, so equal tokens are not equal compute), and writes
         results.csv, results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to OUT. The
-        oracle runs on a smaller subset (marked *).
+        oracle runs on a smaller subset (marked *). The table's "− unpruned, paired" column compares
+        each method with the unpruned model on the same questions, question by question: the
+        difference in points ± its standard error, far smaller than that of either accuracy apart.
 
         options:
           --budgets B,…       shares of visual tokens kept (default 1.0,0.333,0.222,0.111)
@@ -62,17 +64,22 @@ enum PruningCommand {
           --runs N=RUN,…      agents trained on TokenPruning-v0 with `prunegym train` (any registered
                               agent: ppo, or your own), each playing its deterministic policy through
                               the episode under the name N; its retained tokens are its own choice
+          --versus NAME       also compare every other method with NAME on the same questions (budget by
+                              budget and seed by seed): the difference ± its standard error and the
+                              questions lost and gained, printed and written to OUT/paired.csv
+                              (e.g. --versus fastv; NAME must be one of the evaluated methods)
           --out DIR           where to write the results (default runs/eval-pruning)
           --json              print the results as JSON instead of the table
 
         example:
           swift run -c release prunegym eval-pruning --budgets 1.0,0.333,0.222,0.111 --agents random,cls,vispruner,fastv,tprl,tprl-llm --seeds 0,1,2
+          swift run -c release prunegym eval-pruning --agents fastv,tprl-llm --seeds 0 --versus fastv
         """
 
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
-                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold"])
+                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold", "versus"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets",
                                expected: "fractions of the visual tokens in (0, 1], e.g. 1.0,0.333,0.111") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
@@ -150,10 +157,15 @@ enum PruningCommand {
             pruners.append(try trainedAgent(name: parts[0], run: RunDirectory(URL(fileURLWithPath: parts[1])), simulator: simulator))
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
+        let versus = args.values["versus"]
+        if let versus, !pruners.contains(where: { $0.name == versus }) {
+            throw UsageError(message: "--versus \(versus): not among the evaluated methods (\(pruners.map(\.name).joined(separator: ", "))); add it to --agents")
+        }
         let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
                                    oracleQuestions: oracleQuestions, quiet: args.flag("json"), split: split,
                                    latencyQuestions: latencyQuestions, latencyRounds: latencyRounds)
-        try PruningReport.write(results, to: out)
+        try PruningReport.write(results, to: out, split: split)
+        if let versus { try PruningReport.writePaired(results, against: versus, to: out) }
         if args.flag("json") {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -163,6 +175,10 @@ enum PruningCommand {
             if results.contains(where: { $0.budget < 1 }) {
                 print("\nAt matched compute: each method's best accuracy among its budgets costing at most the GFLOPs of the row, the model's and the pruner's own together (its budget in brackets)\n")
                 print(PruningReport.computeMatchedTable(results))
+            }
+            if let versus {
+                print("\nAgainst \(versus) on the same questions: the difference in points ± its standard error and the questions lost and gained, each the mean over seeds\n")
+                print(try PruningReport.pairedTable(results, against: versus))
             }
             print("wrote \(out.appendingPathComponent("results.csv").path) and the plots \(out.appendingPathComponent("accuracy-vs-tokens.svg").path), accuracy-vs-flops.svg")
         }

@@ -430,6 +430,44 @@ import VLM
         }
     }
 
+    @Test("paired differences count the questions lost and gained on the same questions; the report pairs every pruned result with the unpruned answers")
+    func pairedDifferences() throws {
+        // By hand: per-question differences 0, −1, +1, 0, −1 (the reference's sixth question is
+        // not in the result): mean −0.2, sample variance (3 − 5 · 0.04) / 4 = 0.7, error √(0.7 / 5).
+        let pair = PairedDifference([true, false, true, true, false], against: [true, true, false, true, true, false], name: "ref")
+        #expect(pair.questions == 5 && pair.lost == 2 && pair.gained == 1 && pair.against == "ref")
+        #expect(abs(pair.difference + 0.2) < 1e-12 && abs(pair.standardError - (0.7 / 5).squareRoot()) < 1e-12)
+        let same = PairedDifference([true, false], against: [true, false], name: "ref")
+        #expect(same.difference == 0 && same.standardError == 0)
+        // Class attention keeps tokens 0–3 and every test task's key token is among 8–11 (see
+        // fallbackCascade): all four answers are lost against the unpruned model's four right ones.
+        let results = try PruningReport.evaluate([ClassAttentionPruner(), FastVPruner()], simulator: simulator, budgets: [1, 0.25], seeds: [0, 1],
+                                                 questions: 4, oracleQuestions: 1, quiet: true, latencyQuestions: 0)
+        let unpruned = try #require(results.first { $0.budget == 1 })
+        #expect(unpruned.correct == [true, true, true, true] && results.filter { $0.budget == 1 }.allSatisfy { $0.paired == nil })
+        for result in results where result.budget < 1 {
+            #expect(result.correct.count == 4 && Double(result.correct.filter { $0 }.count) / 4 == result.accuracy)
+            #expect(result.paired == PairedDifference(result.correct, against: unpruned.correct, name: "unpruned"))
+        }
+        let cls = try #require(results.first { $0.method == "cls" && $0.budget < 1 })
+        #expect(cls.paired?.lost == 4 && cls.paired?.gained == 0 && cls.paired?.difference == -1)
+        #expect(PruningReport.table(results).contains("| cls | 25.0% | 0.0 ± 0.0 | 0.0 | −100.00 ± 0.00 |"))
+        // Against another method, budget by budget and seed by seed; an absent name is refused by name.
+        let versus = try PruningReport.paired(results, against: "fastv")
+        #expect(versus.map(\.result.method) == ["cls", "cls", "cls", "cls"])
+        let fastV = try #require(results.first { $0.method == "fastv" && $0.budget < 1 })
+        #expect(versus.last?.paired == PairedDifference(cls.correct, against: fastV.correct, name: "fastv"))
+        let table = try PruningReport.pairedTable(results, against: "fastv")
+        #expect(table.split(separator: "\n").count == 3 && table.contains("| cls | 25.0% |"), "\(table)")
+        #expect(throws: PrunerError.self) { try PruningReport.paired(results, against: "divprune") }
+        // results.json carries the counts, the difference and its error, and not the answers.
+        let json = try JSONEncoder().encode(results)
+        let text = String(decoding: json, as: UTF8.self)
+        #expect(text.contains("\"standardError\"") && text.contains("\"lost\"") && !text.contains("\"correct\""))
+        let decoded = try JSONDecoder().decode([PruningResult].self, from: json)
+        #expect(decoded.map(\.paired) == results.map(\.paired) && decoded.allSatisfy(\.correct.isEmpty))
+    }
+
     @Test func unknownPrunerNamesTheKnownOnes() {
         do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
     }

@@ -20,6 +20,8 @@ struct CommandLineErrorTests {
         #expect(message(["eval-pruning", "--budgets", ","]).contains("--budgets: no values in ','"))
         #expect(message(["eval-pruning", "--seeds", "0,-1"]).contains("--seeds: '-1' is not valid (expected non-negative integers"))
         #expect(message(["eval-pruning", "--fallback-threshold", "0"]).contains("--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '0'"))
+        let versus = message(["eval-pruning", "--agents", "cls,vispruner", "--versus", "fastv", "--questions", "1"])
+        #expect(versus.contains("--versus fastv: not among the evaluated methods (cls, vispruner); add it to --agents"), "\(versus)")
     }
 
     @Test("vlm train --init asks for the schedule_start it starts at, before it loads or writes anything")
