@@ -189,6 +189,8 @@ public enum PruningReport {
         lines.append("\nGFLOPs: the model's (vision tower, projector, prefill, answer); + choosing: the pruner's own (– when it does not count them).")
         if all.contains(where: { !$0.paired.isEmpty }) {
             lines.append("− unpruned, paired: accuracy minus the unpruned model's on the same questions, in points, ± its standard error (question by question; mean over seeds).")
+        } else if all.contains(where: { $0.budget < 1 }) {
+            lines.append("− unpruned, paired: add 1.0 to the budgets to compare each method with the unpruned model on the same questions.")
         }
         let fallbacks = results.filter { $0.budget < 1 && $0.fallbackShare != nil }
         if !fallbacks.isEmpty {

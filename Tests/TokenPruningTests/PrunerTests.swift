@@ -493,6 +493,7 @@ import VLM
         #expect(lines.last == "Not counting what choosing costs: mine.")
         let table = PruningReport.table(results)
         #expect(table.contains("| 0.103 | 0.070 |") && table.contains("| 0.103 | – |"))
+        #expect(table.contains("| 75.0 ± 0.0 | – | – |") && table.contains("add 1.0 to the budgets to compare each method with the unpruned model"))
     }
 
     @Test("each cell is the method's best accuracy among budgets costing at most the row's FLOPs; – when none fits")
