@@ -113,7 +113,7 @@ public enum PruningReport {
     }
 
     /// "−0.65 ± 0.27": the mean difference over the pairs and the mean of their standard errors, in points.
-    static func formatPaired(_ pairs: [PairedDifference]) -> String {
+    public static func formatPaired(_ pairs: [PairedDifference]) -> String {
         guard !pairs.isEmpty else { return "–" }
         let difference = 100 * pairs.map(\.difference).reduce(0, +) / Double(pairs.count)
         let error = 100 * pairs.map(\.standardError).reduce(0, +) / Double(pairs.count)

@@ -312,10 +312,19 @@ public struct SweepCellResult: Codable, Sendable, Equatable {
     public var questions: Int
     /// Wall clock of the cell (training and evaluation).
     public var seconds: Double
+    /// Each evaluated question's outcome in order, "1" right and "0" wrong: what `report --versus`
+    /// pairs between settings. Nil in result files written before release 0.7.1.
+    public var answers: String? = nil
+
+    /// `answers` as booleans (nil when the file kept none).
+    public var correct: [Bool]? { answers.map { $0.map { $0 == "1" } } }
+
+    /// `correct` as the `answers` string.
+    public static func answers(_ correct: [Bool]) -> String { String(correct.map { $0 ? "1" : "0" }) }
 
     enum CodingKeys: String, CodingKey {
         case setting, agent, seed, accuracy, accuracyPerFamily = "accuracy_per_family", meanTokens = "mean_tokens", flops
-        case selectionFLOPs = "selection_flops", finalTrainingReturn = "final_training_return", questions, seconds
+        case selectionFLOPs = "selection_flops", finalTrainingReturn = "final_training_return", questions, seconds, answers
     }
 }
 
@@ -389,7 +398,7 @@ public enum SweepRunner {
         let result = SweepCellResult(setting: cell.setting, agent: cell.agent, seed: cell.recipe.seed, accuracy: measured.accuracy,
                                      accuracyPerFamily: measured.accuracyPerFamily, meanTokens: measured.meanTokens, flops: measured.flops,
                                      selectionFLOPs: measured.selectionFLOPs, finalTrainingReturn: finalReturn.flatMap { $0.isFinite ? $0 : nil }, questions: measured.questions,
-                                     seconds: Date().timeIntervalSince(started))
+                                     seconds: Date().timeIntervalSince(started), answers: SweepCellResult.answers(measured.correct))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(result), to: directory.appendingPathComponent(resultFile))
@@ -400,6 +409,15 @@ public enum SweepRunner {
 /// `prunegym report SWEEP_DIR`: the reward-ablation table (mean ± std over seeds per setting) as
 /// Markdown and CSV, learning curves per setting and accuracy vs retained tokens across settings.
 public enum SweepReport {
+    /// A paired comparison against a setting the sweep has no finished cell of.
+    public struct UnknownSetting: Error, CustomStringConvertible, Sendable {
+        /// The setting asked for, and the finished ones.
+        public var name: String, settings: [String]
+        public var description: String {
+            "report --versus: no finished setting named '\(name)'; the settings are \(settings.joined(separator: ", ")) (a setting is a cell's directory name under cells/)"
+        }
+    }
+
     /// One setting of the table: its cells' results over seeds.
     public struct Row: Sendable {
         /// The setting's name.
@@ -449,6 +467,32 @@ public enum SweepReport {
         return lines.joined(separator: "\n")
     }
 
+    /// Every other setting against `reference`, seed by seed, on the same questions (a sweep
+    /// evaluates every cell on the same questions of the same split): the accuracy difference ±
+    /// its standard error and the questions lost and gained, each the mean over the seeds both
+    /// settings finished; "–" where no seed pairs (cells from before release 0.7.1 kept no
+    /// answers). Throws when no setting is named `reference`.
+    public static func pairedTable(_ rows: [Row], against reference: String) throws -> String {
+        guard let base = rows.first(where: { $0.setting == reference }) else {
+            throw UnknownSetting(name: reference, settings: rows.map(\.setting))
+        }
+        var lines = ["| setting | − \(reference), same questions (points) | lost | gained | seeds paired |", "|---|---|---|---|---|"]
+        for row in rows where row.setting != reference {
+            let pairs: [PairedDifference] = row.results.compactMap { result in
+                guard let mine = result.correct, let theirs = base.results.first(where: { $0.seed == result.seed })?.correct,
+                      mine.count == theirs.count else { return nil }
+                return PairedDifference(mine, against: theirs, name: reference)
+            }
+            guard !pairs.isEmpty else {
+                lines.append("| \(row.setting) | – | – | – | 0 |")
+                continue
+            }
+            func mean(_ values: [Int]) -> String { String(format: "%g", Double(values.reduce(0, +)) / Double(values.count)) }
+            lines.append("| \(row.setting) | \(PruningReport.formatPaired(pairs)) | \(mean(pairs.map(\.lost))) | \(mean(pairs.map(\.gained))) | \(pairs.count) |")
+        }
+        return lines.joined(separator: "\n")
+    }
+
     /// One CSV row per cell.
     public static func csv(_ rows: [Row]) -> String {
         var text = "setting,agent,seed,accuracy,mean_tokens,flops,selection_flops,final_training_return,questions,seconds\n"
@@ -461,11 +505,16 @@ public enum SweepReport {
     }
 
     /// Writes report.md, results.csv, learning-curves.svg and accuracy-vs-tokens.svg to `sweep`
-    /// and returns the Markdown table.
+    /// and returns the Markdown table; with `versus`, the table is followed by every other setting
+    /// paired against that one (`pairedTable`).
     @discardableResult
-    public static func write(_ sweep: URL) throws -> (table: String, problems: [String]) {
+    public static func write(_ sweep: URL, versus: String? = nil) throws -> (table: String, problems: [String]) {
         let (rows, problems) = try load(sweep)
-        let table = markdown(rows)
+        var table = markdown(rows)
+        if let versus {
+            table += "\n\nAgainst \(versus) on the same questions, seed by seed: the difference in points ± its standard error and the questions lost and gained (means over the paired seeds)\n\n"
+                + (try pairedTable(rows, against: versus))
+        }
         try AtomicFile.write(Data((table + "\n").utf8), to: sweep.appendingPathComponent("report.md"))
         try AtomicFile.write(Data(csv(rows).utf8), to: sweep.appendingPathComponent("results.csv"))
         // Learning curves: the training return of every cell (setting and seed) per environment step.

@@ -41,7 +41,7 @@ enum SweepCommand {
         """
 
     static let reportHelp = """
-        usage: prunegym report SWEEP_DIR
+        usage: prunegym report SWEEP_DIR [--versus SETTING]
 
         Reads the finished cells of a sweep and writes SWEEP_DIR/report.md (accuracy, retained tokens,
         the model's GFLOPs, the policy's own (+ choosing; – for cells from before release 0.5) and
@@ -49,8 +49,15 @@ enum SweepCommand {
         learning-curves.svg and accuracy-vs-tokens.svg; prints the table. Unfinished or unreadable
         cells are listed, not counted.
 
+        options:
+          --versus SETTING  also compare every other setting with SETTING on the same questions, seed
+                            by seed: the accuracy difference ± its standard error and the questions
+                            lost and gained (far less noisy than comparing the two accuracies; cells
+                            from before release 0.7.1 kept no answers and show –)
+
         example:
           swift run -c release prunegym report runs/sweep-reward
+          swift run -c release prunegym report runs/sweep-reward --versus tprl-a1-b0.5-accuracy-token_ratio-T3
         """
 
     static func run(_ arguments: [String]) throws {
@@ -170,15 +177,15 @@ enum SweepCommand {
     }
 
     static func report(_ arguments: [String]) throws {
-        let args = try Arguments(command: "report", arguments, flags: [], options: [])
+        let args = try Arguments(command: "report", arguments, flags: [], options: ["versus"])
         if args.flag("help") { print(reportHelp); return }
         guard let path = args.positional.first else { throw UsageError(message: "prunegym report: give the sweep directory, e.g. prunegym report runs/sweep") }
-        try printReport(URL(fileURLWithPath: path))
+        try printReport(URL(fileURLWithPath: path), versus: args.values["versus"])
     }
 
     /// Writes the sweep's report files and prints the table and the cells left out of it.
-    static func printReport(_ sweep: URL) throws {
-        let (table, problems) = try SweepReport.write(sweep)
+    static func printReport(_ sweep: URL, versus: String? = nil) throws {
+        let (table, problems) = try SweepReport.write(sweep, versus: versus)
         print(table)
         for problem in problems { print("  not in the table: \(problem)") }
         print("wrote \(sweep.appendingPathComponent("report.md").path), results.csv, learning-curves.svg and accuracy-vs-tokens.svg")

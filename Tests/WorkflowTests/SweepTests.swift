@@ -98,7 +98,26 @@ struct SweepTests {
         #expect(csv.hasPrefix("setting,agent,seed,accuracy,mean_tokens,flops,selection_flops,"))
         // A result file from before release 0.5 has no selection_flops: it reads as nil.
         let old = #"{"setting": "s", "agent": "tprl", "seed": 0, "accuracy": 0.5, "accuracy_per_family": {}, "mean_tokens": 4, "flops": 1e6, "questions": 4, "seconds": 1}"#
-        #expect(try JSONDecoder().decode(SweepCellResult.self, from: Data(old.utf8)).selectionFLOPs == nil)
+        let oldResult = try JSONDecoder().decode(SweepCellResult.self, from: Data(old.utf8))
+        #expect(oldResult.selectionFLOPs == nil && oldResult.correct == nil)
+        // Each cell keeps its answers, and --versus pairs the settings seed by seed on them.
+        #expect(results.allSatisfy { $0.correct?.count == 12 && Double($0.correct!.filter { $0 }.count) / 12 == $0.accuracy })
+        let (base, other) = ("tprl-a1-b0.5-accuracy-token_ratio-T3", "tprl-a1-b2-accuracy-token_ratio-T3")
+        let expected = results.filter { $0.setting == other }.map { mine in
+            PairedDifference(mine.correct!, against: results.first { $0.setting == base && $0.seed == mine.seed }!.correct!, name: base)
+        }
+        let (versus, _) = try SweepReport.write(sweep, versus: base)
+        let mean = { (values: [Int]) in String(format: "%g", Double(values.reduce(0, +)) / 2) }
+        #expect(versus.contains("| \(other) | \(PruningReport.formatPaired(expected)) | \(mean(expected.map(\.lost))) | \(mean(expected.map(\.gained))) | 2 |"), "\(versus)")
+        #expect(try String(contentsOf: sweep.appendingPathComponent("report.md"), encoding: .utf8).contains("Against \(base) on the same questions"))
+        #expect(throws: SweepReport.UnknownSetting.self) { try SweepReport.write(sweep, versus: "tprl-a1-b9") }
+        // A cell from before release 0.7.1 kept no answers: its setting shows – and no paired seeds.
+        let rows = try SweepReport.load(sweep).rows.map { row -> SweepReport.Row in
+            var row = row
+            if row.setting == other { row.results = row.results.map { var r = $0; r.answers = nil; return r } }
+            return row
+        }
+        #expect(try SweepReport.pairedTable(rows, against: base).hasSuffix("| \(other) | – | – | – | 0 |"))
         for file in ["report.md", "learning-curves.svg", "accuracy-vs-tokens.svg"] {
             #expect(FileManager.default.fileExists(atPath: sweep.appendingPathComponent(file).path), "\(file)")
         }
