@@ -352,7 +352,8 @@ extension PruningCommand {
         inside the language model, after its layer 0 where FastV prunes (examples/tprl-llm.json,
         the policy shipped in models/tprl-llm), evaluated as tprl-llm. Writes the policies to
         runs/quickstart/tprl and runs/quickstart/tprl-llm and the table, CSV and plot to
-        runs/quickstart/eval. The training runs are runs/quickstart/train and train-llm: a rerun
+        runs/quickstart/eval; the table compares every method with the unpruned model, and a last
+        one with FastV, on the same questions (eval-pruning --versus fastv). The training runs are runs/quickstart/train and train-llm: a rerun
         resumes them, and one with another --seed (or after an upgrade changed the recipe) starts
         them afresh.
 
@@ -374,6 +375,7 @@ extension PruningCommand {
         print("\nThe same recipe pruning inside the language model, after its layer 0 (examples/tprl-llm.json):")
         try trainPolicy(inside, out: llmPolicy, runDirectory: "runs/quickstart/train-llm", quiet: false, replacingOtherRuns: true)
         try evalPruning(["--policy", policy.path, "--llm-policy", llmPolicy.path, "--questions", String(questions),
-                         "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm", "--seeds", "0", "--out", "runs/quickstart/eval"])
+                         "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm", "--seeds", "0", "--out", "runs/quickstart/eval",
+                         "--versus", "fastv"])
     }
 }
