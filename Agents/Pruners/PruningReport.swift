@@ -105,11 +105,15 @@ public enum PruningReport {
         for key in keys {
             let cell = pairs.filter { "\($0.result.method)@\($0.result.budget)" == key }
             let first = cell[0].result
-            func mean(_ values: [Int]) -> String { String(format: "%g", Double(values.reduce(0, +)) / Double(values.count)) }
-            lines.append("| \(first.method)\(first.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * first.budget)) | \(formatPaired(cell.map(\.paired))) | "
-                         + "\(mean(cell.map(\.paired.lost))) | \(mean(cell.map(\.paired.gained))) | \(cell[0].paired.questions) |")
+            lines.append("| \(first.method)\(first.subset ? "*" : "") | \(String(format: "%.1f%%", 100 * first.budget)) | \(pairedCells(cell.map(\.paired))) | \(cell[0].paired.questions) |")
         }
         return lines.joined(separator: "\n")
+    }
+
+    /// Three table cells: `formatPaired(pairs)`, then the questions lost and gained, each the mean over the pairs.
+    public static func pairedCells(_ pairs: [PairedDifference]) -> String {
+        func mean(_ values: [Int]) -> String { String(format: "%g", Double(values.reduce(0, +)) / Double(max(1, values.count))) }
+        return "\(formatPaired(pairs)) | \(mean(pairs.map(\.lost))) | \(mean(pairs.map(\.gained)))"
     }
 
     /// "−0.65 ± 0.27": the mean difference over the pairs and the mean of their standard errors, in points.

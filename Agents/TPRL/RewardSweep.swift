@@ -487,8 +487,7 @@ public enum SweepReport {
                 lines.append("| \(row.setting) | – | – | – | 0 |")
                 continue
             }
-            func mean(_ values: [Int]) -> String { String(format: "%g", Double(values.reduce(0, +)) / Double(values.count)) }
-            lines.append("| \(row.setting) | \(PruningReport.formatPaired(pairs)) | \(mean(pairs.map(\.lost))) | \(mean(pairs.map(\.gained))) | \(pairs.count) |")
+            lines.append("| \(row.setting) | \(PruningReport.pairedCells(pairs)) | \(pairs.count) |")
         }
         return lines.joined(separator: "\n")
     }

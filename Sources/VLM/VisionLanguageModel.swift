@@ -271,9 +271,7 @@ extension LlavaModel: VisionLanguageModel {
     }
 
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int) throws -> Tensor {
-        try prunedAnswer(requests, layer: layer) { weights, starts, counts in
-            Self.fastVChoice(Self.lastRowAttention(weights!, starts: starts, counts: counts), keptAfter: keptAfter)
-        }
+        try prunedAnswer(requests, layer: layer, choose: Self.fastVChoice(keptAfter: keptAfter))
     }
 
     public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor {
@@ -296,14 +294,17 @@ extension LlavaModel: VisionLanguageModel {
     /// rejects, over every token from the same states.
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int,
                                   standing: ([Float]) -> Bool) throws -> (logits: [[Float]], again: [Int]) {
-        try cascade(requests, layer: layer, readsAttention: true, standing: standing) { weights, starts, counts in
-            Self.fastVChoice(Self.lastRowAttention(weights!, starts: starts, counts: counts), keptAfter: keptAfter)
-        }
+        try cascade(requests, layer: layer, readsAttention: true, standing: standing, choose: Self.fastVChoice(keptAfter: keptAfter))
     }
 
-    /// The `keptAfter` highest-scoring slots of each request, ascending (FastV's choice).
-    static func fastVChoice(_ scores: [[Float]], keptAfter: Int) -> [[Int]] {
-        scores.map { row in row.indices.sorted { row[$0] > row[$1] }.prefix(min(keptAfter, row.count)).sorted() }
+    /// FastV's choice as a cut's `choose`: from the last text token's attention in the cut layer
+    /// (`[B, heads, 1, S]`), the `keptAfter` highest-scoring slots of each request, ascending.
+    static func fastVChoice(keptAfter: Int) -> (Tensor?, [Int], [Int]) -> [[Int]] {
+        { weights, starts, counts in
+            lastRowAttention(weights!, starts: starts, counts: counts).map { row in
+                row.indices.sorted { row[$0] > row[$1] }.prefix(min(keptAfter, row.count)).sorted()
+            }
+        }
     }
 
     /// The cascades' one pass: layers 0…`layer` over every token (with the last text token's
