@@ -321,8 +321,8 @@ public final class OraclePruner: TokenPruner {
 /// coarse-to-fine order of the grid (`coarseToFineOrder`), whose first k are spread over the image
 /// for every k. `grounding-ranked` fills by `TaskEntry.rankingAttention` — after an LLM layer
 /// (`grounding-ranked@0`) FastV's score, the policy's attention prior there — and scores below the
-/// spread: the attention fills add pieces of the other objects (README, "Pruning inside the
-/// language model").
+/// spread: the attention fills add pieces of the other objects (Benchmarks/EXPERIMENTS.md, "Pruning
+/// inside the language model").
 public final class GroundingPruner: TokenPruner {
     /// How the budget left after the question's objects is filled.
     public enum Fill: Sendable {

@@ -66,7 +66,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// Whether the policy also reads each token's class-token attention (`class_attention_input`),
     /// the signal VisPruner ranks by; false (the default) is the paper's state: codes, positions
     /// and query. With it behaviour cloning fits the VisPruner demonstrations better (loss 87
-    /// against 102) but the policy prunes no better (README, "Pruning results").
+    /// against 102) but the policy prunes no better (Benchmarks/EXPERIMENTS.md, "Earlier models").
     public var classAttentionInput = false
     /// Whether each keep logit is a learned correction to c·log(1 + N·a_i) of the observed
     /// attention (`attention_prior`; `TPRLActorCritic.attentionPrior`): the untrained policy then
@@ -78,7 +78,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// the top k of the `first-step` logits) are compared at each training budget; the better
     /// one is recorded in `tprl.json` and used by `eval-pruning` (`inference_selection_questions`;
     /// 0 records `stepped` without comparing). Which is better depends on the training: at 11%,
-    /// stepping gained 4 points for one policy and lost 4 for the quickstart's (README). The two
+    /// stepping gained 4 points for one policy and lost 4 for the quickstart's (Benchmarks/EXPERIMENTS.md). The two
     /// are often within a point, so the comparison needs many questions: on the 920k-sample
     /// model 500 per budget chose first-step by 0.5 points where 2000 showed stepped ahead by 0.4.
     public var inferenceSelectionQuestions = 2000
@@ -92,7 +92,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// FastV's score (`attention_prior`), cloned from the LLM's own attention in its
     /// second-to-last layer (`llm-attention`) and fine-tuned with PPO, in episodes of one step
     /// (`max_steps` 1: the policy picks the final set at once, so its top k is what it was
-    /// trained to keep; three steps scored lower on validation, README).
+    /// trained to keep; three steps scored lower on validation; Benchmarks/EXPERIMENTS.md).
     public static var insideLLM: TPRLConfiguration {
         var c = TPRLConfiguration()
         c.encoder = "identity"
