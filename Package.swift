@@ -91,7 +91,7 @@ let package = Package(
         .testTarget(name: "TokenPruningTests", dependencies: ["TokenPruning", "Pruners", "TPRL", "Policies", "PPO", "VLM", "Gym", "NN", "TensorCore", "TestSupport", "PruneGymTesting"],
                     path: "Tests/TokenPruningTests"),
         .testTarget(name: "WorkflowTests", dependencies: ["PruneGymTesting", "TPRL", "Pruners", "TokenPruning", "ClassicControl", "Gym", "TensorCore", "TestSupport",
-                                                    "NN", "Policies", "PPO", "PruneGymCommands"],
+                                                    "NN", "Policies", "PPO", "PruneGymCommands", "VLM"],
                     path: "Tests/WorkflowTests"),
         .testTarget(
             name: "NNTests",

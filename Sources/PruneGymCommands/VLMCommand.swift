@@ -1,6 +1,7 @@
 import Foundation
 import Gym
 import TensorCore
+import TokenPruning
 import VLM
 
 /// `prunegym vlm …`: the simulator backend.
@@ -30,20 +31,28 @@ enum VLMCommand {
     }
 
     static let trainHelp = """
-        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--config FILE.json] [--samples N] [--stop-after N] [--init MODEL] [--quiet]
+        usage: prunegym vlm train --out DIR [--seed S] [--run-dir RUN] [--recipe FILE | --config FILE.json | --samples N]
+                                  [--stop-after N] [--init MODEL] [--quiet]
 
-        Trains the built-in LLaVA-architecture model on ShapesVQA (stage 1: a dense vision objective;
-        stage 2: answers), evaluating each question family on the validation split as it goes
+        Trains the built-in LLaVA-architecture model on ShapesVQA (a dense vision objective first,
+        then answers), evaluating each question family on the validation split as it goes
         (metrics.csv and training-curve.svg in RUN), checkpointing so that a rerun resumes, and finally
         writes DIR in the Hugging Face layout (config.json, model.safetensors, vocab.txt) with the
         test-split accuracy per family in DIR/results.json.
 
+        Without --recipe, --config or --samples it reproduces the shipped model: the nine stages of
+        models/shapes-llava/training/recipe.json, 984k samples, about 7 hours on 2 cores. Each
+        finished stage is recorded in RUN, so a rerun skips it and resumes the stage it stopped in.
+        --config, --samples, --stop-after or --init trains one stage instead (by default today's
+        recipe, every probe from the start: 120k samples, about 45 minutes, 68% on test).
+
         options:
           --out DIR          model directory to write (default models/shapes-llava)
-          --seed S           seed (default 0)
+          --seed S           seed (default 0; with a recipe, every stage's)
           --run-dir RUN      training run directory (default runs/vlm-train-<seed>)
-          --config FILE      VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …)
-          --samples N        training samples (overrides the config)
+          --recipe FILE      a staged recipe (stages of configuration files; see VLMTrainingRecipe)
+          --config FILE      one stage: VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …)
+          --samples N        one stage: training samples (overrides the config)
           --stop-after N     stop (with a checkpoint, without writing DIR) once N samples are done;
                              a later run continues from there, e.g. with another --config
           --init MODEL       start from the weights of a model directory (Hugging Face layout) instead
@@ -51,21 +60,77 @@ enum VLMCommand {
                              samples MODEL saw), with fresh objective heads and optimizer; a run
                              that has a checkpoint resumes it instead
 
-        example:
-          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
+        examples:
+          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0   # the shipped model, ~7 h
+          swift run -c release prunegym vlm train --samples 120000 --out runs/shapes-llava-1stage
         """
 
     static func train(_ arguments: [String]) throws {
-        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"], options: ["out", "seed", "run-dir", "config", "samples", "stop-after", "init"])
+        let args = try Arguments(command: "vlm train", arguments, flags: ["quiet"],
+                                 options: ["out", "seed", "run-dir", "config", "samples", "stop-after", "init", "recipe"])
         if args.flag("help") { print(trainHelp); return }
+        let out = URL(fileURLWithPath: args.string("out", default: "models/shapes-llava"))
+        let oneStageOptions = ["config", "samples", "stop-after", "init"].filter { args.values[$0] != nil }
+        if oneStageOptions.isEmpty || args.values["recipe"] != nil {
+            guard oneStageOptions.isEmpty else {
+                throw UsageError(message: "vlm train: --recipe runs the stages its file names; leave out \(oneStageOptions.map { "--" + $0 }.joined(separator: ", ")) (options of a one-stage run)")
+            }
+            let recipe = URL(fileURLWithPath: args.string("recipe", default: builtinRecipe.path))
+            guard FileManager.default.fileExists(atPath: recipe.path) else {
+                throw UsageError(message: "vlm train: no recipe at \(recipe.path); run from the repository root (or set PRUNEGYM_MODELS), pass --recipe FILE, or train one stage with --config FILE or --samples N")
+            }
+            let seed = args.values["seed"] == nil ? nil : UInt64(try args.integer("seed", default: 0, range: 0...Int.max))
+            let run = URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(seed ?? 0)"))
+            try trainRecipe(recipe, seed: seed, out: out, run: run, quiet: args.flag("quiet"))
+            return
+        }
         var configuration = args.string("config", default: "").isEmpty ? VLMTrainingConfiguration() : try readJSON(VLMTrainingConfiguration.self, from: args.string("config", default: ""))
         configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
         configuration.samples = try args.integer("samples", default: configuration.samples, range: 1...100_000_000)
-        let out = URL(fileURLWithPath: args.string("out", default: "models/shapes-llava"))
         let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(configuration.seed)")))
         let stopAfter = args.values["stop-after"] == nil ? nil : try args.integer("stop-after", default: 0, range: 1...100_000_000)
         let initial = args.values["init"].map { URL(fileURLWithPath: $0) }
         try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"), stopAfter: stopAfter, initial: initial)
+    }
+
+    /// The recipe of the shipped model.
+    static var builtinRecipe: URL {
+        BuiltinSimulator.modelsDirectory.appendingPathComponent("shapes-llava/training/recipe.json")
+    }
+
+    /// Runs the stages of the recipe in `file` in order (see `VLMTrainingRecipe`): each in RUN or
+    /// its own RUN-NAME, the kept models in RUN/models, the last one written to `out`. Finished
+    /// stages are listed in RUN/recipe-progress.json and skipped on a rerun.
+    static func trainRecipe(_ file: URL, seed: UInt64?, out: URL, run: URL, quiet: Bool) throws {
+        var (recipe, configurations) = try VLMTrainingRecipe.load(file)
+        if let seed { for index in configurations.indices { configurations[index].seed = seed } }
+        let progressURL = run.appendingPathComponent("recipe-progress.json")
+        struct Progress: Codable { var stages: [VLMTrainingRecipe.Stage]; var seeds: [UInt64]; var finished: [Int] }
+        var progress = Progress(stages: recipe.stages, seeds: configurations.map(\.seed), finished: [])
+        if FileManager.default.fileExists(atPath: progressURL.path) {
+            let recorded = try readJSON(Progress.self, from: progressURL.path)
+            guard recorded.stages == progress.stages && recorded.seeds == progress.seeds else {
+                throw UsageError(message: "vlm train: \(run.path) holds a run of another recipe or seed (\(progressURL.path)); pass another --run-dir, or remove it to start over")
+            }
+            progress = recorded
+        }
+        func modelDirectory(_ name: String) -> URL { run.appendingPathComponent("models").appendingPathComponent(name) }
+        let count = recipe.stages.count
+        print("recipe \(file.path): \(count) stage\(count == 1 ? "" : "s") to \(recipe.stages.last!.samples) samples in \(run.path)"
+              + (progress.finished.isEmpty ? "" : "; stages \(progress.finished.map { String($0 + 1) }.joined(separator: ", ")) done"))
+        for (index, stage) in recipe.stages.enumerated() where !progress.finished.contains(index) {
+            let last = index == count - 1
+            let stageRun = stage.run.map { URL(fileURLWithPath: run.path + "-" + $0) } ?? run
+            let stageOut = last ? out : modelDirectory(stage.model ?? "stage-\(index + 1)")
+            print("stage \(index + 1) of \(count): \(stage.config) to \(stage.samples) samples"
+                  + (stage.stopAfter.map { ", stopping after \($0)" } ?? "") + (stage.initialModel.map { ", from model \($0)" } ?? ""))
+            try trainModel(configurations[index], out: stageOut, run: RunDirectory(stageRun), quiet: quiet, stopAfter: stage.stopAfter,
+                           initial: stage.initialModel.map(modelDirectory))
+            progress.finished.append(index)
+            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+            try AtomicFile.write(try JSONEncoder().encode(progress), to: progressURL)
+        }
+        print("all \(count) stages done; the last one wrote \(out.path)")
     }
 
     /// Trains (or resumes) the model of `configuration` in `run` and writes it to `out`; with
@@ -121,7 +186,7 @@ enum VLMCommand {
         }
         if trainer.step < trainer.totalSteps {
             if progress != nil { print("") }
-            print("stopped after \(trainer.step * configuration.batchSize) samples (step \(trainer.step) of \(trainer.totalSteps)); the checkpoint is in \(run.checkpointsURL.path): rerun without --stop-after to continue")
+            print("stopped after \(trainer.step * configuration.batchSize) samples (step \(trainer.step) of \(trainer.totalSteps)); the checkpoint is in \(run.checkpointsURL.path), and a run in the same directory continues from it")
             return
         }
         try export(trainer, to: out)
@@ -172,10 +237,11 @@ enum VLMCommand {
     static func export(_ trainer: VLMTrainer, to out: URL) throws {
         try LlavaCheckpoint.save(trainer.model, to: out)
         try trainer.tokenizer.write(to: out.appendingPathComponent("vocab.txt"))
-        let full = try trainer.evaluate(split: .test, count: 2000)
-        let pruned = try trainer.evaluate(split: .test, count: 2000, keepFraction: 1.0 / 9, seed: 1)
-        let majority = trainer.dataset.majorityBaseline(split: .test, count: 2000)
-        var results: [String: Any] = ["test_samples": 2000, "accuracy": full, "accuracy_random_11_percent": pruned]
+        let count = trainer.configuration.testSamples
+        let full = try trainer.evaluate(split: .test, count: count)
+        let pruned = try trainer.evaluate(split: .test, count: count, keepFraction: 1.0 / 9, seed: 1)
+        let majority = trainer.dataset.majorityBaseline(split: .test, count: count)
+        var results: [String: Any] = ["test_samples": count, "accuracy": full, "accuracy_random_11_percent": pruned]
         results["majority_baseline"] = Dictionary(uniqueKeysWithValues: majority.map { ($0.key.rawValue, $0.value) })
         try AtomicFile.write(try JSONSerialization.data(withJSONObject: results, options: [.prettyPrinted, .sortedKeys]), to: out.appendingPathComponent("results.json"))
         var rows: [[String]] = [["family", "test accuracy", "random 11% of tokens", "majority guess"]]

@@ -74,6 +74,9 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     public var evaluationSamples = 500
     /// `checkpoint_interval` in the training configuration JSON (default 250).
     public var checkpointInterval = 250
+    /// `test_samples`: test-split questions the finished model is scored on (its `results.json`;
+    /// default 2000).
+    public var testSamples = 2000
 
     /// `image_size` in the training configuration JSON (default 64).
     public var imageSize = 64
@@ -106,7 +109,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start", familyWeights = "family_weights"
         case prunedShare = "pruned_share", referentSubsetShare = "referent_subset_share"
         case llmCutShare = "llm_cut_share", llmCutLayer = "llm_cut_layer"
-        case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval"
+        case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval", testSamples = "test_samples"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
         case textKeyValueHeads = "text_key_value_heads", textIntermediate = "text_intermediate"
@@ -150,6 +153,10 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         }
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
+        testSamples = try value(.testSamples, d.testSamples)
+        guard testSamples > 0 else {
+            throw DecodingError.dataCorruptedError(forKey: .testSamples, in: c, debugDescription: "test_samples is \(testSamples); it must be positive")
+        }
         imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
         visionHidden = try value(.visionHidden, d.visionHidden); visionLayers = try value(.visionLayers, d.visionLayers)
         visionHeads = try value(.visionHeads, d.visionHeads); textHidden = try value(.textHidden, d.textHidden)

@@ -3,6 +3,7 @@ import PruneGymCommands
 import TensorCore
 import TestSupport
 import Testing
+import VLM
 
 /// `prunegym vlm train --stop-after`: a training run stopped and continued (the staged recipe of
 /// the built-in model) ends bit-identical to one run straight through.
@@ -12,7 +13,7 @@ struct VLMTrainingStagesTests {
     static let configuration = """
         {"samples": 40, "batch_size": 8, "vision_only_samples": 8, "evaluation_interval": 2, "evaluation_samples": 4,
          "checkpoint_interval": 100, "vision_hidden": 8, "vision_layers": 1, "vision_heads": 2, "text_hidden": 16,
-         "text_layers": 2, "text_heads": 2, "text_key_value_heads": 2, "text_intermediate": 24, "warmup_steps": 1}
+         "text_layers": 2, "text_heads": 2, "text_key_value_heads": 2, "text_intermediate": 24, "test_samples": 16, "warmup_steps": 1}
         """
 
     func train(_ run: URL, config: URL, stops: [Int]) throws -> [String: [Float]] {
@@ -36,6 +37,109 @@ struct VLMTrainingStagesTests {
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("straight/model").path))
         let rows = try String(contentsOf: directory.appendingPathComponent("staged/metrics.csv"), encoding: .utf8).split(separator: "\n")
         #expect(rows.count == 1 + 2)  // header, evaluations at steps 2 and 4
+    }
+}
+
+/// `prunegym vlm train --recipe`: the stages of a recipe run as the same commands one by one would,
+/// finished stages are skipped on a rerun, and a recipe that cannot run is refused before any
+/// training, naming the file and the stage.
+@Suite("VLM training recipes")
+struct VLMTrainingRecipeTests {
+    static let recipe = """
+        {"stages": [
+          {"config": "tiny.json", "samples": 24, "stop_after": 16},
+          {"config": "tiny.json", "samples": 24, "model": "first"},
+          {"config": "tiny-restart.json", "samples": 40, "init": "first", "run": "second"}
+        ]}
+        """
+
+    /// Writes the recipe and its two configurations (the second a warm restart from sample 24).
+    func write(into directory: URL, recipe: String = Self.recipe) throws -> URL {
+        try Data(VLMTrainingStagesTests.configuration.utf8).write(to: directory.appendingPathComponent("tiny.json"))
+        let restart = VLMTrainingStagesTests.configuration.replacingOccurrences(of: "\"warmup_steps\": 1}", with: "\"warmup_steps\": 1, \"schedule_start\": 24}")
+        try Data(restart.utf8).write(to: directory.appendingPathComponent("tiny-restart.json"))
+        let file = directory.appendingPathComponent("recipe.json")
+        try Data(recipe.utf8).write(to: file)
+        return file
+    }
+
+    func bits(_ file: URL) throws -> [String: [UInt32]] {
+        let tensors = try SafeTensorsFile(contentsOf: file)
+        return try Dictionary(uniqueKeysWithValues: tensors.tensorNames.map { ($0, try tensors.tensor($0).scalars.map(\.bitPattern)) })
+    }
+
+    @Test("a recipe gives the model its stages give as separate commands, and a rerun skips what is done")
+    func recipeEqualsItsCommands() throws {
+        let directory = try makeTemporaryDirectory("vlm-recipe")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let recipe = try write(into: directory)
+        let run = directory.appendingPathComponent("run"), out = directory.appendingPathComponent("model")
+        try PruneGymCommandLine.run(["vlm", "train", "--recipe", recipe.path, "--run-dir", run.path, "--out", out.path, "--quiet"])
+
+        // The same stages as commands (what models/shapes-llava/training/ documented before recipes).
+        let manual = directory.appendingPathComponent("manual")
+        let tiny = directory.appendingPathComponent("tiny.json").path, restart = directory.appendingPathComponent("tiny-restart.json").path
+        try PruneGymCommandLine.run(["vlm", "train", "--config", tiny, "--samples", "24", "--stop-after", "16", "--run-dir", manual.path,
+                                     "--out", manual.appendingPathComponent("first").path, "--quiet"])
+        try PruneGymCommandLine.run(["vlm", "train", "--config", tiny, "--samples", "24", "--run-dir", manual.path,
+                                     "--out", manual.appendingPathComponent("first").path, "--quiet"])
+        try PruneGymCommandLine.run(["vlm", "train", "--config", restart, "--samples", "40", "--init", manual.appendingPathComponent("first").path,
+                                     "--run-dir", manual.path + "-second", "--out", manual.appendingPathComponent("last").path, "--quiet"])
+        let model = try bits(out.appendingPathComponent("model.safetensors"))
+        #expect(model == (try bits(manual.appendingPathComponent("last/model.safetensors"))))
+        #expect(try bits(run.appendingPathComponent("models/first/model.safetensors")) == (try bits(manual.appendingPathComponent("first/model.safetensors"))))
+        #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent("run-second/checkpoints/trainer.safetensors").path))
+
+        // A rerun finds every stage done: no training, no new metrics rows, the same model.
+        let metrics = try String(contentsOf: run.appendingPathComponent("metrics.csv"), encoding: .utf8)
+        try FileManager.default.removeItem(at: out)
+        try PruneGymCommandLine.run(["vlm", "train", "--recipe", recipe.path, "--run-dir", run.path, "--out", out.path, "--quiet"])
+        #expect(!FileManager.default.fileExists(atPath: out.path))
+        #expect(try String(contentsOf: run.appendingPathComponent("metrics.csv"), encoding: .utf8) == metrics)
+
+        // Another seed in the same run directory is refused.
+        let error = #expect(throws: (any Error).self) {
+            try PruneGymCommandLine.run(["vlm", "train", "--recipe", recipe.path, "--seed", "3", "--run-dir", run.path, "--out", out.path, "--quiet"])
+        }
+        #expect(String(describing: error!).contains("holds a run of another recipe or seed"))
+    }
+
+    @Test("a recipe that cannot run is refused, naming the file and the stage")
+    func badRecipes() throws {
+        let directory = try makeTemporaryDirectory("vlm-recipe-bad")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        func refusal(_ recipe: String, extra: [String] = []) throws -> String {
+            let file = try write(into: directory, recipe: recipe)
+            let error = #expect(throws: (any Error).self) {
+                try PruneGymCommandLine.run(["vlm", "train", "--recipe", file.path, "--run-dir", directory.appendingPathComponent("run").path,
+                                             "--out", directory.appendingPathComponent("out").path, "--quiet"] + extra)
+            }
+            return error.map { String(describing: $0) } ?? ""
+        }
+        let unknown = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 24, "model": "a"}, {"config": "tiny-restart.json", "samples": 40, "init": "b", "run": "r"}]}"#)
+        #expect(unknown.contains("recipe.json: stage 2: init 'b' names no model an earlier stage keeps (earlier models: a)"), "\(unknown)")
+        let ownRun = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 24, "model": "a"}, {"config": "tiny-restart.json", "samples": 40, "init": "a"}]}"#)
+        #expect(ownRun.contains("stage 2: a stage that starts from a model (init) needs a run directory of its own (run)"), "\(ownRun)")
+        let lastStops = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 24, "stop_after": 8}]}"#)
+        #expect(lastStops.contains("stage 1: the last stage cannot stop early"), "\(lastStops)")
+        let missing = try refusal(#"{"stages": [{"config": "nowhere.json", "samples": 24}]}"#)
+        #expect(missing.contains("nowhere.json") && missing.contains("cannot read stage configuration"), "\(missing)")
+        let shape = try refusal(#"{"stages": [{"config": "tiny.json"}]}"#)
+        #expect(shape.contains("recipe.json: not a training recipe: missing 'stages.Index 0.samples'"), "\(shape)")
+        let mixed = try refusal(Self.recipe, extra: ["--samples", "16"])
+        #expect(mixed.contains("--recipe runs the stages its file names; leave out --samples"), "\(mixed)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("run").path))
+    }
+
+    @Test("the shipped recipe reads, and its last stage ends where the shipped model's training did")
+    func shippedRecipe() throws {
+        let training = VLMEvalCommandTests.model.appendingPathComponent("training")
+        let (recipe, configurations) = try VLMTrainingRecipe.load(training.appendingPathComponent("recipe.json"))
+        #expect(recipe.stages.count == 9)
+        #expect(configurations.map(\.samples) == recipe.stages.map(\.samples))
+        let rows = try String(contentsOf: training.appendingPathComponent("metrics.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(rows.last?.split(separator: ",")[1] == Substring(String(recipe.stages.last!.samples)))
+        #expect(configurations.last?.scheduleStart == recipe.stages[7].samples)
     }
 }
 
