@@ -11,21 +11,21 @@ let overview = """
     usage: prunegym <command> [options]     (prunegym <command> --help for details)
 
     commands:
-      train       train an agent (ppo, bc, random) on an environment into a run directory
-      eval        evaluate a run's latest checkpoint: mean and std of the return
-      check-env   run the environment checker on a registered environment
-      replay      replay recorded episodes (JSONL) through PruneGym's environments
-      data        ShapesVQA: preview samples as PNG images with their questions
-      quickstart  the whole TPRL recipe on the built-in model, ending with the eval-pruning table
-      eval-pruning  evaluate token pruners (baselines, tprl) per budget: accuracy, tokens, FLOPs, latency
-      tprl        train the TPRL policy (autoencoder, demonstrations, behaviour cloning, PPO)
-      sweep       a reward-ablation grid (α, β, task and efficiency terms, T_max) × agents × seeds
-      report      the table and plots of a sweep directory
-      rerun       reproduce a run from its directory alone (config.json records everything)
-      ae          train the token autoencoder alone
-      vlm         the simulator backend: train the built-in LLaVA model, run a checkpoint, evaluate it
-      demo        train a small transformer on a toy task: the numeric core end to end
-      inspect     validate a safetensors file and list its tensors
+      train         train an agent (ppo, bc, random) on an environment into a run directory
+      eval          evaluate a run's latest checkpoint: mean and std of the return
+      check-env     run the environment checker on a registered environment
+      replay        replay recorded episodes (JSONL) through PruneGym's environments
+      data          ShapesVQA: preview samples as PNG images with their questions
+      quickstart    the whole TPRL recipe on the built-in model, ending with the eval-pruning table
+      eval-pruning  evaluate token pruners (baselines, tprl, tprl-llm) per budget: accuracy, tokens, FLOPs, latency
+      tprl          train the TPRL policy (autoencoder, demonstrations, behaviour cloning, PPO)
+      sweep         a reward-ablation grid (α, β, task and efficiency terms, T_max) × agents × seeds
+      report        the table and plots of a sweep directory
+      rerun         reproduce a run from its directory alone (config.json records everything)
+      ae            train the token autoencoder alone
+      vlm           the simulator backend: train the built-in LLaVA model, run a checkpoint, evaluate it
+      demo          train a small transformer on a toy task: the numeric core end to end
+      inspect       validate a safetensors file and list its tensors
 
     examples:
       swift run -c release prunegym train --env CartPole-v1 --agent ppo --steps 100000 --run-dir runs/cp
