@@ -93,6 +93,9 @@ enum VLMCommand {
         try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"), stopAfter: stopAfter, initial: initial)
     }
 
+    /// The file in a recipe's run directory that lists its finished stages.
+    static let recipeProgressFile = "recipe-progress.json"
+
     /// The recipe of the shipped model.
     static var builtinRecipe: URL {
         BuiltinSimulator.modelsDirectory.appendingPathComponent("shapes-llava/training/recipe.json")
@@ -104,7 +107,7 @@ enum VLMCommand {
     static func trainRecipe(_ file: URL, seed: UInt64?, out: URL, run: URL, quiet: Bool) throws {
         var (recipe, configurations) = try VLMTrainingRecipe.load(file)
         if let seed { for index in configurations.indices { configurations[index].seed = seed } }
-        let progressURL = run.appendingPathComponent("recipe-progress.json")
+        let progressURL = run.appendingPathComponent(recipeProgressFile)
         struct Progress: Codable { var stages: [VLMTrainingRecipe.Stage]; var seeds: [UInt64]; var finished: [Int] }
         var progress = Progress(stages: recipe.stages, seeds: configurations.map(\.seed), finished: [])
         if FileManager.default.fileExists(atPath: progressURL.path) {

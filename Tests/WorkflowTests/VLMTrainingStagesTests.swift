@@ -102,6 +102,12 @@ struct VLMTrainingRecipeTests {
             try PruneGymCommandLine.run(["vlm", "train", "--recipe", recipe.path, "--seed", "3", "--run-dir", run.path, "--out", out.path, "--quiet"])
         }
         #expect(String(describing: error!).contains("holds a run of another recipe or seed"))
+
+        // `rerun` cannot replay a stage from its config.json alone, and says so.
+        for stageRun in [run, directory.appendingPathComponent("run-second")] {
+            let refusal = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["rerun", stageRun.path, "--quiet"]) }
+            #expect(String(describing: refusal!).contains("holds stages of a staged training"))
+        }
     }
 
     @Test("a recipe that cannot run is refused, naming the file and the stage")
