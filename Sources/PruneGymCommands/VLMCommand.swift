@@ -125,8 +125,11 @@ enum VLMCommand {
             let last = index == count - 1
             let stageRun = stage.run.map { URL(fileURLWithPath: run.path + "-" + $0) } ?? run
             let stageOut = last ? out : modelDirectory(stage.model ?? "stage-\(index + 1)")
+            // Where the recipe stands: the samples its earlier stages reached, of the last stage's end.
+            let reached = recipe.stages[..<index].map { $0.stopAfter ?? $0.samples }.max() ?? 0
             print("stage \(index + 1) of \(count): \(stage.config) to \(stage.samples) samples"
-                  + (stage.stopAfter.map { ", stopping after \($0)" } ?? "") + (stage.initialModel.map { ", from model \($0)" } ?? ""))
+                  + (stage.stopAfter.map { ", stopping after \($0)" } ?? "") + (stage.initialModel.map { ", from model \($0)" } ?? "")
+                  + String(format: " (the recipe %.0f%% done)", 100 * Double(reached) / Double(recipe.stages.last!.samples)))
             try trainModel(configurations[index], out: stageOut, run: RunDirectory(stageRun), quiet: quiet, stopAfter: stage.stopAfter,
                            initial: stage.initialModel.map(modelDirectory))
             progress.finished.append(index)
