@@ -108,8 +108,8 @@ enum VLMCommand {
         var (recipe, configurations) = try VLMTrainingRecipe.load(file)
         if let seed { for index in configurations.indices { configurations[index].seed = seed } }
         let progressURL = run.appendingPathComponent(recipeProgressFile)
-        struct Progress: Codable { var stages: [VLMTrainingRecipe.Stage]; var seeds: [UInt64]; var finished: [Int] }
-        var progress = Progress(stages: recipe.stages, seeds: configurations.map(\.seed), finished: [])
+        struct Progress: Codable { var stages: [VLMTrainingRecipe.Stage]; var seeds: [UInt64]; var finished: [Int]; var model: String? }
+        var progress = Progress(stages: recipe.stages, seeds: configurations.map(\.seed), finished: [], model: nil)
         if FileManager.default.fileExists(atPath: progressURL.path) {
             let recorded = try readJSON(Progress.self, from: progressURL.path)
             guard recorded.stages == progress.stages && recorded.seeds == progress.seeds else {
@@ -133,10 +133,11 @@ enum VLMCommand {
             try trainModel(configurations[index], out: stageOut, run: RunDirectory(stageRun), quiet: quiet, stopAfter: stage.stopAfter,
                            initial: stage.initialModel.map(modelDirectory))
             progress.finished.append(index)
+            if last { progress.model = out.path }
             try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
             try AtomicFile.write(try JSONEncoder().encode(progress), to: progressURL)
         }
-        print("all \(count) stages done; the last one wrote \(out.path)")
+        print("all \(count) stages done; the last one wrote \(progress.model ?? out.path)")
     }
 
     /// Trains (or resumes) the model of `configuration` in `run` and writes it to `out`; with
