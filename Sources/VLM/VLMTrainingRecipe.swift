@@ -53,30 +53,27 @@ public struct VLMTrainingRecipe: Codable, Sendable, Equatable {
     /// Reads and checks a recipe file and every configuration it names. Throws `VLMError.config`
     /// naming the file (the recipe's or a stage's) and what is wrong with it.
     public static func load(_ url: URL) throws -> (recipe: VLMTrainingRecipe, configurations: [VLMTrainingConfiguration]) {
-        let recipe: VLMTrainingRecipe
-        do {
-            recipe = try JSONDecoder().decode(VLMTrainingRecipe.self, from: try Data(contentsOf: url))
-        } catch let error as DecodingError {
-            throw VLMError.config(path: url.path, reason: "not a training recipe: \(Self.describe(error))")
-        } catch {
-            throw VLMError.config(path: url.path, reason: "cannot read the recipe (\(error.localizedDescription))")
-        }
+        let recipe = try decode(VLMTrainingRecipe.self, from: url, what: "training recipe", unreadable: "cannot read the recipe")
         try recipe.validate(path: url.path)
         let directory = url.deletingLastPathComponent()
         let configurations = try recipe.stages.map { stage -> VLMTrainingConfiguration in
-            let file = directory.appendingPathComponent(stage.config)
-            var configuration: VLMTrainingConfiguration
-            do {
-                configuration = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: try Data(contentsOf: file))
-            } catch let error as DecodingError {
-                throw VLMError.config(path: file.path, reason: "not a training configuration: \(Self.describe(error))")
-            } catch {
-                throw VLMError.config(path: file.path, reason: "cannot read stage configuration '\(stage.config)' of \(url.path) (\(error.localizedDescription))")
-            }
+            var configuration = try decode(VLMTrainingConfiguration.self, from: directory.appendingPathComponent(stage.config), what: "training configuration",
+                                           unreadable: "cannot read stage configuration '\(stage.config)' of \(url.path)")
             configuration.samples = stage.samples
             return configuration
         }
         return (recipe, configurations)
+    }
+
+    /// Decodes a JSON file, naming the file and the key in `VLMError.config` when it fails.
+    static func decode<T: Decodable>(_ type: T.Type, from file: URL, what: String, unreadable: String) throws -> T {
+        let data: Data
+        do { data = try Data(contentsOf: file) } catch {
+            throw VLMError.config(path: file.path, reason: "\(unreadable) (\(error.localizedDescription))")
+        }
+        do { return try JSONDecoder().decode(type, from: data) } catch let error as DecodingError {
+            throw VLMError.config(path: file.path, reason: "not a \(what): \(describe(error))")
+        }
     }
 
     /// Checks the stages' order and references (`path` names the recipe in the error).
