@@ -14,6 +14,9 @@ public struct PruningResult: Sendable, Codable {
     public var seed: UInt64
     /// Questions evaluated.
     public var questions: Int
+    /// The split's first question evaluated, when not its first (`--first-question`): the
+    /// questions were `firstQuestion ..< firstQuestion + questions`. Nil: from question 0.
+    public var firstQuestion: Int? = nil
     /// Share answered right.
     public var accuracy: Double
     /// Accuracy per question family.
@@ -43,7 +46,7 @@ public struct PruningResult: Sendable, Codable {
     public var paired: PairedDifference? = nil
 
     enum CodingKeys: String, CodingKey {
-        case method, budget, seed, questions, accuracy, accuracyPerFamily, meanTokens, flops, selectionFLOPs, latencyMilliseconds, subset
+        case method, budget, seed, questions, firstQuestion, accuracy, accuracyPerFamily, meanTokens, flops, selectionFLOPs, latencyMilliseconds, subset
         case fallbackShare, fallbackThreshold, paired
     }
 }
@@ -116,6 +119,10 @@ public struct PruningEvaluation {
     public var split = "test"
     /// Questions per evaluation.
     public var questions = 2000
+    /// The split's first question evaluated: each evaluation takes questions `firstQuestion ..<
+    /// firstQuestion + questions`, so that a sample disjoint from an earlier run's can be drawn
+    /// (0, the default: from the split's start).
+    public var firstQuestion = 0
     /// Questions timed one at a time for the latency figure.
     public var latencyQuestions = 48
     /// Rounds over the timed questions. Each question's time is the fastest of its rounds — the
@@ -168,7 +175,7 @@ public struct PruningEvaluation {
         answeredRight.reserveCapacity(n)
         let model = simulator.model
         for start in stride(from: 0, to: n, by: 64) {
-            let entries = try simulator.entries(Array(start..<min(n, start + 64)), split: split)
+            let entries = try simulator.entries(Array((firstQuestion + start)..<(firstQuestion + min(n, start + 64))), split: split)
             let costed = try entries.map { try pruner.costedPlan($0, budget: k, simulator: simulator, generator: &generator) }
             let plans = costed.map(\.plan)
             for item in costed { selectionSum = selectionSum.flatMap { sum in item.selectionFLOPs.map { sum + $0 } } }
@@ -203,7 +210,8 @@ public struct PruningEvaluation {
         let elapsed = timed ? try latencies([LatencyCell(pruner: pruner, budget: budget, seed: seed, questions: n)])[0] : 0
         var perFamily: [String: Double] = [:]
         for (family, total) in familyTotal { perFamily[family] = Double(familyCorrect[family] ?? 0) / Double(total) }
-        return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, accuracy: Double(correct) / Double(max(1, n)),
+        return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, firstQuestion: firstQuestion > 0 ? firstQuestion : nil,
+                             accuracy: Double(correct) / Double(max(1, n)),
                              accuracyPerFamily: perFamily, meanTokens: Double(tokenSum) / Double(max(1, n)), flops: flopSum / Double(max(1, n)),
                              selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
                              latencyMilliseconds: elapsed, subset: count != nil && count! < questions,
@@ -219,7 +227,7 @@ public struct PruningEvaluation {
     /// questions. `progress` is told of each cell-round done.
     public func latencies(_ cells: [LatencyCell], progress: ((Int) -> Void)? = nil) throws -> [Double] {
         let model = simulator.model
-        let timed = try cells.map { try simulator.entries(Array(0..<min($0.questions, latencyQuestions)), split: split) }
+        let timed = try cells.map { try simulator.entries(Array(firstQuestion..<(firstQuestion + min($0.questions, latencyQuestions))), split: split) }
         var timers = cells.map { SeededGenerator(seed: $0.seed) }
         var fastest = timed.map { [Double](repeating: .infinity, count: $0.count) }
         let rounds = cells.map { max(1, $0.rounds ?? latencyRounds) }

@@ -14,9 +14,10 @@ public enum PruningReport {
     /// (`PruningEvaluation.latencies`; 0 questions skips the timing and reports 0 ms).
     public static func evaluate(_ pruners: [any TokenPruner], simulator: PruningSimulator, budgets: [Double], seeds: [UInt64], questions: Int,
                          oracleQuestions: Int, quiet: Bool, split: String = "test",
-                         latencyQuestions: Int = 48, latencyRounds: Int = 3) throws -> [PruningResult] {
+                         latencyQuestions: Int = 48, latencyRounds: Int = 3, firstQuestion: Int = 0) throws -> [PruningResult] {
         var evaluation = PruningEvaluation(simulator: simulator, split: split, questions: questions, latencyQuestions: latencyQuestions)
         evaluation.latencyRounds = latencyRounds
+        evaluation.firstQuestion = firstQuestion
         let total = pruners.reduce(0) { $0 + (isOracle($1) ? min(oracleQuestions, questions) : questions) } * budgets.count * seeds.count
         let progress = quiet ? nil : ProgressBar(total: total, label: "eval-pruning")
         var done = 0
@@ -235,11 +236,11 @@ public enum PruningReport {
     public static func write(_ results: [PruningResult], to out: URL, split: String = "test") throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold,paired_difference,paired_se,lost,gained\n"
+        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold,paired_difference,paired_se,lost,gained,first_question\n"
         for r in results {
             csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
                 + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset),\(r.fallbackShare.map { "\($0)" } ?? ""),\(r.fallbackThreshold.map { "\(Float($0))" } ?? ""),"
-                + (r.paired.map { "\($0.difference),\($0.standardError),\($0.lost),\($0.gained)" } ?? ",,,") + "\n"
+                + (r.paired.map { "\($0.difference),\($0.standardError),\($0.lost),\($0.gained)" } ?? ",,,") + ",\(r.firstQuestion ?? 0)\n"
         }
         try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
         let encoder = JSONEncoder()

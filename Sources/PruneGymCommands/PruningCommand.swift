@@ -9,7 +9,7 @@ import VLM
 /// `prunegym eval-pruning`, `prunegym ae train`, `prunegym tprl train`, `prunegym quickstart`.
 enum PruningCommand {
     static let evalHelp = """
-        usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--oracle-questions N]
+        usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--first-question Q] [--oracle-questions N]
                                      [--split S] [--model DIR] [--policy DIR] [--llm-policy DIR] [--policies N=DIR,…] [--runs N=RUN,…]
                                      [--tprl-inference M] [--versus NAME] [--out DIR] [--json]
 
@@ -43,6 +43,8 @@ enum PruningCommand {
                               in (0, 1] (default 0.8; choose it on --split validation)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
+          --first-question Q  start at the split's question Q instead of 0: e.g. --first-question 10000
+                              --questions 10000 is a sample disjoint from a run of the first 10,000
           --oracle-questions N  questions for the oracle (default 100)
           --latency-questions N  questions timed one at a time per method and budget (default 48;
                               0 skips the timing: the table shows –, the CSV 0)
@@ -79,12 +81,13 @@ enum PruningCommand {
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
-                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold", "versus"])
+                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold", "versus", "first-question"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets",
                                expected: "fractions of the visual tokens in (0, 1], e.g. 1.0,0.333,0.111") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
         let seeds = try list(args.string("seeds", default: "0,1,2"), "seeds", expected: "non-negative integers, e.g. 0,1,2") { UInt64($0) }
         let questions = try args.integer("questions", default: 2000, range: 1...1_000_000)
+        let firstQuestion = try args.integer("first-question", default: 0, range: 0...100_000_000)
         let oracleQuestions = try args.integer("oracle-questions", default: 100, range: 1...1_000_000)
         let latencyQuestions = try args.integer("latency-questions", default: 48, range: 0...1_000_000)
         let latencyRounds = try args.integer("latency-rounds", default: 3, range: 1...100)
@@ -163,7 +166,7 @@ enum PruningCommand {
         }
         let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
                                    oracleQuestions: oracleQuestions, quiet: args.flag("json"), split: split,
-                                   latencyQuestions: latencyQuestions, latencyRounds: latencyRounds)
+                                   latencyQuestions: latencyQuestions, latencyRounds: latencyRounds, firstQuestion: firstQuestion)
         try PruningReport.write(results, to: out, split: split)
         if let versus { try PruningReport.writePaired(results, against: versus, to: out) }
         if args.flag("json") {
@@ -171,6 +174,7 @@ enum PruningCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(results), as: UTF8.self))
         } else {
+            if firstQuestion > 0 { print("\(split) questions \(firstQuestion) to \(firstQuestion + questions - 1)\n") }
             print(PruningReport.table(results))
             if results.contains(where: { $0.budget < 1 }) {
                 print("\nAt matched compute: each method's best accuracy among its budgets costing at most the GFLOPs of the row, the model's and the pruner's own together (its budget in brackets)\n")

@@ -468,6 +468,33 @@ import VLM
         #expect(decoded.map(\.paired) == results.map(\.paired) && decoded.allSatisfy(\.correct.isEmpty))
     }
 
+    /// Keeps the scripted task's key token ((index + 8) mod 16 on the test split) on even
+    /// question indices and leaves it out on odd ones: right on even questions, wrong on odd ones.
+    final class EvenQuestionsPruner: TokenPruner {
+        let name = "even"
+        func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+            let key = (entry.index + 8) % 16, first = entry.index % 2 == 0 ? 0 : 1
+            return .tokens((first..<(first + budget)).map { (key + $0) % 16 }.sorted())
+        }
+    }
+
+    @Test("--first-question evaluates the split's questions from there on: the later part of a longer run's answers")
+    func firstQuestion() throws {
+        let whole = try PruningReport.evaluate([EvenQuestionsPruner()], simulator: simulator, budgets: [0.25], seeds: [0],
+                                               questions: 8, oracleQuestions: 1, quiet: true, latencyQuestions: 0)[0]
+        #expect(whole.correct == [true, false, true, false, true, false, true, false] && whole.firstQuestion == nil)
+        let later = try PruningReport.evaluate([EvenQuestionsPruner()], simulator: simulator, budgets: [0.25], seeds: [0],
+                                               questions: 4, oracleQuestions: 1, quiet: true, latencyQuestions: 1, firstQuestion: 3)[0]
+        #expect(later.correct == Array(whole.correct[3..<7]) && later.questions == 4 && later.firstQuestion == 3)
+        let directory = try makeTemporaryDirectory("first-question")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try PruningReport.write([whole, later], to: directory)
+        let rows = try String(contentsOf: directory.appendingPathComponent("results.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(rows[0].hasSuffix(",gained,first_question") && rows[1].hasSuffix(",0") && rows[2].hasSuffix(",3"))
+        let decoded = try JSONDecoder().decode([PruningResult].self, from: Data(contentsOf: directory.appendingPathComponent("results.json")))
+        #expect(decoded.map(\.firstQuestion) == [nil, 3])
+    }
+
     @Test func unknownPrunerNamesTheKnownOnes() {
         do { _ = try PrunerRegistry.make("fastw"); Issue.record("accepted") } catch { #expect("\(error)".contains("fastv")) }
     }
