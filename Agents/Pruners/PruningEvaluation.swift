@@ -158,6 +158,9 @@ public struct PruningEvaluation {
         self.latencyQuestions = latencyQuestions
     }
 
+    /// The split's indices of the evaluation's questions `range` (counted from `firstQuestion`).
+    func questionIndices(_ range: Range<Int>) -> [Int] { range.map { firstQuestion + $0 } }
+
     /// Tokens kept for a budget fraction (at least 1).
     public func tokens(for budget: Double) -> Int { TokenPruningConfiguration.tokenCount(budget: budget, of: simulator.tokenCount) }
 
@@ -175,7 +178,7 @@ public struct PruningEvaluation {
         answeredRight.reserveCapacity(n)
         let model = simulator.model
         for start in stride(from: 0, to: n, by: 64) {
-            let entries = try simulator.entries(Array((firstQuestion + start)..<(firstQuestion + min(n, start + 64))), split: split)
+            let entries = try simulator.entries(questionIndices(start..<min(n, start + 64)), split: split)
             let costed = try entries.map { try pruner.costedPlan($0, budget: k, simulator: simulator, generator: &generator) }
             let plans = costed.map(\.plan)
             for item in costed { selectionSum = selectionSum.flatMap { sum in item.selectionFLOPs.map { sum + $0 } } }
@@ -227,7 +230,7 @@ public struct PruningEvaluation {
     /// questions. `progress` is told of each cell-round done.
     public func latencies(_ cells: [LatencyCell], progress: ((Int) -> Void)? = nil) throws -> [Double] {
         let model = simulator.model
-        let timed = try cells.map { try simulator.entries(Array(firstQuestion..<(firstQuestion + min($0.questions, latencyQuestions))), split: split) }
+        let timed = try cells.map { try simulator.entries(questionIndices(0..<min($0.questions, latencyQuestions)), split: split) }
         var timers = cells.map { SeededGenerator(seed: $0.seed) }
         var fastest = timed.map { [Double](repeating: .infinity, count: $0.count) }
         let rounds = cells.map { max(1, $0.rounds ?? latencyRounds) }

@@ -47,8 +47,11 @@ enum RerunCommand {
             try PruningCommand.trainPolicy(configuration, out: target.url.appendingPathComponent("policy"), runDirectory: target.url.path, quiet: quiet)
         case "vlm-train":
             let configuration = try original.readConfig(VLMTrainingConfiguration.self)
-            if FileManager.default.fileExists(atPath: original.url.appendingPathComponent(VLMCommand.recipeProgressFile).path) || configuration.scheduleStart > 0 {
-                throw UsageError(message: "\(original.url.path) holds stages of a staged training (a recipe, or a run continued from another's model), which its config.json alone does not replay; run the recipe again into a new run directory: prunegym vlm train --recipe FILE --run-dir NEW --out DIR")
+            let staged = [VLMCommand.recipeProgressFile, VLMCommand.stagedMarkerFile].contains {
+                FileManager.default.fileExists(atPath: original.url.appendingPathComponent($0).path)
+            }
+            if staged {
+                throw UsageError(message: "\(original.url.path) holds stages of a staged training (a recipe's, one started from another model, or one continued with another configuration), which its config.json alone does not replay; run the recipe again into a new run directory: prunegym vlm train --recipe FILE --run-dir NEW --out DIR")
             }
             try VLMCommand.trainModel(configuration, out: target.url.appendingPathComponent("model"), run: target, quiet: quiet)
         case SweepRunner.cellKind:

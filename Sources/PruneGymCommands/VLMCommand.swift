@@ -96,6 +96,10 @@ enum VLMCommand {
     /// The file in a recipe's run directory that lists its finished stages.
     static let recipeProgressFile = "recipe-progress.json"
 
+    /// The file in a run directory that says why its config.json alone does not replay it (one
+    /// line per reason: started from another model, continued with another configuration).
+    static let stagedMarkerFile = "staged-training.txt"
+
     /// The recipe of the shipped model.
     static var builtinRecipe: URL {
         BuiltinSimulator.modelsDirectory.appendingPathComponent("shapes-llava/training/recipe.json")
@@ -155,6 +159,16 @@ enum VLMCommand {
             try trainer.initialize(from: try LlavaCheckpoint.load(initial), source: initial.path)
         }
         try run.create()
+        // A run its config.json alone cannot replay: started from another model, or continued
+        // from its checkpoint with another configuration (a later stage). `rerun` reads this.
+        let previous = resuming ? try? run.readConfig(VLMTrainingConfiguration.self) : nil
+        let staged = initial != nil && !resuming ? "started from the model \(initial!.path)"
+            : previous.flatMap { $0 == configuration ? nil : "continued from its checkpoint with another configuration" }
+        if let staged {
+            let marker = run.url.appendingPathComponent(stagedMarkerFile)
+            let earlier = (try? String(contentsOf: marker, encoding: .utf8)) ?? ""
+            try AtomicFile.write(Data((earlier + staged + "\n").utf8), to: marker)
+        }
         try run.writeConfig(configuration, kind: "vlm-train")
         if resuming {
             try trainer.load(from: checkpoint)

@@ -25,6 +25,23 @@ struct VLMTrainingStagesTests {
         return try Dictionary(uniqueKeysWithValues: file.tensorNames.map { ($0, try file.tensor($0).scalars) })
     }
 
+    @Test("a run continued with another configuration is marked, and rerun refuses it")
+    func continuedWithAnotherConfiguration() throws {
+        let directory = try makeTemporaryDirectory("vlm-stages-changed")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let config = directory.appendingPathComponent("config.json"), other = directory.appendingPathComponent("other.json")
+        try Data(Self.configuration.utf8).write(to: config)
+        try Data(Self.configuration.replacingOccurrences(of: "\"warmup_steps\": 1}", with: "\"warmup_steps\": 1, \"learning_rate\": 0.001}").utf8).write(to: other)
+        let run = directory.appendingPathComponent("run")
+        _ = try train(run, config: config, stops: [16])
+        #expect(!FileManager.default.fileExists(atPath: run.appendingPathComponent("staged-training.txt").path))
+        _ = try train(run, config: other, stops: [32])
+        let marker = try String(contentsOf: run.appendingPathComponent("staged-training.txt"), encoding: .utf8)
+        #expect(marker == "continued from its checkpoint with another configuration\n")
+        let refusal = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["rerun", run.path, "--quiet"]) }
+        #expect(String(describing: refusal!).contains("holds stages of a staged training"))
+    }
+
     @Test func stoppingAndContinuingMatchesOneRun() throws {
         let directory = try makeTemporaryDirectory("vlm-stages")
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -35,6 +52,8 @@ struct VLMTrainingStagesTests {
         #expect(straight.keys.sorted() == staged.keys.sorted())
         for (name, values) in straight { #expect(staged[name]?.map(\.bitPattern) == values.map(\.bitPattern), "\(name) differs") }
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("straight/model").path))
+        // Stopped and continued with the same configuration, the run is one that its config.json replays.
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("staged/staged-training.txt").path))
         let rows = try String(contentsOf: directory.appendingPathComponent("staged/metrics.csv"), encoding: .utf8).split(separator: "\n")
         #expect(rows.count == 1 + 2)  // header, evaluations at steps 2 and 4
     }
