@@ -125,6 +125,14 @@ public final class ClassAttentionPruner: TokenPruner {
     }
 }
 
+extension ClassAttentionPruner: ScoringPruner {
+    /// The class-token attention, as the tower gives it.
+    public func keepScores(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) throws -> (scores: [Float], selectionFLOPs: Double?) {
+        (entry.classAttention, 0)
+    }
+    public func plan(keeping kept: [Int], simulator: PruningSimulator) -> PruningPlan { .tokens(kept) }
+}
+
 /// VisPruner (Zhang et al., ICCV 2025, arXiv 2412.01818): the top ⌊r·k⌋ tokens by class-token
 /// attention ("important"), plus diverse tokens from the rest: repeatedly split the remaining
 /// tokens into even/odd halves, score each token of one half by its highest cosine similarity to the
@@ -229,6 +237,20 @@ public final class FastVPruner: TokenPruner {
         try PrunerError.checkLayer(layer, of: simulator, pruner: name)
         return .insideLLM(layer: layer, keep: budget)
     }
+}
+
+extension FastVPruner: ScoringPruner {
+    /// The last text token's attention over the visual tokens in layer `layer`, mean over heads —
+    /// the score FastV ranks by, from the layer the answer runs anyway (no FLOPs of its own).
+    public func keepScores(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) throws -> (scores: [Float], selectionFLOPs: Double?) {
+        try PrunerError.checkLayer(layer, of: simulator, pruner: name)
+        guard let attention = try simulator.sibling(pruningAfter: layer).entry(like: entry).llmAttention else {
+            throw AgentError.invalidConfiguration(agent: name, reason: "the simulator gives no language-model attention at layer \(layer)")
+        }
+        return (attention, 0)
+    }
+    /// Every token up to layer `layer`, `kept` after it.
+    public func plan(keeping kept: [Int], simulator: PruningSimulator) -> PruningPlan { .tokensAfterLayer(layer: layer, tokens: kept) }
 }
 
 /// The language model's own routing as a choice of input tokens: run the LLM once on every visual

@@ -38,6 +38,11 @@ public struct PruningResult: Sendable, Codable {
     public var fallbackShare: Double? = nil
     /// A `FallbackPruner`'s threshold: the answer probability below which it answers again.
     public var fallbackThreshold: Double? = nil
+    /// An `AdaptiveBudgetPruner`'s cut at this budget: the score a token needs to stay, set on
+    /// `adaptiveCalibration` validation questions (nil for other pruners and at 100%).
+    public var adaptiveThreshold: Double? = nil
+    /// The validation questions an `AdaptiveBudgetPruner`'s cut was set on.
+    public var adaptiveCalibration: Int? = nil
     /// Whether each question was answered right, in question order: what paired comparisons read
     /// (`PairedDifference`). Kept in memory; results.json and results.csv carry `paired` instead.
     public var correct: [Bool] = []
@@ -47,7 +52,7 @@ public struct PruningResult: Sendable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case method, budget, seed, questions, firstQuestion, accuracy, accuracyPerFamily, meanTokens, flops, selectionFLOPs, latencyMilliseconds, subset
-        case fallbackShare, fallbackThreshold, paired
+        case fallbackShare, fallbackThreshold, adaptiveThreshold, adaptiveCalibration, paired
     }
 }
 
@@ -211,6 +216,8 @@ public struct PruningEvaluation {
             progress?(min(n, start + 64))
         }
         let elapsed = timed ? try latencies([LatencyCell(pruner: pruner, budget: budget, seed: seed, questions: n)])[0] : 0
+        // A budget met on average, alone or inside a cascade; at 100% it keeps every token.
+        let adaptive = k < simulator.tokenCount ? AdaptiveBudgetPruner.within(pruner) : nil
         var perFamily: [String: Double] = [:]
         for (family, total) in familyTotal { perFamily[family] = Double(familyCorrect[family] ?? 0) / Double(total) }
         return PruningResult(method: pruner.name, budget: budget, seed: seed, questions: n, firstQuestion: firstQuestion > 0 ? firstQuestion : nil,
@@ -219,7 +226,9 @@ public struct PruningEvaluation {
                              selectionFLOPs: selectionSum.map { $0 / Double(max(1, n)) },
                              latencyMilliseconds: elapsed, subset: count != nil && count! < questions,
                              fallbackShare: pruner is FallbackPruner ? Double(fallbackCount) / Double(max(1, n)) : nil,
-                             fallbackThreshold: (pruner as? FallbackPruner).map { Double($0.threshold) }, correct: answeredRight)
+                             fallbackThreshold: (pruner as? FallbackPruner).map { Double($0.threshold) },
+                             adaptiveThreshold: try adaptive.map { Double(try $0.level(budget: k, simulator: simulator).threshold) },
+                             adaptiveCalibration: adaptive?.calibrationQuestions, correct: answeredRight)
     }
 
     /// Time per answer (ms) of each cell, batch 1: the vision tower on the image (what the FLOPs

@@ -236,11 +236,12 @@ public enum PruningReport {
     public static func write(_ results: [PruningResult], to out: URL, split: String = "test") throws {
         try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
-        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold,paired_difference,paired_se,lost,gained,first_question\n"
+        var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold,paired_difference,paired_se,lost,gained,first_question,adaptive_threshold,adaptive_calibration\n"
         for r in results {
             csv += "\(r.method),\(r.budget),\(r.seed),\(r.questions),\(r.accuracy)," + families.map { "\(r.accuracyPerFamily[$0] ?? .nan)" }.joined(separator: ",")
                 + ",\(r.meanTokens),\(r.flops),\(r.selectionFLOPs.map { "\($0)" } ?? ""),\(r.latencyMilliseconds),\(r.subset),\(r.fallbackShare.map { "\($0)" } ?? ""),\(r.fallbackThreshold.map { "\(Float($0))" } ?? ""),"
-                + (r.paired.map { "\($0.difference),\($0.standardError),\($0.lost),\($0.gained)" } ?? ",,,") + ",\(r.firstQuestion ?? 0)\n"
+                + (r.paired.map { "\($0.difference),\($0.standardError),\($0.lost),\($0.gained)" } ?? ",,,") + ",\(r.firstQuestion ?? 0)"
+                + ",\(r.adaptiveThreshold.map { "\(Float($0))" } ?? ""),\(r.adaptiveCalibration.map { "\($0)" } ?? "")\n"
         }
         try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("results.csv"))
         let encoder = JSONEncoder()

@@ -120,3 +120,28 @@ public final class TPRLPruner: TokenPruner {
         return .keeping(kept, in: simulator)
     }
 }
+
+extension TPRLPruner: ScoringPruner {
+    /// The keep logits of the episode's first step, with `budget` as the target a
+    /// budget-conditioned policy is given, observed through the policy's own simulator; the cost is
+    /// the encoder's and that one pass.
+    public func keepScores(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) throws -> (scores: [Float], selectionFLOPs: Double?) {
+        if let own = ownSimulator, own !== simulator {
+            guard own.tokenCount == simulator.tokenCount else {
+                throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
+            }
+            return try keepScores(try own.entry(like: entry), budget: budget, simulator: own)
+        }
+        let n = simulator.tokenCount
+        let environment = try self.environment(for: entry, simulator: simulator)
+        let observation = environment.observation(entry, kept: Array(0..<n), step: 0, budget: Double(budget) / Double(n))
+        let logits = withInferenceMode { network.keepLogits(environment.observationSpace.flattened(observation), slots: Array(0..<n)) }
+        let encoding = simulator.encoder.flopsPerToken.map { $0 * Double(n) }
+        return (logits, encoding.map { $0 + network.keepLogitFLOPs(tokens: n) })
+    }
+
+    /// Keeping `kept` where the policy prunes (its own simulator's layer, or before the LLM).
+    public func plan(keeping kept: [Int], simulator: PruningSimulator) -> PruningPlan {
+        .keeping(kept, in: ownSimulator ?? simulator)
+    }
+}

@@ -11,7 +11,8 @@ enum PruningCommand {
     static let evalHelp = """
         usage: prunegym eval-pruning [--budgets B,…] [--agents A,…] [--seeds S,…] [--questions N] [--first-question Q] [--oracle-questions N]
                                      [--split S] [--model DIR] [--policy DIR] [--llm-policy DIR] [--policies N=DIR,…] [--runs N=RUN,…]
-                                     [--tprl-inference M] [--versus NAME] [--out DIR] [--json]
+                                     [--tprl-inference M] [--fallback-threshold P] [--adaptive-calibration N] [--versus NAME]
+                                     [--latency-questions N] [--latency-rounds R] [--out DIR] [--json]
 
         Evaluates token pruners on the ShapesVQA test split (or --split validation) with the built-in
         model: accuracy per budget (mean ± std over seeds), % of unpruned accuracy, accuracy per question
@@ -39,8 +40,15 @@ enum PruningCommand {
                               NAME+fallback answers from NAME's tokens and, when the answer's
                               probability is below --fallback-threshold, again from every token (a
                               cascade; its tokens and GFLOPs count both passes): tprl-llm+fallback
+                              NAME+adaptive meets each budget on average instead of on every
+                              question: NAME's scores cut at the level where validation questions
+                              keep k tokens on average, so a question keeps more where its scores
+                              spread (cls, fastv, fastv@K, tprl, tprl-llm; a row's tokens and GFLOPs
+                              are what it spent): tprl-llm+adaptive, fastv+adaptive
           --fallback-threshold P  the answer probability below which NAME+fallback answers again,
                               in (0, 1] (default 0.8; choose it on --split validation)
+          --adaptive-calibration N  validation questions NAME+adaptive sets each budget's cut on
+                              (default 1000; it reads their scores, never their answers)
           --seeds S,…         seeds (default 0,1,2)
           --questions N       test questions per cell (default 2000)
           --first-question Q  start at the split's question Q instead of 0: e.g. --first-question 10000
@@ -81,7 +89,7 @@ enum PruningCommand {
     static func evalPruning(_ arguments: [String]) throws {
         let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
-                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold", "versus", "first-question"])
+                                           "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold", "versus", "first-question", "adaptive-calibration"])
         if args.flag("help") { print(evalHelp); return }
         let budgets = try list(args.string("budgets", default: "1.0,0.333,0.222,0.111"), "budgets",
                                expected: "fractions of the visual tokens in (0, 1], e.g. 1.0,0.333,0.111") { Double($0).flatMap { $0 > 0 && $0 <= 1 ? $0 : nil } }
@@ -95,6 +103,7 @@ enum PruningCommand {
         guard let fallbackThreshold = Float(fallbackText), fallbackThreshold > 0 && fallbackThreshold <= 1 else {
             throw UsageError(message: "--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '\(fallbackText)'")
         }
+        let adaptiveCalibration = try args.integer("adaptive-calibration", default: 1000, range: 1...1_000_000)
         let inference = args.string("tprl-inference", default: "auto")
         guard ["auto", "stepped", "first-step"].contains(inference) else {
             throw UsageError(message: "--tprl-inference: expected auto, stepped or first-step, got '\(inference)'")
@@ -126,8 +135,17 @@ enum PruningCommand {
         }
         /// `make(name)`, or — for `NAME+fallback` — `make(NAME)` as a cascade.
         func withFallback(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
-            guard name.hasSuffix("+fallback") else { return try make(name) }
-            return try FallbackPruner(base: try make(String(name.dropLast("+fallback".count))), threshold: fallbackThreshold)
+            guard name.hasSuffix("+fallback") else { return try adaptive(name, make) }
+            return try FallbackPruner(base: try adaptive(String(name.dropLast("+fallback".count)), make), threshold: fallbackThreshold)
+        }
+        /// `make(name)`, or — for `NAME+adaptive` — `make(NAME)` meeting each budget on average.
+        func adaptive(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
+            guard name.hasSuffix("+adaptive") else { return try make(name) }
+            let baseName = String(name.dropLast("+adaptive".count))
+            guard let base = try make(baseName) as? any ScoringPruner else {
+                throw UsageError(message: "\(name): \(baseName) has no per-token score to threshold; NAME+adaptive takes cls, fastv, fastv@K, tprl, tprl-llm or a --policies policy")
+            }
+            return try AdaptiveBudgetPruner(base: base, calibrationQuestions: adaptiveCalibration)
         }
         /// The pruner `name` names: a trained policy or a registered pruner.
         func pruner(_ name: String) throws -> any TokenPruner {

@@ -490,9 +490,79 @@ import VLM
         defer { try? FileManager.default.removeItem(at: directory) }
         try PruningReport.write([whole, later], to: directory)
         let rows = try String(contentsOf: directory.appendingPathComponent("results.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(rows[0].hasSuffix(",gained,first_question") && rows[1].hasSuffix(",0") && rows[2].hasSuffix(",3"))
+        let column = try #require(rows[0].split(separator: ",", omittingEmptySubsequences: false).firstIndex(of: "first_question"))
+        #expect(rows[1...].map { $0.split(separator: ",", omittingEmptySubsequences: false)[column] } == ["0", "3"])
         let decoded = try JSONDecoder().decode([PruningResult].self, from: Data(contentsOf: directory.appendingPathComponent("results.json")))
         #expect(decoded.map(\.firstQuestion) == [nil, 3])
+    }
+
+    /// Scores two tokens high on even tasks and six on odd ones, so that a budget met on average
+    /// keeps different counts per question.
+    final class ParityScores: ScoringPruner {
+        let name = "parity"
+        func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+            .tokens(Array(0..<budget))
+        }
+        func keepScores(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) throws -> (scores: [Float], selectionFLOPs: Double?) {
+            let high = entry.index % 2 == 0 ? 2 : 6
+            return ((0..<simulator.tokenCount).map { $0 < high ? 2 - Float($0) / 100 : Float($0) / 100 }, 7)
+        }
+        func plan(keeping kept: [Int], simulator: PruningSimulator) -> PruningPlan { .tokens(kept) }
+    }
+
+    @Test("a budget met on average: the cut is set on validation scores, ties are shared, and one token always stays")
+    func adaptiveBudgetLevels() throws {
+        let level = AdaptiveBudgetPruner.Level(pooled: [3, 2, 2, 2, 1], keeping: 2)
+        #expect(level.threshold == 2 && level.tieShare == 1.0 / 3)
+        #expect(level.kept([3, 2, 2, 2, 1]) == [0, 1] && level.kept([1, 1, 1, 0]) == [0])
+        #expect(AdaptiveBudgetPruner.Level(pooled: [3, 2, 2, 2, 1], keeping: 4).kept([2, 3, 2, 2]) == [0, 1, 2, 3])
+        #expect(AdaptiveBudgetPruner.Level(pooled: [.nan, 1, 0], keeping: 1).threshold == 1)
+        // Nothing reaches the cut: the best-scored token stays (the first of equals).
+        #expect(AdaptiveBudgetPruner.Level(pooled: [5, 4], keeping: 1).kept([1, 3, 3]) == [1])
+        #expect(AdaptiveBudgetPruner.Level(pooled: [1], keeping: 0).kept([0.5, 0.2]) == [0])
+        #expect(throws: AgentError.self) { try AdaptiveBudgetPruner(base: ParityScores(), calibrationQuestions: 0) }
+    }
+
+    @Test("NAME+adaptive keeps more tokens where the scores spread and fewer where they gather, k on average")
+    func adaptiveBudget() throws {
+        let adaptive = try AdaptiveBudgetPruner(base: ParityScores(), calibrationQuestions: 8)
+        #expect(adaptive.name == "parity+adaptive")
+        // 8 validation questions, 4 with two high scores and 4 with six: 32 tokens reach the cut at 4 per question.
+        #expect(try adaptive.level(budget: 4, simulator: simulator).threshold == 2 - Float(5) / 100)
+        var g = SeededGenerator(seed: 0)
+        #expect(tokens(try adaptive.plan(try entry(0), budget: 4, simulator: simulator, generator: &g)) == [0, 1])
+        #expect(tokens(try adaptive.plan(try entry(1), budget: 4, simulator: simulator, generator: &g)) == Array(0..<6))
+        // At every token, the base's own plan.
+        #expect(tokens(try adaptive.plan(try entry(0), budget: 16, simulator: simulator, generator: &g)) == Array(0..<16))
+        let result = try PruningEvaluation(simulator: simulator, questions: 4, latencyQuestions: 0).evaluate(adaptive, budget: 0.25, seed: 0, timed: false)
+        #expect(result.meanTokens == 4 && result.selectionFLOPs == 7 && result.method == "parity+adaptive")
+        #expect(result.adaptiveThreshold == Double(2 - Float(5) / 100) && result.adaptiveCalibration == 8)
+        // The cut is recorded in results.csv and results.json, and is nil for other pruners.
+        let directory = try makeTemporaryDirectory("adaptive")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let plain = try PruningEvaluation(simulator: simulator, questions: 4, latencyQuestions: 0).evaluate(ClassAttentionPruner(), budget: 0.25, seed: 0, timed: false)
+        try PruningReport.write([result, plain], to: directory)
+        let rows = try String(contentsOf: directory.appendingPathComponent("results.csv"), encoding: .utf8).split(separator: "\n")
+            .map { $0.split(separator: ",", omittingEmptySubsequences: false).map(String.init) }
+        let threshold = try #require(rows[0].firstIndex(of: "adaptive_threshold")), calibration = try #require(rows[0].firstIndex(of: "adaptive_calibration"))
+        #expect(rows[1][threshold] == "\(2 - Float(5) / 100)" && rows[1][calibration] == "8" && rows[2][threshold] == "" && rows[2][calibration] == "")
+        let decoded = try JSONDecoder().decode([PruningResult].self, from: Data(contentsOf: directory.appendingPathComponent("results.json")))
+        #expect(decoded.map(\.adaptiveCalibration) == [8, nil])
+        // Inside a cascade the cut is the adaptive base's.
+        #expect(AdaptiveBudgetPruner.within(try FallbackPruner(base: adaptive, threshold: 0.5)) === adaptive)
+        // FastV's scores are the last text token's attention, on the key token alone here: the
+        // tied zeros are shared so that four tokens stay, the key token among them.
+        let fastV = try AdaptiveBudgetPruner(base: FastVPruner(), calibrationQuestions: 16)
+        let cut = try fastV.level(budget: 4, simulator: simulator)
+        #expect(cut.threshold == 0 && cut.tieShare == 0.2)
+        let e = try entry(5)
+        guard case let .tokensAfterLayer(0, kept) = try fastV.plan(e, budget: 4, simulator: simulator, generator: &g) else {
+            Issue.record("expected a plan after layer 0")
+            return
+        }
+        #expect(kept.count == 4 && kept.contains(e.task.prefix[0]))
+        let answered = try PruningEvaluation(simulator: simulator, questions: 4, latencyQuestions: 0).evaluate(fastV, budget: 0.25, seed: 0, timed: false)
+        #expect(answered.accuracy == 1 && answered.meanTokens == 4)
     }
 
     @Test func unknownPrunerNamesTheKnownOnes() {

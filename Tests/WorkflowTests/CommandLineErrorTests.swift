@@ -22,6 +22,9 @@ struct CommandLineErrorTests {
         #expect(message(["eval-pruning", "--fallback-threshold", "0"]).contains("--fallback-threshold: expected an answer probability in (0, 1], e.g. 0.8, got '0'"))
         let versus = message(["eval-pruning", "--agents", "cls,vispruner", "--versus", "fastv", "--questions", "1"])
         #expect(versus.contains("--versus fastv: not among the evaluated methods (cls, vispruner); add it to --agents"), "\(versus)")
+        let adaptive = message(["eval-pruning", "--agents", "vispruner+adaptive", "--questions", "1"])
+        #expect(adaptive.contains("vispruner+adaptive: vispruner has no per-token score to threshold"), "\(adaptive)")
+        #expect(message(["eval-pruning", "--adaptive-calibration", "0"]).contains("--adaptive-calibration"))
     }
 
     @Test("vlm train --init asks for the schedule_start it starts at, before it loads or writes anything")
