@@ -33,7 +33,9 @@ public final class AdaptiveBudgetPruner: TokenPruner {
     public let calibrationQuestions: Int
     /// `base`'s name with `+adaptive`.
     public let name: String
-    private var levels: [Int: Level] = [:]
+    /// The cut of each (simulator, budget), made on first use.
+    private var levels: [LevelKey: Level] = [:]
+    private struct LevelKey: Hashable { var simulator: ObjectIdentifier, budget: Int }
     private let lock = NSLock()
 
     /// `base` meeting each budget on average over `calibrationQuestions` validation questions (at
@@ -106,10 +108,11 @@ public final class AdaptiveBudgetPruner: TokenPruner {
         }
     }
 
-    /// The cut for `budget` tokens: at the (Q·k)-th highest of the scores of the first Q validation
+    /// The cut for `budget` tokens in `simulator` (made once per pair): at the (Q·k)-th highest of the scores of the first Q validation
     /// questions pooled, so that Q·k of their tokens are kept.
     public func level(budget: Int, simulator: PruningSimulator) throws -> Level {
-        if let known = lock.withLock({ levels[budget] }) { return known }
+        let key = LevelKey(simulator: ObjectIdentifier(simulator), budget: budget)
+        if let known = lock.withLock({ levels[key] }) { return known }
         var pooled: [Float] = []
         pooled.reserveCapacity(calibrationQuestions * simulator.tokenCount)
         for start in stride(from: 0, to: calibrationQuestions, by: 64) {
@@ -118,7 +121,7 @@ public final class AdaptiveBudgetPruner: TokenPruner {
             }
         }
         let level = Level(pooled: pooled, keeping: calibrationQuestions * budget)
-        lock.withLock { levels[budget] = level }
+        lock.withLock { levels[key] = level }
         return level
     }
 }
