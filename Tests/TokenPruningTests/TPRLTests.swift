@@ -483,6 +483,15 @@ import TestSupport
             Issue.record("expected a plan after a layer"); return
         }
         #expect(layer == 0 && kept.count == 4)
+        // Its scores (what NAME+adaptive cuts) are its first step's keep logits: their top 4 are its
+        // first-step choice, at the same cost, and its plan keeping them applies after layer 0 too.
+        pruner.stepped = false
+        let (scores, cost) = try pruner.keepScores(entry, budget: 4, simulator: simulator)
+        let top = Array((0..<16).sorted { scores[$0] > scores[$1] || (scores[$0] == scores[$1] && $0 < $1) }.prefix(4)).sorted()
+        let firstStep = try pruner.costedPlan(entry, budget: 4, simulator: simulator, generator: &g)
+        #expect(firstStep.plan == .tokensAfterLayer(layer: 0, tokens: top) && firstStep.selectionFLOPs == cost)
+        #expect(pruner.plan(keeping: top, simulator: simulator) == firstStep.plan)
+        pruner.stepped = true
         let result = try PruningEvaluation(simulator: simulator, questions: 8, latencyQuestions: 1).evaluate(pruner, budget: 0.25, seed: 0)
         let expected = try simulator.entries(Array(0..<8), split: "test").map {
             model.fastVFLOPs(visualTokens: 16, textTokens: $0.task.prefix.count + $0.task.suffix.count, layer: 0, keptAfter: 4)
