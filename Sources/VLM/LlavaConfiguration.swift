@@ -18,6 +18,35 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
         case let .invalidInput(reason): return "invalid input: \(reason)"
         }
     }
+
+    /// Reads and decodes the JSON file `url` as `type`. A failure is a `.config` error naming the
+    /// file: `unreadable` (and the system's reason) when it cannot be read, otherwise `prefix`
+    /// followed by what the decoder found wrong and where (`describe`).
+    static func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL, unreadable: String, prefix: String = "") throws -> T {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw VLMError.config(path: url.path, reason: "\(unreadable) (\(error.localizedDescription))")
+        }
+        do { return try JSONDecoder().decode(type, from: data) } catch let error as DecodingError {
+            throw VLMError.config(path: url.path, reason: prefix + describe(error))
+        }
+    }
+
+    /// A decoding error as a reader can act on it: not JSON at all, a missing key, or a bad value,
+    /// each with the path of the key.
+    static func describe(_ error: DecodingError) -> String {
+        switch error {
+        case let .dataCorrupted(context) where context.codingPath.isEmpty:
+            return "not valid JSON (\(context.debugDescription))"
+        case let .keyNotFound(key, context):
+            return "missing '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
+        case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):
+            let at = context.codingPath.map(\.stringValue).joined(separator: ".")
+            return at.isEmpty ? context.debugDescription : "'\(at)': \(context.debugDescription)"
+        @unknown default:
+            return "\(error)"
+        }
+    }
 }
 
 /// The CLIP vision tower's configuration (transformers' `CLIPVisionConfig`; omitted fields take
@@ -308,19 +337,6 @@ public struct LlavaConfiguration: Codable, Sendable, Equatable {
 
     /// Reads `config.json`; errors name the file and the field.
     public static func read(_ url: URL) throws -> LlavaConfiguration {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch { throw VLMError.config(path: url.path, reason: "cannot read the file") }
-        do { return try JSONDecoder().decode(LlavaConfiguration.self, from: data) } catch let error as DecodingError {
-            switch error {
-            case let .dataCorrupted(context) where context.codingPath.isEmpty:
-                throw VLMError.config(path: url.path, reason: "not valid JSON (\(context.debugDescription))")
-            case let .dataCorrupted(context), let .typeMismatch(_, context), let .valueNotFound(_, context):
-                throw VLMError.config(path: url.path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
-            case let .keyNotFound(key, context):
-                throw VLMError.config(path: url.path, reason: "missing '\(key.stringValue)' \(context.debugDescription)")
-            @unknown default:
-                throw VLMError.config(path: url.path, reason: "\(error)")
-            }
-        }
+        try VLMError.decodeJSON(LlavaConfiguration.self, from: url, unreadable: "cannot read the file")
     }
 }

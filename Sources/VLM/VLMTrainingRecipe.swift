@@ -53,27 +53,17 @@ public struct VLMTrainingRecipe: Codable, Sendable, Equatable {
     /// Reads and checks a recipe file and every configuration it names. Throws `VLMError.config`
     /// naming the file (the recipe's or a stage's) and what is wrong with it.
     public static func load(_ url: URL) throws -> (recipe: VLMTrainingRecipe, configurations: [VLMTrainingConfiguration]) {
-        let recipe = try decode(VLMTrainingRecipe.self, from: url, what: "training recipe", unreadable: "cannot read the recipe")
+        let recipe = try VLMError.decodeJSON(VLMTrainingRecipe.self, from: url, unreadable: "cannot read the recipe", prefix: "not a training recipe: ")
         try recipe.validate(path: url.path)
         let directory = url.deletingLastPathComponent()
         let configurations = try recipe.stages.map { stage -> VLMTrainingConfiguration in
-            var configuration = try decode(VLMTrainingConfiguration.self, from: directory.appendingPathComponent(stage.config), what: "training configuration",
-                                           unreadable: "cannot read stage configuration '\(stage.config)' of \(url.path)")
+            var configuration = try VLMError.decodeJSON(VLMTrainingConfiguration.self, from: directory.appendingPathComponent(stage.config),
+                                                        unreadable: "cannot read stage configuration '\(stage.config)' of \(url.path)",
+                                                        prefix: "not a training configuration: ")
             configuration.samples = stage.samples
             return configuration
         }
         return (recipe, configurations)
-    }
-
-    /// Decodes a JSON file, naming the file and the key in `VLMError.config` when it fails.
-    static func decode<T: Decodable>(_ type: T.Type, from file: URL, what: String, unreadable: String) throws -> T {
-        let data: Data
-        do { data = try Data(contentsOf: file) } catch {
-            throw VLMError.config(path: file.path, reason: "\(unreadable) (\(error.localizedDescription))")
-        }
-        do { return try JSONDecoder().decode(type, from: data) } catch let error as DecodingError {
-            throw VLMError.config(path: file.path, reason: "not a \(what): \(describe(error))")
-        }
     }
 
     /// Checks the stages' order and references (`path` names the recipe in the error).
@@ -100,16 +90,6 @@ public struct VLMTrainingRecipe: Codable, Sendable, Equatable {
                 }
                 models.insert(model)
             }
-        }
-    }
-
-    static func describe(_ error: DecodingError) -> String {
-        switch error {
-        case let .keyNotFound(key, context): return "missing '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
-        case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):
-            let at = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return at.isEmpty ? context.debugDescription : "'\(at)': \(context.debugDescription)"
-        @unknown default: return "\(error)"
         }
     }
 }
