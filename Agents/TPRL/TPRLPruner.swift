@@ -71,16 +71,21 @@ public final class TPRLPruner: TokenPruner {
     /// (nil when the encoder cannot count itself) and one keep-logit pass per step over the kept
     /// slots that step reads (`TPRLActorCritic.keepLogitFLOPs`).
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
-        if let own = ownSimulator, own !== simulator {
-            guard own.tokenCount == simulator.tokenCount else {
-                throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
-            }
-            return try costedPlan(try own.entry(like: entry), budget: budget, simulator: own, generator: &generator)
-        }
+        let (entry, simulator) = try observed(entry, in: simulator)
         let encoding = simulator.encoder.flopsPerToken.map { $0 * Double(simulator.tokenCount) }
         var passes = 0.0
         let plan = try choose(entry, budget: budget, simulator: simulator) { passes += network.keepLogitFLOPs(tokens: $0) }
         return CostedPlan(plan: plan, selectionFLOPs: encoding.map { $0 + passes })
+    }
+
+    /// `entry` as the policy observes it: through its own simulator (its encoder, where it cuts)
+    /// when it has one other than `simulator`, which must have as many visual tokens.
+    func observed(_ entry: TaskEntry, in simulator: PruningSimulator) throws -> (entry: TaskEntry, simulator: PruningSimulator) {
+        guard let own = ownSimulator, own !== simulator else { return (entry, simulator) }
+        guard own.tokenCount == simulator.tokenCount else {
+            throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
+        }
+        return (try own.entry(like: entry), own)
     }
 
     /// The choice itself; `pass(s)` is told of each keep-logit pass over s token rows.
@@ -126,12 +131,7 @@ extension TPRLPruner: ScoringPruner {
     /// budget-conditioned policy is given, observed through the policy's own simulator; the cost is
     /// the encoder's and that one pass.
     public func keepScores(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) throws -> (scores: [Float], selectionFLOPs: Double?) {
-        if let own = ownSimulator, own !== simulator {
-            guard own.tokenCount == simulator.tokenCount else {
-                throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
-            }
-            return try keepScores(try own.entry(like: entry), budget: budget, simulator: own)
-        }
+        let (entry, simulator) = try observed(entry, in: simulator)
         let n = simulator.tokenCount
         let environment = try self.environment(for: entry, simulator: simulator)
         let observation = environment.observation(entry, kept: Array(0..<n), step: 0, budget: Double(budget) / Double(n))
