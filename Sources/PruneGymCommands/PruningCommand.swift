@@ -133,7 +133,7 @@ enum PruningCommand {
             pruner.stepped = stepped(files)
             return pruner
         }
-        /// `make(name)`, or — for `NAME+fallback` — `make(NAME)` as a cascade.
+        /// `adaptive(name)`, or — for `NAME+fallback` — `adaptive(NAME)` as a cascade.
         func withFallback(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
             guard name.hasSuffix("+fallback") else { return try adaptive(name, make) }
             return try FallbackPruner(base: try adaptive(String(name.dropLast("+fallback".count)), make), threshold: fallbackThreshold)
