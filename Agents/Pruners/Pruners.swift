@@ -15,6 +15,21 @@ public enum PruningPlan: Sendable, Equatable {
     /// (ascending indices) after it, with their original positions: FastV's mechanism with the
     /// pruner's own choice.
     case tokensAfterLayer(layer: Int, tokens: [Int])
+    /// `.tokensAfterLayer` with the visual tokens left out after layer `layer` merged into one
+    /// token, their mean, attended in proportion to how many it stands for: the language model
+    /// reads `tokens` and that one after the cut (`MergingPruner`).
+    case mergedAfterLayer(layer: Int, tokens: [Int])
+    /// `.insideLLM` (FastV) with the tokens it leaves out merged into one, as `.mergedAfterLayer`
+    /// merges them: `keep` and that one are read after the cut.
+    case mergedInsideLLM(layer: Int, keep: Int)
+
+    /// True for the plans that merge the tokens they leave out into one (`MergingPruner`).
+    public var merges: Bool {
+        switch self {
+        case .mergedAfterLayer, .mergedInsideLLM: return true
+        case .tokens, .insideLLM, .tokensAfterLayer: return false
+        }
+    }
 
     /// Keeping `kept` (ascending) where `simulator` prunes: `.tokens` before the language model,
     /// `.tokensAfterLayer` after its layer `pruneAfterLayer` (policies that play the environment).

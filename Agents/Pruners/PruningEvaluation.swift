@@ -211,6 +211,13 @@ public struct PruningEvaluation {
                 case let .tokensAfterLayer(layer, tokens):
                     tokenSum += tokens.count
                     flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: tokens.count)
+                case let .mergedAfterLayer(layer, tokens):
+                    // The kept tokens and the merged one.
+                    tokenSum += tokens.count + 1
+                    flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: tokens.count + 1)
+                case let .mergedInsideLLM(layer, keep):
+                    tokenSum += min(keep, simulator.tokenCount) + 1
+                    flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: min(keep, simulator.tokenCount) + 1)
                 }
             }
             progress?(min(n, start + 64))
@@ -272,6 +279,9 @@ public struct PruningEvaluation {
     func answers(_ pruner: any TokenPruner, _ entries: [TaskEntry], _ plans: [PruningPlan], budget k: Int) throws
         -> (logits: [[Float]], again: [(index: Int, flops: Double)]) {
         guard let cascade = pruner as? FallbackPruner, k < simulator.tokenCount else { return (try answer(entries, plans), []) }
+        guard !plans.contains(where: \.merges) else {
+            throw AgentError.invalidConfiguration(agent: pruner.name, reason: "a cascade (+fallback) does not continue a pass whose pruned tokens were merged (+merge); evaluate NAME+merge alone")
+        }
         var logits = [[Float]](repeating: [], count: entries.count)
         var again: [(index: Int, flops: Double)] = []
         let groups = PlanGroups(plans)
@@ -313,10 +323,12 @@ public struct PruningEvaluation {
 
     /// A batch's plans by how the model answers them (indices into the batch).
     struct PlanGroups {
-        /// A FastV cut: after LLM layer `layer`, keep the `keep` best-scored tokens.
-        struct Cut: Hashable { var layer: Int, keep: Int }
+        /// A FastV cut: after LLM layer `layer`, keep the `keep` best-scored tokens, and merge the
+        /// rest into one when `merged`.
+        struct Cut: Hashable { var layer: Int, keep: Int, merged = false }
         var tokens: [(index: Int, keep: [Int])] = []
         var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
+        var mergedAfterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
         var fastV: [Cut: [Int]] = [:]
 
         init(_ plans: [PruningPlan]) {
@@ -325,6 +337,8 @@ public struct PruningEvaluation {
                 case let .tokens(keep): tokens.append((b, keep))
                 case let .insideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep), default: []].append(b)
                 case let .tokensAfterLayer(layer, kept): afterLayer[layer, default: []].append((b, kept))
+                case let .mergedAfterLayer(layer, kept): mergedAfterLayer[layer, default: []].append((b, kept))
+                case let .mergedInsideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep, merged: true), default: []].append(b)
                 }
             }
         }
@@ -346,8 +360,14 @@ public struct PruningEvaluation {
         if !groups.tokens.isEmpty {
             for (item, row) in zip(groups.tokens, try simulator.answer(groups.tokens.map { (entries[$0.index], $0.keep) })) { rows[item.index] = row }
         }
+        for (layer, items) in groups.mergedAfterLayer {
+            let answered = try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer, mergingRest: true)
+            for (item, row) in zip(items, answered) { rows[item.index] = row }
+        }
         for (cut, indices) in groups.fastV {
-            let logits = try withInferenceMode { try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: cut.layer, keptAfter: cut.keep) }
+            let logits = try withInferenceMode {
+                try simulator.model.fastVAnswerLogits(indices.map { fullRequest(entries[$0]) }, layer: cut.layer, keptAfter: cut.keep, mergingRest: cut.merged)
+            }
             for (b, row) in zip(indices, logits.scalarRows()) { rows[b] = row }
         }
         return rows

@@ -45,6 +45,10 @@ enum PruningCommand {
                               keep k tokens on average, so a question keeps more where its scores
                               spread (cls, fastv, fastv@K, tprl, tprl-llm; a row's tokens and GFLOPs
                               are what it spent): tprl-llm+adaptive, fastv+adaptive
+                              NAME+merge keeps NAME's best k − 1 tokens and merges the others
+                              into a k-th, their mean, attended in proportion to how many it
+                              stands for (pruners inside the LLM: tprl-llm, fastv, fastv@K,
+                              NAME@K; not with +fallback): tprl-llm+merge, fastv+merge
           --fallback-threshold P  the answer probability below which NAME+fallback answers again,
                               in (0, 1] (default 0.8; choose it on --split validation)
           --adaptive-calibration N  validation questions NAME+adaptive sets each budget's cut on
@@ -84,6 +88,7 @@ enum PruningCommand {
         example:
           swift run -c release prunegym eval-pruning --budgets 1.0,0.333,0.222,0.111 --agents random,cls,vispruner,fastv,tprl,tprl-llm --seeds 0,1,2
           swift run -c release prunegym eval-pruning --agents fastv,tprl-llm --seeds 0 --versus fastv
+          swift run -c release prunegym eval-pruning --agents tprl-llm,tprl-llm+merge --seeds 0 --versus tprl-llm
         """
 
     static func evalPruning(_ arguments: [String]) throws {
@@ -133,10 +138,28 @@ enum PruningCommand {
             pruner.stepped = stepped(files)
             return pruner
         }
-        /// `adaptive(name)`, or — for `NAME+fallback` — `adaptive(NAME)` as a cascade.
+        /// `merging(name)`, or — for `NAME+fallback` — `merging(NAME)` as a cascade.
         func withFallback(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
-            guard name.hasSuffix("+fallback") else { return try adaptive(name, make) }
-            return try FallbackPruner(base: try adaptive(String(name.dropLast("+fallback".count)), make), threshold: fallbackThreshold)
+            guard name.hasSuffix("+fallback") else { return try merging(name, make) }
+            let baseName = String(name.dropLast("+fallback".count))
+            if baseName.hasSuffix("+merge") {
+                throw UsageError(message: "\(name): a cascade does not continue a pass whose pruned tokens were merged; evaluate \(baseName) and \(baseName.dropLast("+merge".count))+fallback apart")
+            }
+            return try FallbackPruner(base: try adaptive(baseName, make), threshold: fallbackThreshold)
+        }
+        /// `adaptive(name)`, or — for `NAME+merge` — `adaptive(NAME)` with the tokens it drops
+        /// merged into one; refused at once for a pruner that prunes before the language model.
+        func merging(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
+            guard name.hasSuffix("+merge") else { return try adaptive(name, make) }
+            let merged = MergingPruner(base: try adaptive(String(name.dropLast("+merge".count)), make))
+            var probe = SeededGenerator(seed: 0)
+            let entry = try simulator.entries([0], split: "validation")[0]
+            do {
+                _ = try merged.costedPlan(entry, budget: max(2, simulator.tokenCount / 3), simulator: simulator, generator: &probe)
+            } catch let AgentError.invalidConfiguration(_, reason) {
+                throw UsageError(message: "\(name): \(reason)")
+            }
+            return merged
         }
         /// `make(name)`, or — for `NAME+adaptive` — `make(NAME)` meeting each budget on average.
         func adaptive(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {

@@ -55,9 +55,11 @@ public final class LlamaAttention: Module {
     ///     probabilities is wanted: the output then runs through the blocked kernel and the
     ///     probabilities are computed for those rows alone, `[B, heads, 1, S]` (causal prefill
     ///     without a cache only; otherwise every row).
+    ///   - keyBias: added to every query's score of each key, `[B, 1, 1, S]` (a merged token's
+    ///     log count: `LlamaModel.forward`'s `mergeDropped`).
     /// - Returns: the output `[B, T, hidden]` and the attention probabilities `[B, heads, T, S]`.
     func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool,
-                        needsWeights: Bool = true, weightRows: [Int]? = nil) -> (output: Tensor, weights: Tensor?) {
+                        needsWeights: Bool = true, weightRows: [Int]? = nil, keyBias: Tensor? = nil) -> (output: Tensor, weights: Tensor?) {
         let (batch, tokens) = (x.shape[0], x.shape[1])
         let q = queryProjection(x).reshaped(to: [batch, tokens, headCount, headDimension])
             .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
@@ -77,6 +79,7 @@ public final class LlamaAttention: Module {
             for i in 0..<tokens { for j in (offset + i + 1)..<max(s, offset + i + 1) { values[i * s + j] = -.infinity } }
             mask = Tensor(shape: [1, 1, tokens, s], scalars: values)
         }
+        if let keyBias { mask = mask.map { $0 + keyBias } ?? keyBias }
         let scale = 1 / Float(headDimension).squareRoot()
         let rowsOnly = weightRows != nil && causal && s == tokens
         guard needsWeights && !rowsOnly else {
@@ -85,7 +88,7 @@ public final class LlamaAttention: Module {
             guard needsWeights, let rows = weightRows else { return (outputProjection(attended), nil) }
             // The probabilities of one query row per sequence: that row against every key it may see.
             let weights = Tensor.scaledDotProductAttention(query: q.gatheringRows(rows), key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
-                                                           scale: scale, additiveMask: Self.causalMask(rows: rows, keys: s)).weights
+                                                           scale: scale, additiveMask: Self.causalMask(rows: rows, keys: s, keyBias: keyBias)).weights
             return (outputProjection(attended), weights)
         }
         let (attended, weights) = Tensor.scaledDotProductAttention(
@@ -98,7 +101,8 @@ public final class LlamaAttention: Module {
     /// values from every token of `normed` `[B, T, hidden]`, each selected row attending causally
     /// (to tokens 0…`rows[b]`). The same values as `callAsFunction`'s rows, at one query row's
     /// cost instead of T's for the query projection and the attention.
-    func selectedRows(_ normed: Tensor, rows: [Int], rotary: (cos: Tensor, sin: Tensor), rowRotary: (cos: Tensor, sin: Tensor)) -> Tensor {
+    func selectedRows(_ normed: Tensor, rows: [Int], rotary: (cos: Tensor, sin: Tensor), rowRotary: (cos: Tensor, sin: Tensor),
+                      keyBias: Tensor? = nil) -> Tensor {
         let (batch, tokens) = (normed.shape[0], normed.shape[1])
         let k = keyProjection(normed).reshaped(to: [batch, tokens, keyValueHeadCount, headDimension])
             .applyingRotaryEmbedding(cos: rotary.cos, sin: rotary.sin, tokenAxis: 1).reshaped(to: [batch, tokens, -1])
@@ -108,14 +112,14 @@ public final class LlamaAttention: Module {
             .applyingRotaryEmbedding(cos: rowRotary.cos, sin: rowRotary.sin, tokenAxis: 1).reshaped(to: [batch, 1, -1])
         let attended = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: headCount, keyValueHeads: keyValueHeadCount,
                                                               scale: 1 / Float(headDimension).squareRoot(),
-                                                              additiveMask: Self.causalMask(rows: rows, keys: tokens))
+                                                              additiveMask: Self.causalMask(rows: rows, keys: tokens, keyBias: keyBias))
         return outputProjection(attended)
     }
 
     /// The additive mask `[B, 1, 1, S]` of one query row per sequence at position `rows[b]`:
-    /// −∞ on the keys after it.
-    static func causalMask(rows: [Int], keys s: Int) -> Tensor {
-        var mask = [Float](repeating: 0, count: rows.count * s)
+    /// −∞ on the keys after it, `keyBias` `[B, 1, 1, S]` on the others.
+    static func causalMask(rows: [Int], keys s: Int, keyBias: Tensor? = nil) -> Tensor {
+        var mask = keyBias?.scalars ?? [Float](repeating: 0, count: rows.count * s)
         for (b, row) in rows.enumerated() where row + 1 < s { for j in (row + 1)..<s { mask[b * s + j] = -.infinity } }
         return Tensor(shape: [rows.count, 1, 1, s], scalars: mask)
     }
@@ -169,17 +173,17 @@ public final class LlamaDecoderLayer: Module {
     }
 
     func callAsFunction(_ x: Tensor, rotary: (cos: Tensor, sin: Tensor), cachedKeys: inout Tensor?, cachedValues: inout Tensor?, causal: Bool,
-                        needsWeights: Bool = true, weightRows: [Int]? = nil) -> (output: Tensor, weights: Tensor?) {
+                        needsWeights: Bool = true, weightRows: [Int]? = nil, keyBias: Tensor? = nil) -> (output: Tensor, weights: Tensor?) {
         let (attended, weights) = attention(inputNorm(x), rotary: rotary, cachedKeys: &cachedKeys, cachedValues: &cachedValues, causal: causal,
-                                            needsWeights: needsWeights, weightRows: weightRows)
+                                            needsWeights: needsWeights, weightRows: weightRows, keyBias: keyBias)
         let h = x + attended
         return (h + mlp(postAttentionNorm(h)), weights)
     }
 
     /// This layer's output at rows `rows[b]` of each sequence alone `[B, 1, hidden]` (see
     /// `LlamaAttention.selectedRows`): what a last layer computes when only those rows are read.
-    func selectedRows(_ x: Tensor, rows: [Int], rotary: (cos: Tensor, sin: Tensor), rowRotary: (cos: Tensor, sin: Tensor)) -> Tensor {
-        let h = x.gatheringRows(rows) + attention.selectedRows(inputNorm(x), rows: rows, rotary: rotary, rowRotary: rowRotary)
+    func selectedRows(_ x: Tensor, rows: [Int], rotary: (cos: Tensor, sin: Tensor), rowRotary: (cos: Tensor, sin: Tensor), keyBias: Tensor? = nil) -> Tensor {
+        let h = x.gatheringRows(rows) + attention.selectedRows(inputNorm(x), rows: rows, rotary: rotary, rowRotary: rowRotary, keyBias: keyBias)
         return h + mlp(postAttentionNorm(h))
     }
 
@@ -243,14 +247,21 @@ public final class LlamaModel: Module {
     ///     is read (the last text token's, for FastV's score): the attention returned and the one
     ///     `prune` selects from are `[B, heads, 1, S]` — those rows alone, the layer's output through
     ///     the blocked kernel. Indices before `prune`, which must keep them.
+    ///   - mergeDropped: `prune` does not drop the rows it leaves out but merges them, each
+    ///     sequence's into one row (see `merging(_:keep:positions:)`), which the layers after it
+    ///     attend to in proportion to how many rows it stands for. Every sequence must leave out
+    ///     at least one row below its last kept one.
+    ///   - keyBias: added to every score of each key, `[B, 1, 1, T]`: a merged row's log count,
+    ///     when continuing (`startLayer`) from states merged by `merging(_:keep:positions:)`.
     public func forward(
         _ embeddings: Tensor, positions: [[Int]], cache: inout KeyValueCache?, causal: Bool = true,
         attentionLayer: Int? = nil, prune: (layer: Int, readsAttention: Bool, select: (Tensor?) -> [[Int]])? = nil, stopAfter: Int? = nil,
-        outputRows: [Int]? = nil, attentionRows: [Int]? = nil, startLayer: Int = 0
+        outputRows: [Int]? = nil, attentionRows: [Int]? = nil, startLayer: Int = 0, mergeDropped: Bool = false, keyBias: Tensor? = nil
     ) -> (hidden: Tensor, attention: Tensor?) {
         var h = embeddings
         var positions = positions
         var table = rotary(positions: positions)
+        var keyBias = keyBias
         var attention: Tensor?
         let lastIndex = layers.count - 1
         var outputRows = outputRows, attentionRows = cache == nil ? attentionRows : nil
@@ -258,12 +269,12 @@ public final class LlamaModel: Module {
         for (index, layer) in layers.enumerated() where index >= startLayer {
             if rowsOnly, index == lastIndex, let rows = outputRows {
                 let rowPositions = rows.indices.map { b in [positions[positions.count == 1 ? 0 : b][rows[b]]] }
-                return (norm(layer.selectedRows(h, rows: rows, rotary: table, rowRotary: rotary(positions: rowPositions))), attention)
+                return (norm(layer.selectedRows(h, rows: rows, rotary: table, rowRotary: rotary(positions: rowPositions), keyBias: keyBias)), attention)
             }
             var keys = cache?.keys[index] ?? nil, values = cache?.values[index] ?? nil
             let (output, weights) = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: causal,
                                           needsWeights: index == attentionLayer || (prune?.layer == index && prune!.readsAttention),
-                                          weightRows: attentionRows)
+                                          weightRows: attentionRows, keyBias: keyBias)
             if cache != nil {
                 cache!.keys[index] = keys
                 cache!.values[index] = values
@@ -273,9 +284,16 @@ public final class LlamaModel: Module {
             if index == stopAfter { return (outputRows.map { h.gatheringRows($0) } ?? h, attention) }
             if let prune, prune.layer == index {
                 let batch = h.shape[0]
-                let keep = prune.select(weights)
-                let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
-                h = Tensor.concatenated(rows, alongAxis: 0)
+                var keep = prune.select(weights)
+                if mergeDropped {
+                    let merged = Self.merging(h, keep: keep, positions: positions)
+                    (h, keep, keyBias) = (merged.states, merged.rows, merged.keyBias)
+                    positions = merged.positions
+                } else {
+                    let rows = (0..<batch).map { b in h.sliced(alongAxis: 0, b..<(b + 1)).indexSelect(keep[b], alongAxis: 1) }
+                    h = Tensor.concatenated(rows, alongAxis: 0)
+                    positions = (0..<batch).map { b in keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
+                }
                 func remapped(_ rows: [Int]) -> [Int] {
                     (0..<batch).map { b in
                         guard let row = keep[b].firstIndex(of: rows[b]) else { preconditionFailure("forward: pruning dropped row \(rows[b]) of sequence \(b)") }
@@ -284,12 +302,48 @@ public final class LlamaModel: Module {
                 }
                 outputRows = outputRows.map(remapped)
                 attentionRows = attentionRows.map(remapped)
-                positions = (0..<batch).map { b in keep[b].map { positions[positions.count == 1 ? 0 : b][$0] } }
                 table = rotary(positions: positions)
             }
         }
         let output = norm(h)
         return (outputRows.map { output.gatheringRows($0) } ?? output, attention)
+    }
+
+    /// Each sequence of `states` `[B, T, hidden]` with the rows it keeps (`keep[b]`, ascending;
+    /// a repeated last index pads a shorter sequence) and one row more: the mean of the rows
+    /// below its last kept one that it leaves out, in place after the last of those, at the
+    /// rounded mean of their positions. `keyBias` `[B, 1, 1, T′]` is log(count) at that row and 0
+    /// elsewhere, so that a query's attention to it weighs as much as to `count` copies of it:
+    /// the proportional attention of token merging (Bolya et al., ToMe, ICLR 2023), here standing
+    /// in for what a pruner drops, as VisionZip's contextual tokens do (Yang et al., 2024).
+    /// `rows[b]` lists each new row's old index, −1 for the merged one.
+    public static func merging(_ states: Tensor, keep: [[Int]], positions: [[Int]])
+        -> (states: Tensor, rows: [[Int]], positions: [[Int]], keyBias: Tensor) {
+        let batch = states.shape[0]
+        var sequences: [Tensor] = [], rows: [[Int]] = [], newPositions: [[Int]] = [], bias: [Float] = []
+        for b in 0..<batch {
+            let kept = keep[b]
+            let keptSet = Set(kept)
+            let dropped = (0..<(kept.max() ?? -1)).filter { !keptSet.contains($0) }
+            precondition(!dropped.isEmpty, "LlamaModel.merging: sequence \(b) leaves out no row to merge")
+            let own = positions[positions.count == 1 ? 0 : b]
+            let sequence = states.sliced(alongAxis: 0, b..<(b + 1))
+            let mean = sequence.indexSelect(dropped, alongAxis: 1).mean(alongAxis: 1).reshaped(to: [1, 1, -1])
+            let after = dropped.last!
+            let before = kept.filter { $0 < after }, later = kept.filter { $0 > after }
+            var pieces: [Tensor] = []
+            if !before.isEmpty { pieces.append(sequence.indexSelect(before, alongAxis: 1)) }
+            pieces.append(mean)
+            if !later.isEmpty { pieces.append(sequence.indexSelect(later, alongAxis: 1)) }
+            sequences.append(Tensor.concatenated(pieces, alongAxis: 1))
+            rows.append(before + [-1] + later)
+            let meanPosition = Int((Double(dropped.reduce(0) { $0 + own[$1] }) / Double(dropped.count)).rounded())
+            newPositions.append(before.map { own[$0] } + [meanPosition] + later.map { own[$0] })
+            bias += before.map { _ in 0 } + [Float(Foundation.log(Double(dropped.count)))] + later.map { _ in 0 }
+        }
+        let length = rows[0].count
+        precondition(rows.allSatisfy { $0.count == length }, "LlamaModel.merging: sequences of different lengths")
+        return (Tensor.concatenated(sequences, alongAxis: 0), rows, newPositions, Tensor(shape: [batch, 1, 1, length], scalars: bias))
     }
 
     public var namedParameters: [(name: String, parameter: Parameter)] {

@@ -55,6 +55,17 @@ extension VisionLanguageModel {
         throw VLMError.invalidInput(reason: "\(Self.self) cannot prune inside its language model: use a model such as LlavaModel")
     }
 
+    /// Models that cannot merge pruned tokens inside the language model say so.
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, mergingRestOf kept: [[Int]]) throws -> Tensor {
+        throw VLMError.invalidInput(reason: "\(Self.self) cannot merge the tokens it prunes inside its language model: use a model such as LlavaModel")
+    }
+
+    /// FastV without merging; models that cannot merge pruned tokens say so.
+    public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int, mergingRest: Bool) throws -> Tensor {
+        guard mergingRest else { return try fastVAnswerLogits(requests, layer: layer, keptAfter: keptAfter) }
+        throw VLMError.invalidInput(reason: "\(Self.self) cannot merge the tokens it prunes inside its language model: use a model such as LlavaModel")
+    }
+
     /// `answerLogits(_:prunedAfter:kept:)`, then every request whose answer `standing` rejects
     /// answered again from scratch over all of its `keep` tokens (`answerLogits(_:)`): the
     /// cascade of a model that cannot continue a pass (`continuationFLOPs` counts a full one).
@@ -125,6 +136,14 @@ public protocol VisionLanguageModel: AnyObject {
     /// `layer` and only `kept[r]` (visual token indices, ascending, a subset of `requests[r].keep`)
     /// after it, with their original positions: FastV's mechanism with the choice made elsewhere.
     func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, kept: [[Int]]) throws -> Tensor
+    /// `answerLogits(_:prunedAfter:kept:)` where the visual tokens each request leaves out after
+    /// layer `layer` are not dropped but merged into one token, their mean, which the layers after
+    /// it attend to in proportion to how many it stands for (`LlamaModel.merging`): `kept[r]`
+    /// plus one token are read after the cut. Each request must leave out at least one token.
+    func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, mergingRestOf kept: [[Int]]) throws -> Tensor
+    /// `fastVAnswerLogits(_:layer:keptAfter:)` with the tokens FastV leaves out merged into one,
+    /// as `answerLogits(_:prunedAfter:mergingRestOf:)` merges them.
+    func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int, mergingRest: Bool) throws -> Tensor
     /// A cascade inside the language model: `answerLogits(_:prunedAfter:kept:)`, and each request
     /// whose logits `standing` rejects answered again from every token of its `keep`, returning
     /// all the logits and the indices answered again. A model that can continues the same pass
@@ -279,6 +298,22 @@ extension LlavaModel: VisionLanguageModel {
         return try prunedAnswer(requests, layer: layer, readsAttention: false) { _, _, _ in slots }
     }
 
+    public func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, mergingRestOf kept: [[Int]]) throws -> Tensor {
+        let slots = try keptSlots(requests, kept)
+        if let r = requests.indices.first(where: { slots[$0].count >= requests[$0].keep.count }) {
+            throw VLMError.invalidInput(reason: "request \(r) keeps all \(requests[r].keep.count) of its visual tokens: there is nothing to merge")
+        }
+        return try prunedAnswer(requests, layer: layer, readsAttention: false, merging: true) { _, _, _ in slots }
+    }
+
+    public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int, mergingRest: Bool) throws -> Tensor {
+        guard mergingRest else { return try fastVAnswerLogits(requests, layer: layer, keptAfter: keptAfter) }
+        if let r = requests.indices.first(where: { keptAfter >= requests[$0].keep.count }) {
+            throw VLMError.invalidInput(reason: "FastV keeps \(keptAfter) of request \(r)'s \(requests[r].keep.count) visual tokens: there is nothing to merge")
+        }
+        return try prunedAnswer(requests, layer: layer, merging: true, choose: Self.fastVChoice(keptAfter: keptAfter))
+    }
+
     /// The cascade continuing one pass: layers 0…`layer` over every token once, then the layers
     /// after it over the kept tokens (the same logits as `answerLogits(_:prunedAfter:kept:)`) and,
     /// for the requests `standing` rejects, over every token from the same states.
@@ -389,7 +424,7 @@ extension LlavaModel: VisionLanguageModel {
     /// returns (positions within its `keep`, ascending) from the last text token's row of that
     /// layer's attention `[B, heads, 1, S]` (nil unless `readsAttention`: a choice made beforehand
     /// does not pay for it), each request's visual start and visual count; text tokens are all kept.
-    func prunedAnswer(_ requests: [AnswerRequest], layer: Int, readsAttention: Bool = true,
+    func prunedAnswer(_ requests: [AnswerRequest], layer: Int, readsAttention: Bool = true, merging: Bool = false,
                       choose: (Tensor?, [Int], [Int]) -> [[Int]]) throws -> Tensor {
         guard layer >= 0 && layer < languageModel.layers.count else { throw VLMError.invalidInput(reason: "LLM layer \(layer) outside 0..<\(languageModel.layers.count)") }
         let (embedded, last, starts) = try requestBatch(requests)
@@ -400,7 +435,7 @@ extension LlavaModel: VisionLanguageModel {
             embedded, positions: [Array(0..<length)], cache: &cache,
             prune: (layer: layer, readsAttention: readsAttention, select: { weights in
                 Self.keptRows(choose(weights, starts, counts), starts: starts, counts: counts, last: last)
-            }), outputRows: last, attentionRows: readsAttention ? last : nil) }
+            }), outputRows: last, attentionRows: readsAttention ? last : nil, mergeDropped: merging) }
         return logits(hidden.hidden.reshaped(to: [requests.count, -1]))
     }
 }

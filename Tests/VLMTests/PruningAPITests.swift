@@ -226,4 +226,54 @@ struct PruningAPITests {
         let whole = c.flops(visualTokens: 30, textTokens: 10)
         #expect(c.executedFLOPs(visualTokens: 30, textTokens: 10) == whole.vision + whole.projector + whole.head + first + last)
     }
+
+    @Test("merging what a cut leaves out: one token left out and merged is no pruning at all, FastV's merged cut likewise, and nothing to merge throws")
+    func mergingOneTokenChangesNothing() throws {
+        let (model, features, prefix, suffix, _, _) = try Self.setup()
+        let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
+        let request = AnswerRequest(features: image, keep: Array(0..<16), prefix: prefix, suffix: suffix)
+        let full = try model.answerLogits([request])
+        // The merged row is then the token itself, at its own place and position, weighing log 1 = 0.
+        for left in [0, 7, 15] {
+            let kept = Array(0..<16).filter { $0 != left }
+            expectClose(try model.answerLogits([request], prunedAfter: 0, mergingRestOf: [kept]), full, absolute: 2e-5, relative: 0)
+        }
+        expectClose(try model.fastVAnswerLogits([request], layer: 1, keptAfter: 15, mergingRest: true), full, absolute: 2e-5, relative: 0)
+        expectClose(try model.fastVAnswerLogits([request], layer: 0, keptAfter: 3, mergingRest: false), try model.fastVAnswerLogits([request], layer: 0, keptAfter: 3),
+                    absolute: 0, relative: 0)
+        // Merging differs from dropping when it stands for several tokens.
+        let kept = [1, 4, 9]
+        #expect(try model.answerLogits([request], prunedAfter: 0, mergingRestOf: [kept]).scalars
+                != model.answerLogits([request], prunedAfter: 0, kept: [kept]).scalars)
+        #expect(throws: VLMError.self) { try model.answerLogits([request], prunedAfter: 0, mergingRestOf: [Array(0..<16)]) }
+        #expect(throws: VLMError.self) { try model.fastVAnswerLogits([request], layer: 0, keptAfter: 16, mergingRest: true) }
+    }
+
+    @Test("a merged row's key bias log m is attention to m copies of it: one layer over [a, b, c] with log 2 on b equals [a, b, b, c] at c")
+    func proportionalAttention() throws {
+        let model = try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny")).languageModel
+        var generator = SeededGenerator(seed: 3)
+        let rows = Tensor.normal([3, 48], using: &generator)
+        let three = rows.reshaped(to: [1, 3, 48])
+        let four = rows.indexSelect([0, 1, 1, 2], alongAxis: 0).reshaped(to: [1, 4, 48])
+        var cache: KeyValueCache? = nil
+        let bias = Tensor(shape: [1, 1, 1, 3], scalars: [0, Float(Foundation.log(2.0)), 0])
+        let merged = model.forward(three, positions: [[0, 1, 2]], cache: &cache, stopAfter: 0, keyBias: bias).hidden
+        let copies = model.forward(four, positions: [[0, 1, 1, 2]], cache: &cache, stopAfter: 0).hidden
+        expectClose(merged.sliced(alongAxis: 1, 2..<3), copies.sliced(alongAxis: 1, 3..<4), absolute: 1e-5, relative: 0)
+        expectClose(merged.sliced(alongAxis: 1, 0..<1), copies.sliced(alongAxis: 1, 0..<1), absolute: 1e-6, relative: 0)
+    }
+
+    @Test("LlamaModel.merging lays out the kept rows and the mean of the others after the last of them, at their mean position, with bias log m")
+    func mergingLayout() throws {
+        let states = Tensor(shape: [1, 6, 2], scalars: (0..<12).map(Float.init))
+        // Rows 1, 2 and 4 are left out (5 is the last kept row; none after it).
+        let merged = LlamaModel.merging(states, keep: [[0, 3, 5]], positions: [[10, 11, 12, 13, 14, 15]])
+        #expect(merged.rows == [[0, 3, -1, 5]])
+        #expect(merged.positions == [[10, 13, 12, 15]])  // (11 + 12 + 14) / 3 = 12.33 → 12
+        #expect(merged.states.shape == [1, 4, 2])
+        expectClose(merged.states, Tensor(shape: [1, 4, 2], scalars: [0, 1, 6, 7, 14 / 3, 17 / 3, 10, 11]), absolute: 1e-6, relative: 0)
+        #expect(merged.keyBias.shape == [1, 1, 1, 4])
+        #expect(merged.keyBias.scalars == [0, 0, Float(Foundation.log(3.0)), 0])
+    }
 }

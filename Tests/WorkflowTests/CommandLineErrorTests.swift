@@ -11,7 +11,7 @@ struct CommandLineErrorTests {
         return error.map { String(describing: $0) } ?? ""
     }
 
-    @Test("eval-pruning names the bad budget, seed or fallback threshold and what the option takes")
+    @Test("eval-pruning names the bad budget, seed or fallback threshold and what the option takes, and refuses agents it cannot combine")
     func evalPruningLists() {
         let outOfRange = message(["eval-pruning", "--budgets", "1.0,1.5"])
         #expect(outOfRange.contains("--budgets: '1.5' is not valid (expected fractions of the visual tokens in (0, 1]"), "\(outOfRange)")
@@ -25,6 +25,10 @@ struct CommandLineErrorTests {
         let adaptive = message(["eval-pruning", "--agents", "vispruner+adaptive", "--questions", "1"])
         #expect(adaptive.contains("vispruner+adaptive: vispruner has no per-token score to threshold"), "\(adaptive)")
         #expect(message(["eval-pruning", "--adaptive-calibration", "0"]).contains("--adaptive-calibration"))
+        let merge = message(["eval-pruning", "--agents", "vispruner+merge", "--questions", "1"])
+        #expect(merge.contains("vispruner+merge: vispruner prunes before the language model; NAME+merge merges what a pruner inside it drops"), "\(merge)")
+        let cascade = message(["eval-pruning", "--agents", "fastv+merge+fallback", "--questions", "1"])
+        #expect(cascade.contains("evaluate fastv+merge and fastv+fallback apart"), "\(cascade)")
     }
 
     @Test("vlm train --init asks for the schedule_start it starts at, before it loads or writes anything")

@@ -1,0 +1,58 @@
+import Foundation
+import Gym
+import TensorCore
+import TokenPruning
+
+/// What a pruner inside the language model drops, kept as one token: at a budget of k tokens,
+/// `base` chooses k − 1 and the other visual tokens are merged after the cut into a k-th, their
+/// mean hidden state at the rounded mean of their positions, which the later layers attend to
+/// in proportion to how many tokens it stands for (a key bias of log m for m tokens: ToMe's
+/// proportional attention, Bolya et al., ICLR 2023). VisionZip keeps such "contextual" tokens
+/// beside its dominant ones (Yang et al., 2024); here they stand in for the pruned set, so that
+/// the attention the text pays to the image keeps its total: a pruned set otherwise shifts
+/// attention from the image to the text, which this model reads as fewer objects.
+///
+/// Applies to plans inside the language model (`tprl-llm`, FastV, `NAME@K`); a pruner before it
+/// is refused when it plans. The language model reads k tokens after the cut, so a row's tokens
+/// and model FLOPs are those of the base at k; the mean adds m·D additions, counted as the
+/// pruner's own.
+public final class MergingPruner: TokenPruner {
+    /// The pruner that chooses the k − 1 tokens kept as they are.
+    public let base: any TokenPruner
+    /// `base`'s name with `+merge`.
+    public let name: String
+
+    /// `base` with the rest merged into one token.
+    public init(base: any TokenPruner) {
+        self.base = base
+        name = "\(base.name)+merge"
+    }
+
+    /// `pruner` itself, or the base of a cascade over one; nil otherwise.
+    public static func within(_ pruner: any TokenPruner) -> MergingPruner? {
+        pruner as? MergingPruner ?? (pruner as? FallbackPruner).flatMap { within($0.base) }
+    }
+
+    public var isDeterministic: Bool { base.isDeterministic }
+
+    public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
+        try costedPlan(entry, budget: budget, simulator: simulator, generator: &generator).plan
+    }
+
+    public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
+        let n = simulator.tokenCount
+        // Every token, or too few to merge and still choose one: the base's own plan.
+        guard budget >= 2 && budget < n else { return try base.costedPlan(entry, budget: budget, simulator: simulator, generator: &generator) }
+        let costed = try base.costedPlan(entry, budget: budget - 1, simulator: simulator, generator: &generator)
+        let merged: PruningPlan, kept: Int
+        switch costed.plan {
+        case let .tokensAfterLayer(layer, tokens): (merged, kept) = (.mergedAfterLayer(layer: layer, tokens: tokens), tokens.count)
+        case let .insideLLM(layer, keep): (merged, kept) = (.mergedInsideLLM(layer: layer, keep: keep), min(keep, n))
+        case .mergedAfterLayer, .mergedInsideLLM: return costed
+        case .tokens:
+            throw AgentError.invalidConfiguration(agent: name, reason: "\(base.name) prunes before the language model; NAME+merge merges what a pruner inside it drops: tprl-llm, fastv, fastv@K or NAME@K")
+        }
+        let mean = Double((n - kept) * simulator.model.tokenWidth)
+        return CostedPlan(plan: merged, selectionFLOPs: costed.selectionFLOPs.map { $0 + mean })
+    }
+}
