@@ -3,19 +3,19 @@ import Gym
 import TensorCore
 import TokenPruning
 
-/// What a pruner inside the language model drops, kept as one token: at a budget of k tokens,
-/// `base` chooses k − 1 and the other visual tokens are merged after the cut into a k-th, their
-/// mean hidden state at the rounded mean of their positions, which the later layers attend to
-/// in proportion to how many tokens it stands for (a key bias of log m for m tokens: ToMe's
-/// proportional attention, Bolya et al., ICLR 2023). VisionZip keeps such "contextual" tokens
-/// beside its dominant ones (Yang et al., 2024); here they stand in for the pruned set, so that
-/// the attention the text pays to the image keeps its total: a pruned set otherwise shifts
-/// attention from the image to the text, which this model reads as fewer objects.
+/// What a pruner drops, kept as one token: at a budget of k tokens, `base` chooses k − 1 and the
+/// other visual tokens are merged into a k-th, their mean, which the language model attends to
+/// in proportion to how many tokens it stands for (a key bias of log m for m tokens in every
+/// layer that reads it: ToMe's proportional attention, Bolya et al., ICLR 2023). VisionZip keeps
+/// such "contextual" tokens beside its dominant ones (Yang et al., 2024); here one stands in for
+/// the whole pruned set, so that the attention the text pays to the image keeps its total.
 ///
-/// Applies to plans inside the language model (`tprl-llm`, FastV, `NAME@K`); a pruner before it
-/// is refused when it plans. The language model reads k tokens after the cut, so a row's tokens
-/// and model FLOPs are those of the base at k; the mean adds m·D additions, counted as the
-/// pruner's own.
+/// Before the language model (`.tokens` plans) the mean is of the projector's outputs, placed
+/// after the last token it merges, positions renumbered as for any kept set; inside it
+/// (`tprl-llm`, FastV, `NAME@K`) it is of the hidden states after the cut, at the rounded mean
+/// of their positions (`LlamaModel.merging`). The language model reads k tokens where the base
+/// would read k, so a row's tokens and model FLOPs are those of the base at k; the mean adds
+/// m·D additions, counted as the pruner's own.
 public final class MergingPruner: TokenPruner {
     /// The pruner that chooses the k − 1 tokens kept as they are.
     public let base: any TokenPruner
@@ -48,9 +48,8 @@ public final class MergingPruner: TokenPruner {
         switch costed.plan {
         case let .tokensAfterLayer(layer, tokens): (merged, kept) = (.mergedAfterLayer(layer: layer, tokens: tokens), tokens.count)
         case let .insideLLM(layer, keep): (merged, kept) = (.mergedInsideLLM(layer: layer, keep: keep), min(keep, n))
-        case .mergedAfterLayer, .mergedInsideLLM: return costed
-        case .tokens:
-            throw AgentError.invalidConfiguration(agent: name, reason: "\(base.name) prunes before the language model; NAME+merge merges what a pruner inside it drops: tprl-llm, fastv, fastv@K or NAME@K")
+        case let .tokens(tokens): (merged, kept) = (.mergedTokens(tokens), tokens.count)
+        case .mergedTokens, .mergedAfterLayer, .mergedInsideLLM: return costed
         }
         let mean = Double((n - kept) * simulator.model.tokenWidth)
         return CostedPlan(plan: merged, selectionFLOPs: costed.selectionFLOPs.map { $0 + mean })

@@ -15,6 +15,9 @@ public enum PruningPlan: Sendable, Equatable {
     /// (ascending indices) after it, with their original positions: FastV's mechanism with the
     /// pruner's own choice.
     case tokensAfterLayer(layer: Int, tokens: [Int])
+    /// `.tokens` and one token more: the mean of the other visual tokens, attended in proportion
+    /// to how many it stands for (`MergingPruner`).
+    case mergedTokens([Int])
     /// `.tokensAfterLayer` with the visual tokens left out after layer `layer` merged into one
     /// token, their mean, attended in proportion to how many it stands for: the language model
     /// reads `tokens` and that one after the cut (`MergingPruner`).
@@ -26,7 +29,7 @@ public enum PruningPlan: Sendable, Equatable {
     /// True for the plans that merge the tokens they leave out into one (`MergingPruner`).
     public var merges: Bool {
         switch self {
-        case .mergedAfterLayer, .mergedInsideLLM: return true
+        case .mergedTokens, .mergedAfterLayer, .mergedInsideLLM: return true
         case .tokens, .insideLLM, .tokensAfterLayer: return false
         }
     }

@@ -211,8 +211,11 @@ public struct PruningEvaluation {
                 case let .tokensAfterLayer(layer, tokens):
                     tokenSum += tokens.count
                     flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: tokens.count)
-                case let .mergedAfterLayer(layer, tokens):
+                case let .mergedTokens(keep):
                     // The kept tokens and the merged one.
+                    tokenSum += keep.count + 1
+                    flopSum += simulator.flops(entry, visualTokens: keep.count + 1)
+                case let .mergedAfterLayer(layer, tokens):
                     tokenSum += tokens.count + 1
                     flopSum += model.fastVFLOPs(visualTokens: simulator.tokenCount, textTokens: text, layer: layer, keptAfter: tokens.count + 1)
                 case let .mergedInsideLLM(layer, keep):
@@ -329,6 +332,7 @@ public struct PruningEvaluation {
         var tokens: [(index: Int, keep: [Int])] = []
         var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
         var mergedAfterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
+        var mergedTokens: [(index: Int, keep: [Int])] = []
         var fastV: [Cut: [Int]] = [:]
 
         init(_ plans: [PruningPlan]) {
@@ -338,6 +342,7 @@ public struct PruningEvaluation {
                 case let .insideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep), default: []].append(b)
                 case let .tokensAfterLayer(layer, kept): afterLayer[layer, default: []].append((b, kept))
                 case let .mergedAfterLayer(layer, kept): mergedAfterLayer[layer, default: []].append((b, kept))
+                case let .mergedTokens(keep): mergedTokens.append((b, keep))
                 case let .mergedInsideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep, merged: true), default: []].append(b)
                 }
             }
@@ -359,6 +364,10 @@ public struct PruningEvaluation {
         }
         if !groups.tokens.isEmpty {
             for (item, row) in zip(groups.tokens, try simulator.answer(groups.tokens.map { (entries[$0.index], $0.keep) })) { rows[item.index] = row }
+        }
+        if !groups.mergedTokens.isEmpty {
+            let answered = try simulator.answer(groups.mergedTokens.map { (entries[$0.index], $0.keep) }, prunedAfter: nil, mergingRest: true)
+            for (item, row) in zip(groups.mergedTokens, answered) { rows[item.index] = row }
         }
         for (layer, items) in groups.mergedAfterLayer {
             let answered = try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer, mergingRest: true)

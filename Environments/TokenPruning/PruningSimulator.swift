@@ -159,18 +159,19 @@ public final class PruningSimulator: @unchecked Sendable {
 
     /// Answer logits (one row per request) for each entry keeping its `keep` indices before the
     /// language model (`layer` nil) or after its layer `layer`, in model calls of at most 64.
-    /// With `mergingRest`, the tokens an entry leaves out after layer `layer` are merged into one
-    /// (`VisionLanguageModel.answerLogits(_:prunedAfter:mergingRestOf:)`).
+    /// With `mergingRest`, the tokens an entry leaves out are merged into one, before the language
+    /// model or after its layer `layer` (`VisionLanguageModel.answerLogits(_:mergingRestOf:)`,
+    /// `answerLogits(_:prunedAfter:mergingRestOf:)`).
     public func answer(_ requests: [(entry: TaskEntry, keep: [Int])], prunedAfter layer: Int?, mergingRest: Bool = false) throws -> [[Float]] {
         guard !requests.isEmpty else { return [] }
-        if mergingRest && layer == nil {
-            throw VLMError.invalidInput(reason: "merging the pruned tokens happens inside the language model: give the layer after which they are merged")
-        }
         var rows: [[Float]] = []
         let all = Array(0..<tokenCount)
         for start in stride(from: 0, to: requests.count, by: 64) {
             let chunk = requests[start..<min(requests.count, start + 64)]
             let logits = try withInferenceMode {
+                if mergingRest && layer == nil {
+                    return try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, mergingRestOf: chunk.map(\.keep))
+                }
                 if let layer, mergingRest {
                     return try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, prunedAfter: layer, mergingRestOf: chunk.map(\.keep))
                 }

@@ -47,8 +47,8 @@ enum PruningCommand {
                               are what it spent): tprl-llm+adaptive, fastv+adaptive
                               NAME+merge keeps NAME's best k − 1 tokens and merges the others
                               into a k-th, their mean, attended in proportion to how many it
-                              stands for (pruners inside the LLM: tprl-llm, fastv, fastv@K,
-                              NAME@K; not with +fallback): tprl-llm+merge, fastv+merge
+                              stands for (any pruner; not with +fallback): tprl-llm+merge,
+                              fastv+merge, vispruner+merge
           --fallback-threshold P  the answer probability below which NAME+fallback answers again,
                               in (0, 1] (default 0.8; choose it on --split validation)
           --adaptive-calibration N  validation questions NAME+adaptive sets each budget's cut on
@@ -148,18 +148,10 @@ enum PruningCommand {
             return try FallbackPruner(base: try adaptive(baseName, make), threshold: fallbackThreshold)
         }
         /// `adaptive(name)`, or — for `NAME+merge` — `adaptive(NAME)` with the tokens it drops
-        /// merged into one; refused at once for a pruner that prunes before the language model.
+        /// merged into one.
         func merging(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {
             guard name.hasSuffix("+merge") else { return try adaptive(name, make) }
-            let merged = MergingPruner(base: try adaptive(String(name.dropLast("+merge".count)), make))
-            var probe = SeededGenerator(seed: 0)
-            let entry = try simulator.entries([0], split: "validation")[0]
-            do {
-                _ = try merged.costedPlan(entry, budget: max(2, simulator.tokenCount / 3), simulator: simulator, generator: &probe)
-            } catch let AgentError.invalidConfiguration(_, reason) {
-                throw UsageError(message: "\(name): \(reason)")
-            }
-            return merged
+            return MergingPruner(base: try adaptive(String(name.dropLast("+merge".count)), make))
         }
         /// `make(name)`, or — for `NAME+adaptive` — `make(NAME)` meeting each budget on average.
         func adaptive(_ name: String, _ make: (String) throws -> any TokenPruner) throws -> any TokenPruner {

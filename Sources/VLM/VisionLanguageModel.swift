@@ -60,6 +60,11 @@ extension VisionLanguageModel {
         throw VLMError.invalidInput(reason: "\(Self.self) cannot merge the tokens it prunes inside its language model: use a model such as LlavaModel")
     }
 
+    /// Models that cannot merge pruned tokens say so.
+    public func answerLogits(_ requests: [AnswerRequest], mergingRestOf kept: [[Int]]) throws -> Tensor {
+        throw VLMError.invalidInput(reason: "\(Self.self) cannot merge the tokens it prunes: use a model such as LlavaModel")
+    }
+
     /// FastV without merging; models that cannot merge pruned tokens say so.
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int, mergingRest: Bool) throws -> Tensor {
         guard mergingRest else { return try fastVAnswerLogits(requests, layer: layer, keptAfter: keptAfter) }
@@ -141,6 +146,12 @@ public protocol VisionLanguageModel: AnyObject {
     /// it attend to in proportion to how many it stands for (`LlamaModel.merging`): `kept[r]`
     /// plus one token are read after the cut. Each request must leave out at least one token.
     func answerLogits(_ requests: [AnswerRequest], prunedAfter layer: Int, mergingRestOf kept: [[Int]]) throws -> Tensor
+    /// `answerLogits(_:)` over `kept[r]` (visual token indices, ascending, a subset of
+    /// `requests[r].keep`) and one token more: the mean of the other tokens of `keep`, placed after
+    /// the last of them and attended in proportion to how many it stands for, positions
+    /// renumbered 0… as before the language model (`LlamaModel.merging`). Each request must leave
+    /// out at least one token.
+    func answerLogits(_ requests: [AnswerRequest], mergingRestOf kept: [[Int]]) throws -> Tensor
     /// `fastVAnswerLogits(_:layer:keptAfter:)` with the tokens FastV leaves out merged into one,
     /// as `answerLogits(_:prunedAfter:mergingRestOf:)` merges them.
     func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int, mergingRest: Bool) throws -> Tensor
@@ -304,6 +315,21 @@ extension LlavaModel: VisionLanguageModel {
             throw VLMError.invalidInput(reason: "request \(r) keeps all \(requests[r].keep.count) of its visual tokens: there is nothing to merge")
         }
         return try prunedAnswer(requests, layer: layer, readsAttention: false, merging: true) { _, _, _ in slots }
+    }
+
+    public func answerLogits(_ requests: [AnswerRequest], mergingRestOf kept: [[Int]]) throws -> Tensor {
+        let slots = try keptSlots(requests, kept)
+        if let r = requests.indices.first(where: { slots[$0].count >= requests[$0].keep.count }) {
+            throw VLMError.invalidInput(reason: "request \(r) keeps all \(requests[r].keep.count) of its visual tokens: there is nothing to merge")
+        }
+        let (embedded, last, starts) = try requestBatch(requests)
+        let rows = Self.keptRows(slots, starts: starts, counts: requests.map(\.keep.count), last: last)
+        let merged = LlamaModel.merging(embedded, keep: rows, positions: [Array(0..<embedded.shape[1])])
+        let length = merged.rows[0].count
+        var cache: KeyValueCache? = nil
+        let hidden = languageModel.forward(merged.states, positions: [Array(0..<length)], cache: &cache,
+                                           outputRows: last.indices.map { merged.rows[$0].firstIndex(of: last[$0])! }, keyBias: merged.keyBias).hidden
+        return logits(hidden.reshaped(to: [requests.count, -1]))
     }
 
     public func fastVAnswerLogits(_ requests: [AnswerRequest], layer: Int, keptAfter: Int, mergingRest: Bool) throws -> Tensor {

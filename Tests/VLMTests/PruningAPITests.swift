@@ -227,7 +227,7 @@ struct PruningAPITests {
         #expect(c.executedFLOPs(visualTokens: 30, textTokens: 10) == whole.vision + whole.projector + whole.head + first + last)
     }
 
-    @Test("merging what a cut leaves out: one token left out and merged is no pruning at all, FastV's merged cut likewise, and nothing to merge throws")
+    @Test("merging what a pruner leaves out: one token left out and merged is no pruning at all, inside the LLM and before it, FastV's merged cut likewise, and nothing to merge throws")
     func mergingOneTokenChangesNothing() throws {
         let (model, features, prefix, suffix, _, _) = try Self.setup()
         let image = features.sliced(alongAxis: 0, 0..<1).reshaped(to: [16, 48])
@@ -239,6 +239,13 @@ struct PruningAPITests {
             expectClose(try model.answerLogits([request], prunedAfter: 0, mergingRestOf: [kept]), full, absolute: 2e-5, relative: 0)
         }
         expectClose(try model.fastVAnswerLogits([request], layer: 1, keptAfter: 15, mergingRest: true), full, absolute: 2e-5, relative: 0)
+        // Before the language model too: the merged input is the token's own embedding, in place.
+        for left in [0, 7, 15] {
+            expectClose(try model.answerLogits([request], mergingRestOf: [Array(0..<16).filter { $0 != left }]), full, absolute: 2e-5, relative: 0)
+        }
+        #expect(try model.answerLogits([request], mergingRestOf: [[1, 4, 9]]).scalars
+                != model.answerLogits([AnswerRequest(features: image, keep: [1, 4, 9], prefix: prefix, suffix: suffix)]).scalars)
+        #expect(throws: VLMError.self) { try model.answerLogits([request], mergingRestOf: [Array(0..<16)]) }
         expectClose(try model.fastVAnswerLogits([request], layer: 0, keptAfter: 3, mergingRest: false), try model.fastVAnswerLogits([request], layer: 0, keptAfter: 3),
                     absolute: 0, relative: 0)
         // Merging differs from dropping when it stands for several tokens.

@@ -25,8 +25,6 @@ struct CommandLineErrorTests {
         let adaptive = message(["eval-pruning", "--agents", "vispruner+adaptive", "--questions", "1"])
         #expect(adaptive.contains("vispruner+adaptive: vispruner has no per-token score to threshold"), "\(adaptive)")
         #expect(message(["eval-pruning", "--adaptive-calibration", "0"]).contains("--adaptive-calibration"))
-        let merge = message(["eval-pruning", "--agents", "vispruner+merge", "--questions", "1"])
-        #expect(merge.contains("vispruner+merge: vispruner prunes before the language model; NAME+merge merges what a pruner inside it drops"), "\(merge)")
         let cascade = message(["eval-pruning", "--agents", "fastv+merge+fallback", "--questions", "1"])
         #expect(cascade.contains("evaluate fastv+merge and fastv+fallback apart"), "\(cascade)")
     }
