@@ -28,11 +28,6 @@ public final class MergingPruner: TokenPruner {
         name = "\(base.name)+merge"
     }
 
-    /// `pruner` itself, or the base of a cascade over one; nil otherwise.
-    public static func within(_ pruner: any TokenPruner) -> MergingPruner? {
-        pruner as? MergingPruner ?? (pruner as? FallbackPruner).flatMap { within($0.base) }
-    }
-
     public var isDeterministic: Bool { base.isDeterministic }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {

@@ -331,8 +331,8 @@ public struct PruningEvaluation {
         struct Cut: Hashable { var layer: Int, keep: Int, merged = false }
         var tokens: [(index: Int, keep: [Int])] = []
         var afterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
-        var mergedAfterLayer: [Int: [(index: Int, tokens: [Int])]] = [:]
-        var mergedTokens: [(index: Int, keep: [Int])] = []
+        /// Plans that merge what they leave out, by where: after an LLM layer, or before the LLM (nil).
+        var merged: [Int?: [(index: Int, tokens: [Int])]] = [:]
         var fastV: [Cut: [Int]] = [:]
 
         init(_ plans: [PruningPlan]) {
@@ -341,8 +341,8 @@ public struct PruningEvaluation {
                 case let .tokens(keep): tokens.append((b, keep))
                 case let .insideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep), default: []].append(b)
                 case let .tokensAfterLayer(layer, kept): afterLayer[layer, default: []].append((b, kept))
-                case let .mergedAfterLayer(layer, kept): mergedAfterLayer[layer, default: []].append((b, kept))
-                case let .mergedTokens(keep): mergedTokens.append((b, keep))
+                case let .mergedAfterLayer(layer, kept): merged[layer, default: []].append((b, kept))
+                case let .mergedTokens(keep): merged[nil, default: []].append((b, keep))
                 case let .mergedInsideLLM(layer, keep): fastV[Cut(layer: layer, keep: keep, merged: true), default: []].append(b)
                 }
             }
@@ -365,11 +365,7 @@ public struct PruningEvaluation {
         if !groups.tokens.isEmpty {
             for (item, row) in zip(groups.tokens, try simulator.answer(groups.tokens.map { (entries[$0.index], $0.keep) })) { rows[item.index] = row }
         }
-        if !groups.mergedTokens.isEmpty {
-            let answered = try simulator.answer(groups.mergedTokens.map { (entries[$0.index], $0.keep) }, prunedAfter: nil, mergingRest: true)
-            for (item, row) in zip(groups.mergedTokens, answered) { rows[item.index] = row }
-        }
-        for (layer, items) in groups.mergedAfterLayer {
+        for (layer, items) in groups.merged {
             let answered = try simulator.answer(items.map { (entries[$0.index], $0.tokens) }, prunedAfter: layer, mergingRest: true)
             for (item, row) in zip(items, answered) { rows[item.index] = row }
         }

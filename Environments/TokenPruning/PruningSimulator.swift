@@ -169,11 +169,9 @@ public final class PruningSimulator: @unchecked Sendable {
         for start in stride(from: 0, to: requests.count, by: 64) {
             let chunk = requests[start..<min(requests.count, start + 64)]
             let logits = try withInferenceMode {
-                if mergingRest && layer == nil {
-                    return try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, mergingRestOf: chunk.map(\.keep))
-                }
-                if let layer, mergingRest {
-                    return try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, prunedAfter: layer, mergingRestOf: chunk.map(\.keep))
+                if mergingRest {
+                    let full = chunk.map { request($0.entry, keeping: all) }, kept = chunk.map(\.keep)
+                    return try layer.map { try model.answerLogits(full, prunedAfter: $0, mergingRestOf: kept) } ?? model.answerLogits(full, mergingRestOf: kept)
                 }
                 if let layer {
                     return try model.answerLogits(chunk.map { request($0.entry, keeping: all) }, prunedAfter: layer, kept: chunk.map(\.keep))
