@@ -26,10 +26,17 @@ public enum BLAS {
     /// is 3 MFLOP): kept on one thread, a third of a pruned prefill left the second core idle.
     ///
     /// The split depends on the shape alone — two parts, run one after the other on one thread —
-    /// because OpenBLAS picks its kernel by size and some small halves round differently from
-    /// the whole (128 × 16 × 128, for one): so the bits do not depend on the thread count. For the
-    /// model's own shapes the halves give the whole product's bits (tested).
+    /// because OpenBLAS picks its kernel by size and the parts of a product can round differently
+    /// from the whole (128 × 16 × 128, for one, on Cooperlake kernels; most of the model's shapes
+    /// on Zen's): so the bits do not depend on the thread count.
     static let rowSplitThreshold = 1 << 19
+
+    /// The most parts a GEMM is split into. Fixed, not the thread count: OpenBLAS's parts of a
+    /// product need not give the whole product's bits (on this project's Zen 3 machine most of
+    /// the model's shapes do not), so a split that followed the thread count would make the
+    /// results depend on `PRUNEGYM_THREADS`. Two parts keep both cores of the design's machine
+    /// busy; on more cores, batched products and the element-wise kernels use every worker.
+    static let maximumParts = 2
 
     /// The fewest rows of C each half of a GEMM split by `rowSplitThreshold`'s rule gets.
     static let minimumRowsPerPart = 32
@@ -43,14 +50,7 @@ public enum BLAS {
         b: UnsafePointer<Float>, ldb: Int,
         beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
     ) {
-        let work = 2 * m * n * k
-        let parts: Int, byRows: Bool
-        if work >= rowSplitThreshold && work < 2 * parallelThreshold && m >= 2 * minimumRowsPerPart {
-            (parts, byRows) = (2, true)  // by the shape alone (see `rowSplitThreshold`)
-        } else {
-            parts = Swift.min(Parallel.threadCount, Swift.max(1, work / parallelThreshold))
-            byRows = m >= n || m >= 64 * parts
-        }
+        let (parts, byRows) = partition(m: m, n: n, k: k)
         if parts <= 1 {
             gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
@@ -75,6 +75,18 @@ public enum BLAS {
                 }
             }
         }
+    }
+
+    /// How `parallelGEMM` splits an m × n × k product: into how many parts, by rows of C or by
+    /// columns. A function of the shape alone (never of the thread count), so the bits of every
+    /// product are the same with one worker or many.
+    static func partition(m: Int, n: Int, k: Int) -> (parts: Int, byRows: Bool) {
+        let work = 2 * m * n * k
+        if work >= rowSplitThreshold && work < 2 * parallelThreshold && m >= 2 * minimumRowsPerPart {
+            return (2, true)
+        }
+        let parts = Swift.min(maximumParts, Swift.max(1, work / parallelThreshold))
+        return (parts, m >= n || m >= 64 * parts)
     }
 
     /// C ← α·op(A)·op(B) + β·C for row-major matrices, where op transposes when asked.
