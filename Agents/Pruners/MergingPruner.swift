@@ -34,6 +34,8 @@ public final class MergingPruner: TokenPruner {
         try costedPlan(entry, budget: budget, simulator: simulator, generator: &generator).plan
     }
 
+    /// `base`'s plan for k − 1 tokens with the rest merged, and `base`'s choosing cost plus the
+    /// mean's m·D additions. At a budget of every token, or of one, `base`'s own plan.
     public func costedPlan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> CostedPlan {
         let n = simulator.tokenCount
         // Every token, or too few to merge and still choose one: the base's own plan.
