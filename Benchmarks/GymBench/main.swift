@@ -18,6 +18,9 @@ import Gym
 import PPO
 import TensorCore
 
+// OpenBLAS's kernels for this CPU's vector instructions, if it does not recognise the CPU.
+BLAS.restartWithMatchingKernels()
+
 struct Options {
     var quick = false
     var skipPeers = false

@@ -15,6 +15,9 @@ import TensorCore
 import TokenPruning
 import TPRL
 
+// OpenBLAS's kernels for this CPU's vector instructions, if it does not recognise the CPU.
+BLAS.restartWithMatchingKernels()
+
 func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
 
 var modelPath: String?

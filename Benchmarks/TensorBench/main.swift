@@ -12,6 +12,9 @@ import Foundation
 import NN
 import TensorCore
 
+// OpenBLAS's kernels for this CPU's vector instructions, if it does not recognise the CPU.
+BLAS.restartWithMatchingKernels()
+
 struct Options {
     var quick = false
     /// Runs only training steps of the encoder (for a profiler) and exits.
@@ -59,7 +62,7 @@ func row(_ cells: [String], widths: [Int]) -> String {
     zip(cells, widths).map { cell, width in cell.padding(toLength: width, withPad: " ", startingAt: 0) }.joined(separator: "  ")
 }
 
-print("TensorBench — \(options.threads) threads (PRUNEGYM_THREADS sets PruneGym's), \(options.quick ? "quick" : "full") run")
+print("TensorBench — \(options.threads) threads (PRUNEGYM_THREADS sets PruneGym's), OpenBLAS \(BLAS.kernels) kernels, \(options.quick ? "quick" : "full") run")
 print()
 if options.profile { print("profile mode: 10 encoder training steps") }
 

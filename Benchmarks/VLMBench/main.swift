@@ -13,6 +13,9 @@ import Foundation
 import TensorCore
 import VLM
 
+// OpenBLAS's kernels for this CPU's vector instructions, if it does not recognise the CPU.
+BLAS.restartWithMatchingKernels()
+
 func print(_ text: String = "") { FileHandle.standardOutput.write(Data((text + "\n").utf8)) }
 
 var modelPath = "models/shapes-llava"
@@ -46,7 +49,7 @@ do {
     let n = model.visualTokenCount
     let questionTokens = 10
     let fractions = [1.0, 0.333, 0.222, 0.111]
-    print("VLMBench: \(modelPath) — vision \(c.vision.layerCount)×d\(c.vision.hiddenSize) on \(c.vision.gridSize)×\(c.vision.gridSize) patches, LLM \(c.text.layerCount)×d\(c.text.hiddenSize), \(n) visual tokens, \(questionTokens)-token question, \(threads) threads")
+    print("VLMBench: \(modelPath) — vision \(c.vision.layerCount)×d\(c.vision.hiddenSize) on \(c.vision.gridSize)×\(c.vision.gridSize) patches, LLM \(c.text.layerCount)×d\(c.text.hiddenSize), \(n) visual tokens, \(questionTokens)-token question, \(threads) threads, OpenBLAS \(BLAS.kernels) kernels")
 
     var generator = SeededGenerator(seed: 0)
     func median(_ body: () throws -> Void) rethrows -> Double {

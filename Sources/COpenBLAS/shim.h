@@ -33,6 +33,24 @@ static inline int prunegym_has_avx2_fma(void) {
     return (b & (1u << 5)) ? 1 : 0;  // AVX2
 }
 
+/// How much of x86-64's vector instruction sets the CPU and the operating system support, as the
+/// level of OpenBLAS kernels that can use it: 0 SSE only, 1 AVX (Sandybridge), 2 AVX2 and FMA
+/// (Haswell), 3 AVX-512 F/CD/BW/DQ/VL (SkylakeX), 4 those and AVX512_BF16 (Cooperlake).
+static inline int prunegym_vector_level(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
+    if (!(c & (1u << 27)) || !(c & (1u << 28))) return 0;  // OSXSAVE, AVX
+    unsigned lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    if ((lo & 6) != 6) return 0;  // XMM and YMM state enabled
+    if (!prunegym_has_avx2_fma()) return 1;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 2;
+    const unsigned skylakex = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);  // F DQ CD BW VL
+    if ((b & skylakex) != skylakex || (lo & 0xE0) != 0xE0) return 2;  // and opmask/ZMM state enabled
+    if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 3;
+    return (a & (1u << 5)) ? 4 : 3;  // AVX512_BF16
+}
+
 /// The lanes 0..<tail of a vector as an all-ones mask (for the masked loads of a row's tail).
 __attribute__((target("avx2,fma")))
 static inline __m256i prunegym_tail_mask(long tail) {
@@ -184,6 +202,7 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
 }
 #else
 static inline int prunegym_has_avx2_fma(void) { return 0; }
+static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 static inline void prunegym_softmax_avx2(float *row, long count) { (void)row; (void)count; }
 static inline void prunegym_exp_avx2(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }

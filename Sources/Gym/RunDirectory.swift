@@ -117,16 +117,22 @@ public struct RunProvenance: Codable, Equatable, Sendable {
     public var seed: UInt64?
     /// The command line, without the executable.
     public var command: [String]
+    /// The OpenBLAS kernels that ran (`BLAS.kernels`): their order of summation sets the last bits
+    /// of every product, so a run reproduces to the bit only with the same ones. Nil in runs made
+    /// before release 0.7.5.
+    public var openBLASKernels: String?
 
-    enum CodingKeys: String, CodingKey { case kind, version, gitCommit = "git_commit", seed, command }
+    enum CodingKeys: String, CodingKey { case kind, version, gitCommit = "git_commit", seed, command, openBLASKernels = "openblas_kernels" }
 
-    /// Provenance of a run starting now (version and git commit of this process by default).
-    public init(kind: String, seed: UInt64?, command: [String], version: String = PruneGymVersion.current, gitCommit: String = GitCommit.current) {
+    /// Provenance of a run starting now (version, git commit and OpenBLAS kernels of this process by default).
+    public init(kind: String, seed: UInt64?, command: [String], version: String = PruneGymVersion.current, gitCommit: String = GitCommit.current,
+                openBLASKernels: String? = BLAS.kernels) {
         self.kind = kind
         self.version = version
         self.gitCommit = gitCommit
         self.seed = seed
         self.command = command
+        self.openBLASKernels = openBLASKernels
     }
 }
 

@@ -2,6 +2,7 @@
 @preconcurrency import Glibc
 #endif
 import Foundation
+import TensorCore
 import Gym
 import PPO
 
@@ -49,6 +50,7 @@ nonisolated(unsafe) var agentRegistry = AgentRegistry.standard
 public enum PruneGymCommandLine {
     /// Runs the command in `arguments` and exits: 0 on success, 1 (with the error on stderr) otherwise.
     public static func main(_ arguments: [String] = Array(CommandLine.arguments.dropFirst()), agents: AgentRegistry = .standard) -> Never {
+        BLAS.restartWithMatchingKernels()
         // Line-buffered output, so that a log redirected to a file (`> run.log`) shows each stage
         // as it happens rather than when the buffer fills.
         setvbuf(stdout, nil, _IOLBF, 0)

@@ -151,3 +151,67 @@ extension BLAS {
         prunegym_gelu_erf_avx2(x, y, cdf, count)
     }
 }
+
+/// Which of OpenBLAS's kernels run, and the choice when OpenBLAS does not recognise the CPU.
+///
+/// OpenBLAS (built with `DYNAMIC_ARCH`, as Debian's is) picks its kernels once, when the library
+/// loads, from the CPU's model number. A CPU newer than the library falls back to generic ones:
+/// OpenBLAS 0.3.21 runs its SSE3 `Prescott` kernels on a 2023 Xeon with AVX-512, several times
+/// slower than its `Cooperlake` ones and summing in another order. The command line and the
+/// benchmarks restart themselves once with `OPENBLAS_CORETYPE` set to the kernels that match the
+/// CPU's vector instructions (`restartWithMatchingKernels`); setting `OPENBLAS_CORETYPE` yourself
+/// keeps your choice.
+extension BLAS {
+    /// The kernels OpenBLAS runs (`openblas_get_corename`): `Cooperlake`, `Haswell`, `Zen`, ….
+    public static var kernels: String { String(cString: openblas_get_corename()) }
+
+    /// This CPU's vector instructions as a level of OpenBLAS's kernels: 0 SSE only, 1 AVX, 2 AVX2
+    /// and FMA, 3 AVX-512, 4 AVX-512 with BF16 (0 off x86-64).
+    public static let vectorLevel = Int(prunegym_vector_level())
+
+    /// The kernels named for each level of `vectorLevel` (index 0: none to ask for).
+    static let kernelsForLevel: [String?] = [nil, "Sandybridge", "Haswell", "SkylakeX", "Cooperlake"]
+
+    /// The level of OpenBLAS 0.3.x's x86-64 kernels, by `openblas_get_corename`'s name; nil for a
+    /// name not listed (another architecture, a newer release), which is then never overridden.
+    static func level(ofKernels name: String) -> Int? {
+        switch name.lowercased() {
+        case "katmai", "coppermine", "northwood", "prescott", "banias", "atom", "core2", "penryn", "dunnington",
+             "nehalem", "opteron", "opteron_sse3", "barcelona", "nano", "bobcat", "generic":
+            return 0
+        case "sandybridge", "bulldozer", "piledriver", "steamroller": return 1
+        case "haswell", "zen", "excavator": return 2
+        case "skylakex": return 3
+        case "cooperlake", "sapphirerapids": return 4
+        default: return nil
+        }
+    }
+
+    /// The kernels to ask for when OpenBLAS chose `chosen` on a CPU of `vectorLevel` `level`: the
+    /// level's own kernels when `chosen` is a known name of a lower level, else nil (the choice
+    /// stands).
+    public static func matchingKernels(chosen: String, vectorLevel level: Int) -> String? {
+        guard let chosenLevel = self.level(ofKernels: chosen), level > chosenLevel,
+              level < kernelsForLevel.count, let name = kernelsForLevel[level] else { return nil }
+        return name
+    }
+
+    /// Restarts this process (`/proc/self/exe`, the same arguments) with `OPENBLAS_CORETYPE` set to
+    /// `matchingKernels` when OpenBLAS chose kernels below the CPU's vector instructions, saying so
+    /// on stderr; returns without doing anything when the kernels match, when `OPENBLAS_CORETYPE` is
+    /// set (the user's choice, or this restart's), or off Linux. Call it first thing in `main`,
+    /// before any thread starts. If the restart fails, the process goes on with OpenBLAS's choice.
+    public static func restartWithMatchingKernels() {
+        #if os(Linux)
+        guard getenv("OPENBLAS_CORETYPE") == nil else { return }
+        let chosen = kernels
+        guard let wanted = matchingKernels(chosen: chosen, vectorLevel: vectorLevel) else { return }
+        FileHandle.standardError.write(Data(("note: OpenBLAS does not recognise this CPU and chose its \(chosen) kernels; "
+            + "restarting with OPENBLAS_CORETYPE=\(wanted), the kernels for its vector instructions "
+            + "(set OPENBLAS_CORETYPE to choose others)\n").utf8))
+        setenv("OPENBLAS_CORETYPE", wanted, 1)
+        execv("/proc/self/exe", CommandLine.unsafeArgv)
+        FileHandle.standardError.write(Data("note: the restart failed (\(String(cString: strerror(errno)))); going on with the \(chosen) kernels\n".utf8))
+        #endif
+    }
+}

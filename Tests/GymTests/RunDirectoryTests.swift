@@ -25,6 +25,12 @@ struct RunDirectoryTests {
         #expect(provenance.command == ["train", "--seed", "7"])
         #expect(provenance.version == PruneGymVersion.current)
         #expect(!provenance.gitCommit.isEmpty)
+        #expect(provenance.openBLASKernels == BLAS.kernels && !BLAS.kernels.isEmpty)
+        // A run written before release 0.7.5 has no kernels recorded.
+        let old = #"{"seed": 1, "learningRate": 0.1, "name": "old", "prunegym": {"kind": "train", "version": "0.7.4", "git_commit": "abc", "seed": 1, "command": []}}"#
+        try Data(old.utf8).write(to: run.configURL)
+        let oldProvenance = try #require(try run.readProvenance())
+        #expect(oldProvenance.version == "0.7.4" && oldProvenance.openBLASKernels == nil)
         // An explicit seed wins over the configuration's; a run without the object has no provenance.
         try run.writeConfig(settings, kind: "sweep-cell", seed: 3, command: [])
         #expect(try run.readProvenance()?.seed == 3)

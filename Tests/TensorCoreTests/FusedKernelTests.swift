@@ -260,3 +260,33 @@ struct FusedKernelTests {
         GradientCheck.check([x]) { $0[0].applyingRotaryEmbedding(cos: perSequence.0, sin: perSequence.1, tokenAxis: 1) }
     }
 }
+
+@Suite("OpenBLAS's kernels for the CPU")
+struct OpenBLASKernelsTests {
+    @Test("kernels below the CPU's vector instructions are replaced by the matching ones; a match, a better choice or an unknown name stands")
+    func matchingKernels() {
+        // OpenBLAS 0.3.21 on a Xeon it does not recognise (AVX-512 with BF16) falls back to Prescott.
+        #expect(BLAS.matchingKernels(chosen: "Prescott", vectorLevel: 4) == "Cooperlake")
+        #expect(BLAS.matchingKernels(chosen: "Nehalem", vectorLevel: 3) == "SkylakeX")
+        #expect(BLAS.matchingKernels(chosen: "Sandybridge", vectorLevel: 2) == "Haswell")
+        #expect(BLAS.matchingKernels(chosen: "Core2", vectorLevel: 1) == "Sandybridge")
+        #expect(BLAS.matchingKernels(chosen: "Haswell", vectorLevel: 4) == "Cooperlake")
+        // Matching choices, whatever their vendor's name, stand.
+        for (chosen, level) in [("Zen", 2), ("Haswell", 2), ("SkylakeX", 3), ("Cooperlake", 4), ("SapphireRapids", 4), ("Prescott", 0)] {
+            #expect(BLAS.matchingKernels(chosen: chosen, vectorLevel: level) == nil, "\(chosen) at level \(level)")
+        }
+        // Kernels beyond what the CPU reports are OpenBLAS's business, and so are names it may add.
+        #expect(BLAS.matchingKernels(chosen: "Cooperlake", vectorLevel: 2) == nil)
+        #expect(BLAS.matchingKernels(chosen: "NeoverseN1", vectorLevel: 4) == nil)
+        #expect(BLAS.matchingKernels(chosen: "Prescott", vectorLevel: 9) == nil)
+    }
+
+    @Test("the running kernels have a name, and the CPU's level is one OpenBLAS has kernels for")
+    func runningKernels() {
+        #expect(!BLAS.kernels.isEmpty)
+        #expect((0...4).contains(BLAS.vectorLevel))
+        #if arch(x86_64)
+        #expect(BLAS.vectorLevel >= 2 || !BLAS.avx2, "AVX2 kernels run on a CPU reported below AVX2")
+        #endif
+    }
+}
