@@ -27,6 +27,7 @@ let overview = """
       vlm           the simulator backend: train the built-in LLaVA model, run a checkpoint, evaluate it
       demo          train a small transformer on a toy task: the numeric core end to end
       inspect       validate a safetensors file and list its tensors
+      --version     the release, git commit, OpenBLAS build and kernels, CPU and threads (for bug reports)
 
     examples:
       swift run -c release prunegym train --env CartPole-v1 --agent ppo --steps 100000 --run-dir runs/cp
@@ -63,6 +64,19 @@ public enum PruneGymCommandLine {
         exit(0)
     }
 
+    /// What `prunegym --version` prints: the release and commit, and what sets the last bits of
+    /// every result on this machine — OpenBLAS's build and kernels, the CPU's vector instructions,
+    /// the worker threads. Paste it into a bug report.
+    public static var versionText: String {
+        let coreType = ProcessInfo.processInfo.environment["OPENBLAS_CORETYPE"].map { " (OPENBLAS_CORETYPE=\($0))" } ?? ""
+        return """
+            prunegym \(PruneGymVersion.current) (git \(GitCommit.current))
+            OpenBLAS: \(BLAS.configuration)
+            kernels: \(BLAS.kernels)\(coreType); CPU: \(BLAS.vectorLevelDescription)
+            threads: \(BLAS.workerCount) (PRUNEGYM_THREADS)
+            """
+    }
+
     /// Runs the command in `arguments`, throwing its error (for tests and embedding).
     public static func run(_ arguments: [String], agents: AgentRegistry = .standard) throws {
         agentRegistry = agents
@@ -83,6 +97,7 @@ public enum PruneGymCommandLine {
         case "demo": try DemoCommand.run(Array(arguments.dropFirst()))
         case "inspect": try InspectCommand.run(Array(arguments.dropFirst()))
         case nil, "--help", "-h", "help": print(overview)
+        case "--version", "version": print(versionText)
         case let other?:
             throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, sweep, report, rerun, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
         }

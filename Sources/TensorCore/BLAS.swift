@@ -165,6 +165,17 @@ extension BLAS {
     /// The kernels OpenBLAS runs (`openblas_get_corename`): `Cooperlake`, `Haswell`, `Zen`, ….
     public static var kernels: String { String(cString: openblas_get_corename()) }
 
+    /// OpenBLAS's build (`openblas_get_config`): release, options and the kernels it runs.
+    public static var configuration: String { String(cString: openblas_get_config()) }
+
+    /// PruneGym's worker threads, the caller included (`PRUNEGYM_THREADS`; default: the active cores, at most 8).
+    public static var workerCount: Int { Parallel.threadCount }
+
+    /// `vectorLevel` in words.
+    public static var vectorLevelDescription: String {
+        ["SSE only", "AVX", "AVX2 and FMA", "AVX-512", "AVX-512 with BF16"][max(0, min(vectorLevel, 4))]
+    }
+
     /// This CPU's vector instructions as a level of OpenBLAS's kernels: 0 SSE only, 1 AVX, 2 AVX2
     /// and FMA, 3 AVX-512, 4 AVX-512 with BF16 (0 off x86-64).
     public static let vectorLevel = Int(prunegym_vector_level())

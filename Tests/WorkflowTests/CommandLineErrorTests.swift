@@ -1,5 +1,7 @@
 import Foundation
+import Gym
 import PruneGymCommands
+import TensorCore
 import Testing
 
 /// A bad option value is refused before anything loads, naming the option, the value and what it
@@ -36,5 +38,14 @@ struct CommandLineErrorTests {
         let text = message(["vlm", "train", "--init", "/nonexistent-model", "--run-dir", run.path, "--out", run.appendingPathComponent("out").path])
         #expect(text.contains("--init starts at the config's schedule_start") && text.contains("which is 0"), "\(text)")
         #expect(!FileManager.default.fileExists(atPath: run.path))
+    }
+
+    @Test("--version names the release, OpenBLAS's build and kernels, the CPU's vector instructions and the threads")
+    func version() throws {
+        let text = PruneGymCommandLine.versionText
+        #expect(text.hasPrefix("prunegym \(PruneGymVersion.current) (git "), "\(text)")
+        #expect(text.contains("OpenBLAS: \(BLAS.configuration)") && text.contains("kernels: \(BLAS.kernels)"), "\(text)")
+        #expect(text.contains("CPU: \(BLAS.vectorLevelDescription)") && text.contains("threads: \(BLAS.workerCount) (PRUNEGYM_THREADS)"), "\(text)")
+        try PruneGymCommandLine.run(["--version"])
     }
 }
