@@ -387,7 +387,8 @@ extension PruningCommand {
         100% / 33% / 22% / 11% of the visual tokens. The recipe is `tprl train`'s default, so with
         --seed 0 it trains the very policy shipped in models/tprl. Then the same recipe pruning
         inside the language model, after its layer 0 where FastV prunes (examples/tprl-llm.json,
-        the policy shipped in models/tprl-llm), evaluated as tprl-llm. Writes the policies to
+        the policy shipped in models/tprl-llm), evaluated as tprl-llm and as tprl-llm+merge (the
+        tokens it drops merged into one, their mean: eval-pruning --help). Writes the policies to
         runs/quickstart/tprl and runs/quickstart/tprl-llm and the table, CSV and plot to
         runs/quickstart/eval; the table compares every method with the unpruned model, and a last
         one with FastV, on the same questions (eval-pruning --versus fastv). The training runs are runs/quickstart/train and train-llm: a rerun
@@ -412,7 +413,7 @@ extension PruningCommand {
         print("\nThe same recipe pruning inside the language model, after its layer 0 (examples/tprl-llm.json):")
         try trainPolicy(inside, out: llmPolicy, runDirectory: "runs/quickstart/train-llm", quiet: false, replacingOtherRuns: true)
         try evalPruning(["--policy", policy.path, "--llm-policy", llmPolicy.path, "--questions", String(questions),
-                         "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm", "--seeds", "0", "--out", "runs/quickstart/eval",
+                         "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm,tprl-llm+merge", "--seeds", "0", "--out", "runs/quickstart/eval",
                          "--versus", "fastv"])
     }
 }
