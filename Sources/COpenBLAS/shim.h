@@ -20,31 +20,20 @@ static inline void prunegym_flush_subnormals(void) {
 #include <cpuid.h>
 #include <immintrin.h>
 
-/// 1 when the CPU and the operating system support AVX2 and FMA (256-bit registers saved on
-/// context switches), else 0. `cpuid` directly: no runtime library needed.
-static inline int prunegym_has_avx2_fma(void) {
-    unsigned a, b, c, d;
-    if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
-    if (!(c & (1u << 12)) || !(c & (1u << 27)) || !(c & (1u << 28))) return 0;  // FMA, OSXSAVE, AVX
-    unsigned lo, hi;
-    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
-    if ((lo & 6) != 6) return 0;  // XMM and YMM state enabled
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 0;
-    return (b & (1u << 5)) ? 1 : 0;  // AVX2
-}
-
 /// How much of x86-64's vector instruction sets the CPU and the operating system support, as the
 /// level of OpenBLAS kernels that can use it: 0 SSE only, 1 AVX (Sandybridge), 2 AVX2 and FMA
-/// (Haswell), 3 AVX-512 F/CD/BW/DQ/VL (SkylakeX), 4 those and AVX512_BF16 (Cooperlake).
+/// (Haswell), 3 AVX-512 F/CD/BW/DQ/VL (SkylakeX), 4 those and AVX512_BF16 (Cooperlake). `cpuid`
+/// and `xgetbv` directly (registers saved on context switches): no runtime library needed.
 static inline int prunegym_vector_level(void) {
     unsigned a, b, c, d;
     if (!__get_cpuid(1, &a, &b, &c, &d)) return 0;
     if (!(c & (1u << 27)) || !(c & (1u << 28))) return 0;  // OSXSAVE, AVX
+    const int fma = (c & (1u << 12)) != 0;
     unsigned lo, hi;
     __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
     if ((lo & 6) != 6) return 0;  // XMM and YMM state enabled
-    if (!prunegym_has_avx2_fma()) return 1;
-    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 2;
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return 1;
+    if (!fma || !(b & (1u << 5))) return 1;  // AVX2
     const unsigned skylakex = (1u << 16) | (1u << 17) | (1u << 28) | (1u << 30) | (1u << 31);  // F DQ CD BW VL
     if ((b & skylakex) != skylakex || (lo & 0xE0) != 0xE0) return 2;  // and opmask/ZMM state enabled
     if (!__get_cpuid_count(7, 1, &a, &b, &c, &d)) return 3;
@@ -111,7 +100,7 @@ static inline void prunegym_exp_avx2(const float *x, float *y, long count, int n
 }
 
 /// In-place softmax of `row[0..<count]` eight lanes at a time (AVX2 + FMA; call only when
-/// `prunegym_has_avx2_fma()`); a row of all -inf becomes zeros. The tail goes through masked
+/// `prunegym_vector_level() >= 2`); a row of all -inf becomes zeros. The tail goes through masked
 /// loads, so every element takes the same vector path.
 __attribute__((target("avx2,fma")))
 static inline void prunegym_softmax_avx2(float *row, long count) {
@@ -150,7 +139,7 @@ static inline void prunegym_softmax_avx2(float *row, long count) {
 }
 
 /// y = x·σ(a·x) = x / (1 + e^(−a·x)) eight lanes at a time (quick_gelu with a = 1.702, SiLU with
-/// a = 1); the tail through masked loads. Call only when `prunegym_has_avx2_fma()`.
+/// a = 1); the tail through masked loads. Call only when `prunegym_vector_level() >= 2`.
 __attribute__((target("avx2,fma")))
 static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long count, float a) {
     const long full = count & ~7L, tail = count - full;
@@ -168,7 +157,7 @@ static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long co
 
 /// GELU in the erf form, y = x·Φ(x), eight lanes at a time: Φ from erfc by Abramowitz & Stegun
 /// 7.1.26, as `FastMath4.erfcNonNegativeShort`. Writes Φ(x) to `cdf` too unless it is NULL (the
-/// backward pass reads it). Call only when `prunegym_has_avx2_fma()`.
+/// backward pass reads it). Call only when `prunegym_vector_level() >= 2`.
 __attribute__((target("avx2,fma")))
 static inline __m256 prunegym_gelu_cdf8(__m256 v) {
     const __m256 z = _mm256_mul_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), v), _mm256_set1_ps(0.70710678118654752f));
@@ -201,7 +190,6 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
     }
 }
 #else
-static inline int prunegym_has_avx2_fma(void) { return 0; }
 static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 static inline void prunegym_softmax_avx2(float *row, long count) { (void)row; (void)count; }

@@ -124,7 +124,7 @@ public enum BLAS {
 extension BLAS {
     /// Whether the shim's AVX2 + FMA kernels run (x86-64 CPUs with both, checked once with
     /// `cpuid`; `PRUNEGYM_SIMD=portable` forces the portable four-lane Swift code instead).
-    static let avx2: Bool = prunegym_has_avx2_fma() != 0 && ProcessInfo.processInfo.environment["PRUNEGYM_SIMD"] != "portable"
+    static let avx2: Bool = vectorLevel >= 2 && ProcessInfo.processInfo.environment["PRUNEGYM_SIMD"] != "portable"
 
     /// In-place softmax of a row with the shim's eight-lane kernel (only when `avx2`).
     @inline(__always)
