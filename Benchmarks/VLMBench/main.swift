@@ -91,6 +91,13 @@ do {
                     stages.append(("layer \(index): fc2 + residual", median { _ = residual + layer.mlp.fc2(activated) }))
                     h = layer(h)
                 }
+                let selected = model.visionFeatures(pixels)
+                let projected = model.projector.linear1(selected)
+                let projectedActivated = model.projector.activation(projected)
+                stages.append(("selected features (every layer again, class token dropped)", median { _ = model.visionFeatures(pixels) }))
+                stages.append(("projector: linear 1", median { _ = model.projector.linear1(selected) }))
+                stages.append(("projector: activation (\(model.configuration.projectorActivation))", median { _ = model.projector.activation(projected) }))
+                stages.append(("projector: linear 2", median { _ = model.projector.linear2(projectedActivated) }))
                 stages.append(("whole encode (tower + projector)", median { _ = model.encode(pixels) }))
             }
             print("\nbatch \(batch): vision tower stages (median ms)")

@@ -189,11 +189,153 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
         if (cdf) _mm256_maskstore_ps(cdf + full, mask, c);
     }
 }
+
+// Sixteen-lane forms of the softmax and x·σ(a·x) for CPUs with AVX-512 (level ≥ 3). Each lane
+// runs the eight-lane kernels' instructions (the same fused multiply-adds), and the softmax adds
+// each 16-wide block's exponentials to its eight-lane sum low half first, then high half — the
+// order of the eight-lane kernel — so both give the eight-lane kernels' bits on every input.
+
+/// `prunegym_exp8_clamped` sixteen lanes at a time.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline __m512 prunegym_exp16_clamped(__m512 x) {
+    const __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(12582912.0f));
+    const __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(12582912.0f));
+    __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fmadd_ps(n, _mm512_set1_ps(2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 er = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
+    const __m512i bits = _mm512_slli_epi32(
+        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000)), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
+}
+
+/// `prunegym_exp8` sixteen lanes at a time: 0 below −87.33654, ∞ above 88.72283, NaN for NaN.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline __m512 prunegym_exp16(__m512 value) {
+    const __m512 x = _mm512_min_ps(_mm512_max_ps(value, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.0f));
+    __m512 result = prunegym_exp16_clamped(x);
+    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ), _mm512_setzero_ps());
+    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, _mm512_set1_ps(88.72283f), _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
+    return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), value);
+}
+
+/// `prunegym_exp8_nonpositive` sixteen lanes at a time (x ≤ 0, −∞ or NaN).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline __m512 prunegym_exp16_nonpositive(__m512 value) {
+    const __m512 lo = _mm512_set1_ps(-87.33654f);
+    return _mm512_maskz_mov_ps((__mmask16)~_mm512_cmp_ps_mask(value, lo, _CMP_LT_OQ), prunegym_exp16_clamped(_mm512_max_ps(lo, value)));
+}
+
+/// The lanes 0..<tail of a sixteen-lane vector.
+static inline __mmask16 prunegym_tail_mask16(long tail) { return (__mmask16)((1u << tail) - 1u); }
+
+/// y = e^x over `count` elements sixteen lanes at a time (`nonpositive` as in `prunegym_exp_avx2`);
+/// for the tests that hold it to the eight-lane kernel's bits.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_exp_avx512(const float *x, float *y, long count, int nonpositive) {
+    for (long j = 0; j < count; j += 16) {
+        const __mmask16 mask = prunegym_tail_mask16(count - j < 16 ? count - j : 16);
+        const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
+        _mm512_mask_storeu_ps(y + j, mask, nonpositive ? prunegym_exp16_nonpositive(v) : prunegym_exp16(v));
+    }
+}
+
+/// `prunegym_softmax_avx2` sixteen lanes at a time, to its bits (call only when
+/// `prunegym_vector_level() >= 3`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_softmax_avx512(float *row, long count) {
+    const long full = count & ~15L, tail = count - full;
+    const __mmask16 tailMask = prunegym_tail_mask16(tail);
+    const __m512 negInf = _mm512_set1_ps(-__builtin_inff());
+    __m512 m16 = negInf;
+    for (long j = 0; j < full; j += 16) m16 = _mm512_max_ps(m16, _mm512_loadu_ps(row + j));
+    if (tail) m16 = _mm512_max_ps(m16, _mm512_mask_loadu_ps(negInf, tailMask, row + full));
+    const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(m16), _mm512_extractf32x8_ps(m16, 1));
+    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+    const float maximum = _mm_cvtss_f32(m4);
+    if (maximum == -__builtin_inff()) {
+        for (long j = 0; j < count; j++) row[j] = 0;
+        return;
+    }
+    const __m512 mx = _mm512_set1_ps(maximum);
+    __m256 sum = _mm256_setzero_ps();
+    for (long j = 0; j < full; j += 16) {
+        const __m512 e = prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mx));
+        _mm512_storeu_ps(row + j, e);
+        sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
+        sum = _mm256_add_ps(sum, _mm512_extractf32x8_ps(e, 1));
+    }
+    if (tail) {
+        // Masked lanes are +0: the eight-lane kernel adds the same values, one full block of
+        // eight and then its masked tail when more than eight remain.
+        const __m512 e = _mm512_maskz_mov_ps(tailMask, prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tailMask, row + full), mx)));
+        _mm512_mask_storeu_ps(row + full, tailMask, e);
+        sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
+        if (tail > 8) sum = _mm256_add_ps(sum, _mm512_extractf32x8_ps(e, 1));
+    }
+    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
+    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+    s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+    const __m512 scale = _mm512_set1_ps(1.0f / _mm_cvtss_f32(s4));
+    for (long j = 0; j < full; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), scale));
+    if (tail) _mm512_mask_storeu_ps(row + full, tailMask, _mm512_mul_ps(_mm512_maskz_loadu_ps(tailMask, row + full), scale));
+}
+
+/// `prunegym_sigmoid_gated_avx2` sixteen lanes at a time, to its bits (call only when
+/// `prunegym_vector_level() >= 3`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long count, float a) {
+    const __m512 minusA = _mm512_set1_ps(-a), one = _mm512_set1_ps(1.0f);
+    for (long j = 0; j < count; j += 16) {
+        const __mmask16 mask = prunegym_tail_mask16(count - j < 16 ? count - j : 16);
+        const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
+        _mm512_mask_storeu_ps(y + j, mask, _mm512_div_ps(v, _mm512_add_ps(one, prunegym_exp16(_mm512_mul_ps(minusA, v)))));
+    }
+}
+
+/// `prunegym_gelu_cdf8` sixteen lanes at a time.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline __m512 prunegym_gelu_cdf16(__m512 v) {
+    const __m512 z = _mm512_mul_ps(_mm512_andnot_ps(_mm512_set1_ps(-0.0f), v), _mm512_set1_ps(0.70710678118654752f));
+    const __m512 t = _mm512_div_ps(_mm512_set1_ps(1.0f), _mm512_fmadd_ps(_mm512_set1_ps(0.3275911f), z, _mm512_set1_ps(1.0f)));
+    __m512 poly = _mm512_set1_ps(1.061405429f);
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-1.453152027f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(1.421413741f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(-0.284496736f));
+    poly = _mm512_fmadd_ps(poly, t, _mm512_set1_ps(0.254829592f));
+    const __m512 erfc = _mm512_mul_ps(_mm512_mul_ps(poly, t), prunegym_exp16(_mm512_sub_ps(_mm512_setzero_ps(), _mm512_mul_ps(z, z))));
+    const __m512 half = _mm512_mul_ps(_mm512_set1_ps(0.5f), erfc);
+    return _mm512_mask_mov_ps(half, _mm512_cmp_ps_mask(v, _mm512_setzero_ps(), _CMP_GE_OQ), _mm512_sub_ps(_mm512_set1_ps(1.0f), half));
+}
+
+/// `prunegym_gelu_erf_avx2` sixteen lanes at a time, to its bits (call only when
+/// `prunegym_vector_level() >= 3`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf, long count) {
+    for (long j = 0; j < count; j += 16) {
+        const __mmask16 mask = prunegym_tail_mask16(count - j < 16 ? count - j : 16);
+        const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
+        const __m512 c = prunegym_gelu_cdf16(v);
+        _mm512_mask_storeu_ps(y + j, mask, _mm512_mul_ps(v, c));
+        if (cdf) _mm512_mask_storeu_ps(cdf + j, mask, c);
+    }
+}
 #else
 static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 static inline void prunegym_softmax_avx2(float *row, long count) { (void)row; (void)count; }
 static inline void prunegym_exp_avx2(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
 static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
+static inline void prunegym_softmax_avx512(float *row, long count) { (void)row; (void)count; }
+static inline void prunegym_exp_avx512(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
+static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
+static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 #endif
 #endif

@@ -63,13 +63,14 @@ enum FastMath {
         return poly * t * exp(-z * z)
     }
 
-    /// In-place softmax of a row; a row of all −∞ becomes zeros. Eight lanes in the shim's AVX2
-    /// kernel where the CPU has it (attention's score rows: the exponentials were half of a
-    /// vision layer at batch 16), else four lanes in Swift.
+    /// In-place softmax of a row; a row of all −∞ becomes zeros. Sixteen or eight lanes in the
+    /// shim's AVX-512 or AVX2 kernel where the CPU has it, the same bits either way (attention's
+    /// score rows: the exponentials were half of a vision layer at batch 16), else four lanes in
+    /// Swift.
     @inline(__always)
     static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
         if BLAS.avx2 {
-            BLAS.softmaxRowAVX2(row, count: count)
+            BLAS.softmaxRowWide(row, count: count)
             return
         }
         softmaxInPlacePortable(row, count: count)

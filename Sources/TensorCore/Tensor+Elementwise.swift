@@ -101,9 +101,10 @@ extension Tensor {
     /// quick_gelu of CLIP: x·σ(1.702x), four lanes at a time.
     public func quickGELU() -> Tensor { sigmoidGated(scale: 1.702) }
 
-    /// x·σ(a·x) with `FastMath4.exp` (relative error of σ below 10⁻⁶) — eight lanes in the
-    /// shim's AVX2 kernel, split over the workers (an exponential and a division per element:
-    /// compute-bound, 2 ns per element on four lanes), where the CPU has it; backward
+    /// x·σ(a·x) with `FastMath4.exp` (relative error of σ below 10⁻⁶) — sixteen or eight lanes
+    /// in the shim's AVX-512 or AVX2 kernel (the same bits), split over the workers (an
+    /// exponential and a division per element: compute-bound, 2 ns per element on four lanes),
+    /// where the CPU has it; backward
     /// g·(s + a·x·s·(1 − s)) with s = σ(a·x).
     func sigmoidGated(scale a: Float) -> Tensor {
         var result = Tensor(uninitializedShape: shape)
@@ -111,7 +112,7 @@ extension Tensor {
         var i = 0
         if BLAS.avx2 {
             Parallel.forRanges(count, cost: 8) { range in
-                BLAS.sigmoidGatedAVX2(source + range.lowerBound, target + range.lowerBound, count: range.count, scale: a)
+                BLAS.sigmoidGatedWide(source + range.lowerBound, target + range.lowerBound, count: range.count, scale: a)
             }
             i = count
         }
@@ -164,8 +165,8 @@ extension Tensor {
     }
 
     /// GELU (erf form) x·Φ(x) with Φ(x) = ½·erfc(−x/√2) from a vectorisable erfc (absolute
-    /// error ≤ 1.5·10⁻⁷), eight lanes in the shim's AVX2 kernel where the CPU has it; Φ is kept
-    /// for the backward Φ(x) + x·φ(x) when recording.
+    /// error ≤ 1.5·10⁻⁷), sixteen or eight lanes in the shim's AVX-512 or AVX2 kernel (the same
+    /// bits) where the CPU has it; Φ is kept for the backward Φ(x) + x·φ(x) when recording.
     private func geluErf() -> Tensor {
         var result = Tensor(uninitializedShape: shape)
         let recording = node != nil && GradientTape.isRecording
@@ -175,7 +176,7 @@ extension Tensor {
         let avx2 = BLAS.avx2
         Parallel.forRanges(count, cost: 4) { range in
             if avx2 {
-                BLAS.geluErfAVX2(source + range.lowerBound, target + range.lowerBound, cdf: cdfTarget.map { $0 + range.lowerBound }, count: range.count)
+                BLAS.geluErfWide(source + range.lowerBound, target + range.lowerBound, cdf: cdfTarget.map { $0 + range.lowerBound }, count: range.count)
                 return
             }
             var i = range.lowerBound

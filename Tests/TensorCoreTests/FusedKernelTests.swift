@@ -18,7 +18,7 @@ struct FusedKernelTests {
         #expect(FastMath.exp(100) == .infinity && FastMath.exp(.nan).isNaN)
     }
 
-    @Test("softmax rows (AVX2 kernel where the CPU has it) match double precision and the portable kernel; −∞ rows become zeros")
+    @Test("softmax rows (AVX-512 or AVX2 kernel where the CPU has it) match double precision and the portable kernel; −∞ rows become zeros")
     func softmaxRows() {
         var generator = SeededGenerator(seed: 11)
         for count in [1, 3, 7, 8, 9, 16, 31, 257, 1000] {
@@ -46,13 +46,59 @@ struct FusedKernelTests {
         var x = (0...300_000).map { -95 + Float($0) * (95 / 300_000) }
         x += [0, -0.0, -87.33654, -87.33653, -87.33655, -.infinity, .nan, -Float.leastNonzeroMagnitude, -Float.greatestFiniteMagnitude]
         var general = [Float](repeating: 1, count: x.count), softmax = general
-        BLAS.expAVX2(x, &general, count: x.count, nonpositive: false)
-        BLAS.expAVX2(x, &softmax, count: x.count, nonpositive: true)
+        BLAS.exp(x, &general, count: x.count, nonpositive: false)
+        BLAS.exp(x, &softmax, count: x.count, nonpositive: true)
         for (j, value) in x.enumerated() where !value.isNaN {
             #expect(general[j].bitPattern == softmax[j].bitPattern, "e^\(value): \(general[j]) against \(softmax[j])")
         }
         #expect(softmax[x.count - 4] == 0 && softmax[x.count - 3].isNaN && softmax[x.count - 1] == 0)
     }
+
+    @Test("the sixteen-lane (AVX-512) softmax, exponentials, x·σ(a·x) and GELU give the eight-lane kernels' bits, tails, −∞, NaN and overflow included")
+    func sixteenLanes() throws {
+        try #require(BLAS.vectorLevel >= 3 && BLAS.avx2, "no AVX-512 here: the eight-lane kernels run")
+        var generator = SeededGenerator(seed: 12)
+        var arguments = (0...100_000).map { -100 + Float($0) * (200 / 100_000) }
+        arguments += [0, -0.0, -87.33654, -87.33655, 88.72283, 88.72284, .infinity, -.infinity, .nan, -Float.leastNonzeroMagnitude]
+        for count in [1, 5, 8, 9, 15, 16, 17, 23, 24, 31, 33, 257, 1000, arguments.count] {
+            var x = count == arguments.count ? arguments : (0..<count).map { _ in Float(generator.nextDouble() * 60 - 30) }
+            if count > 3 { x[2] = -.infinity }
+            if count == 1000 { x[999] = .nan }
+            for nonpositive in [false, true] {
+                let input = nonpositive ? x.map { Swift.min($0, 0) } : x
+                var eight = [Float](repeating: 7, count: count), sixteen = eight
+                BLAS.exp(input, &eight, count: count, nonpositive: nonpositive, lanes: 8)
+                BLAS.exp(input, &sixteen, count: count, nonpositive: nonpositive, lanes: 16)
+                #expect(Self.differingBits(eight, sixteen) == 0, "e^x over \(count), nonpositive \(nonpositive)")
+            }
+            for a: Float in [1, 1.702] {
+                var eight = [Float](repeating: 7, count: count), sixteen = eight
+                BLAS.sigmoidGated(x, &eight, count: count, scale: a, lanes: 8)
+                BLAS.sigmoidGated(x, &sixteen, count: count, scale: a, lanes: 16)
+                #expect(Self.differingBits(eight, sixteen) == 0, "x·σ(\(a)x) over \(count)")
+            }
+            var gelu8 = [Float](repeating: 7, count: count), gelu16 = gelu8, cdf8 = gelu8, cdf16 = gelu8
+            BLAS.geluErf(x, &gelu8, cdf: &cdf8, count: count, lanes: 8)
+            BLAS.geluErf(x, &gelu16, cdf: &cdf16, count: count, lanes: 16)
+            #expect(Self.differingBits(gelu8, gelu16) + Self.differingBits(cdf8, cdf16) == 0, "GELU over \(count)")
+            // Softmax rows: attention scores spread over ±3, where the order of the sum shows in
+            // the last bit of about one row in six, 40 of them; the same over ±30 (a masked key);
+            // and a row of all −∞.
+            var rows = (0..<(count > 10_000 ? 0 : 40)).map { _ in (0..<count).map { _ in Float(generator.nextDouble() * 6 - 3) } }
+            rows.append(count == arguments.count ? arguments.filter { $0.isFinite } : x.map { $0.isNaN ? 3 : $0 })
+            rows.append([Float](repeating: -.infinity, count: count))
+            for row in rows {
+                var eight = row, sixteen = row
+                eight.withUnsafeMutableBufferPointer { BLAS.softmaxRow($0.baseAddress!, count: row.count, lanes: 8) }
+                sixteen.withUnsafeMutableBufferPointer { BLAS.softmaxRow($0.baseAddress!, count: row.count, lanes: 16) }
+                #expect(Self.differingBits(eight, sixteen) == 0, "softmax over \(row.count)")
+            }
+        }
+        #expect(BLAS.exponentialLanes == (BLAS.avx512 ? 16 : 8))
+    }
+
+    /// How many elements of two arrays differ in their bits.
+    static func differingBits(_ a: [Float], _ b: [Float]) -> Int { zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count + abs(a.count - b.count) }
 
     @Test("a GEMM is split by its shape alone: the workers give the bits of its parts computed one after another on one thread", arguments: [
         (96, 128, 128), (96, 64, 128), (257, 64, 64), (256, 64, 48), (70, 344, 128), (48, 344, 128), (16, 1376, 128), (40, 1000, 100), (33, 7, 300),
@@ -137,7 +183,7 @@ struct FusedKernelTests {
         }
     }
 
-    @Test("x·σ(a·x) (AVX2 kernel over the workers where the CPU has it) is within 1e-6·(1+|x|) of double precision")
+    @Test("x·σ(a·x) (AVX-512 or AVX2 kernel over the workers where the CPU has it) is within 1e-6·(1+|x|) of double precision")
     func sigmoidGated() {
         // 100 003 values: split over the workers, with a tail that is not a multiple of 8.
         let values = (0..<100_003).map { -30 + Float($0) * (60 / 100_003) }

@@ -40,12 +40,13 @@ struct CommandLineErrorTests {
         #expect(!FileManager.default.fileExists(atPath: run.path))
     }
 
-    @Test("--version names the release, OpenBLAS's build and kernels, the CPU's vector instructions and the threads")
+    @Test("--version names the release, OpenBLAS's build and kernels, the CPU's vector instructions, the threads and the exponentials' lanes")
     func version() throws {
         let text = PruneGymCommandLine.versionText
         #expect(text.hasPrefix("prunegym \(PruneGymVersion.current) (git "), "\(text)")
         #expect(text.contains("OpenBLAS: \(BLAS.configuration)") && text.contains("kernels: \(BLAS.kernels)"), "\(text)")
         #expect(text.contains("CPU: \(BLAS.vectorLevelDescription)") && text.contains("threads: \(BLAS.workerCount) (PRUNEGYM_THREADS)"), "\(text)")
+        #expect(text.contains("exponentials: \(BLAS.exponentialLanes) lanes"), "\(text)")
         try PruneGymCommandLine.run(["--version"])
     }
 }
