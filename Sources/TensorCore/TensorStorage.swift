@@ -60,13 +60,24 @@ public enum StoragePool {
 
     static func allocate(_ count: Int) -> (UnsafeMutablePointer<Float>, Int) {
         guard count >= minimumCount else { return (.allocate(capacity: Swift.max(count, 1)), 0) }
-        let capacity = (count + granule - 1) / granule * granule
+        let capacity = sizeClass(count)
         let cached: UnsafeMutablePointer<Float>? = state.withLock { state in
             guard let pointer = state.free[capacity]?.popLast() else { return nil }
             state.cachedBytes -= capacity * MemoryLayout<Float>.stride
             return pointer
         }
         return (cached ?? .allocate(capacity: capacity), capacity)
+    }
+
+    /// The capacity a buffer of `count` floats gets: whole granules, rounded up to one of four
+    /// steps per power of two (1, 1.25, 1.5 or 1.75 × 2ᵏ granules), so that the shapes that change
+    /// from step to step (the subsets of tokens a model is trained on) share size classes, at
+    /// most a quarter more memory.
+    static func sizeClass(_ count: Int) -> Int {
+        let granules = (count + granule - 1) / granule
+        guard granules > 4 else { return granules * granule }
+        let step = 1 << (Int.bitWidth - 1 - granules.leadingZeroBitCount - 2)
+        return (granules + step - 1) / step * step * granule
     }
 
     static func release(_ pointer: UnsafeMutablePointer<Float>, capacity: Int) {
