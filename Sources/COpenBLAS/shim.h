@@ -190,10 +190,10 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
     }
 }
 
-// Sixteen-lane forms of the softmax and x·σ(a·x) for CPUs with AVX-512 (level ≥ 3). Each lane
-// runs the eight-lane kernels' instructions (the same fused multiply-adds), and the softmax adds
-// each 16-wide block's exponentials to its eight-lane sum low half first, then high half — the
-// order of the eight-lane kernel — so both give the eight-lane kernels' bits on every input.
+// Sixteen-lane forms of the softmax, x·σ(a·x) and GELU for CPUs with AVX-512 (level ≥ 3). Each
+// lane runs the eight-lane kernels' instructions (the same fused multiply-adds), and the softmax
+// adds each 16-wide block's exponentials to its eight-lane sum low half first, then high half —
+// the order of the eight-lane kernel — so both give the eight-lane kernels' bits on every input.
 
 /// `prunegym_exp8_clamped` sixteen lanes at a time.
 __attribute__((target("avx512f,avx512dq,avx2,fma")))

@@ -126,58 +126,45 @@ extension BLAS {
     /// `cpuid`; `PRUNEGYM_SIMD=portable` forces the portable four-lane Swift code instead).
     static let avx2: Bool = vectorLevel >= 2 && ProcessInfo.processInfo.environment["PRUNEGYM_SIMD"] != "portable"
 
-    /// Whether the softmax and x·σ(a·x) run sixteen lanes at a time (CPUs with AVX-512;
+    /// Whether the softmax, x·σ(a·x) and GELU run sixteen lanes at a time (CPUs with AVX-512;
     /// `PRUNEGYM_SIMD=avx2` keeps them at eight). The sixteen-lane kernels give the eight-lane
     /// ones' bits on every input, so this changes speed only.
     static let avx512: Bool = avx2 && vectorLevel >= 3 && ProcessInfo.processInfo.environment["PRUNEGYM_SIMD"] != "avx2"
 
     /// How many lanes the shim's exponential kernels run: 16, 8, or 4 for the portable Swift code.
-    public static var exponentialLanes: Int { avx512 ? 16 : avx2 ? 8 : 4 }
+    public static var exponentialLanes: Int { avx2 ? wideLanes : 4 }
 
-    /// In-place softmax of a row with the shim's sixteen- or eight-lane kernel (only when `avx2`).
+    /// The shim kernels' lanes when `avx2`: 16 where `avx512`, else 8.
+    static var wideLanes: Int { avx512 ? 16 : 8 }
+
+    // Each kernel below runs eight lanes (only when `avx2`) or sixteen (only when `vectorLevel >=
+    // 3`); by default as many as `avx512` says, and the tests pass `lanes` to hold the two to the
+    // same bits.
+
+    /// In-place softmax of a row with the shim's kernel.
     @inline(__always)
-    static func softmaxRowWide(_ row: UnsafeMutablePointer<Float>, count: Int) {
-        if avx512 { prunegym_softmax_avx512(row, count) } else { prunegym_softmax_avx2(row, count) }
-    }
-
-    /// In-place softmax of a row with the eight-lane kernel (only when `avx2`) or the
-    /// sixteen-lane one (only when `vectorLevel >= 3`), whatever `avx512` says; for the tests that
-    /// hold the two to the same bits.
-    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, lanes: Int) {
+    static func softmaxRow(_ row: UnsafeMutablePointer<Float>, count: Int, lanes: Int = wideLanes) {
         precondition(lanes == 8 || lanes == 16, "BLAS.softmaxRow: lanes must be 8 or 16")
         if lanes == 16 { prunegym_softmax_avx512(row, count) } else { prunegym_softmax_avx2(row, count) }
     }
 
     /// e^x over `count` elements with the shim's general exponential, or with the softmax's
-    /// (`nonpositive`: for x ≤ 0, −∞ and NaN only), eight lanes (only when `avx2`) or sixteen
-    /// (only when `vectorLevel >= 3`); for the tests.
-    static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, nonpositive: Bool, lanes: Int = 8) {
+    /// (`nonpositive`: for x ≤ 0, −∞ and NaN only); for the tests.
+    static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, nonpositive: Bool, lanes: Int = wideLanes) {
         precondition(lanes == 8 || lanes == 16, "BLAS.exp: lanes must be 8 or 16")
         if lanes == 16 { prunegym_exp_avx512(x, y, count, nonpositive ? 1 : 0) } else { prunegym_exp_avx2(x, y, count, nonpositive ? 1 : 0) }
     }
 
-    /// y = x·σ(a·x) over `count` elements with the shim's sixteen- or eight-lane kernel (only
-    /// when `avx2`).
+    /// y = x·σ(a·x) over `count` elements with the shim's kernel.
     @inline(__always)
-    static func sigmoidGatedWide(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, scale a: Float) {
-        if avx512 { prunegym_sigmoid_gated_avx512(x, y, count, a) } else { prunegym_sigmoid_gated_avx2(x, y, count, a) }
-    }
-
-    /// y = x·σ(a·x) with the eight- or sixteen-lane kernel, whatever `avx512` says; for the tests.
-    static func sigmoidGated(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, scale a: Float, lanes: Int) {
+    static func sigmoidGated(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, scale a: Float, lanes: Int = wideLanes) {
         precondition(lanes == 8 || lanes == 16, "BLAS.sigmoidGated: lanes must be 8 or 16")
         if lanes == 16 { prunegym_sigmoid_gated_avx512(x, y, count, a) } else { prunegym_sigmoid_gated_avx2(x, y, count, a) }
     }
 
-    /// GELU (erf form) over `count` elements with the shim's sixteen- or eight-lane kernel, Φ(x)
-    /// to `cdf` when given (only when `avx2`).
+    /// GELU (erf form) over `count` elements with the shim's kernel, Φ(x) to `cdf` when given.
     @inline(__always)
-    static func geluErfWide(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, cdf: UnsafeMutablePointer<Float>?, count: Int) {
-        if avx512 { prunegym_gelu_erf_avx512(x, y, cdf, count) } else { prunegym_gelu_erf_avx2(x, y, cdf, count) }
-    }
-
-    /// GELU (erf form) with the eight- or sixteen-lane kernel, whatever `avx512` says; for the tests.
-    static func geluErf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, cdf: UnsafeMutablePointer<Float>?, count: Int, lanes: Int) {
+    static func geluErf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, cdf: UnsafeMutablePointer<Float>?, count: Int, lanes: Int = wideLanes) {
         precondition(lanes == 8 || lanes == 16, "BLAS.geluErf: lanes must be 8 or 16")
         if lanes == 16 { prunegym_gelu_erf_avx512(x, y, cdf, count) } else { prunegym_gelu_erf_avx2(x, y, cdf, count) }
     }

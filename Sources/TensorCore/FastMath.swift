@@ -70,7 +70,7 @@ enum FastMath {
     @inline(__always)
     static func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, count: Int) {
         if BLAS.avx2 {
-            BLAS.softmaxRowWide(row, count: count)
+            BLAS.softmaxRow(row, count: count)
             return
         }
         softmaxInPlacePortable(row, count: count)

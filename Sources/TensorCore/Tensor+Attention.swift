@@ -138,13 +138,9 @@ extension Tensor {
                         // Causal rows first..<first + rows read keys 0..<first + rows only: the
                         // rest would be masked to zero weight, so neither product computes them.
                         let keys = causal ? Swift.min(s, first + rows) : s
-                        if causal {
-                            BLAS.gemm(transposeA: false, transposeB: true, m: rows, n: keys, k: d, alpha: alpha,
-                                      a: q + (b * t + first) * width + h * d, lda: width, b: kb, ldb: kvWidth, c: scratch, ldc: s)
-                        } else {
-                            BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: keys, k: d, alpha: alpha,
-                                      a: q + (b * t + first) * width + h * d, lda: width, b: keysTransposed, ldb: s, c: scratch, ldc: s)
-                        }
+                        BLAS.gemm(transposeA: false, transposeB: causal, m: rows, n: keys, k: d, alpha: alpha,
+                                  a: q + (b * t + first) * width + h * d, lda: width,
+                                  b: causal ? kb : keysTransposed, ldb: causal ? kvWidth : s, c: scratch, ldc: s)
                         for r in 0..<rows {
                             let i = first + r
                             maskedSoftmax(scratch + r * s, count: keys, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },

@@ -104,15 +104,14 @@ extension Tensor {
     /// x·σ(a·x) with `FastMath4.exp` (relative error of σ below 10⁻⁶) — sixteen or eight lanes
     /// in the shim's AVX-512 or AVX2 kernel (the same bits), split over the workers (an
     /// exponential and a division per element: compute-bound, 2 ns per element on four lanes),
-    /// where the CPU has it; backward
-    /// g·(s + a·x·s·(1 − s)) with s = σ(a·x).
+    /// where the CPU has it; backward g·(s + a·x·s·(1 − s)) with s = σ(a·x).
     func sigmoidGated(scale a: Float) -> Tensor {
         var result = Tensor(uninitializedShape: shape)
         let source = storage.base, target = result.storage.base
         var i = 0
         if BLAS.avx2 {
             Parallel.forRanges(count, cost: 8) { range in
-                BLAS.sigmoidGatedWide(source + range.lowerBound, target + range.lowerBound, count: range.count, scale: a)
+                BLAS.sigmoidGated(source + range.lowerBound, target + range.lowerBound, count: range.count, scale: a)
             }
             i = count
         }
@@ -176,7 +175,7 @@ extension Tensor {
         let avx2 = BLAS.avx2
         Parallel.forRanges(count, cost: 4) { range in
             if avx2 {
-                BLAS.geluErfWide(source + range.lowerBound, target + range.lowerBound, cdf: cdfTarget.map { $0 + range.lowerBound }, count: range.count)
+                BLAS.geluErf(source + range.lowerBound, target + range.lowerBound, cdf: cdfTarget.map { $0 + range.lowerBound }, count: range.count)
                 return
             }
             var i = range.lowerBound
