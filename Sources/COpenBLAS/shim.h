@@ -327,6 +327,81 @@ static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf
         if (cdf) _mm512_mask_storeu_ps(cdf + j, mask, c);
     }
 }
+
+/// Attention without a mask for one head 16 wide (the vision tower's), sixteen query rows at a
+/// time: scores, softmax and the mix without a call into OpenBLAS. `q` holds `rows` query rows
+/// (stride `ldq`), `keys_t` the head's s keys transposed to [16, s] (stride `ldk`), `v` its s value
+/// rows (stride `ldv`), and `o` receives the `rows` output rows (stride `ldo`, 16 columns each);
+/// `scratch` holds 16 rows of stride `lds` ≥ s. Each score is α·Σ_c q_c·k_c and each output
+/// Σ_j p_j·v_j, summed one fused multiply-add after another from zero in index order — the order of
+/// OpenBLAS's AVX-512 small-matrix kernels for these shapes, so the bits of its two GEMMs (a test
+/// holds the kernel to both) — and the softmax is `prunegym_softmax_avx512`. The scores take four
+/// rows by 32 keys at a time (eight sums, two key loads and four broadcasts per step), the mix
+/// sixteen rows side by side (one value load per key). Call only when `prunegym_vector_level() >= 3`.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_attention_head16_avx512(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
+                                                    float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {
+    const long full = s & ~15L, tail = s - full;
+    const __mmask16 tailMask = prunegym_tail_mask16(tail);
+    const __m512 scale = _mm512_set1_ps(alpha);
+    for (long first = 0; first < rows; first += 16) {
+        const long n = rows - first < 16 ? rows - first : 16;
+        for (long g = 0; g < n; g += 4) {
+            // Rows past the block's end repeat its row g; their scores land in unused scratch rows.
+            const float *q0 = q + (first + g) * ldq;
+            const float *q1 = q + (first + (g + 1 < n ? g + 1 : g)) * ldq;
+            const float *q2 = q + (first + (g + 2 < n ? g + 2 : g)) * ldq;
+            const float *q3 = q + (first + (g + 3 < n ? g + 3 : g)) * ldq;
+            float *s0 = scratch + g * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
+            long j = 0;
+            for (; j + 32 <= full; j += 32) {
+                __m512 a00 = _mm512_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+                for (int c = 0; c < 16; c++) {
+                    const float *kc = keys_t + c * ldk + j;
+                    const __m512 k0 = _mm512_loadu_ps(kc), k1 = _mm512_loadu_ps(kc + 16);
+                    const __m512 b0 = _mm512_set1_ps(q0[c]), b1 = _mm512_set1_ps(q1[c]), b2 = _mm512_set1_ps(q2[c]), b3 = _mm512_set1_ps(q3[c]);
+                    a00 = _mm512_fmadd_ps(b0, k0, a00); a01 = _mm512_fmadd_ps(b0, k1, a01);
+                    a10 = _mm512_fmadd_ps(b1, k0, a10); a11 = _mm512_fmadd_ps(b1, k1, a11);
+                    a20 = _mm512_fmadd_ps(b2, k0, a20); a21 = _mm512_fmadd_ps(b2, k1, a21);
+                    a30 = _mm512_fmadd_ps(b3, k0, a30); a31 = _mm512_fmadd_ps(b3, k1, a31);
+                }
+                _mm512_storeu_ps(s0 + j, _mm512_mul_ps(scale, a00)); _mm512_storeu_ps(s0 + j + 16, _mm512_mul_ps(scale, a01));
+                _mm512_storeu_ps(s1 + j, _mm512_mul_ps(scale, a10)); _mm512_storeu_ps(s1 + j + 16, _mm512_mul_ps(scale, a11));
+                _mm512_storeu_ps(s2 + j, _mm512_mul_ps(scale, a20)); _mm512_storeu_ps(s2 + j + 16, _mm512_mul_ps(scale, a21));
+                _mm512_storeu_ps(s3 + j, _mm512_mul_ps(scale, a30)); _mm512_storeu_ps(s3 + j + 16, _mm512_mul_ps(scale, a31));
+            }
+            for (; j < s; j += 16) {
+                const __mmask16 mask = j < full ? (__mmask16)0xFFFF : tailMask;
+                __m512 a0 = _mm512_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int c = 0; c < 16; c++) {
+                    const __m512 k0 = _mm512_maskz_loadu_ps(mask, keys_t + c * ldk + j);
+                    a0 = _mm512_fmadd_ps(_mm512_set1_ps(q0[c]), k0, a0);
+                    a1 = _mm512_fmadd_ps(_mm512_set1_ps(q1[c]), k0, a1);
+                    a2 = _mm512_fmadd_ps(_mm512_set1_ps(q2[c]), k0, a2);
+                    a3 = _mm512_fmadd_ps(_mm512_set1_ps(q3[c]), k0, a3);
+                }
+                _mm512_mask_storeu_ps(s0 + j, mask, _mm512_mul_ps(scale, a0));
+                _mm512_mask_storeu_ps(s1 + j, mask, _mm512_mul_ps(scale, a1));
+                _mm512_mask_storeu_ps(s2 + j, mask, _mm512_mul_ps(scale, a2));
+                _mm512_mask_storeu_ps(s3 + j, mask, _mm512_mul_ps(scale, a3));
+            }
+        }
+        for (long i = 0; i < n; i++) prunegym_softmax_avx512(scratch + i * lds, s);
+        // The mix, sixteen rows' sums side by side. Rows past the block's end sum whatever their
+        // scratch rows hold and are not stored.
+        __m512 acc[16];
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
+        for (long j = 0; j < s; j++) {
+            const __m512 vj = _mm512_loadu_ps(v + j * ldv);
+            const float *pj = scratch + j;
+#pragma clang loop unroll(full)
+            for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(pj[i * lds]), vj, acc[i]);
+        }
+#pragma clang loop unroll(full)
+        for (int i = 0; i < 16; i++) if (i < n) _mm512_storeu_ps(o + (first + i) * ldo, acc[i]);
+    }
+}
 #else
 static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
@@ -337,5 +412,9 @@ static inline void prunegym_softmax_avx512(float *row, long count) { (void)row; 
 static inline void prunegym_exp_avx512(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
 static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
 static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
+static inline void prunegym_attention_head16_avx512(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
+                                                    float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {
+    (void)q; (void)ldq; (void)keys_t; (void)ldk; (void)v; (void)ldv; (void)o; (void)ldo; (void)rows; (void)s; (void)alpha; (void)scratch; (void)lds;
+}
 #endif
 #endif

@@ -168,6 +168,21 @@ extension BLAS {
         precondition(lanes == 8 || lanes == 16, "BLAS.geluErf: lanes must be 8 or 16")
         if lanes == 16 { prunegym_gelu_erf_avx512(x, y, cdf, count) } else { prunegym_gelu_erf_avx2(x, y, cdf, count) }
     }
+
+    /// Attention without a mask for one head 16 wide with the shim's fused kernel (only when
+    /// `avx512`): `rows` query rows of `q` (stride `ldq`) against the head's s keys transposed to
+    /// [16, s] (stride `ldk`) and its s value rows (stride `ldv`), into `rows` rows of `o` (stride
+    /// `ldo`, 16 columns each); `scratch` holds 16 rows of stride `lds` ≥ s. The bits of OpenBLAS's
+    /// AVX-512 products around the softmax (`prunegym_attention_head16_avx512`).
+    @inline(__always)
+    static func attentionHead16(
+        q: UnsafePointer<Float>, ldq: Int, keysTransposed: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
+        o: UnsafeMutablePointer<Float>, ldo: Int, rows: Int, keys s: Int, scale: Float, scratch: UnsafeMutablePointer<Float>, lds: Int
+    ) {
+        precondition(avx512, "BLAS.attentionHead16 needs AVX-512")
+        precondition(ldk >= s && lds >= s && ldq >= 16 && ldv >= 16 && ldo >= 16, "BLAS.attentionHead16: a stride below its row")
+        prunegym_attention_head16_avx512(q, ldq, keysTransposed, ldk, v, ldv, o, ldo, rows, s, scale, scratch, lds)
+    }
 }
 
 /// Which of OpenBLAS's kernels run, and the choice when OpenBLAS does not recognise the CPU.

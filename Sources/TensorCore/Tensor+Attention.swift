@@ -111,10 +111,17 @@ extension Tensor {
         let m = additiveMask?.storage.base
         let block = attentionQueryBlock
         let flopsPerTask = 4 * group * t * s * d
+        // The vision tower's heads (16 wide, no mask) on AVX-512: one fused kernel per head in
+        // place of two GEMM calls per block of rows around the softmax, to the same bits.
+        let fusedHeads = !causal && m == nil && d == 16 && block >= 16 && BLAS.avx512
+        let keyStride = fusedHeads ? (s + 15) / 16 * 16 : s
         Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
-            let scratch = UnsafeMutablePointer<Float>.allocate(capacity: block * s)
-            let keysTransposed = UnsafeMutablePointer<Float>.allocate(capacity: causal ? 0 : d * s)
-            defer { scratch.deallocate(); keysTransposed.deallocate() }
+            // Rows of the transposed keys and of the fused kernel's scratch start on cache lines.
+            let scratch = Self.alignedFloats(block * keyStride)
+            let keysTransposed = Self.alignedFloats(causal ? 0 : d * keyStride)
+            defer { UnsafeMutableRawPointer(scratch).deallocate(); UnsafeMutableRawPointer(keysTransposed).deallocate() }
+            // The fused kernel's rows past a block's end sum zeros rather than stale memory.
+            if fusedHeads { scratch.initialize(repeating: 0, count: 16 * keyStride) }
             for task in range {
                 let (b, kvh) = (task / keyValueHeads, task % keyValueHeads)
                 let kb = k + b * s * kvWidth + kvh * d, vb = v + b * s * kvWidth + kvh * d
@@ -129,10 +136,16 @@ extension Tensor {
                 // more), which sums in another order, and the LLM keeps its bits.
                 if !causal {
                     for j in 0..<s {
-                        for c in 0..<d { keysTransposed[c * s + j] = kb[j * kvWidth + c] }
+                        for c in 0..<d { keysTransposed[c * keyStride + j] = kb[j * kvWidth + c] }
                     }
                 }
                 for h in (kvh * group)..<((kvh + 1) * group) {
+                    if fusedHeads {
+                        BLAS.attentionHead16(q: q + b * t * width + h * d, ldq: width, keysTransposed: keysTransposed, ldk: keyStride,
+                                             v: vb, ldv: kvWidth, o: o + b * t * width + h * d, ldo: width, rows: t, keys: s,
+                                             scale: alpha, scratch: scratch, lds: keyStride)
+                        continue
+                    }
                     for first in stride(from: 0, to: t, by: block) {
                         let rows = Swift.min(block, t - first)
                         // Causal rows first..<first + rows read keys 0..<first + rows only: the
@@ -140,7 +153,7 @@ extension Tensor {
                         let keys = causal ? Swift.min(s, first + rows) : s
                         BLAS.gemm(transposeA: false, transposeB: causal, m: rows, n: keys, k: d, alpha: alpha,
                                   a: q + (b * t + first) * width + h * d, lda: width,
-                                  b: causal ? kb : keysTransposed, ldb: causal ? kvWidth : s, c: scratch, ldc: s)
+                                  b: causal ? kb : keysTransposed, ldb: causal ? kvWidth : keyStride, c: scratch, ldc: s)
                         for r in 0..<rows {
                             let i = first + r
                             maskedSoftmax(scratch + r * s, count: keys, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },
@@ -153,6 +166,13 @@ extension Tensor {
             }
         }
         return output
+    }
+
+    /// Uninitialised room for `count` floats starting on a 64-byte boundary (free it with
+    /// `UnsafeMutableRawPointer.deallocate`).
+    private static func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
+        UnsafeMutableRawPointer.allocate(byteCount: Swift.max(1, count) * MemoryLayout<Float>.stride, alignment: 64)
+            .bindMemory(to: Float.self, capacity: Swift.max(1, count))
     }
 
     /// Checks the shapes of an attention call and returns its sizes: batch, query and key lengths,

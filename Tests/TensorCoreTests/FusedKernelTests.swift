@@ -285,6 +285,65 @@ struct FusedKernelTests {
         }
     }
 
+    @Test("the fused kernel for 16-wide heads without a mask (AVX-512) gives the bits of OpenBLAS's two products around the softmax, and of products summed in index order",
+          arguments: [1, 15, 16, 17, 63, 64, 65, 257])
+    func attentionHead16(keys s: Int) {
+        guard BLAS.avx512 else { return }  // only AVX-512 CPUs run the kernel
+        var g = testGenerator(UInt64(40 + s))
+        let (ldq, ldv, ldo, scale) = (48, 32, 64, Float(0.25))
+        let (ldk, lds) = (s + 3, s + 16 - s % 16)
+        for rows in [1, 3, 4, 5, 15, 16, 17, 35] {
+            let q = (0..<(rows * ldq)).map { _ in Float.random(in: -3...3, using: &g) }
+            let keysTransposed = (0..<(16 * ldk)).map { _ in Float.random(in: -3...3, using: &g) }
+            let v = (0..<(s * ldv)).map { _ in Float.random(in: -3...3, using: &g) }
+            var fused = [Float](repeating: .nan, count: rows * ldo), scratch = [Float](repeating: .nan, count: 16 * lds)
+            BLAS.attentionHead16(q: q, ldq: ldq, keysTransposed: keysTransposed, ldk: ldk, v: v, ldv: ldv, o: &fused, ldo: ldo,
+                                 rows: rows, keys: s, scale: scale, scratch: &scratch, lds: lds)
+            // OpenBLAS: the scores' product, the softmax row by row, the mix's product.
+            var scores = [Float](repeating: 0, count: rows * s), blas = [Float](repeating: .nan, count: rows * ldo)
+            BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: s, k: 16, alpha: scale, a: q, lda: ldq, b: keysTransposed, ldb: ldk, c: &scores, ldc: s)
+            scores.withUnsafeMutableBufferPointer { p in for r in 0..<rows { BLAS.softmaxRow(p.baseAddress! + r * s, count: s) } }
+            BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: 16, k: s, a: scores, lda: s, b: v, ldb: ldv, c: &blas, ldc: ldo)
+            // In index order, one fused multiply-add after another from zero.
+            var ordered = [Float](repeating: .nan, count: rows * ldo), row = [Float](repeating: 0, count: s)
+            for r in 0..<rows {
+                for j in 0..<s {
+                    var sum: Float = 0
+                    for c in 0..<16 { sum = sum.addingProduct(q[r * ldq + c], keysTransposed[c * ldk + j]) }
+                    row[j] = scale * sum
+                }
+                row.withUnsafeMutableBufferPointer { BLAS.softmaxRow($0.baseAddress!, count: s) }
+                for c in 0..<16 {
+                    var sum: Float = 0
+                    for j in 0..<s { sum = sum.addingProduct(row[j], v[j * ldv + c]) }
+                    ordered[r * ldo + c] = sum
+                }
+            }
+            let columns = { (x: [Float]) in (0..<rows).flatMap { r in x[(r * ldo)..<(r * ldo + 16)] } }
+            #expect(Self.differingBits(columns(fused), columns(ordered)) == 0, "\(rows) rows, \(s) keys: index order")
+            if Self.openBLASSumsInOrder { #expect(Self.differingBits(columns(fused), columns(blas)) == 0, "\(rows) rows, \(s) keys: OpenBLAS") }
+            let untouched = (0..<rows).allSatisfy { r in fused[(r * ldo + 16)..<((r + 1) * ldo)].allSatisfy { $0.isNaN } }
+            #expect(untouched, "the kernel writes 16 columns of each output row only")
+        }
+    }
+
+    /// Whether OpenBLAS runs its AVX-512 kernels (SkylakeX, Cooperlake), whose small-matrix
+    /// products sum a 16-wide head's shapes one fused multiply-add after another in index order.
+    /// `swift test` runs OpenBLAS's own choice, which on a CPU it does not recognise is older
+    /// (`OPENBLAS_CORETYPE=Cooperlake swift test` runs these comparisons there too).
+    static var openBLASSumsInOrder: Bool { ["skylakex", "cooperlake"].contains(BLAS.kernels.lowercased()) }
+
+    @Test("the vision tower's attention (16-wide heads, no mask) gives the same bits through the output-only path and the full one",
+          .enabled(if: !BLAS.avx512 || openBLASSumsInOrder, "the fused kernel sums in index order; OpenBLAS's \(BLAS.kernels) kernels need not"))
+    func towerAttentionBits() {
+        let (batch, t, heads) = (2, 257, 4)
+        let q = Self.random([batch, t, heads * 16], seed: 21), k = Self.random([batch, t, heads * 16], seed: 22)
+        let v = Self.random([batch, t, heads * 16], seed: 23)
+        let outputOnly = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: heads, keyValueHeads: heads)
+        let full = Tensor.scaledDotProductAttention(query: q, key: k, value: v, heads: heads, keyValueHeads: heads).output
+        #expect(Self.differingBits(outputOnly.scalars, full.scalars) == 0)
+    }
+
     @Test("attention weights are the softmax probabilities; fully masked rows give zeros")
     func weights() {
         let q = Self.random([1, 3, 4], seed: 4), k = Self.random([1, 3, 2], seed: 5), v = Self.random([1, 3, 2], seed: 6)
