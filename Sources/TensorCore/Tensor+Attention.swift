@@ -94,7 +94,8 @@ extension Tensor {
     /// 32, whose scores stay in a per-thread scratch buffer (a cache-sized slice instead of the
     /// whole probability tensor written to memory and read back). Same arguments, same result;
     /// inputs that take part in autograd use `scaledDotProductAttention`, whose backward needs the
-    /// probabilities.
+    /// probabilities. On CPUs with AVX-512, heads 16 wide without a mask or causality (the vision
+    /// tower's) take one fused kernel per head (`BLAS.attentionHead16`), to the same bits.
     public static func scaledDotProductAttentionOutput(
         query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int,
         scale: Float? = nil, additiveMask: Tensor? = nil, causal: Bool = false
