@@ -180,6 +180,19 @@ struct FusedKernelTests {
                 let inverse = 1 / (squares / Float(d) + 1e-6).squareRoot()
                 for j in 0..<d { #expect(out[r * d + j].bitPattern == ((values[r * d + j] * inverse) * weights[j]).bitPattern) }
             }
+            // Layer norm likewise: one row at a time with `FastMath4`'s sum and dot.
+            let biases = bias.tensor.scalars, layerNormed = inference[2].scalars
+            values.withUnsafeBufferPointer { v in
+                var hat = [Float](repeating: 0, count: d)
+                for r in 0..<rows {
+                    let input = v.baseAddress! + r * d
+                    let mean = FastMath4.sum(input, d) / Float(d)
+                    for j in 0..<d { hat[j] = input[j] - mean }
+                    let inverse = 1 / (FastMath4.dot(hat, hat, d) / Float(d) + 1e-5).squareRoot()
+                    let expected = (0..<d).map { j in (hat[j] * inverse) * weights[j] + biases[j] }
+                    #expect(Array(layerNormed[(r * d)..<((r + 1) * d)]).map(\.bitPattern) == expected.map(\.bitPattern), "layer norm, row \(r) of \(rows), d \(d)")
+                }
+            }
         }
     }
 
