@@ -402,6 +402,85 @@ static inline void prunegym_attention_head16_avx512(const float *q, long ldq, co
         for (int i = 0; i < 16; i++) if (i < n) _mm512_storeu_ps(o + (first + i) * ldo, acc[i]);
     }
 }
+/// `prunegym_attention_head16_avx512` eight lanes at a time, to its bits (the same sums in the same
+/// order): the scores four rows by 16 keys (eight sums, two key loads and four broadcasts per
+/// step), the softmax `prunegym_softmax_avx2`, the mix four rows at a time (eight sums, two
+/// value loads per key). Call only when `prunegym_vector_level() >= 2`.
+__attribute__((target("avx2,fma")))
+static inline void prunegym_attention_head16_avx2(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
+                                                  float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {
+    const long full = s & ~7L, tail = s - full;
+    const __m256i tailMask = prunegym_tail_mask(tail);
+    const __m256 scale = _mm256_set1_ps(alpha);
+    for (long first = 0; first < rows; first += 16) {
+        const long n = rows - first < 16 ? rows - first : 16;
+        for (long g = 0; g < n; g += 4) {
+            // Rows past the block's end repeat its row g; their scores land in unused scratch rows.
+            const float *q0 = q + (first + g) * ldq;
+            const float *q1 = q + (first + (g + 1 < n ? g + 1 : g)) * ldq;
+            const float *q2 = q + (first + (g + 2 < n ? g + 2 : g)) * ldq;
+            const float *q3 = q + (first + (g + 3 < n ? g + 3 : g)) * ldq;
+            float *s0 = scratch + g * lds, *s1 = s0 + lds, *s2 = s1 + lds, *s3 = s2 + lds;
+            long j = 0;
+            for (; j + 16 <= full; j += 16) {
+                __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+                for (int c = 0; c < 16; c++) {
+                    const float *kc = keys_t + c * ldk + j;
+                    const __m256 k0 = _mm256_loadu_ps(kc), k1 = _mm256_loadu_ps(kc + 8);
+                    __m256 b = _mm256_broadcast_ss(q0 + c);
+                    a00 = _mm256_fmadd_ps(b, k0, a00); a01 = _mm256_fmadd_ps(b, k1, a01);
+                    b = _mm256_broadcast_ss(q1 + c);
+                    a10 = _mm256_fmadd_ps(b, k0, a10); a11 = _mm256_fmadd_ps(b, k1, a11);
+                    b = _mm256_broadcast_ss(q2 + c);
+                    a20 = _mm256_fmadd_ps(b, k0, a20); a21 = _mm256_fmadd_ps(b, k1, a21);
+                    b = _mm256_broadcast_ss(q3 + c);
+                    a30 = _mm256_fmadd_ps(b, k0, a30); a31 = _mm256_fmadd_ps(b, k1, a31);
+                }
+                _mm256_storeu_ps(s0 + j, _mm256_mul_ps(scale, a00)); _mm256_storeu_ps(s0 + j + 8, _mm256_mul_ps(scale, a01));
+                _mm256_storeu_ps(s1 + j, _mm256_mul_ps(scale, a10)); _mm256_storeu_ps(s1 + j + 8, _mm256_mul_ps(scale, a11));
+                _mm256_storeu_ps(s2 + j, _mm256_mul_ps(scale, a20)); _mm256_storeu_ps(s2 + j + 8, _mm256_mul_ps(scale, a21));
+                _mm256_storeu_ps(s3 + j, _mm256_mul_ps(scale, a30)); _mm256_storeu_ps(s3 + j + 8, _mm256_mul_ps(scale, a31));
+            }
+            for (; j < s; j += 8) {
+                const __m256i mask = j < full ? _mm256_set1_epi32(-1) : tailMask;
+                __m256 a0 = _mm256_setzero_ps(), a1 = a0, a2 = a0, a3 = a0;
+                for (int c = 0; c < 16; c++) {
+                    const __m256 k0 = _mm256_maskload_ps(keys_t + c * ldk + j, mask);
+                    a0 = _mm256_fmadd_ps(_mm256_broadcast_ss(q0 + c), k0, a0);
+                    a1 = _mm256_fmadd_ps(_mm256_broadcast_ss(q1 + c), k0, a1);
+                    a2 = _mm256_fmadd_ps(_mm256_broadcast_ss(q2 + c), k0, a2);
+                    a3 = _mm256_fmadd_ps(_mm256_broadcast_ss(q3 + c), k0, a3);
+                }
+                _mm256_maskstore_ps(s0 + j, mask, _mm256_mul_ps(scale, a0));
+                _mm256_maskstore_ps(s1 + j, mask, _mm256_mul_ps(scale, a1));
+                _mm256_maskstore_ps(s2 + j, mask, _mm256_mul_ps(scale, a2));
+                _mm256_maskstore_ps(s3 + j, mask, _mm256_mul_ps(scale, a3));
+            }
+        }
+        for (long i = 0; i < n; i++) prunegym_softmax_avx2(scratch + i * lds, s);
+        // The mix, four rows' sums side by side; rows past the block's end are not stored.
+        for (long g = 0; g < n; g += 4) {
+            const float *p = scratch + g * lds;
+            __m256 a00 = _mm256_setzero_ps(), a01 = a00, a10 = a00, a11 = a00, a20 = a00, a21 = a00, a30 = a00, a31 = a00;
+            for (long j = 0; j < s; j++) {
+                const __m256 v0 = _mm256_loadu_ps(v + j * ldv), v1 = _mm256_loadu_ps(v + j * ldv + 8);
+                __m256 b = _mm256_broadcast_ss(p + j);
+                a00 = _mm256_fmadd_ps(b, v0, a00); a01 = _mm256_fmadd_ps(b, v1, a01);
+                b = _mm256_broadcast_ss(p + lds + j);
+                a10 = _mm256_fmadd_ps(b, v0, a10); a11 = _mm256_fmadd_ps(b, v1, a11);
+                b = _mm256_broadcast_ss(p + 2 * lds + j);
+                a20 = _mm256_fmadd_ps(b, v0, a20); a21 = _mm256_fmadd_ps(b, v1, a21);
+                b = _mm256_broadcast_ss(p + 3 * lds + j);
+                a30 = _mm256_fmadd_ps(b, v0, a30); a31 = _mm256_fmadd_ps(b, v1, a31);
+            }
+            float *out = o + (first + g) * ldo;
+            _mm256_storeu_ps(out, a00); _mm256_storeu_ps(out + 8, a01);
+            if (g + 1 < n) { _mm256_storeu_ps(out + ldo, a10); _mm256_storeu_ps(out + ldo + 8, a11); }
+            if (g + 2 < n) { _mm256_storeu_ps(out + 2 * ldo, a20); _mm256_storeu_ps(out + 2 * ldo + 8, a21); }
+            if (g + 3 < n) { _mm256_storeu_ps(out + 3 * ldo, a30); _mm256_storeu_ps(out + 3 * ldo + 8, a31); }
+        }
+    }
+}
 #else
 static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
@@ -412,6 +491,10 @@ static inline void prunegym_softmax_avx512(float *row, long count) { (void)row; 
 static inline void prunegym_exp_avx512(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
 static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
 static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
+static inline void prunegym_attention_head16_avx2(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
+                                                  float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {
+    (void)q; (void)ldq; (void)keys_t; (void)ldk; (void)v; (void)ldv; (void)o; (void)ldo; (void)rows; (void)s; (void)alpha; (void)scratch; (void)lds;
+}
 static inline void prunegym_attention_head16_avx512(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
                                                     float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {
     (void)q; (void)ldq; (void)keys_t; (void)ldk; (void)v; (void)ldv; (void)o; (void)ldo; (void)rows; (void)s; (void)alpha; (void)scratch; (void)lds;

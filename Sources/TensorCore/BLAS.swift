@@ -170,18 +170,25 @@ extension BLAS {
     }
 
     /// Attention without a mask for one head 16 wide with the shim's fused kernel (only when
-    /// `avx512`): `rows` query rows of `q` (stride `ldq`) against the head's s keys transposed to
-    /// [16, s] (stride `ldk`) and its s value rows (stride `ldv`), into `rows` rows of `o` (stride
-    /// `ldo`, 16 columns each); `scratch` holds 16 rows of stride `lds` ≥ s. The bits of OpenBLAS's
-    /// AVX-512 products around the softmax (`prunegym_attention_head16_avx512`).
+    /// `avx2`; sixteen lanes only when `avx512`): `rows` query rows of `q` (stride `ldq`) against
+    /// the head's s keys transposed to [16, s] (stride `ldk`) and its s value rows (stride `ldv`),
+    /// into `rows` rows of `o` (stride `ldo`, 16 columns each); `scratch` holds 16 rows of stride
+    /// `lds` ≥ s. Every product is summed in index order, so both lane counts give the same bits,
+    /// which are those of OpenBLAS's AVX-512 kernels' two products around the softmax
+    /// (`prunegym_attention_head16_avx512`).
     @inline(__always)
     static func attentionHead16(
         q: UnsafePointer<Float>, ldq: Int, keysTransposed: UnsafePointer<Float>, ldk: Int, v: UnsafePointer<Float>, ldv: Int,
-        o: UnsafeMutablePointer<Float>, ldo: Int, rows: Int, keys s: Int, scale: Float, scratch: UnsafeMutablePointer<Float>, lds: Int
+        o: UnsafeMutablePointer<Float>, ldo: Int, rows: Int, keys s: Int, scale: Float, scratch: UnsafeMutablePointer<Float>, lds: Int,
+        lanes: Int = wideLanes
     ) {
-        precondition(avx512, "BLAS.attentionHead16 needs AVX-512")
+        precondition(lanes == 8 || lanes == 16, "BLAS.attentionHead16: lanes must be 8 or 16")
         precondition(ldk >= s && lds >= s && ldq >= 16 && ldv >= 16 && ldo >= 16, "BLAS.attentionHead16: a stride below its row")
-        prunegym_attention_head16_avx512(q, ldq, keysTransposed, ldk, v, ldv, o, ldo, rows, s, scale, scratch, lds)
+        if lanes == 16 {
+            prunegym_attention_head16_avx512(q, ldq, keysTransposed, ldk, v, ldv, o, ldo, rows, s, scale, scratch, lds)
+        } else {
+            prunegym_attention_head16_avx2(q, ldq, keysTransposed, ldk, v, ldv, o, ldo, rows, s, scale, scratch, lds)
+        }
     }
 }
 

@@ -94,8 +94,9 @@ extension Tensor {
     /// 32, whose scores stay in a per-thread scratch buffer (a cache-sized slice instead of the
     /// whole probability tensor written to memory and read back). Same arguments, same result;
     /// inputs that take part in autograd use `scaledDotProductAttention`, whose backward needs the
-    /// probabilities. On CPUs with AVX-512, heads 16 wide without a mask or causality (the vision
-    /// tower's) take one fused kernel per head (`BLAS.attentionHead16`), to the same bits.
+    /// probabilities. On CPUs with AVX2, heads 16 wide without a mask or causality (the vision
+    /// tower's) take one fused kernel per head (`BLAS.attentionHead16`), which sums each product in
+    /// index order: OpenBLAS's bits where it runs its AVX-512 kernels.
     public static func scaledDotProductAttentionOutput(
         query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int,
         scale: Float? = nil, additiveMask: Tensor? = nil, causal: Bool = false
@@ -112,9 +113,10 @@ extension Tensor {
         let m = additiveMask?.storage.base
         let block = attentionQueryBlock
         let flopsPerTask = 4 * group * t * s * d
-        // The vision tower's heads (16 wide, no mask) on AVX-512: one fused kernel per head in
-        // place of two GEMM calls per block of rows around the softmax, to the same bits.
-        let fusedHeads = !causal && m == nil && d == 16 && block >= 16 && BLAS.avx512
+        // The vision tower's heads (16 wide, no mask) on AVX2 or AVX-512: one fused kernel per
+        // head in place of two GEMM calls per block of rows around the softmax (on AVX-512
+        // kernels, to OpenBLAS's bits).
+        let fusedHeads = !causal && m == nil && d == 16 && block >= 16 && BLAS.avx2
         let keyStride = fusedHeads ? (s + 15) / 16 * 16 : s
         Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
             // Rows of the transposed keys and of the fused kernel's scratch start on cache lines.

@@ -298,10 +298,10 @@ struct FusedKernelTests {
         }
     }
 
-    @Test("the fused kernel for 16-wide heads without a mask (AVX-512) gives the bits of OpenBLAS's two products around the softmax, and of products summed in index order",
+    @Test("the fused kernels for 16-wide heads without a mask (AVX2, AVX-512) give the bits of products summed in index order, and of OpenBLAS's AVX-512 kernels' two products around the softmax",
           arguments: [1, 15, 16, 17, 63, 64, 65, 257])
     func attentionHead16(keys s: Int) {
-        guard BLAS.avx512 else { return }  // only AVX-512 CPUs run the kernel
+        guard BLAS.avx2 else { return }  // only AVX2 and AVX-512 CPUs run the kernels
         var g = testGenerator(UInt64(40 + s))
         let (ldq, ldv, ldo, scale) = (48, 32, 64, Float(0.25))
         let (ldk, lds) = (s + 3, s + 16 - s % 16)
@@ -309,9 +309,16 @@ struct FusedKernelTests {
             let q = (0..<(rows * ldq)).map { _ in Float.random(in: -3...3, using: &g) }
             let keysTransposed = (0..<(16 * ldk)).map { _ in Float.random(in: -3...3, using: &g) }
             let v = (0..<(s * ldv)).map { _ in Float.random(in: -3...3, using: &g) }
-            var fused = [Float](repeating: .nan, count: rows * ldo), scratch = [Float](repeating: .nan, count: 16 * lds)
-            BLAS.attentionHead16(q: q, ldq: ldq, keysTransposed: keysTransposed, ldk: ldk, v: v, ldv: ldv, o: &fused, ldo: ldo,
-                                 rows: rows, keys: s, scale: scale, scratch: &scratch, lds: lds)
+            var fused = [Float](repeating: .nan, count: rows * ldo), eightLanes = fused, scratch = [Float](repeating: .nan, count: 16 * lds)
+            BLAS.attentionHead16(q: q, ldq: ldq, keysTransposed: keysTransposed, ldk: ldk, v: v, ldv: ldv, o: &eightLanes, ldo: ldo,
+                                 rows: rows, keys: s, scale: scale, scratch: &scratch, lds: lds, lanes: 8)
+            if BLAS.avx512 {
+                BLAS.attentionHead16(q: q, ldq: ldq, keysTransposed: keysTransposed, ldk: ldk, v: v, ldv: ldv, o: &fused, ldo: ldo,
+                                     rows: rows, keys: s, scale: scale, scratch: &scratch, lds: lds, lanes: 16)
+                #expect(Self.differingBits(fused, eightLanes) == 0, "\(rows) rows, \(s) keys: sixteen lanes against eight")
+            } else {
+                fused = eightLanes
+            }
             // OpenBLAS: the scores' product, the softmax row by row, the mix's product.
             var scores = [Float](repeating: 0, count: rows * s), blas = [Float](repeating: .nan, count: rows * ldo)
             BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: s, k: 16, alpha: scale, a: q, lda: ldq, b: keysTransposed, ldb: ldk, c: &scores, ldc: s)
@@ -347,7 +354,7 @@ struct FusedKernelTests {
     static var openBLASSumsInOrder: Bool { ["skylakex", "cooperlake"].contains(BLAS.kernels.lowercased()) }
 
     @Test("the vision tower's attention (16-wide heads, no mask) gives the same bits through the output-only path and the full one",
-          .enabled(if: !BLAS.avx512 || openBLASSumsInOrder, "the fused kernel sums in index order; OpenBLAS's \(BLAS.kernels) kernels need not"))
+          .enabled(if: !BLAS.avx2 || openBLASSumsInOrder, "the fused kernel sums in index order; OpenBLAS's \(BLAS.kernels) kernels need not"))
     func towerAttentionBits() {
         let (batch, t, heads) = (2, 257, 4)
         let q = Self.random([batch, t, heads * 16], seed: 21), k = Self.random([batch, t, heads * 16], seed: 22)
