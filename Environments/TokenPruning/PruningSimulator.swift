@@ -114,8 +114,7 @@ public final class PruningSimulator: @unchecked Sendable {
             let size = tasks[0].imageSize
             try withInferenceMode {
                 let images = Tensor(shape: [tasks.count, 3, size, size], scalars: tasks.flatMap(\.pixels))
-                let features = model.encode(images)
-                let attention = model.classAttention(images)
+                let (features, attention) = model.encodeWithClassAttention(images)
                 let n = features.shape[1]
                 let perTask = (0..<tasks.count).map { features.sliced(alongAxis: 0, $0..<($0 + 1)).reshaped(to: [n, -1]) }
                 let requests = zip(tasks, perTask).map { AnswerRequest(features: $1, keep: Array(0..<n), prefix: $0.prefix, suffix: $0.suffix) }

@@ -64,9 +64,15 @@ public final class CLIPVisionTower: Module {
     /// heads: `[B, N]` — the score VisionZip/HiRED/VisPruner use.
     public func classAttention(_ pixels: Tensor, layer: Int) -> Tensor {
         precondition(layer >= 0 && layer < layers.count, "classAttention: layer \(layer) outside 0..<\(layers.count)")
-        let states = hiddenStates(pixels, upTo: layer)
+        return classAttention(layer: layer, input: hiddenStates(pixels, upTo: layer)[layer])
+    }
+
+    /// `classAttention(_:layer:)` from the layer's input, hidden state `layer` of
+    /// `hiddenStates` (for callers that have run the tower already).
+    public func classAttention(layer: Int, input state: Tensor) -> Tensor {
+        precondition(layer >= 0 && layer < layers.count, "classAttention: layer \(layer) outside 0..<\(layers.count)")
         let block = layers[layer]
-        let weights = block.selfAttention.attend(block.layerNorm1(states[layer])).weights  // [B, H, T, T]
+        let weights = block.selfAttention.attend(block.layerNorm1(state)).weights  // [B, H, T, T]
         let (batch, heads, t) = (weights.shape[0], weights.shape[1], weights.shape[2])
         let firstRow = weights.sliced(alongAxis: 2, 0..<1).reshaped(to: [batch, heads, t])
         return firstRow.mean(alongAxis: 1).sliced(alongAxis: 1, 1..<t)

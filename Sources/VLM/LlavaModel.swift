@@ -59,8 +59,24 @@ public final class LlavaModel: Module {
     /// The vision features before the projector: the selected hidden state, class token dropped
     /// for the `default` strategy: `[B, C, H, W]` → `[B, N, visionHidden]`.
     public func visionFeatures(_ pixels: Tensor) -> Tensor {
-        let state = visionTower.hiddenStates(pixels, upTo: featureLayerIndex)[featureLayerIndex]
-        return configuration.visionFeatureStrategy == .default ? state.sliced(alongAxis: 1, 1..<state.shape[1]) : state
+        selectedFeatures(visionTower.hiddenStates(pixels, upTo: featureLayerIndex)[featureLayerIndex])
+    }
+
+    /// The selected hidden state as vision features (class token dropped for `default`).
+    private func selectedFeatures(_ state: Tensor) -> Tensor {
+        configuration.visionFeatureStrategy == .default ? state.sliced(alongAxis: 1, 1..<state.shape[1]) : state
+    }
+
+    /// The tower layer whose class attention the pruners read: the one whose output is selected.
+    var classAttentionLayer: Int { max(0, featureLayerIndex - 1) }
+
+    /// `imageFeatures` and the tower's class attention (`VisionLanguageModel.classAttention`) from
+    /// one pass through the tower, the same values as the two calls: the layers before the class
+    /// attention's run once instead of twice.
+    public func imageFeaturesAndClassAttention(_ pixels: Tensor) -> (features: Tensor, classAttention: Tensor) {
+        let layer = classAttentionLayer
+        let states = visionTower.hiddenStates(pixels, upTo: Swift.max(featureLayerIndex, layer))
+        return (projector(selectedFeatures(states[featureLayerIndex])), visionTower.classAttention(layer: layer, input: states[layer]))
     }
 
     /// Projected visual tokens: `[B, C, H, W]` → `[B, N, textHidden]` (transformers' `image_features`).

@@ -45,6 +45,11 @@ public struct LayerState: Sendable {
 }
 
 extension VisionLanguageModel {
+    /// `encode` and `classAttention`, one after the other.
+    public func encodeWithClassAttention(_ images: Tensor) -> (tokens: Tensor, classAttention: Tensor) {
+        (encode(images), classAttention(images))
+    }
+
     /// Models that cannot stop inside the language model say so.
     public func layerStates(_ requests: [AnswerRequest], layer: Int) throws -> [LayerState] {
         throw VLMError.invalidInput(reason: "\(Self.self) cannot expose its language model's hidden states: pruning inside the LLM needs a model such as LlavaModel")
@@ -126,6 +131,9 @@ public protocol VisionLanguageModel: AnyObject {
     /// The class token's attention over the patch tokens in the vision layer whose output is
     /// selected: `[B, N]` (VisionZip / HiRED / VisPruner scores).
     func classAttention(_ images: Tensor) -> Tensor
+    /// `encode` and `classAttention` of the same images together (by default the two calls; a
+    /// model can share the work of both).
+    func encodeWithClassAttention(_ images: Tensor) -> (tokens: Tensor, classAttention: Tensor)
     /// Answer logits `[R, V]`, one row per request.
     func answerLogits(_ requests: [AnswerRequest]) throws -> Tensor
     /// The last text token's attention over the kept visual tokens at LLM layer `layer`, averaged
@@ -192,7 +200,13 @@ extension LlavaModel: VisionLanguageModel {
     public func encode(_ images: Tensor) -> Tensor { imageFeatures(images) }
 
     public func classAttention(_ images: Tensor) -> Tensor {
-        visionTower.classAttention(images, layer: max(0, featureLayerIndex - 1))
+        visionTower.classAttention(images, layer: classAttentionLayer)
+    }
+
+    /// Both from one pass through the vision tower (`imageFeaturesAndClassAttention`).
+    public func encodeWithClassAttention(_ images: Tensor) -> (tokens: Tensor, classAttention: Tensor) {
+        let (features, attention) = imageFeaturesAndClassAttention(images)
+        return (features, attention)
     }
 
     public func textEmbeddings(_ ids: [Int]) -> Tensor {

@@ -50,8 +50,14 @@ struct PruningAPITests {
         #expect(scores.allSatisfy { $0.allSatisfy { $0 >= 0 } && $0.reduce(0, +) < 1.0001 })
         let pruned = try model.fastVAnswerLogits(requests, layer: 0, keptAfter: 4)
         #expect(pruned.shape == [2, 120])
-        let attention = model.classAttention(try SafeTensorsFile(contentsOf: Fixtures.url("hf-llava-tiny/golden.safetensors")).tensor("pixel_values"))
+        let pixels = try SafeTensorsFile(contentsOf: Fixtures.url("hf-llava-tiny/golden.safetensors")).tensor("pixel_values")
+        let attention = model.classAttention(pixels)
         #expect(attention.shape == [2, 16])
+        // From one pass through the tower: the bits of the two calls.
+        let (tokens, together) = model.encodeWithClassAttention(pixels)
+        #expect(tokens.shape == model.encode(pixels).shape && together.shape == attention.shape)
+        #expect(tokens.scalars.map(\.bitPattern) == model.encode(pixels).scalars.map(\.bitPattern))
+        #expect(together.scalars.map(\.bitPattern) == attention.scalars.map(\.bitPattern))
     }
 
     @Test("pruning after an LLM layer: every token kept or a cut after the last layer changes nothing, FastV's choice equals FastV, bad sets throw")
