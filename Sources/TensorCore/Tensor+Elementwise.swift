@@ -129,13 +129,17 @@ extension Tensor {
         Tensor.record(&result, self) { g, _ in
             let grad = Tensor(uninitializedShape: input.shape)
             let x = input.storage.base, dy = g.storage.base, dx = grad.storage.base
-            var k = 0
-            while k + 4 <= input.count {
-                let v = FastMath4.load(x, k)
-                let s = 1 / (1 + FastMath4.exp(-a * v))
-                FastMath4.store(FastMath4.load(dy, k) * (s + a * v * s * (1 - s)), dx, k)
-                k += 4
+            // Groups of four over the workers: each element takes the same four-lane path whatever
+            // the thread count; the last count % 4 take the scalar one.
+            Parallel.forRanges(input.count / 4, cost: 32) { groups in
+                for group in groups {
+                    let k = group * 4
+                    let v = FastMath4.load(x, k)
+                    let s = 1 / (1 + FastMath4.exp(-a * v))
+                    FastMath4.store(FastMath4.load(dy, k) * (s + a * v * s * (1 - s)), dx, k)
+                }
             }
+            var k = input.count / 4 * 4
             while k < input.count {
                 let s = Tensor.sigmoid(a * x[k])
                 dx[k] = dy[k] * (s + a * x[k] * s * (1 - s))
