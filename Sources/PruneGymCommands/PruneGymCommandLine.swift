@@ -73,7 +73,8 @@ public enum PruneGymCommandLine {
             prunegym \(PruneGymVersion.current) (git \(GitCommit.current))
             OpenBLAS: \(BLAS.configuration)
             kernels: \(BLAS.kernels)\(coreType); CPU: \(BLAS.vectorLevelDescription)
-            threads: \(BLAS.workerCount) (PRUNEGYM_THREADS); exponentials: \(BLAS.exponentialLanes) lanes (PRUNEGYM_SIMD)
+            threads: \(BLAS.workerCount) (PRUNEGYM_THREADS); exponentials: \(BLAS.exponentialLanes) lanes (PRUNEGYM_SIMD); \
+            16-wide heads: \(BLAS.fusedHeadAttention ? "fused kernel" : "OpenBLAS")
             """
     }
 

@@ -134,6 +134,11 @@ extension BLAS {
     /// How many lanes the shim's exponential kernels run: 16, 8, or 4 for the portable Swift code.
     public static var exponentialLanes: Int { avx2 ? wideLanes : 4 }
 
+    /// Whether attention over heads 16 wide without a mask or causality (the vision tower's) runs
+    /// the shim's fused kernel (`attentionHead16`, `exponentialLanes` lanes) rather than OpenBLAS's
+    /// products around the softmax: on CPUs with AVX2 unless `PRUNEGYM_SIMD=portable`.
+    public static var fusedHeadAttention: Bool { avx2 }
+
     /// The shim kernels' lanes when `avx2`: 16 where `avx512`, else 8.
     static var wideLanes: Int { avx512 ? 16 : 8 }
 

@@ -116,7 +116,7 @@ extension Tensor {
         // The vision tower's heads (16 wide, no mask) on AVX2 or AVX-512: one fused kernel per
         // head in place of two GEMM calls per block of rows around the softmax (on AVX-512
         // kernels, to OpenBLAS's bits).
-        let fusedHeads = !causal && m == nil && d == 16 && block >= 16 && BLAS.avx2
+        let fusedHeads = !causal && m == nil && d == 16 && block >= 16 && BLAS.fusedHeadAttention  // its scratch: 16 rows
         let keyStride = fusedHeads ? (s + 15) / 16 * 16 : s
         Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
             // Rows of the transposed keys and of the fused kernel's scratch start on cache lines.
