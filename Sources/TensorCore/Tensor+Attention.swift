@@ -129,11 +129,11 @@ extension Tensor {
                 let (b, kvh) = (task / keyValueHeads, task % keyValueHeads)
                 let kb = k + b * s * kvWidth + kvh * d, vb = v + b * s * kvWidth + kvh * d
                 // Without a causal mask every block reads all s keys: the head's keys go into a
-                // [d, s] matrix once for all its blocks, and the scores are a product without
-                // transposes, which OpenBLAS runs through its small-matrix kernels instead of
-                // packing both operands for every block (the vision tower's attention, 16-wide
-                // heads at batch 16: about 5 → 4 ms a layer on a Xeon; the same bits as the
-                // transposed product for the tower's and the policy's heads on every kernel tried).
+                // [d, s] matrix once for all its blocks (the fused kernel's input too), and the
+                // scores are a product without transposes, which OpenBLAS runs through its
+                // small-matrix kernels instead of packing both operands for every block (16-wide
+                // heads at batch 16, before the fused kernel: about 5 → 4 ms a layer on a Xeon; the
+                // same bits as the transposed product for 16- and 4-wide heads on every kernel tried).
                 // Causal blocks keep the transposed product: their first ones are small enough for
                 // OpenBLAS's AVX-512 small-matrix kernel for transposed operands (heads 32 wide or
                 // more), which sums in another order, and the LLM keeps its bits.

@@ -63,21 +63,13 @@ public final class LlavaModel: Module {
     }
 
     /// The selected hidden state as vision features (class token dropped for `default`).
-    private func selectedFeatures(_ state: Tensor) -> Tensor {
+    func selectedFeatures(_ state: Tensor) -> Tensor {
         configuration.visionFeatureStrategy == .default ? state.sliced(alongAxis: 1, 1..<state.shape[1]) : state
     }
 
     /// The tower layer whose class attention the pruners read: the one whose output is selected.
     var classAttentionLayer: Int { max(0, featureLayerIndex - 1) }
 
-    /// `imageFeatures` and the tower's class attention (`VisionLanguageModel.classAttention`) from
-    /// one pass through the tower, the same values as the two calls: the layers before the class
-    /// attention's run once instead of twice.
-    public func imageFeaturesAndClassAttention(_ pixels: Tensor) -> (features: Tensor, classAttention: Tensor) {
-        let layer = classAttentionLayer
-        let states = visionTower.hiddenStates(pixels, upTo: Swift.max(featureLayerIndex, layer))
-        return (projector(selectedFeatures(states[featureLayerIndex])), visionTower.classAttention(layer: layer, input: states[layer]))
-    }
 
     /// Projected visual tokens: `[B, C, H, W]` → `[B, N, textHidden]` (transformers' `image_features`).
     public func imageFeatures(_ pixels: Tensor) -> Tensor { projector(visionFeatures(pixels)) }

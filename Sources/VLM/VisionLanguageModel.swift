@@ -203,10 +203,12 @@ extension LlavaModel: VisionLanguageModel {
         visionTower.classAttention(images, layer: classAttentionLayer)
     }
 
-    /// Both from one pass through the vision tower (`imageFeaturesAndClassAttention`).
+    /// Both from one pass through the vision tower, the same values as the two calls: the layers
+    /// before the class attention's run once instead of twice.
     public func encodeWithClassAttention(_ images: Tensor) -> (tokens: Tensor, classAttention: Tensor) {
-        let (features, attention) = imageFeaturesAndClassAttention(images)
-        return (features, attention)
+        let layer = classAttentionLayer
+        let states = visionTower.hiddenStates(images, upTo: Swift.max(featureLayerIndex, layer))
+        return (projector(selectedFeatures(states[featureLayerIndex])), visionTower.classAttention(layer: layer, input: states[layer]))
     }
 
     public func textEmbeddings(_ ids: [Int]) -> Tensor {
