@@ -62,8 +62,8 @@ static inline __m256 prunegym_exp8_clamped(__m256 x) {
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.6666665459e-1f));
     p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(5.0000001201e-1f));
     const __m256 er = _mm256_fmadd_ps(_mm256_mul_ps(p, r), r, _mm256_add_ps(r, _mm256_set1_ps(1.0f)));
-    const __m256i bits = _mm256_slli_epi32(
-        _mm256_add_epi32(_mm256_sub_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(0x4B400000)), _mm256_set1_epi32(127)), 23);
+    // 2^n's exponent field is n + 127, i.e. shifted's bits − 0x4B400000 + 127, one wrapping add.
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(127 - 0x4B400000)), 23);
     return _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
 }
 
@@ -138,6 +138,78 @@ static inline void prunegym_softmax_avx2(float *row, long count) {
     if (tail) _mm256_maskstore_ps(row + full, tailMask, _mm256_mul_ps(_mm256_maskload_ps(row + full, tailMask), scale));
 }
 
+/// `prunegym_softmax_avx2` on four rows `row`, `row + ld`, `row + 2·ld`, `row + 3·ld` at once, to
+/// its bits: each row takes the same instructions in the same order, and the four rows' chains of
+/// maxima and sums interleave, so the adds' latency no longer bounds a row.
+__attribute__((target("avx2,fma")))
+static inline void prunegym_softmax4_avx2(float *row, long ld, long count) {
+    const long full = count & ~7L, tail = count - full;
+    const __m256i tailMask = prunegym_tail_mask(tail);
+    const __m256 negInf = _mm256_set1_ps(-__builtin_inff());
+    __m256 m8[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) m8[r] = negInf;
+    for (long j = 0; j < full; j += 8) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) m8[r] = _mm256_max_ps(m8[r], _mm256_loadu_ps(row + r * ld + j));
+    }
+    if (tail) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++)
+            m8[r] = _mm256_max_ps(m8[r], _mm256_blendv_ps(negInf, _mm256_maskload_ps(row + r * ld + full, tailMask), _mm256_castsi256_ps(tailMask)));
+    }
+    __m256 mx[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) {
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8[r]), _mm256_extractf128_ps(m8[r], 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        const float maximum = _mm_cvtss_f32(m4);
+        if (maximum == -__builtin_inff()) {
+            // A row of −∞ (a fully masked row): the rows one at a time, as the one-row kernel.
+            for (int k = 0; k < 4; k++) prunegym_softmax_avx2(row + k * ld, count);
+            return;
+        }
+        mx[r] = _mm256_set1_ps(maximum);
+    }
+    __m256 sum[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_ps();
+    for (long j = 0; j < full; j += 8) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) {
+            const __m256 e = prunegym_exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(row + r * ld + j), mx[r]));
+            _mm256_storeu_ps(row + r * ld + j, e);
+            sum[r] = _mm256_add_ps(sum[r], e);
+        }
+    }
+    if (tail) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) {
+            const __m256 e = _mm256_and_ps(prunegym_exp8_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(row + r * ld + full, tailMask), mx[r])),
+                                           _mm256_castsi256_ps(tailMask));
+            _mm256_maskstore_ps(row + r * ld + full, tailMask, e);
+            sum[r] = _mm256_add_ps(sum[r], e);
+        }
+    }
+    __m256 scale[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) {
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum[r]), _mm256_extractf128_ps(sum[r], 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+        scale[r] = _mm256_set1_ps(1.0f / _mm_cvtss_f32(s4));
+    }
+    for (long j = 0; j < full; j += 8) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) _mm256_storeu_ps(row + r * ld + j, _mm256_mul_ps(_mm256_loadu_ps(row + r * ld + j), scale[r]));
+    }
+    if (tail) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) _mm256_maskstore_ps(row + r * ld + full, tailMask, _mm256_mul_ps(_mm256_maskload_ps(row + r * ld + full, tailMask), scale[r]));
+    }
+}
+
 /// y = x·σ(a·x) = x / (1 + e^(−a·x)) eight lanes at a time (quick_gelu with a = 1.702, SiLU with
 /// a = 1); the tail through masked loads. Call only when `prunegym_vector_level() >= 2`.
 __attribute__((target("avx2,fma")))
@@ -195,9 +267,14 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
 // adds each 16-wide block's exponentials to its eight-lane sum low half first, then high half —
 // the order of the eight-lane kernel — so both give the eight-lane kernels' bits on every input.
 
-/// `prunegym_exp8_clamped` sixteen lanes at a time.
+/// `prunegym_exp8_clamped` sixteen lanes at a time, lanes outside `keep` zero. The last step
+/// scales by 2^n with `vscalefps` (one rounding of er·2^n, as the eight-lane kernel's multiply by
+/// 2^n's bits: n is an integer in [−126, 127] here, so 2^n is a normal float) where the eight-lane
+/// kernel builds 2^n's bits in three integer instructions and multiplies. Checked on all 2^32
+/// inputs of `prunegym_exp16` and of `prunegym_exp16_nonpositive`'s domain, with and without
+/// flush-to-zero: the same bits.
 __attribute__((target("avx512f,avx512dq,avx2,fma")))
-static inline __m512 prunegym_exp16_clamped(__m512 x) {
+static inline __m512 prunegym_exp16_clamped(__m512 x, __mmask16 keep) {
     const __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(12582912.0f));
     const __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(12582912.0f));
     __m512 r = _mm512_fnmadd_ps(n, _mm512_set1_ps(0.693359375f), x);
@@ -209,17 +286,14 @@ static inline __m512 prunegym_exp16_clamped(__m512 x) {
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.6666665459e-1f));
     p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(5.0000001201e-1f));
     const __m512 er = _mm512_fmadd_ps(_mm512_mul_ps(p, r), r, _mm512_add_ps(r, _mm512_set1_ps(1.0f)));
-    const __m512i bits = _mm512_slli_epi32(
-        _mm512_add_epi32(_mm512_sub_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(0x4B400000)), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
+    return _mm512_maskz_scalef_ps(keep, er, n);
 }
 
 /// `prunegym_exp8` sixteen lanes at a time: 0 below −87.33654, ∞ above 88.72283, NaN for NaN.
 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 static inline __m512 prunegym_exp16(__m512 value) {
     const __m512 x = _mm512_min_ps(_mm512_max_ps(value, _mm512_set1_ps(-87.33654f)), _mm512_set1_ps(88.0f));
-    __m512 result = prunegym_exp16_clamped(x);
-    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ), _mm512_setzero_ps());
+    __m512 result = prunegym_exp16_clamped(x, (__mmask16)~_mm512_cmp_ps_mask(value, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ));
     result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, _mm512_set1_ps(88.72283f), _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
     return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), value);
 }
@@ -228,7 +302,7 @@ static inline __m512 prunegym_exp16(__m512 value) {
 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 static inline __m512 prunegym_exp16_nonpositive(__m512 value) {
     const __m512 lo = _mm512_set1_ps(-87.33654f);
-    return _mm512_maskz_mov_ps((__mmask16)~_mm512_cmp_ps_mask(value, lo, _CMP_LT_OQ), prunegym_exp16_clamped(_mm512_max_ps(lo, value)));
+    return prunegym_exp16_clamped(_mm512_max_ps(lo, value), (__mmask16)~_mm512_cmp_ps_mask(value, lo, _CMP_LT_OQ));
 }
 
 /// The lanes 0..<tail of a sixteen-lane vector.
@@ -286,6 +360,80 @@ static inline void prunegym_softmax_avx512(float *row, long count) {
     const __m512 scale = _mm512_set1_ps(1.0f / _mm_cvtss_f32(s4));
     for (long j = 0; j < full; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), scale));
     if (tail) _mm512_mask_storeu_ps(row + full, tailMask, _mm512_mul_ps(_mm512_maskz_loadu_ps(tailMask, row + full), scale));
+}
+
+/// `prunegym_softmax_avx512` on four rows `row`, `row + ld`, `row + 2·ld`, `row + 3·ld` at once, to
+/// its bits: each row takes the same instructions in the same order, and the four rows' chains of
+/// maxima and sums interleave, so the adds' latency no longer bounds a row (call only when
+/// `prunegym_vector_level() >= 3`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_softmax4_avx512(float *row, long ld, long count) {
+    const long full = count & ~15L, tail = count - full;
+    const __mmask16 tailMask = prunegym_tail_mask16(tail);
+    const __m512 negInf = _mm512_set1_ps(-__builtin_inff());
+    __m512 m16[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) m16[r] = negInf;
+    for (long j = 0; j < full; j += 16) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) m16[r] = _mm512_max_ps(m16[r], _mm512_loadu_ps(row + r * ld + j));
+    }
+    if (tail) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) m16[r] = _mm512_max_ps(m16[r], _mm512_mask_loadu_ps(negInf, tailMask, row + r * ld + full));
+    }
+    __m512 mx[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) {
+        const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(m16[r]), _mm512_extractf32x8_ps(m16[r], 1));
+        __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+        m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
+        m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
+        const float maximum = _mm_cvtss_f32(m4);
+        if (maximum == -__builtin_inff()) {
+            // A row of −∞ (a fully masked row): the rows one at a time, as the one-row kernel.
+            for (int k = 0; k < 4; k++) prunegym_softmax_avx512(row + k * ld, count);
+            return;
+        }
+        mx[r] = _mm512_set1_ps(maximum);
+    }
+    __m256 sum[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_ps();
+    for (long j = 0; j < full; j += 16) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) {
+            const __m512 e = prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + r * ld + j), mx[r]));
+            _mm512_storeu_ps(row + r * ld + j, e);
+            sum[r] = _mm256_add_ps(sum[r], _mm512_castps512_ps256(e));
+            sum[r] = _mm256_add_ps(sum[r], _mm512_extractf32x8_ps(e, 1));
+        }
+    }
+    if (tail) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) {
+            const __m512 e = _mm512_maskz_mov_ps(tailMask, prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tailMask, row + r * ld + full), mx[r])));
+            _mm512_mask_storeu_ps(row + r * ld + full, tailMask, e);
+            sum[r] = _mm256_add_ps(sum[r], _mm512_castps512_ps256(e));
+            if (tail > 8) sum[r] = _mm256_add_ps(sum[r], _mm512_extractf32x8_ps(e, 1));
+        }
+    }
+    __m512 scale[4];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < 4; r++) {
+        __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum[r]), _mm256_extractf128_ps(sum[r], 1));
+        s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
+        s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
+        scale[r] = _mm512_set1_ps(1.0f / _mm_cvtss_f32(s4));
+    }
+    for (long j = 0; j < full; j += 16) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) _mm512_storeu_ps(row + r * ld + j, _mm512_mul_ps(_mm512_loadu_ps(row + r * ld + j), scale[r]));
+    }
+    if (tail) {
+#pragma clang loop unroll(full)
+        for (int r = 0; r < 4; r++) _mm512_mask_storeu_ps(row + r * ld + full, tailMask, _mm512_mul_ps(_mm512_maskz_loadu_ps(tailMask, row + r * ld + full), scale[r]));
+    }
 }
 
 /// `prunegym_sigmoid_gated_avx2` sixteen lanes at a time, to its bits (call only when
@@ -386,9 +534,26 @@ static inline void prunegym_attention_head16_avx512(const float *q, long ldq, co
                 _mm512_mask_storeu_ps(s3 + j, mask, _mm512_mul_ps(scale, a3));
             }
         }
-        for (long i = 0; i < n; i++) prunegym_softmax_avx512(scratch + i * lds, s);
-        // The mix, sixteen rows' sums side by side. Rows past the block's end sum whatever their
-        // scratch rows hold and are not stored.
+        // Rows g..<g+4 with g < n all hold scores (rows past n repeat row g's), so the softmax
+        // takes them four at a time.
+        for (long i = 0; i < n; i += 4) prunegym_softmax4_avx512(scratch + i * lds, lds, s);
+        // The mix, sixteen rows' sums side by side (four when the block has at most four rows,
+        // e.g. the last of 257: the same sums in the same order). Rows past the block's end sum
+        // whatever their scratch rows hold and are not stored.
+        if (n <= 4) {
+            __m512 acc[4];
+#pragma clang loop unroll(full)
+            for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
+            for (long j = 0; j < s; j++) {
+                const __m512 vj = _mm512_loadu_ps(v + j * ldv);
+                const float *pj = scratch + j;
+#pragma clang loop unroll(full)
+                for (int i = 0; i < 4; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(pj[i * lds]), vj, acc[i]);
+            }
+#pragma clang loop unroll(full)
+            for (int i = 0; i < 4; i++) if (i < n) _mm512_storeu_ps(o + (first + i) * ldo, acc[i]);
+            continue;
+        }
         __m512 acc[16];
 #pragma clang loop unroll(full)
         for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
@@ -457,7 +622,9 @@ static inline void prunegym_attention_head16_avx2(const float *q, long ldq, cons
                 _mm256_maskstore_ps(s3 + j, mask, _mm256_mul_ps(scale, a3));
             }
         }
-        for (long i = 0; i < n; i++) prunegym_softmax_avx2(scratch + i * lds, s);
+        // Rows g..<g+4 with g < n all hold scores (rows past n repeat row g's), so the softmax
+        // takes them four at a time.
+        for (long i = 0; i < n; i += 4) prunegym_softmax4_avx2(scratch + i * lds, lds, s);
         // The mix, four rows' sums side by side; rows past the block's end are not stored.
         for (long g = 0; g < n; g += 4) {
             const float *p = scratch + g * lds;
@@ -485,9 +652,11 @@ static inline void prunegym_attention_head16_avx2(const float *q, long ldq, cons
 static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 static inline void prunegym_softmax_avx2(float *row, long count) { (void)row; (void)count; }
+static inline void prunegym_softmax4_avx2(float *row, long ld, long count) { (void)row; (void)ld; (void)count; }
 static inline void prunegym_exp_avx2(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
 static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
 static inline void prunegym_softmax_avx512(float *row, long count) { (void)row; (void)count; }
+static inline void prunegym_softmax4_avx512(float *row, long ld, long count) { (void)row; (void)ld; (void)count; }
 static inline void prunegym_exp_avx512(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
 static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
 static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }

@@ -153,6 +153,15 @@ extension BLAS {
         if lanes == 16 { prunegym_softmax_avx512(row, count) } else { prunegym_softmax_avx2(row, count) }
     }
 
+    /// In-place softmax of the four rows `row`, `row + stride`, `row + 2·stride`, `row + 3·stride`
+    /// with the shim's four-row kernel: each row gets `softmaxRow`'s bits, the four rows' chains
+    /// of maxima and sums interleaved.
+    @inline(__always)
+    static func softmaxFourRows(_ row: UnsafeMutablePointer<Float>, stride: Int, count: Int, lanes: Int = wideLanes) {
+        precondition(lanes == 8 || lanes == 16, "BLAS.softmaxFourRows: lanes must be 8 or 16")
+        if lanes == 16 { prunegym_softmax4_avx512(row, stride, count) } else { prunegym_softmax4_avx2(row, stride, count) }
+    }
+
     /// e^x over `count` elements with the shim's general exponential, or with the softmax's
     /// (`nonpositive`: for x ≤ 0, −∞ and NaN only); for the tests.
     static func exp(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, count: Int, nonpositive: Bool, lanes: Int = wideLanes) {

@@ -76,6 +76,24 @@ enum FastMath {
         softmaxInPlacePortable(row, count: count)
     }
 
+    /// `softmaxInPlace` on `rows` rows `stride` floats apart, each `count` long: four at a time in
+    /// the shim's kernels where the CPU has them (each row's bits as alone; the rows' dependency
+    /// chains interleave), the rest one at a time.
+    @inline(__always)
+    static func softmaxRowsInPlace(_ base: UnsafeMutablePointer<Float>, rows: Int, stride: Int, count: Int) {
+        var r = 0
+        if BLAS.avx2 {
+            while r + 4 <= rows {
+                BLAS.softmaxFourRows(base + r * stride, stride: stride, count: count)
+                r += 4
+            }
+        }
+        while r < rows {
+            softmaxInPlace(base + r * stride, count: count)
+            r += 1
+        }
+    }
+
     /// `softmaxInPlace` in four-lane Swift SIMD (any CPU; the AVX2 kernel's reference in tests).
     /// The max uses compare-and-select: `Swift.max`'s NaN handling and `pointwiseMax` do not
     /// vectorise.

@@ -36,8 +36,9 @@ extension Tensor {
                     BLAS.gemm(transposeA: false, transposeB: true, m: t, n: s, k: d, alpha: alpha,
                               a: q + b * t * width + h * d, lda: width, b: kb, ldb: kvWidth, c: pb, ldc: s)
                     for i in 0..<t {
-                        maskedSoftmax(pb + i * s, count: s, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t }, causal: causal)
+                        applyMask(pb + i * s, count: s, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t }, causal: causal)
                     }
+                    FastMath.softmaxRowsInPlace(pb, rows: t, stride: s, count: s)
                     BLAS.gemm(transposeA: false, transposeB: false, m: t, n: d, k: s,
                               a: pb, lda: s, b: vb, ldb: kvWidth, c: o + b * t * width + h * d, ldc: width)
                 }
@@ -159,9 +160,10 @@ extension Tensor {
                                   b: causal ? kb : keysTransposed, ldb: causal ? kvWidth : keyStride, c: scratch, ldc: s)
                         for r in 0..<rows {
                             let i = first + r
-                            maskedSoftmax(scratch + r * s, count: keys, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },
-                                          causal: causal)
+                            applyMask(scratch + r * s, count: keys, row: i, mask: m.map { $0 + b * maskStrides.b + h * maskStrides.h + i * maskStrides.t },
+                                      causal: causal)
                         }
+                        FastMath.softmaxRowsInPlace(scratch, rows: rows, stride: s, count: keys)
                         BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: d, k: keys,
                                   a: scratch, lda: s, b: vb, ldb: kvWidth, c: o + (b * t + first) * width + h * d, ldc: width)
                     }
@@ -206,12 +208,11 @@ extension Tensor {
         return (batch, t, s, width, d, kvWidth, group, alpha, maskStrides)
     }
 
-    /// One row of scores → probabilities: adds the mask row, drops keys after query row `row`
-    /// when causal, then softmax in place.
+    /// One row of scores before its softmax: adds the mask row and drops keys after query row
+    /// `row` when causal.
     @inline(__always)
-    private static func maskedSoftmax(_ scores: UnsafeMutablePointer<Float>, count s: Int, row i: Int, mask: UnsafeMutablePointer<Float>?, causal: Bool) {
+    private static func applyMask(_ scores: UnsafeMutablePointer<Float>, count s: Int, row i: Int, mask: UnsafeMutablePointer<Float>?, causal: Bool) {
         if let mask { for j in 0..<s { scores[j] += mask[j] } }
         if causal && i + 1 < s { for j in (i + 1)..<s { scores[j] = -.infinity } }
-        FastMath.softmaxInPlace(scores, count: s)
     }
 }

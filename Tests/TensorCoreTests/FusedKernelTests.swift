@@ -97,6 +97,56 @@ struct FusedKernelTests {
         #expect(BLAS.exponentialLanes == (BLAS.avx512 ? 16 : 8))
     }
 
+    @Test("the sixteen-lane exponentials (2^n by vscalefps) give the eight-lane ones' bits on every 4096th float")
+    func sixteenLaneExponentialSweep() throws {
+        try #require(BLAS.vectorLevel >= 3 && BLAS.avx2, "no AVX-512 here: the eight-lane kernels run")
+        // Every exponent and sign, 2048 mantissas each; the change was checked on all 2^32 inputs
+        // with a C harness, this keeps a sample of them in the tests.
+        let x = stride(from: UInt64(0), to: 1 << 32, by: 4096).map { Float(bitPattern: UInt32($0 + 1365)) }
+        let nonpositive = x.filter { $0 <= 0 || $0.isNaN }
+        for (input, isNonpositive) in [(x, false), (nonpositive, true)] {
+            var eight = [Float](repeating: 7, count: input.count), sixteen = eight
+            BLAS.exp(input, &eight, count: input.count, nonpositive: isNonpositive, lanes: 8)
+            BLAS.exp(input, &sixteen, count: input.count, nonpositive: isNonpositive, lanes: 16)
+            #expect(Self.differingBits(eight, sixteen) == 0, "e^x over \(input.count) floats, nonpositive \(isNonpositive)")
+        }
+    }
+
+    @Test("the four-row softmax gives each row the one-row kernel's bits (both lane counts; causal −∞ tails, a row of −∞)")
+    func softmaxFourRows() throws {
+        try #require(BLAS.avx2, "no AVX2 + FMA here: the portable kernel runs one row at a time")
+        var generator = SeededGenerator(seed: 13)
+        for lanes in BLAS.avx512 ? [8, 16] : [8] {
+            for count in [1, 2, 7, 8, 9, 15, 16, 17, 31, 33, 257] {
+                let stride = count + 3
+                for pattern in 0..<3 {
+                    var rows = (0..<(4 * stride)).map { _ in Float(generator.nextDouble() * 12 - 6) }
+                    if pattern == 1 {  // causal: row r reads keys 0...count − 4 + r
+                        for r in 0..<4 { for j in Swift.max(0, count - 3 + r)..<count { rows[r * stride + j] = -.infinity } }
+                    }
+                    if pattern == 2 { for j in 0..<count { rows[2 * stride + j] = -.infinity } }
+                    var one = rows, four = rows
+                    one.withUnsafeMutableBufferPointer { p in
+                        for r in 0..<4 { BLAS.softmaxRow(p.baseAddress! + r * stride, count: count, lanes: lanes) }
+                    }
+                    four.withUnsafeMutableBufferPointer { BLAS.softmaxFourRows($0.baseAddress!, stride: stride, count: count, lanes: lanes) }
+                    #expect(Self.differingBits(one, four) == 0, "\(lanes) lanes, \(count) keys, pattern \(pattern)")
+                }
+            }
+        }
+        // Any number of rows: groups of four, then one at a time.
+        for rowCount in 1...9 {
+            let (stride, count) = (260, 257)
+            let rows = (0..<(rowCount * stride)).map { _ in Float(generator.nextDouble() * 12 - 6) }
+            var one = rows, many = rows
+            one.withUnsafeMutableBufferPointer { p in
+                for r in 0..<rowCount { FastMath.softmaxInPlace(p.baseAddress! + r * stride, count: count) }
+            }
+            many.withUnsafeMutableBufferPointer { FastMath.softmaxRowsInPlace($0.baseAddress!, rows: rowCount, stride: stride, count: count) }
+            #expect(Self.differingBits(one, many) == 0, "\(rowCount) rows")
+        }
+    }
+
     /// How many elements of two arrays differ in their bits.
     static func differingBits(_ a: [Float], _ b: [Float]) -> Int { zip(a, b).filter { $0.bitPattern != $1.bitPattern }.count + abs(a.count - b.count) }
 
