@@ -121,18 +121,45 @@ public struct RunProvenance: Codable, Equatable, Sendable {
     /// of every product, so a run reproduces to the bit only with the same ones. Nil in runs made
     /// before release 0.7.5.
     public var openBLASKernels: String?
+    /// How many lanes the shim's softmax, activations and vision-tower attention ran
+    /// (`BLAS.exponentialLanes`): 16 and 8 give the same bits, 4 (the portable Swift code,
+    /// `PRUNEGYM_SIMD=portable` or a CPU without AVX2) rounds differently. Nil in runs made before
+    /// release 0.7.8.
+    public var exponentialLanes: Int?
 
-    enum CodingKeys: String, CodingKey { case kind, version, gitCommit = "git_commit", seed, command, openBLASKernels = "openblas_kernels" }
+    enum CodingKeys: String, CodingKey {
+        case kind, version, gitCommit = "git_commit", seed, command, openBLASKernels = "openblas_kernels", exponentialLanes = "exponential_lanes"
+    }
 
-    /// Provenance of a run starting now (version, git commit and OpenBLAS kernels of this process by default).
+    /// Provenance of a run starting now (version, git commit, OpenBLAS kernels and exponential
+    /// lanes of this process by default).
     public init(kind: String, seed: UInt64?, command: [String], version: String = PruneGymVersion.current, gitCommit: String = GitCommit.current,
-                openBLASKernels: String? = BLAS.kernels) {
+                openBLASKernels: String? = BLAS.kernels, exponentialLanes: Int? = BLAS.exponentialLanes) {
         self.kind = kind
         self.version = version
         self.gitCommit = gitCommit
         self.seed = seed
         self.command = command
         self.openBLASKernels = openBLASKernels
+        self.exponentialLanes = exponentialLanes
+    }
+
+    /// Why a run made now (`current`) would not reproduce this one to the last bit: one line per
+    /// difference in what sets the bits — the OpenBLAS kernels, and the portable code against the
+    /// vector kernels — each saying how to match it. Empty when nothing recorded differs.
+    public func bitDifferences(from current: RunProvenance) -> [String] {
+        var notes: [String] = []
+        if let kernels = openBLASKernels, let now = current.openBLASKernels, kernels != now {
+            notes.append("the run used OpenBLAS's \(kernels) kernels and this process runs its \(now) ones, which sum in another order: "
+                + "expect the same run to the last bits only with OPENBLAS_CORETYPE=\(kernels) (where the CPU supports them)")
+        }
+        if let lanes = exponentialLanes, let now = current.exponentialLanes, (lanes == 4) != (now == 4) {
+            let name = { (lanes: Int) in lanes == 4 ? "the portable four-lane Swift code" : "the \(lanes)-lane vector kernels" }
+            notes.append("the run's softmax, activations and vision-tower attention ran \(name(lanes)) and this process runs \(name(now)), which round differently: "
+                + (lanes == 4 ? "expect the same run to the last bits only with PRUNEGYM_SIMD=portable"
+                              : "expect the same run to the last bits only without PRUNEGYM_SIMD=portable, on a CPU with AVX2"))
+        }
+        return notes
     }
 }
 

@@ -36,9 +36,8 @@ enum RerunCommand {
         if provenance.version != PruneGymVersion.current || provenance.gitCommit != GitCommit.current {
             print("note: the run was made by PruneGym \(provenance.version) at \(provenance.gitCommit); this is \(PruneGymVersion.current) at \(GitCommit.current)")
         }
-        if let kernels = provenance.openBLASKernels, kernels != BLAS.kernels {
-            print("note: the run used OpenBLAS's \(kernels) kernels and this process runs its \(BLAS.kernels) ones, which sum in another order: "
-                + "expect the same run to the last bits only with OPENBLAS_CORETYPE=\(kernels) (where the CPU supports them)")
+        for note in provenance.bitDifferences(from: RunProvenance(kind: provenance.kind, seed: provenance.seed, command: [])) {
+            print("note: " + note)
         }
         print("rerunning \(provenance.kind) run \(original.url.path) (seed \(provenance.seed.map(String.init) ?? "–")) into \(target.url.path)")
         let quiet = args.flag("quiet")

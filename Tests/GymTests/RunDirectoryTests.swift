@@ -26,17 +26,33 @@ struct RunDirectoryTests {
         #expect(provenance.version == PruneGymVersion.current)
         #expect(!provenance.gitCommit.isEmpty)
         #expect(provenance.openBLASKernels == BLAS.kernels && !BLAS.kernels.isEmpty)
+        #expect(provenance.exponentialLanes == BLAS.exponentialLanes)
+        #expect(provenance.bitDifferences(from: provenance).isEmpty)
         // A run written before release 0.7.5 has no kernels recorded.
         let old = #"{"seed": 1, "learningRate": 0.1, "name": "old", "prunegym": {"kind": "train", "version": "0.7.4", "git_commit": "abc", "seed": 1, "command": []}}"#
         try Data(old.utf8).write(to: run.configURL)
         let oldProvenance = try #require(try run.readProvenance())
-        #expect(oldProvenance.version == "0.7.4" && oldProvenance.openBLASKernels == nil)
+        #expect(oldProvenance.version == "0.7.4" && oldProvenance.openBLASKernels == nil && oldProvenance.exponentialLanes == nil)
+        #expect(oldProvenance.bitDifferences(from: provenance).isEmpty, "nothing recorded, nothing to compare")
         // An explicit seed wins over the configuration's; a run without the object has no provenance.
         try run.writeConfig(settings, kind: "sweep-cell", seed: 3, command: [])
         #expect(try run.readProvenance()?.seed == 3)
         try Data(#"{"seed": 1, "learningRate": 0.1, "name": "old"}"#.utf8).write(to: run.configURL)
         #expect(try run.readProvenance() == nil)
         #expect(try run.readConfig(Settings.self).name == "old")
+    }
+
+    @Test("a rerun names each recorded difference that changes the bits: OpenBLAS's kernels, portable code against vector kernels (8 and 16 lanes agree)")
+    func bitDifferences() {
+        let run = RunProvenance(kind: "tprl", seed: 0, command: [], openBLASKernels: "Cooperlake", exponentialLanes: 16)
+        #expect(run.bitDifferences(from: RunProvenance(kind: "tprl", seed: 0, command: [], openBLASKernels: "Cooperlake", exponentialLanes: 8)).isEmpty)
+        let kernels = run.bitDifferences(from: RunProvenance(kind: "tprl", seed: 0, command: [], openBLASKernels: "Haswell", exponentialLanes: 8))
+        #expect(kernels.count == 1 && kernels[0].contains("OPENBLAS_CORETYPE=Cooperlake"))
+        let portable = run.bitDifferences(from: RunProvenance(kind: "tprl", seed: 0, command: [], openBLASKernels: "Cooperlake", exponentialLanes: 4))
+        #expect(portable.count == 1 && portable[0].contains("16-lane vector kernels") && portable[0].contains("without PRUNEGYM_SIMD=portable"))
+        let back = RunProvenance(kind: "tprl", seed: 0, command: [], openBLASKernels: "Cooperlake", exponentialLanes: 4)
+            .bitDifferences(from: RunProvenance(kind: "tprl", seed: 0, command: [], openBLASKernels: "Prescott", exponentialLanes: 16))
+        #expect(back.count == 2 && back[1].contains("with PRUNEGYM_SIMD=portable"))
     }
 
     @Test("a damaged config.json is an error naming the file")
