@@ -270,9 +270,9 @@ static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, 
 /// `prunegym_exp8_clamped` sixteen lanes at a time, lanes outside `keep` zero. The last step
 /// scales by 2^n with `vscalefps` (one rounding of er·2^n, as the eight-lane kernel's multiply by
 /// 2^n's bits: n is an integer in [−126, 127] here, so 2^n is a normal float) where the eight-lane
-/// kernel builds 2^n's bits in three integer instructions and multiplies. Checked on all 2^32
-/// inputs of `prunegym_exp16` and of `prunegym_exp16_nonpositive`'s domain, with and without
-/// flush-to-zero: the same bits.
+/// kernel builds 2^n's bits in three integer instructions and multiplies. The same bits on all
+/// 2^32 inputs of `prunegym_exp16` and of `prunegym_exp16_nonpositive`'s domain, with and without
+/// flush-to-zero (`tools/exp_lanes_exhaustive.c` checks it; the tests keep a sample).
 __attribute__((target("avx512f,avx512dq,avx2,fma")))
 static inline __m512 prunegym_exp16_clamped(__m512 x, __mmask16 keep) {
     const __m512 shifted = _mm512_fmadd_ps(x, _mm512_set1_ps(1.44269504088896341f), _mm512_set1_ps(12582912.0f));
