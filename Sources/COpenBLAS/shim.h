@@ -99,85 +99,54 @@ static inline void prunegym_exp_avx2(const float *x, float *y, long count, int n
     }
 }
 
-/// In-place softmax of `row[0..<count]` eight lanes at a time (AVX2 + FMA; call only when
-/// `prunegym_vector_level() >= 2`); a row of all -inf becomes zeros. The tail goes through masked
-/// loads, so every element takes the same vector path.
-__attribute__((target("avx2,fma")))
-static inline void prunegym_softmax_avx2(float *row, long count) {
-    const long full = count & ~7L, tail = count - full;
-    const __m256i tailMask = prunegym_tail_mask(tail);
-    const __m256 negInf = _mm256_set1_ps(-__builtin_inff());
-    __m256 m = negInf;
-    for (long j = 0; j < full; j += 8) m = _mm256_max_ps(m, _mm256_loadu_ps(row + j));
-    if (tail) m = _mm256_max_ps(m, _mm256_blendv_ps(negInf, _mm256_maskload_ps(row + full, tailMask), _mm256_castsi256_ps(tailMask)));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    const float maximum = _mm_cvtss_f32(m4);
-    if (maximum == -__builtin_inff()) {
-        for (long j = 0; j < count; j++) row[j] = 0;
-        return;
-    }
-    const __m256 mx = _mm256_set1_ps(maximum);
-    __m256 sum = _mm256_setzero_ps();
-    for (long j = 0; j < full; j += 8) {
-        const __m256 e = prunegym_exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(row + j), mx));
-        _mm256_storeu_ps(row + j, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    if (tail) {
-        const __m256 e = _mm256_and_ps(prunegym_exp8_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(row + full, tailMask), mx)), _mm256_castsi256_ps(tailMask));
-        _mm256_maskstore_ps(row + full, tailMask, e);
-        sum = _mm256_add_ps(sum, e);
-    }
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
-    const __m256 scale = _mm256_set1_ps(1.0f / _mm_cvtss_f32(s4));
-    for (long j = 0; j < full; j += 8) _mm256_storeu_ps(row + j, _mm256_mul_ps(_mm256_loadu_ps(row + j), scale));
-    if (tail) _mm256_maskstore_ps(row + full, tailMask, _mm256_mul_ps(_mm256_maskload_ps(row + full, tailMask), scale));
-}
-
-/// `prunegym_softmax_avx2` on four rows `row`, `row + ld`, `row + 2·ld`, `row + 3·ld` at once, to
-/// its bits: each row takes the same instructions in the same order, and the four rows' chains of
-/// maxima and sums interleave, so the adds' latency no longer bounds a row.
-__attribute__((target("avx2,fma")))
-static inline void prunegym_softmax4_avx2(float *row, long ld, long count) {
+/// In-place softmax of `rows` rows (1 or 4, a constant at each call) `ld` floats apart, each
+/// `count` long, eight lanes at a time (AVX2 + FMA; call only when `prunegym_vector_level() >= 2`).
+/// Each row runs the same instructions in the same order whatever `rows` is, so its bits do not
+/// depend on it; with four rows their chains of maxima and sums interleave, so the adds' latency
+/// no longer bounds a row. A row of all −∞ becomes zeros (a group of four holding one goes through
+/// the one-row form). The tail goes through masked loads, so every element takes the same vector
+/// path.
+static inline void prunegym_softmax_avx2(float *row, long count);
+__attribute__((target("avx2,fma"), always_inline))
+static inline void prunegym_softmax_rows_avx2(float *row, long ld, long count, const int rows) {
     const long full = count & ~7L, tail = count - full;
     const __m256i tailMask = prunegym_tail_mask(tail);
     const __m256 negInf = _mm256_set1_ps(-__builtin_inff());
     __m256 m8[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) m8[r] = negInf;
+    for (int r = 0; r < rows; r++) m8[r] = negInf;
     for (long j = 0; j < full; j += 8) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) m8[r] = _mm256_max_ps(m8[r], _mm256_loadu_ps(row + r * ld + j));
+        for (int r = 0; r < rows; r++) m8[r] = _mm256_max_ps(m8[r], _mm256_loadu_ps(row + r * ld + j));
     }
     if (tail) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++)
+        for (int r = 0; r < rows; r++)
             m8[r] = _mm256_max_ps(m8[r], _mm256_blendv_ps(negInf, _mm256_maskload_ps(row + r * ld + full, tailMask), _mm256_castsi256_ps(tailMask)));
     }
     __m256 mx[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < rows; r++) {
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m8[r]), _mm256_extractf128_ps(m8[r], 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
         const float maximum = _mm_cvtss_f32(m4);
         if (maximum == -__builtin_inff()) {
-            // A row of −∞ (a fully masked row): the rows one at a time, as the one-row kernel.
-            for (int k = 0; k < 4; k++) prunegym_softmax_avx2(row + k * ld, count);
+            if (rows == 1) {
+                for (long j = 0; j < count; j++) row[j] = 0;
+            } else {
+                for (int k = 0; k < rows; k++) prunegym_softmax_avx2(row + k * ld, count);
+            }
             return;
         }
         mx[r] = _mm256_set1_ps(maximum);
     }
     __m256 sum[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_ps();
+    for (int r = 0; r < rows; r++) sum[r] = _mm256_setzero_ps();
     for (long j = 0; j < full; j += 8) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < rows; r++) {
             const __m256 e = prunegym_exp8_nonpositive(_mm256_sub_ps(_mm256_loadu_ps(row + r * ld + j), mx[r]));
             _mm256_storeu_ps(row + r * ld + j, e);
             sum[r] = _mm256_add_ps(sum[r], e);
@@ -185,7 +154,7 @@ static inline void prunegym_softmax4_avx2(float *row, long ld, long count) {
     }
     if (tail) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < rows; r++) {
             const __m256 e = _mm256_and_ps(prunegym_exp8_nonpositive(_mm256_sub_ps(_mm256_maskload_ps(row + r * ld + full, tailMask), mx[r])),
                                            _mm256_castsi256_ps(tailMask));
             _mm256_maskstore_ps(row + r * ld + full, tailMask, e);
@@ -194,7 +163,7 @@ static inline void prunegym_softmax4_avx2(float *row, long ld, long count) {
     }
     __m256 scale[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < rows; r++) {
         __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum[r]), _mm256_extractf128_ps(sum[r], 1));
         s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
@@ -202,13 +171,24 @@ static inline void prunegym_softmax4_avx2(float *row, long ld, long count) {
     }
     for (long j = 0; j < full; j += 8) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) _mm256_storeu_ps(row + r * ld + j, _mm256_mul_ps(_mm256_loadu_ps(row + r * ld + j), scale[r]));
+        for (int r = 0; r < rows; r++) _mm256_storeu_ps(row + r * ld + j, _mm256_mul_ps(_mm256_loadu_ps(row + r * ld + j), scale[r]));
     }
     if (tail) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) _mm256_maskstore_ps(row + r * ld + full, tailMask, _mm256_mul_ps(_mm256_maskload_ps(row + r * ld + full, tailMask), scale[r]));
+        for (int r = 0; r < rows; r++) _mm256_maskstore_ps(row + r * ld + full, tailMask, _mm256_mul_ps(_mm256_maskload_ps(row + r * ld + full, tailMask), scale[r]));
     }
 }
+
+/// In-place softmax of `row[0..<count]` eight lanes at a time (`prunegym_softmax_rows_avx2`).
+__attribute__((target("avx2,fma")))
+static inline void prunegym_softmax_avx2(float *row, long count) { prunegym_softmax_rows_avx2(row, 0, count, 1); }
+
+/// `prunegym_softmax_avx2` on the four rows `row`, `row + ld`, `row + 2·ld`, `row + 3·ld` at once,
+/// to its bits (`prunegym_softmax_rows_avx2`).
+__attribute__((target("avx2,fma")))
+static inline void prunegym_softmax4_avx2(float *row, long ld, long count) { prunegym_softmax_rows_avx2(row, ld, count, 4); }
+
+
 
 /// y = x·σ(a·x) = x / (1 + e^(−a·x)) eight lanes at a time (quick_gelu with a = 1.702, SiLU with
 /// a = 1); the tail through masked loads. Call only when `prunegym_vector_level() >= 2`.
@@ -319,90 +299,50 @@ static inline void prunegym_exp_avx512(const float *x, float *y, long count, int
     }
 }
 
-/// `prunegym_softmax_avx2` sixteen lanes at a time, to its bits (call only when
-/// `prunegym_vector_level() >= 3`).
-__attribute__((target("avx512f,avx512dq,avx2,fma")))
-static inline void prunegym_softmax_avx512(float *row, long count) {
-    const long full = count & ~15L, tail = count - full;
-    const __mmask16 tailMask = prunegym_tail_mask16(tail);
-    const __m512 negInf = _mm512_set1_ps(-__builtin_inff());
-    __m512 m16 = negInf;
-    for (long j = 0; j < full; j += 16) m16 = _mm512_max_ps(m16, _mm512_loadu_ps(row + j));
-    if (tail) m16 = _mm512_max_ps(m16, _mm512_mask_loadu_ps(negInf, tailMask, row + full));
-    const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(m16), _mm512_extractf32x8_ps(m16, 1));
-    __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
-    m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
-    m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
-    const float maximum = _mm_cvtss_f32(m4);
-    if (maximum == -__builtin_inff()) {
-        for (long j = 0; j < count; j++) row[j] = 0;
-        return;
-    }
-    const __m512 mx = _mm512_set1_ps(maximum);
-    __m256 sum = _mm256_setzero_ps();
-    for (long j = 0; j < full; j += 16) {
-        const __m512 e = prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + j), mx));
-        _mm512_storeu_ps(row + j, e);
-        sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
-        sum = _mm256_add_ps(sum, _mm512_extractf32x8_ps(e, 1));
-    }
-    if (tail) {
-        // Masked lanes are +0: the eight-lane kernel adds the same values, one full block of
-        // eight and then its masked tail when more than eight remain.
-        const __m512 e = _mm512_maskz_mov_ps(tailMask, prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tailMask, row + full), mx)));
-        _mm512_mask_storeu_ps(row + full, tailMask, e);
-        sum = _mm256_add_ps(sum, _mm512_castps512_ps256(e));
-        if (tail > 8) sum = _mm256_add_ps(sum, _mm512_extractf32x8_ps(e, 1));
-    }
-    __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum), _mm256_extractf128_ps(sum, 1));
-    s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
-    s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
-    const __m512 scale = _mm512_set1_ps(1.0f / _mm_cvtss_f32(s4));
-    for (long j = 0; j < full; j += 16) _mm512_storeu_ps(row + j, _mm512_mul_ps(_mm512_loadu_ps(row + j), scale));
-    if (tail) _mm512_mask_storeu_ps(row + full, tailMask, _mm512_mul_ps(_mm512_maskz_loadu_ps(tailMask, row + full), scale));
-}
-
-/// `prunegym_softmax_avx512` on four rows `row`, `row + ld`, `row + 2·ld`, `row + 3·ld` at once, to
-/// its bits: each row takes the same instructions in the same order, and the four rows' chains of
-/// maxima and sums interleave, so the adds' latency no longer bounds a row (call only when
-/// `prunegym_vector_level() >= 3`).
-__attribute__((target("avx512f,avx512dq,avx2,fma")))
-static inline void prunegym_softmax4_avx512(float *row, long ld, long count) {
+/// `prunegym_softmax_rows_avx2` sixteen lanes at a time, to its bits: each block of sixteen
+/// exponentials is added to its row's eight-lane sum low half first, then high half, the order of
+/// the eight-lane kernel (call only when `prunegym_vector_level() >= 3`).
+static inline void prunegym_softmax_avx512(float *row, long count);
+__attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline))
+static inline void prunegym_softmax_rows_avx512(float *row, long ld, long count, const int rows) {
     const long full = count & ~15L, tail = count - full;
     const __mmask16 tailMask = prunegym_tail_mask16(tail);
     const __m512 negInf = _mm512_set1_ps(-__builtin_inff());
     __m512 m16[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) m16[r] = negInf;
+    for (int r = 0; r < rows; r++) m16[r] = negInf;
     for (long j = 0; j < full; j += 16) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) m16[r] = _mm512_max_ps(m16[r], _mm512_loadu_ps(row + r * ld + j));
+        for (int r = 0; r < rows; r++) m16[r] = _mm512_max_ps(m16[r], _mm512_loadu_ps(row + r * ld + j));
     }
     if (tail) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) m16[r] = _mm512_max_ps(m16[r], _mm512_mask_loadu_ps(negInf, tailMask, row + r * ld + full));
+        for (int r = 0; r < rows; r++) m16[r] = _mm512_max_ps(m16[r], _mm512_mask_loadu_ps(negInf, tailMask, row + r * ld + full));
     }
     __m512 mx[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < rows; r++) {
         const __m256 m = _mm256_max_ps(_mm512_castps512_ps256(m16[r]), _mm512_extractf32x8_ps(m16[r], 1));
         __m128 m4 = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
         m4 = _mm_max_ps(m4, _mm_movehl_ps(m4, m4));
         m4 = _mm_max_ss(m4, _mm_shuffle_ps(m4, m4, 1));
         const float maximum = _mm_cvtss_f32(m4);
         if (maximum == -__builtin_inff()) {
-            // A row of −∞ (a fully masked row): the rows one at a time, as the one-row kernel.
-            for (int k = 0; k < 4; k++) prunegym_softmax_avx512(row + k * ld, count);
+            if (rows == 1) {
+                for (long j = 0; j < count; j++) row[j] = 0;
+            } else {
+                for (int k = 0; k < rows; k++) prunegym_softmax_avx512(row + k * ld, count);
+            }
             return;
         }
         mx[r] = _mm512_set1_ps(maximum);
     }
     __m256 sum[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) sum[r] = _mm256_setzero_ps();
+    for (int r = 0; r < rows; r++) sum[r] = _mm256_setzero_ps();
     for (long j = 0; j < full; j += 16) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < rows; r++) {
             const __m512 e = prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_loadu_ps(row + r * ld + j), mx[r]));
             _mm512_storeu_ps(row + r * ld + j, e);
             sum[r] = _mm256_add_ps(sum[r], _mm512_castps512_ps256(e));
@@ -410,8 +350,10 @@ static inline void prunegym_softmax4_avx512(float *row, long ld, long count) {
         }
     }
     if (tail) {
+        // Masked lanes are +0: the eight-lane kernel adds the same values, one full block of
+        // eight and then its masked tail when more than eight remain.
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) {
+        for (int r = 0; r < rows; r++) {
             const __m512 e = _mm512_maskz_mov_ps(tailMask, prunegym_exp16_nonpositive(_mm512_sub_ps(_mm512_maskz_loadu_ps(tailMask, row + r * ld + full), mx[r])));
             _mm512_mask_storeu_ps(row + r * ld + full, tailMask, e);
             sum[r] = _mm256_add_ps(sum[r], _mm512_castps512_ps256(e));
@@ -420,7 +362,7 @@ static inline void prunegym_softmax4_avx512(float *row, long ld, long count) {
     }
     __m512 scale[4];
 #pragma clang loop unroll(full)
-    for (int r = 0; r < 4; r++) {
+    for (int r = 0; r < rows; r++) {
         __m128 s4 = _mm_add_ps(_mm256_castps256_ps128(sum[r]), _mm256_extractf128_ps(sum[r], 1));
         s4 = _mm_add_ps(s4, _mm_movehl_ps(s4, s4));
         s4 = _mm_add_ss(s4, _mm_shuffle_ps(s4, s4, 1));
@@ -428,13 +370,22 @@ static inline void prunegym_softmax4_avx512(float *row, long ld, long count) {
     }
     for (long j = 0; j < full; j += 16) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) _mm512_storeu_ps(row + r * ld + j, _mm512_mul_ps(_mm512_loadu_ps(row + r * ld + j), scale[r]));
+        for (int r = 0; r < rows; r++) _mm512_storeu_ps(row + r * ld + j, _mm512_mul_ps(_mm512_loadu_ps(row + r * ld + j), scale[r]));
     }
     if (tail) {
 #pragma clang loop unroll(full)
-        for (int r = 0; r < 4; r++) _mm512_mask_storeu_ps(row + r * ld + full, tailMask, _mm512_mul_ps(_mm512_maskz_loadu_ps(tailMask, row + r * ld + full), scale[r]));
+        for (int r = 0; r < rows; r++) _mm512_mask_storeu_ps(row + r * ld + full, tailMask, _mm512_mul_ps(_mm512_maskz_loadu_ps(tailMask, row + r * ld + full), scale[r]));
     }
 }
+
+/// `prunegym_softmax_avx2` sixteen lanes at a time, to its bits (`prunegym_softmax_rows_avx512`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_softmax_avx512(float *row, long count) { prunegym_softmax_rows_avx512(row, 0, count, 1); }
+
+/// `prunegym_softmax_avx512` on the four rows `row`, `row + ld`, `row + 2·ld`, `row + 3·ld` at
+/// once, to its bits (`prunegym_softmax_rows_avx512`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_softmax4_avx512(float *row, long ld, long count) { prunegym_softmax_rows_avx512(row, ld, count, 4); }
 
 /// `prunegym_sigmoid_gated_avx2` sixteen lanes at a time, to its bits (call only when
 /// `prunegym_vector_level() >= 3`).
@@ -474,6 +425,27 @@ static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf
         _mm512_mask_storeu_ps(y + j, mask, _mm512_mul_ps(v, c));
         if (cdf) _mm512_mask_storeu_ps(cdf + j, mask, c);
     }
+}
+
+/// The mix of `prunegym_attention_head16_avx512`: o[i] = Σ_j p[i, j]·v[j] for the first `n` of
+/// `width` (4 or 16, a constant at each call) probability rows in `scratch` (stride `lds`), each
+/// sum one fused multiply-add after another from zero in index order, the `width` sums side by
+/// side in registers (one value-row load per key). Rows from `n` to `width` sum whatever their
+/// scratch rows hold and are not stored.
+__attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline))
+static inline void prunegym_attention_mix16_avx512(const float *v, long ldv, const float *scratch, long lds, long s, float *o, long ldo,
+                                                   long n, const int width) {
+    __m512 acc[16];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < width; i++) acc[i] = _mm512_setzero_ps();
+    for (long j = 0; j < s; j++) {
+        const __m512 vj = _mm512_loadu_ps(v + j * ldv);
+        const float *pj = scratch + j;
+#pragma clang loop unroll(full)
+        for (int i = 0; i < width; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(pj[i * lds]), vj, acc[i]);
+    }
+#pragma clang loop unroll(full)
+    for (int i = 0; i < width; i++) if (i < n) _mm512_storeu_ps(o + i * ldo, acc[i]);
 }
 
 /// Attention without a mask for one head 16 wide (the vision tower's), sixteen query rows at a
@@ -537,34 +509,10 @@ static inline void prunegym_attention_head16_avx512(const float *q, long ldq, co
         // Rows g..<g+4 with g < n all hold scores (rows past n repeat row g's), so the softmax
         // takes them four at a time.
         for (long i = 0; i < n; i += 4) prunegym_softmax4_avx512(scratch + i * lds, lds, s);
-        // The mix, sixteen rows' sums side by side (four when the block has at most four rows,
-        // e.g. the last of 257: the same sums in the same order). Rows past the block's end sum
-        // whatever their scratch rows hold and are not stored.
-        if (n <= 4) {
-            __m512 acc[4];
-#pragma clang loop unroll(full)
-            for (int i = 0; i < 4; i++) acc[i] = _mm512_setzero_ps();
-            for (long j = 0; j < s; j++) {
-                const __m512 vj = _mm512_loadu_ps(v + j * ldv);
-                const float *pj = scratch + j;
-#pragma clang loop unroll(full)
-                for (int i = 0; i < 4; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(pj[i * lds]), vj, acc[i]);
-            }
-#pragma clang loop unroll(full)
-            for (int i = 0; i < 4; i++) if (i < n) _mm512_storeu_ps(o + (first + i) * ldo, acc[i]);
-            continue;
-        }
-        __m512 acc[16];
-#pragma clang loop unroll(full)
-        for (int i = 0; i < 16; i++) acc[i] = _mm512_setzero_ps();
-        for (long j = 0; j < s; j++) {
-            const __m512 vj = _mm512_loadu_ps(v + j * ldv);
-            const float *pj = scratch + j;
-#pragma clang loop unroll(full)
-            for (int i = 0; i < 16; i++) acc[i] = _mm512_fmadd_ps(_mm512_set1_ps(pj[i * lds]), vj, acc[i]);
-        }
-#pragma clang loop unroll(full)
-        for (int i = 0; i < 16; i++) if (i < n) _mm512_storeu_ps(o + (first + i) * ldo, acc[i]);
+        // The mix: sixteen rows' sums side by side, four when the block has at most four rows
+        // (e.g. the last of 257; the same sums in the same order).
+        if (n <= 4) prunegym_attention_mix16_avx512(v, ldv, scratch, lds, s, o + first * ldo, ldo, n, 4);
+        else prunegym_attention_mix16_avx512(v, ldv, scratch, lds, s, o + first * ldo, ldo, n, 16);
     }
 }
 /// `prunegym_attention_head16_avx512` eight lanes at a time, to its bits (the same sums in the same
