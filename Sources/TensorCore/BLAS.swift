@@ -43,15 +43,24 @@ public enum BLAS {
 
     /// C ← α·op(A)·op(B) + β·C, split over the worker threads by rows of C (or by columns when C
     /// has few rows). Each part is a single-threaded `cblas_sgemm` on a sub-block addressed by
-    /// pointer offsets, with no copies.
+    /// pointer offsets, with no copies. With `rowsStartAs`, each part first writes that row of `n`
+    /// values into every row of its block of C — a bias, onto which β = 1 then accumulates the
+    /// product — on its own thread, just before its product reads it.
     public static func parallelGEMM(
         transposeA: Bool, transposeB: Bool, m: Int, n: Int, k: Int,
         alpha: Float = 1, a: UnsafePointer<Float>, lda: Int,
         b: UnsafePointer<Float>, ldb: Int,
-        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int
+        beta: Float = 0, c: UnsafeMutablePointer<Float>, ldc: Int,
+        rowsStartAs row: UnsafePointer<Float>? = nil
     ) {
+        // Columns first..<first + count of rows 0..<rows of C (stride ldc) ← the given row's.
+        func fill(rows: Int, columns first: Int, count: Int, _ c: UnsafeMutablePointer<Float>) {
+            guard let row else { return }
+            for r in 0..<rows { (c + r * ldc + first).update(from: row + first, count: count) }
+        }
         let (parts, byRows) = partition(m: m, n: n, k: k)
         if parts <= 1 {
+            fill(rows: m, columns: 0, count: n, c)
             gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, alpha: alpha,
                  a: a, lda: lda, b: b, ldb: ldb, beta: beta, c: c, ldc: ldc)
             return
@@ -64,11 +73,13 @@ public enum BLAS {
                 let size = Swift.min(chunk, length - start)
                 guard size > 0 else { continue }
                 if byRows {
+                    fill(rows: size, columns: 0, count: n, c + start * ldc)
                     // Rows of op(A): row offset in A, or column offset when A is stored transposed.
                     gemm(transposeA: transposeA, transposeB: transposeB, m: size, n: n, k: k, alpha: alpha,
                          a: a + (transposeA ? start : start * lda), lda: lda, b: b, ldb: ldb,
                          beta: beta, c: c + start * ldc, ldc: ldc)
                 } else {
+                    fill(rows: m, columns: start, count: size, c)
                     gemm(transposeA: transposeA, transposeB: transposeB, m: m, n: size, k: k, alpha: alpha,
                          a: a, lda: lda, b: b + (transposeB ? start * ldb : start), ldb: ldb,
                          beta: beta, c: c + start, ldc: ldc)

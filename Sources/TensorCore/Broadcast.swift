@@ -21,6 +21,13 @@ enum Broadcast {
         return result
     }
 
+    /// Whether `shape`, its leading 1s dropped, is the trailing part of `target`: broadcast to
+    /// `target`, its values repeat whole, one copy after another.
+    static func tiles(_ shape: [Int], _ target: [Int]) -> Bool {
+        let core = shape.drop { $0 == 1 }
+        return core.count <= target.count && target.suffix(core.count).elementsEqual(core)
+    }
+
     /// Element strides of a contiguous `shape` viewed as `target` (0 along broadcast axes).
     static func strides(of shape: [Int], in target: [Int]) -> [Int] {
         let offset = target.count - shape.count

@@ -241,6 +241,51 @@ enum FastMath4 {
         return total
     }
 
+    /// `dot(a[g], b[g], count)` of four pairs of rows at once, each with `dot`'s lanes and order
+    /// (so the same bits); the four dependency chains overlap. Pairs may repeat.
+    @inline(__always)
+    static func dots(
+        _ a: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
+        _ b: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>), _ count: Int
+    ) -> SIMD4<Float> {
+        var (l0, l1, l2, l3) = (V(repeating: 0), V(repeating: 0), V(repeating: 0), V(repeating: 0))
+        var j = 0
+        while j + 4 <= count {
+            l0 += load(a.0, j) * load(b.0, j)
+            l1 += load(a.1, j) * load(b.1, j)
+            l2 += load(a.2, j) * load(b.2, j)
+            l3 += load(a.3, j) * load(b.3, j)
+            j += 4
+        }
+        var totals = SIMD4(l0.sum(), l1.sum(), l2.sum(), l3.sum())
+        while j < count {
+            totals += SIMD4(a.0[j] * b.0[j], a.1[j] * b.1[j], a.2[j] * b.2[j], a.3[j] * b.3[j])
+            j += 1
+        }
+        return totals
+    }
+
+    /// `sum(a[g], count)` of four rows at once, each with `sum`'s lanes and order (so the same
+    /// bits); the four dependency chains overlap. Rows may repeat.
+    @inline(__always)
+    static func sums(_ a: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>), _ count: Int) -> SIMD4<Float> {
+        var (l0, l1, l2, l3) = (V(repeating: 0), V(repeating: 0), V(repeating: 0), V(repeating: 0))
+        var j = 0
+        while j + 4 <= count {
+            l0 += load(a.0, j)
+            l1 += load(a.1, j)
+            l2 += load(a.2, j)
+            l3 += load(a.3, j)
+            j += 4
+        }
+        var totals = SIMD4(l0.sum(), l1.sum(), l2.sum(), l3.sum())
+        while j < count {
+            totals += SIMD4(a.0[j], a.1[j], a.2[j], a.3[j])
+            j += 1
+        }
+        return totals
+    }
+
     /// |x| by clearing the sign bits.
     @inline(__always)
     static func abs(_ x: V) -> V { unsafeBitCast(unsafeBitCast(x, to: SIMD4<UInt32>.self) & 0x7FFF_FFFF, to: V.self) }

@@ -59,6 +59,28 @@ extension Tensor {
             }
             return result
         }
+        // One operand repeated whole along the leading axes (a bias row, a table of positions):
+        // blocks of its size in parallel.
+        if a.count == result.count && b.count > 0 && Broadcast.tiles(b.shape, shape) {
+            let tile = b.count
+            Parallel.forRanges(result.count / tile, cost: tile) { range in
+                for block in range {
+                    let o = block * tile
+                    for j in 0..<tile { target[o + j] = f(x[o + j], y[j]) }
+                }
+            }
+            return result
+        }
+        if b.count == result.count && a.count > 0 && Broadcast.tiles(a.shape, shape) {
+            let tile = a.count
+            Parallel.forRanges(result.count / tile, cost: tile) { range in
+                for block in range {
+                    let o = block * tile
+                    for j in 0..<tile { target[o + j] = f(x[j], y[o + j]) }
+                }
+            }
+            return result
+        }
         let stridesA = Broadcast.strides(of: a.shape, in: shape)
         let stridesB = Broadcast.strides(of: b.shape, in: shape)
         Broadcast.forEachRow(target: shape, stridesA: stridesA, stridesB: stridesB) { o, ia, ib, length, sa, sb in

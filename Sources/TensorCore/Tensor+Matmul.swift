@@ -113,7 +113,8 @@ extension Tensor {
 
 extension Tensor {
     /// Affine map y = x·Wᵀ + b in one GEMM: the bias is written into the output first and the
-    /// product accumulated onto it (β = 1), so there is no separate bias pass. PyTorch layout:
+    /// product accumulated onto it (β = 1), so there is no separate bias pass; each thread writes
+    /// the bias into its own part of the output just before its part of the product. PyTorch layout:
     /// `weight` is `[out, in]`, `bias` is `[out]`.
     ///
     /// Shapes: `[…, in]` → `[…, out]`. Backward: dx = g·W, dW = gᵀ·x, db = Σ_rows g.
@@ -127,18 +128,19 @@ extension Tensor {
         outShape[outShape.count - 1] = outputs
         var result = Tensor(uninitializedShape: outShape)
         let y = result.storage.base
-        if let bias {
-            let b = bias.storage.base
-            for r in 0..<rows { (y + r * outputs).update(from: b, count: outputs) }
-        }
         if rows > 0 && outputs > 0 {
             if inputs == 0 {
-                if bias == nil { y.update(repeating: 0, count: rows * outputs) }
+                if let bias {
+                    for r in 0..<rows { (y + r * outputs).update(from: bias.storage.base, count: outputs) }
+                } else {
+                    y.update(repeating: 0, count: rows * outputs)
+                }
             } else {
+                // Each part of the product writes the bias into its own rows first (β = 1).
                 BLAS.parallelGEMM(
                     transposeA: false, transposeB: true, m: rows, n: outputs, k: inputs,
                     a: x.storage.base, lda: inputs, b: weight.storage.base, ldb: inputs,
-                    beta: bias == nil ? 0 : 1, c: y, ldc: outputs)
+                    beta: bias == nil ? 0 : 1, c: y, ldc: outputs, rowsStartAs: bias.map { UnsafePointer($0.storage.base) })
             }
         }
         guard x.node != nil || weight.node != nil || bias?.node != nil else { return result }

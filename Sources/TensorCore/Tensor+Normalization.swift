@@ -19,18 +19,33 @@ extension Tensor {
         let xhat = normalized.storage.base, rstd = inverseDeviations.storage.base
         let w = weight?.storage.base, b = bias?.storage.base
         Parallel.forRanges(rows, cost: d * 4) { range in
-            for r in range {
-                let input = source + r * d, output = target + r * d, hat = keepsNormalized ? xhat + r * d : output
-                let mean = FastMath4.sum(input, d) / Float(d)
-                for j in 0..<d { hat[j] = input[j] - mean }
-                let variance = FastMath4.dot(hat, hat, d) / Float(d)
-                let inverse = 1 / (variance + epsilon).squareRoot()
-                rstd[r] = inverse
-                for j in 0..<d { hat[j] *= inverse }
-                if let w, let b {
-                    for j in 0..<d { output[j] = hat[j] * w[j] + b[j] }
-                } else {
-                    for j in 0..<d { output[j] = hat[j] * (w?[j] ?? 1) + (b?[j] ?? 0) }
+            // Four rows at a time: each row's sums in `FastMath4.sum`'s lanes and order (the same
+            // bits as one row at a time), the four rows' dependency chains overlapping. A last
+            // group of fewer rows repeats its last row in the spare places.
+            for r in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
+                let group = Swift.min(4, range.upperBound - r)
+                func rows(_ base: UnsafeMutablePointer<Float>) -> (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) {
+                    func row(_ g: Int) -> UnsafePointer<Float> { UnsafePointer(base + (r + Swift.min(g, group - 1)) * d) }
+                    return (row(0), row(1), row(2), row(3))
+                }
+                let hats = keepsNormalized ? xhat : target
+                let means = FastMath4.sums(rows(source), d) / Float(d)
+                for g in 0..<group {
+                    let input = source + (r + g) * d, hat = hats + (r + g) * d, mean = means[g]
+                    for j in 0..<d { hat[j] = input[j] - mean }
+                }
+                let normalizedRows = rows(hats)
+                let variances = FastMath4.dots(normalizedRows, normalizedRows, d) / Float(d)
+                for g in 0..<group {
+                    let output = target + (r + g) * d, hat = hats + (r + g) * d
+                    let inverse = 1 / (variances[g] + epsilon).squareRoot()
+                    rstd[r + g] = inverse
+                    for j in 0..<d { hat[j] *= inverse }
+                    if let w, let b {
+                        for j in 0..<d { output[j] = hat[j] * w[j] + b[j] }
+                    } else {
+                        for j in 0..<d { output[j] = hat[j] * (w?[j] ?? 1) + (b?[j] ?? 0) }
+                    }
                 }
             }
         }
@@ -44,14 +59,26 @@ extension Tensor {
                 let dx = grad.storage.base
                 let w = weightValue?.storage.base
                 Parallel.forRanges(rows, cost: d * 4) { range in
-                    for r in range {
-                        let gy = dy + r * d, hat = xhat + r * d, out = dx + r * d
+                    // Four rows at a time, as in the forward pass (the same bits as one at a time).
+                    for r in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
+                        let group = Swift.min(4, range.upperBound - r)
+                        func rows(_ base: UnsafeMutablePointer<Float>) -> (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>) {
+                            func row(_ g: Int) -> UnsafePointer<Float> { UnsafePointer(base + (r + Swift.min(g, group - 1)) * d) }
+                            return (row(0), row(1), row(2), row(3))
+                        }
                         // dx̂ = g·w;  dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))
                         // out ← g·w first, then the two row reductions over it.
-                        if let w { for j in 0..<d { out[j] = gy[j] * w[j] } } else { out.update(from: gy, count: d) }
-                        let meanSum = FastMath4.sum(out, d) / Float(d), meanDot = FastMath4.dot(out, hat, d) / Float(d)
-                        let scale = rstd[r]
-                        for j in 0..<d { out[j] = scale * (out[j] - meanSum - hat[j] * meanDot) }
+                        for g in 0..<group {
+                            let gy = dy + (r + g) * d, out = dx + (r + g) * d
+                            if let w { for j in 0..<d { out[j] = gy[j] * w[j] } } else { out.update(from: gy, count: d) }
+                        }
+                        let meanSums = FastMath4.sums(rows(dx), d) / Float(d)
+                        let meanDots = FastMath4.dots(rows(dx), rows(xhat), d) / Float(d)
+                        for g in 0..<group {
+                            let hat = xhat + (r + g) * d, out = dx + (r + g) * d
+                            let (scale, meanSum, meanDot) = (rstd[r + g], meanSums[g], meanDots[g])
+                            for j in 0..<d { out[j] = scale * (out[j] - meanSum - hat[j] * meanDot) }
+                        }
                     }
                 }
                 gradX = grad

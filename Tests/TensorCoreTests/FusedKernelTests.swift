@@ -243,6 +243,25 @@ struct FusedKernelTests {
                     #expect(Array(layerNormed[(r * d)..<((r + 1) * d)]).map(\.bitPattern) == expected.map(\.bitPattern), "layer norm, row \(r) of \(rows), d \(d)")
                 }
             }
+            // Its gradient with respect to x likewise, one row at a time.
+            let input = Parameter(x), upstream = Self.random([rows, d], seed: UInt64(rows * 100 + d + 7))
+            (Tensor.layerNorm(input.tensor, weight: w.tensor, bias: bias.tensor, epsilon: 1e-5) * upstream).sum().backward()
+            let gradient = input.gradient?.scalars ?? []
+            values.withUnsafeBufferPointer { v in
+                let g = upstream.scalars
+                var hat = [Float](repeating: 0, count: d), scaled = [Float](repeating: 0, count: d)
+                for r in 0..<rows {
+                    let row = v.baseAddress! + r * d
+                    let mean = FastMath4.sum(row, d) / Float(d)
+                    for j in 0..<d { hat[j] = row[j] - mean }
+                    let inverse = 1 / (FastMath4.dot(hat, hat, d) / Float(d) + 1e-5).squareRoot()
+                    for j in 0..<d { hat[j] *= inverse; scaled[j] = g[r * d + j] * weights[j] }
+                    let meanSum = FastMath4.sum(scaled, d) / Float(d), meanDot = FastMath4.dot(scaled, hat, d) / Float(d)
+                    let expected = (0..<d).map { j in inverse * (scaled[j] - meanSum - hat[j] * meanDot) }
+                    #expect(gradient.count == rows * d && Array(gradient[(r * d)..<((r + 1) * d)]).map(\.bitPattern) == expected.map(\.bitPattern),
+                            "layer norm's gradient, row \(r) of \(rows), d \(d)")
+                }
+            }
         }
     }
 

@@ -25,6 +25,17 @@ struct TensorTests {
         let outer = Tensor(shape: [3, 1], scalars: [1, 2, 3]) - Tensor(shape: [1, 2], scalars: [1, 10])
         #expect(outer.shape == [3, 2] && outer.scalars == [0, -9, 1, -8, 2, -7])
         #expect((Tensor(2) / a).shape == [2, 3])
+        // An operand repeated whole (its shape, leading 1s dropped, ends the other's) on either
+        // side, and shapes that only look alike, against the operand expanded first.
+        let cases: [([Int], [Int], [Int])] = [([4, 3, 5], [3, 5], [4, 3, 5]), ([4, 3, 5], [1, 3, 5], [4, 3, 5]), ([1, 5], [2, 1, 5], [2, 1, 5]),
+                                              ([2, 3, 5], [1, 1, 5], [2, 3, 5]), ([3, 4], [3, 1], [3, 4]), ([2, 3, 4], [2, 1, 4], [2, 3, 4]),
+                                              ([0, 3], [3], [0, 3])]
+        for (index, (shapeA, shapeB, shape)) in cases.enumerated() {
+            let x = Tensor(shape: shapeA, scalars: (0..<shapeA.reduce(1, *)).map { Float($0) * 0.5 - 3 })
+            let y = Tensor(shape: shapeB, scalars: (0..<shapeB.reduce(1, *)).map { Float($0 % 7) + 0.25 })
+            let (ex, ey) = (x.expanded(to: shape), y.expanded(to: shape))
+            #expect((x - y).scalars == (ex - ey).scalars && (y - x).scalars == (ey - ex).scalars, "case \(index): \(shapeA) and \(shapeB)")
+        }
     }
 
     @Test("reductions over axes")
