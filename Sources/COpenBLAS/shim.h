@@ -596,6 +596,185 @@ static inline void prunegym_attention_head16_avx2(const float *q, long ldq, cons
         }
     }
 }
+/// Σ of sixteen partial sums as OpenBLAS's AVX-512 kernels add them up: adjacent pairs, then
+/// adjacent pairs of those, …: ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + … .
+__attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline))
+static inline float prunegym_pair_tree16_avx512(__m512 a) {
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, 0xB1));        // lane i with lane i ^ 1
+    a = _mm512_add_ps(a, _mm512_permute_ps(a, 0x4E));        // i ^ 2
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0xB1));  // i ^ 4
+    a = _mm512_add_ps(a, _mm512_shuffle_f32x4(a, a, 0x4E));  // i ^ 8
+    return _mm512_cvtss_f32(a);
+}
+
+/// The body of `prunegym_attention_narrow_avx512` for heads `d` wide (4 or 8, a constant).
+__attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline))
+static inline void prunegym_attention_narrow_rows_avx512(const float *q, long ldq, const float *keys_t, const float *values_t, long ldt,
+                                                         const float *mask, long ldm, float *o, long ldo, long rows, long s, float alpha,
+                                                         float *scratch, long lds, const int d) {
+    const long full = s & ~15L, tail = s - full;
+    const __mmask16 tailMask = prunegym_tail_mask16(tail);
+    const __m512 scale = _mm512_set1_ps(alpha);
+    for (long g = 0; g < rows; g += 4) {
+        const long n = rows - g < 4 ? rows - g : 4;
+        for (long r = 0; r < n; r++) {
+            const float *qr = q + (g + r) * ldq, *mr = mask ? mask + (g + r) * ldm : 0;
+            float *sr = scratch + r * lds;
+            __m512 qc[8];
+#pragma clang loop unroll(full)
+            for (int c = 0; c < d; c++) qc[c] = _mm512_set1_ps(qr[c]);
+            for (long j = 0; j < s; j += 16) {
+                const __mmask16 m = j < full ? (__mmask16)0xFFFF : tailMask;
+                __m512 acc = _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) acc = _mm512_fmadd_ps(qc[c], _mm512_maskz_loadu_ps(m, keys_t + c * ldt + j), acc);
+                __m512 score = _mm512_mul_ps(scale, acc);
+                if (mr) score = _mm512_add_ps(score, _mm512_maskz_loadu_ps(m, mr + j));
+                _mm512_mask_storeu_ps(sr + j, m, score);
+            }
+        }
+        if (n == 4) prunegym_softmax4_avx512(scratch, lds, s);
+        else for (long r = 0; r < n; r++) prunegym_softmax_avx512(scratch + r * lds, s);
+        for (long r = 0; r < n; r++) {
+            const float *p = scratch + r * lds;
+            float *out = o + (g + r) * ldo;
+            if (s < 32) {
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) {
+                    float t = 0;
+                    for (long j = 0; j < s; j++) t = __builtin_fmaf(p[j], values_t[c * ldt + j], t);
+                    out[c] = t;
+                }
+                continue;
+            }
+            __m512 acc[8];
+#pragma clang loop unroll(full)
+            for (int c = 0; c < d; c++) acc[c] = _mm512_setzero_ps();
+            long j = 0;
+            for (; j < full; j += 16) {
+                const __m512 pj = _mm512_loadu_ps(p + j);
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) acc[c] = _mm512_fmadd_ps(pj, _mm512_loadu_ps(values_t + c * ldt + j), acc[c]);
+            }
+            if (tail) {
+                const __m512 pj = _mm512_maskz_loadu_ps(tailMask, p + j);
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) acc[c] = _mm512_mask3_fmadd_ps(pj, _mm512_maskz_loadu_ps(tailMask, values_t + c * ldt + j), acc[c], tailMask);
+            }
+#pragma clang loop unroll(full)
+            for (int c = 0; c < d; c++) out[c] = prunegym_pair_tree16_avx512(acc[c]);
+        }
+    }
+}
+
+/// Attention for one head 4 or 8 wide (`d`; the TPRL policy's, 32 or 64 wide over 8 heads), with
+/// an optional additive mask, four query rows at a time: scores, softmax and the mix without a
+/// call into OpenBLAS. `q` holds `rows` query rows (stride `ldq`); `keys_t` and `values_t` the
+/// head's s keys and values transposed to [d, s] (stride `ldt`); `mask`, when not NULL, the row
+/// added to query row i's scores at `mask + i·ldm` (`ldm` 0: one row for all); `o` receives the
+/// output rows (stride `ldo`, d columns each); `scratch` holds 4 rows of stride `lds` ≥ s. The
+/// bits are those of OpenBLAS 0.3's AVX-512 kernels' two products around the softmax: each score
+/// is α·Σ_c q_c·k_c, one fused multiply-add after another from zero, then the mask added; each
+/// output Σ_j p_j·v_j, for s < 32 likewise, for s ≥ 32 in sixteen partial sums (key j in sum j mod
+/// 16) added up by `prunegym_pair_tree16_avx512` (a test holds the kernel to both products). The
+/// softmax is `prunegym_softmax4_avx512`. Call only when `prunegym_vector_level() >= 3`.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_attention_narrow_avx512(const float *q, long ldq, const float *keys_t, const float *values_t, long ldt,
+                                                    const float *mask, long ldm, float *o, long ldo, long rows, long s, long d,
+                                                    float alpha, float *scratch, long lds) {
+    if (d == 4) prunegym_attention_narrow_rows_avx512(q, ldq, keys_t, values_t, ldt, mask, ldm, o, ldo, rows, s, alpha, scratch, lds, 4);
+    else prunegym_attention_narrow_rows_avx512(q, ldq, keys_t, values_t, ldt, mask, ldm, o, ldo, rows, s, alpha, scratch, lds, 8);
+}
+
+/// `prunegym_pair_tree16_avx512` of the sixteen partial sums in `lo` (0–7) and `hi` (8–15).
+__attribute__((target("avx2,fma"), always_inline))
+static inline float prunegym_pair_tree16_avx2(__m256 lo, __m256 hi) {
+    lo = _mm256_add_ps(lo, _mm256_permute_ps(lo, 0xB1)); hi = _mm256_add_ps(hi, _mm256_permute_ps(hi, 0xB1));
+    lo = _mm256_add_ps(lo, _mm256_permute_ps(lo, 0x4E)); hi = _mm256_add_ps(hi, _mm256_permute_ps(hi, 0x4E));
+    lo = _mm256_add_ps(lo, _mm256_permute2f128_ps(lo, lo, 0x01)); hi = _mm256_add_ps(hi, _mm256_permute2f128_ps(hi, hi, 0x01));
+    return _mm_cvtss_f32(_mm_add_ss(_mm256_castps256_ps128(lo), _mm256_castps256_ps128(hi)));
+}
+
+/// The body of `prunegym_attention_narrow_avx2` for heads `d` wide (4 or 8, a constant).
+__attribute__((target("avx2,fma"), always_inline))
+static inline void prunegym_attention_narrow_rows_avx2(const float *q, long ldq, const float *keys_t, const float *values_t, long ldt,
+                                                       const float *mask, long ldm, float *o, long ldo, long rows, long s, float alpha,
+                                                       float *scratch, long lds, const int d) {
+    const long full8 = s & ~7L, full16 = s & ~15L;
+    const __m256i tailMask = prunegym_tail_mask(s - full8);
+    const __m256 scale = _mm256_set1_ps(alpha);
+    for (long g = 0; g < rows; g += 4) {
+        const long n = rows - g < 4 ? rows - g : 4;
+        for (long r = 0; r < n; r++) {
+            const float *qr = q + (g + r) * ldq, *mr = mask ? mask + (g + r) * ldm : 0;
+            float *sr = scratch + r * lds;
+            __m256 qc[8];
+#pragma clang loop unroll(full)
+            for (int c = 0; c < d; c++) qc[c] = _mm256_broadcast_ss(qr + c);
+            for (long j = 0; j < s; j += 8) {
+                const __m256i m = j < full8 ? _mm256_set1_epi32(-1) : tailMask;
+                __m256 acc = _mm256_setzero_ps();
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) acc = _mm256_fmadd_ps(qc[c], _mm256_maskload_ps(keys_t + c * ldt + j, m), acc);
+                __m256 score = _mm256_mul_ps(scale, acc);
+                if (mr) score = _mm256_add_ps(score, _mm256_maskload_ps(mr + j, m));
+                _mm256_maskstore_ps(sr + j, m, score);
+            }
+        }
+        if (n == 4) prunegym_softmax4_avx2(scratch, lds, s);
+        else for (long r = 0; r < n; r++) prunegym_softmax_avx2(scratch + r * lds, s);
+        for (long r = 0; r < n; r++) {
+            const float *p = scratch + r * lds;
+            float *out = o + (g + r) * ldo;
+            if (s < 32) {
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) {
+                    float t = 0;
+                    for (long j = 0; j < s; j++) t = __builtin_fmaf(p[j], values_t[c * ldt + j], t);
+                    out[c] = t;
+                }
+                continue;
+            }
+            // Partial sums 0–7 in lo, 8–15 in hi; the tail's keys go to the sums their index mod
+            // 16 names, the sums past the tail kept as they are.
+            __m256 lo[8], hi[8];
+#pragma clang loop unroll(full)
+            for (int c = 0; c < d; c++) { lo[c] = _mm256_setzero_ps(); hi[c] = _mm256_setzero_ps(); }
+            long j = 0;
+            for (; j < full16; j += 16) {
+                const __m256 p0 = _mm256_loadu_ps(p + j), p1 = _mm256_loadu_ps(p + j + 8);
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) {
+                    lo[c] = _mm256_fmadd_ps(p0, _mm256_loadu_ps(values_t + c * ldt + j), lo[c]);
+                    hi[c] = _mm256_fmadd_ps(p1, _mm256_loadu_ps(values_t + c * ldt + j + 8), hi[c]);
+                }
+            }
+            for (; j < s; j += 8) {
+                const __m256i m = j < full8 ? _mm256_set1_epi32(-1) : tailMask;
+                const __m256 pj = _mm256_maskload_ps(p + j, m);
+                const int upper = (j - full16) >= 8;
+#pragma clang loop unroll(full)
+                for (int c = 0; c < d; c++) {
+                    const __m256 vj = _mm256_maskload_ps(values_t + c * ldt + j, m), keep = _mm256_castsi256_ps(m);
+                    if (upper) hi[c] = _mm256_blendv_ps(hi[c], _mm256_fmadd_ps(pj, vj, hi[c]), keep);
+                    else lo[c] = _mm256_blendv_ps(lo[c], _mm256_fmadd_ps(pj, vj, lo[c]), keep);
+                }
+            }
+#pragma clang loop unroll(full)
+            for (int c = 0; c < d; c++) out[c] = prunegym_pair_tree16_avx2(lo[c], hi[c]);
+        }
+    }
+}
+
+/// `prunegym_attention_narrow_avx512` eight lanes at a time, to its bits (the same sums in the
+/// same order; the softmax `prunegym_softmax4_avx2`). Call only when `prunegym_vector_level() >= 2`.
+__attribute__((target("avx2,fma")))
+static inline void prunegym_attention_narrow_avx2(const float *q, long ldq, const float *keys_t, const float *values_t, long ldt,
+                                                  const float *mask, long ldm, float *o, long ldo, long rows, long s, long d,
+                                                  float alpha, float *scratch, long lds) {
+    if (d == 4) prunegym_attention_narrow_rows_avx2(q, ldq, keys_t, values_t, ldt, mask, ldm, o, ldo, rows, s, alpha, scratch, lds, 4);
+    else prunegym_attention_narrow_rows_avx2(q, ldq, keys_t, values_t, ldt, mask, ldm, o, ldo, rows, s, alpha, scratch, lds, 8);
+}
 #else
 static inline int prunegym_vector_level(void) { return 0; }
 static inline void prunegym_gelu_erf_avx2(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
@@ -615,6 +794,18 @@ static inline void prunegym_attention_head16_avx2(const float *q, long ldq, cons
 static inline void prunegym_attention_head16_avx512(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
                                                     float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {
     (void)q; (void)ldq; (void)keys_t; (void)ldk; (void)v; (void)ldv; (void)o; (void)ldo; (void)rows; (void)s; (void)alpha; (void)scratch; (void)lds;
+}
+static inline void prunegym_attention_narrow_avx2(const float *q, long ldq, const float *keys_t, const float *values_t, long ldt,
+                                                  const float *mask, long ldm, float *o, long ldo, long rows, long s, long d,
+                                                  float alpha, float *scratch, long lds) {
+    (void)q; (void)ldq; (void)keys_t; (void)values_t; (void)ldt; (void)mask; (void)ldm; (void)o; (void)ldo; (void)rows; (void)s; (void)d;
+    (void)alpha; (void)scratch; (void)lds;
+}
+static inline void prunegym_attention_narrow_avx512(const float *q, long ldq, const float *keys_t, const float *values_t, long ldt,
+                                                    const float *mask, long ldm, float *o, long ldo, long rows, long s, long d,
+                                                    float alpha, float *scratch, long lds) {
+    (void)q; (void)ldq; (void)keys_t; (void)values_t; (void)ldt; (void)mask; (void)ldm; (void)o; (void)ldo; (void)rows; (void)s; (void)d;
+    (void)alpha; (void)scratch; (void)lds;
 }
 #endif
 #endif

@@ -215,6 +215,29 @@ extension BLAS {
             prunegym_attention_head16_avx2(q, ldq, keysTransposed, ldk, v, ldv, o, ldo, rows, s, scale, scratch, lds)
         }
     }
+
+    /// Attention for one head 4 or 8 wide (`d`; the TPRL policy's heads) with the shim's fused
+    /// kernel (only when `avx2`; sixteen lanes only when `avx512`): `rows` query rows of `q`
+    /// (stride `ldq`) against the head's s keys and s values transposed to [d, s] (stride `ldt`),
+    /// with `mask + i·ldm` added to row i's scores when `mask` is given, into `rows` rows of `o`
+    /// (stride `ldo`, d columns each); `scratch` holds 4 rows of stride `lds` ≥ s. Both lane counts
+    /// give the same bits, which are those of OpenBLAS 0.3's AVX-512 kernels' two products around
+    /// the softmax (`prunegym_attention_narrow_avx512`).
+    @inline(__always)
+    static func attentionNarrowHead(
+        q: UnsafePointer<Float>, ldq: Int, keysTransposed: UnsafePointer<Float>, valuesTransposed: UnsafePointer<Float>, ldt: Int,
+        mask: UnsafePointer<Float>?, ldm: Int, o: UnsafeMutablePointer<Float>, ldo: Int, rows: Int, keys s: Int, width d: Int,
+        scale: Float, scratch: UnsafeMutablePointer<Float>, lds: Int, lanes: Int = wideLanes
+    ) {
+        precondition(lanes == 8 || lanes == 16, "BLAS.attentionNarrowHead: lanes must be 8 or 16")
+        precondition(d == 4 || d == 8, "BLAS.attentionNarrowHead: heads must be 4 or 8 wide, not \(d)")
+        precondition(ldt >= s && lds >= s && ldq >= d && ldo >= d, "BLAS.attentionNarrowHead: a stride below its row")
+        if lanes == 16 {
+            prunegym_attention_narrow_avx512(q, ldq, keysTransposed, valuesTransposed, ldt, mask, ldm, o, ldo, rows, s, d, scale, scratch, lds)
+        } else {
+            prunegym_attention_narrow_avx2(q, ldq, keysTransposed, valuesTransposed, ldt, mask, ldm, o, ldo, rows, s, d, scale, scratch, lds)
+        }
+    }
 }
 
 /// Which of OpenBLAS's kernels run, and the choice when OpenBLAS does not recognise the CPU.

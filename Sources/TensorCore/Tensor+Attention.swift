@@ -118,12 +118,19 @@ extension Tensor {
         // head in place of two GEMM calls per block of rows around the softmax (on AVX-512
         // kernels, to OpenBLAS's bits).
         let fusedHeads = !causal && m == nil && d == 16 && block >= 16 && BLAS.fusedHeadAttention  // its scratch: 16 rows
-        let keyStride = fusedHeads ? (s + 15) / 16 * 16 : s
+        // Heads 4 or 8 wide (the TPRL policy's), with or without a mask: the narrow kernel, to
+        // the bits of OpenBLAS's AVX-512 kernels.
+        let narrowHeads = !causal && (d == 4 || d == 8) && block >= 4 && BLAS.fusedHeadAttention  // its scratch: 4 rows
+        let keyStride = fusedHeads || narrowHeads ? (s + 15) / 16 * 16 : s
         Parallel.forRanges(batch * keyValueHeads, cost: Swift.max(1, flopsPerTask / 64)) { range in
             // Rows of the transposed keys and of the fused kernel's scratch start on cache lines.
             let scratch = Self.alignedFloats(block * keyStride)
             let keysTransposed = Self.alignedFloats(causal ? 0 : d * keyStride)
-            defer { UnsafeMutableRawPointer(scratch).deallocate(); UnsafeMutableRawPointer(keysTransposed).deallocate() }
+            let valuesTransposed = Self.alignedFloats(narrowHeads ? d * keyStride : 0)
+            defer {
+                UnsafeMutableRawPointer(scratch).deallocate(); UnsafeMutableRawPointer(keysTransposed).deallocate()
+                UnsafeMutableRawPointer(valuesTransposed).deallocate()
+            }
             // The fused kernel's rows past a block's end sum zeros rather than stale memory.
             if fusedHeads { scratch.initialize(repeating: 0, count: 16 * keyStride) }
             for task in range {
@@ -143,7 +150,20 @@ extension Tensor {
                         for c in 0..<d { keysTransposed[c * keyStride + j] = kb[j * kvWidth + c] }
                     }
                 }
+                if narrowHeads {
+                    for j in 0..<s {
+                        for c in 0..<d { valuesTransposed[c * keyStride + j] = vb[j * kvWidth + c] }
+                    }
+                }
                 for h in (kvh * group)..<((kvh + 1) * group) {
+                    if narrowHeads {
+                        BLAS.attentionNarrowHead(q: q + b * t * width + h * d, ldq: width, keysTransposed: keysTransposed,
+                                                 valuesTransposed: valuesTransposed, ldt: keyStride,
+                                                 mask: m.map { UnsafePointer($0 + b * maskStrides.b + h * maskStrides.h) }, ldm: maskStrides.t,
+                                                 o: o + b * t * width + h * d, ldo: width, rows: t, keys: s, width: d,
+                                                 scale: alpha, scratch: scratch, lds: keyStride)
+                        continue
+                    }
                     if fusedHeads {
                         BLAS.attentionHead16(q: q + b * t * width + h * d, ldq: width, keysTransposed: keysTransposed, ldk: keyStride,
                                              v: vb, ldv: kvWidth, o: o + b * t * width + h * d, ldo: width, rows: t, keys: s,

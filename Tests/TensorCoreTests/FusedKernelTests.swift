@@ -416,6 +416,93 @@ struct FusedKernelTests {
         }
     }
 
+    @Test("the fused kernels for 4- and 8-wide heads with or without a mask (AVX2, AVX-512) give the bits of their documented order, and of OpenBLAS's AVX-512 kernels' two products around the softmax",
+          arguments: [1, 5, 16, 31, 32, 33, 47, 85, 257, 300])
+    func attentionNarrowHeads(keys s: Int) {
+        guard BLAS.avx2 else { return }  // only AVX2 and AVX-512 CPUs run the kernels
+        var g = testGenerator(UInt64(90 + s))
+        let (ldq, ldo, scale) = (40, 24, Float(0.5))
+        let lds = (s + 15) / 16 * 16 + 3, ldt = lds + 5
+        for d in [4, 8] {
+            for rows in [1, 3, 4, 7, 33] {
+                let q = (0..<(rows * ldq)).map { _ in Float.random(in: -3...3, using: &g) }
+                let keysTransposed = (0..<(d * ldt)).map { _ in Float.random(in: -3...3, using: &g) }
+                let valuesTransposed = (0..<(d * ldt)).map { _ in Float.random(in: -3...3, using: &g) }
+                // No mask; one row for all (a padding mask: −∞ at some keys); one row per query row, one of them all −∞.
+                var perRow = (0..<(rows * s)).map { _ in Float.random(in: -2...2, using: &g) }
+                for j in 0..<s { perRow[(rows / 2) * s + j] = -.infinity }
+                let padding = (0..<s).map { j in j % 3 == 1 && j > 0 ? -Float.infinity : Float(0) }
+                for (name, mask, ldm) in [("no mask", nil, 0), ("a padding row", padding, 0), ("a row each", perRow, s)] as [(String, [Float]?, Int)] {
+                    var outputs: [[Float]] = []
+                    for lanes in BLAS.avx512 ? [8, 16] : [8] {
+                        var o = [Float](repeating: .nan, count: rows * ldo), scratch = [Float](repeating: .nan, count: 4 * lds)
+                        let maskBuffer = mask ?? [0]
+                        maskBuffer.withUnsafeBufferPointer { m in
+                            BLAS.attentionNarrowHead(q: q, ldq: ldq, keysTransposed: keysTransposed, valuesTransposed: valuesTransposed, ldt: ldt,
+                                                     mask: mask == nil ? nil : m.baseAddress!, ldm: ldm, o: &o, ldo: ldo, rows: rows, keys: s,
+                                                     width: d, scale: scale, scratch: &scratch, lds: lds, lanes: lanes)
+                        }
+                        outputs.append(o)
+                    }
+                    let label = "d \(d), \(rows) rows, \(s) keys, \(name)"
+                    if outputs.count == 2 { #expect(Self.differingBits(outputs[0], outputs[1]) == 0, "\(label): sixteen lanes against eight") }
+                    // The documented order: scores one fused multiply-add after another from zero,
+                    // scaled, the mask added; the mix likewise below 32 keys, else sixteen partial
+                    // sums (key j in sum j mod 16) added in adjacent pairs, pairs of pairs, ….
+                    var ordered = [Float](repeating: .nan, count: rows * ldo), row = [Float](repeating: 0, count: s)
+                    var scores = [Float](repeating: 0, count: rows * s)
+                    for r in 0..<rows {
+                        for j in 0..<s {
+                            var sum: Float = 0
+                            for c in 0..<d { sum = sum.addingProduct(q[r * ldq + c], keysTransposed[c * ldt + j]) }
+                            row[j] = scale * sum
+                            if let mask { row[j] += mask[r * ldm + j] }
+                        }
+                        scores.replaceSubrange((r * s)..<((r + 1) * s), with: row)
+                        row.withUnsafeMutableBufferPointer { BLAS.softmaxRow($0.baseAddress!, count: s) }
+                        for c in 0..<d {
+                            var partial = [Float](repeating: 0, count: s < 32 ? 1 : 16)
+                            for j in 0..<s { partial[j % partial.count] = partial[j % partial.count].addingProduct(row[j], valuesTransposed[c * ldt + j]) }
+                            while partial.count > 1 { partial = stride(from: 0, to: partial.count, by: 2).map { partial[$0] + partial[$0 + 1] } }
+                            ordered[r * ldo + c] = partial[0]
+                        }
+                    }
+                    let columns = { (x: [Float]) in (0..<rows).flatMap { r in x[(r * ldo)..<(r * ldo + d)] } }
+                    #expect(Self.differingBits(columns(outputs[0]), columns(ordered)) == 0, "\(label): the documented order")
+                    let untouched = (0..<rows).allSatisfy { r in outputs[0][(r * ldo + d)..<((r + 1) * ldo)].allSatisfy { $0.isNaN } }
+                    #expect(untouched, "\(label): the kernel writes d columns of each output row only")
+                    guard Self.openBLASSumsInOrder else { continue }
+                    // OpenBLAS: the scores' product, the mask, the softmax row by row, the mix's
+                    // product (values as s rows of d, the layout the attention reads them in).
+                    var blasScores = [Float](repeating: 0, count: rows * s), blas = [Float](repeating: .nan, count: rows * ldo)
+                    BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: s, k: d, alpha: scale, a: q, lda: ldq, b: keysTransposed, ldb: ldt,
+                              c: &blasScores, ldc: s)
+                    let values = (0..<(s * 32)).map { i in i % 32 < d ? valuesTransposed[(i % 32) * ldt + i / 32] : 0 }
+                    blasScores.withUnsafeMutableBufferPointer { p in
+                        for r in 0..<rows {
+                            if let mask { for j in 0..<s { p[r * s + j] += mask[r * ldm + j] } }
+                            BLAS.softmaxRow(p.baseAddress! + r * s, count: s)
+                        }
+                    }
+                    BLAS.gemm(transposeA: false, transposeB: false, m: rows, n: d, k: s, a: blasScores, lda: s, b: values, ldb: 32, c: &blas, ldc: ldo)
+                    #expect(Self.differingBits(columns(outputs[0]), columns(blas)) == 0, "\(label): OpenBLAS")
+                }
+            }
+        }
+    }
+
+    @Test("the TPRL policy's attention (8 heads 4 wide, a padding mask) gives the same bits through the output-only path and the full one",
+          .enabled(if: !BLAS.avx2 || openBLASSumsInOrder, "the narrow kernel sums in OpenBLAS's AVX-512 order; OpenBLAS's \(BLAS.kernels) kernels need not"))
+    func narrowAttentionBits() {
+        let (batch, t, heads) = (2, 258, 8)
+        let q = Self.random([batch, t, heads * 4], seed: 31), k = Self.random([batch, t, heads * 4], seed: 32)
+        let v = Self.random([batch, t, heads * 4], seed: 33)
+        let mask = Tensor(shape: [batch, 1, 1, t], scalars: (0..<(batch * t)).map { $0 % 7 == 3 ? -.infinity : 0 })
+        let outputOnly = Tensor.scaledDotProductAttentionOutput(query: q, key: k, value: v, heads: heads, keyValueHeads: heads, additiveMask: mask)
+        let full = Tensor.scaledDotProductAttention(query: q, key: k, value: v, heads: heads, keyValueHeads: heads, additiveMask: mask).output
+        #expect(Self.differingBits(outputOnly.scalars, full.scalars) == 0)
+    }
+
     /// Whether OpenBLAS runs its AVX-512 kernels (SkylakeX, Cooperlake), whose small-matrix
     /// products sum a 16-wide head's shapes one fused multiply-add after another in index order.
     /// `swift test` runs OpenBLAS's own choice, which on a CPU it does not recognise is older
