@@ -121,7 +121,8 @@ public struct RunProvenance: Codable, Equatable, Sendable {
     /// of every product, so a run reproduces to the bit only with the same ones. Nil in runs made
     /// before release 0.7.5.
     public var openBLASKernels: String?
-    /// How many lanes the shim's softmax, activations and vision-tower attention ran
+    /// How many lanes the shim's softmax, activations and fused attention kernels (the vision
+    /// tower's heads, the TPRL policy's) ran
     /// (`BLAS.exponentialLanes`): 16 and 8 give the same bits, 4 (the portable Swift code,
     /// `PRUNEGYM_SIMD=portable` or a CPU without AVX2) rounds differently. Nil in runs made before
     /// release 0.7.8.

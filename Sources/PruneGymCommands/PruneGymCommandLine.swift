@@ -74,7 +74,7 @@ public enum PruneGymCommandLine {
             OpenBLAS: \(BLAS.configuration)
             kernels: \(BLAS.kernels)\(coreType); CPU: \(BLAS.vectorLevelDescription)
             threads: \(BLAS.workerCount) (PRUNEGYM_THREADS); exponentials: \(BLAS.exponentialLanes) lanes (PRUNEGYM_SIMD); \
-            16-wide heads: \(BLAS.fusedHeadAttention ? "fused kernel" : "OpenBLAS")
+            4-, 8- and 16-wide heads: \(BLAS.fusedHeadAttention ? "fused kernels" : "OpenBLAS")
             """
     }
 

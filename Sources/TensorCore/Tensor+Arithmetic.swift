@@ -60,23 +60,19 @@ extension Tensor {
             return result
         }
         // One operand repeated whole along the leading axes (a bias row, a table of positions):
-        // blocks of its size in parallel.
-        if a.count == result.count && b.count > 0 && Broadcast.tiles(b.shape, shape) {
-            let tile = b.count
-            Parallel.forRanges(result.count / tile, cost: tile) { range in
+        // contiguous blocks of its size, on the caller (cost 1: the loop inlined with `f` and
+        // vectorised, where a worker would call `f` per element).
+        let bTiles = a.count == result.count && b.count > 0 && Broadcast.tiles(b.shape, shape)
+        if bTiles || (b.count == result.count && a.count > 0 && Broadcast.tiles(a.shape, shape)) {
+            let tile = bTiles ? b.count : a.count
+            Parallel.forRanges(result.count / tile) { range in
                 for block in range {
                     let o = block * tile
-                    for j in 0..<tile { target[o + j] = f(x[o + j], y[j]) }
-                }
-            }
-            return result
-        }
-        if b.count == result.count && a.count > 0 && Broadcast.tiles(a.shape, shape) {
-            let tile = a.count
-            Parallel.forRanges(result.count / tile, cost: tile) { range in
-                for block in range {
-                    let o = block * tile
-                    for j in 0..<tile { target[o + j] = f(x[j], y[o + j]) }
+                    if bTiles {
+                        for j in 0..<tile { target[o + j] = f(x[o + j], y[j]) }
+                    } else {
+                        for j in 0..<tile { target[o + j] = f(x[j], y[o + j]) }
+                    }
                 }
             }
             return result

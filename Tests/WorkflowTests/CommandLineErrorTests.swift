@@ -47,7 +47,7 @@ struct CommandLineErrorTests {
         #expect(text.contains("OpenBLAS: \(BLAS.configuration)") && text.contains("kernels: \(BLAS.kernels)"), "\(text)")
         #expect(text.contains("CPU: \(BLAS.vectorLevelDescription)") && text.contains("threads: \(BLAS.workerCount) (PRUNEGYM_THREADS)"), "\(text)")
         #expect(text.contains("exponentials: \(BLAS.exponentialLanes) lanes"), "\(text)")
-        #expect(text.contains("16-wide heads: \(BLAS.fusedHeadAttention ? "fused kernel" : "OpenBLAS")"), "\(text)")
+        #expect(text.contains("4-, 8- and 16-wide heads: \(BLAS.fusedHeadAttention ? "fused kernels" : "OpenBLAS")"), "\(text)")
         try PruneGymCommandLine.run(["--version"])
     }
 }
