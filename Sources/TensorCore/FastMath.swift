@@ -146,6 +146,8 @@ enum FastMath {
 /// Four-lane versions of `FastMath`, for loops the auto-vectoriser does not handle.
 enum FastMath4 {
     typealias V = SIMD4<Float>
+    /// Four rows for `sums` and `dots`.
+    typealias FourRows = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>)
 
     /// Out-of-range lanes are computed with garbage exponents and then replaced by masks (no
     /// clamp: `clamped` calls non-inlined generic code).
@@ -244,10 +246,7 @@ enum FastMath4 {
     /// `dot(a[g], b[g], count)` of four pairs of rows at once, each with `dot`'s lanes and order
     /// (so the same bits); the four dependency chains overlap. Pairs may repeat.
     @inline(__always)
-    static func dots(
-        _ a: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>),
-        _ b: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>), _ count: Int
-    ) -> SIMD4<Float> {
+    static func dots(_ a: FourRows, _ b: FourRows, _ count: Int) -> SIMD4<Float> {
         var (l0, l1, l2, l3) = (V(repeating: 0), V(repeating: 0), V(repeating: 0), V(repeating: 0))
         var j = 0
         while j + 4 <= count {
@@ -268,7 +267,7 @@ enum FastMath4 {
     /// `sum(a[g], count)` of four rows at once, each with `sum`'s lanes and order (so the same
     /// bits); the four dependency chains overlap. Rows may repeat.
     @inline(__always)
-    static func sums(_ a: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>), _ count: Int) -> SIMD4<Float> {
+    static func sums(_ a: FourRows, _ count: Int) -> SIMD4<Float> {
         var (l0, l1, l2, l3) = (V(repeating: 0), V(repeating: 0), V(repeating: 0), V(repeating: 0))
         var j = 0
         while j + 4 <= count {
