@@ -97,7 +97,9 @@ extension Tensor {
     /// inputs that take part in autograd use `scaledDotProductAttention`, whose backward needs the
     /// probabilities. On CPUs with AVX2, heads 16 wide without a mask or causality (the vision
     /// tower's) take one fused kernel per head (`BLAS.attentionHead16`), which sums each product in
-    /// index order: OpenBLAS's bits where it runs its AVX-512 kernels.
+    /// index order, and heads 4 or 8 wide without causality, masked or not (the TPRL policy's),
+    /// another (`BLAS.attentionNarrowHead`) in the order OpenBLAS sums their shapes: OpenBLAS's
+    /// bits where it runs its AVX-512 kernels.
     public static func scaledDotProductAttentionOutput(
         query: Tensor, key: Tensor, value: Tensor, heads: Int, keyValueHeads: Int,
         scale: Float? = nil, additiveMask: Tensor? = nil, causal: Bool = false
