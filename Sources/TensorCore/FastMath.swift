@@ -149,6 +149,14 @@ enum FastMath4 {
     /// Four rows for `sums` and `dots`.
     typealias FourRows = (UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>, UnsafePointer<Float>)
 
+    /// Rows `first`…`first + 3` of `base` (`stride` apart) for `sums` and `dots`; past `count`
+    /// rows the last one repeats.
+    @inline(__always)
+    static func fourRows(_ base: UnsafeMutablePointer<Float>, from first: Int, count: Int, stride: Int) -> FourRows {
+        func row(_ g: Int) -> UnsafePointer<Float> { UnsafePointer(base + (first + Swift.min(g, count - 1)) * stride) }
+        return (row(0), row(1), row(2), row(3))
+    }
+
     /// Out-of-range lanes are computed with garbage exponents and then replaced by masks (no
     /// clamp: `clamped` calls non-inlined generic code).
     @inline(__always)

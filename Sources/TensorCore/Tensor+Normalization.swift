@@ -24,7 +24,7 @@ extension Tensor {
             // group of fewer rows repeats its last row in the spare places.
             for r in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
                 let group = Swift.min(4, range.upperBound - r)
-                func rows(_ base: UnsafeMutablePointer<Float>) -> FastMath4.FourRows { fourRows(base, from: r, count: group, width: d) }
+                func rows(_ base: UnsafeMutablePointer<Float>) -> FastMath4.FourRows { FastMath4.fourRows(base, from: r, count: group, stride: d) }
                 let hats = keepsNormalized ? xhat : target
                 let means = FastMath4.sums(rows(source), d) / Float(d)
                 for g in 0..<group {
@@ -59,7 +59,7 @@ extension Tensor {
                     // Four rows at a time, as in the forward pass (the same bits as one at a time).
                     for r in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
                         let group = Swift.min(4, range.upperBound - r)
-                        func rows(_ base: UnsafeMutablePointer<Float>) -> FastMath4.FourRows { fourRows(base, from: r, count: group, width: d) }
+                        func rows(_ base: UnsafeMutablePointer<Float>) -> FastMath4.FourRows { FastMath4.fourRows(base, from: r, count: group, stride: d) }
                         // dx̂ = g·w;  dx = rstd · (dx̂ − mean(dx̂) − x̂ · mean(dx̂ ⊙ x̂))
                         // out ← g·w first, then the two row reductions over it.
                         for g in 0..<group {
@@ -152,14 +152,6 @@ extension Tensor {
             return [gradX, gradW]
         }
         return result
-    }
-
-    /// Rows `first`…`first + 3` of `base` (rows `width` apart) for `FastMath4.sums` and `dots`;
-    /// past `count` rows the last one repeats.
-    @inline(__always)
-    private static func fourRows(_ base: UnsafeMutablePointer<Float>, from first: Int, count: Int, width d: Int) -> FastMath4.FourRows {
-        func row(_ g: Int) -> UnsafePointer<Float> { UnsafePointer(base + (first + Swift.min(g, count - 1)) * d) }
-        return (row(0), row(1), row(2), row(3))
     }
 
     /// `[d]` with Σ over rows of `term(row, column)`.

@@ -491,6 +491,49 @@ struct FusedKernelTests {
         }
     }
 
+    @Test("attention's backward pass gives the bits of its products and softmax backward taken one row at a time", arguments: [1, 3, 4, 6, 9])
+    func attentionBackwardRows(tokens t: Int) {
+        let (heads, d) = (2, 4), width = 2 * 4
+        let (query, key, value) = (Parameter(Self.random([1, t, width], seed: 51)), Parameter(Self.random([1, t, width], seed: 52)),
+                                   Parameter(Self.random([1, t, width], seed: 53)))
+        let upstream = Self.random([1, t, width], seed: 54)
+        let (output, weights) = Tensor.scaledDotProductAttention(query: query.tensor, key: key.tensor, value: value.tensor, heads: heads, keyValueHeads: heads)
+        (output * upstream).sum().backward()
+        // The same products, and dS = P ⊙ (dP − Σ_j dP ⊙ P) one row at a time with `FastMath4.dot`.
+        let alpha = 1 / Float(d).squareRoot()
+        var dq = [Float](repeating: 0, count: t * width), dk = dq, dv = dq
+        let (q, k, v, dO, p) = (query.tensor.scalars, key.tensor.scalars, value.tensor.scalars, upstream.scalars, weights.scalars)
+        for h in 0..<heads {
+            let probabilities = Array(p[(h * t * t)..<((h + 1) * t * t)])
+            var scratch = [Float](repeating: 0, count: t * t)
+            dv.withUnsafeMutableBufferPointer { c in
+                BLAS.gemm(transposeA: true, transposeB: false, m: t, n: d, k: t, a: probabilities, lda: t, b: Array(dO[(h * d)...]), ldb: width,
+                          beta: 1, c: c.baseAddress! + h * d, ldc: width)
+            }
+            BLAS.gemm(transposeA: false, transposeB: true, m: t, n: t, k: d, a: Array(dO[(h * d)...]), lda: width, b: Array(v[(h * d)...]), ldb: width,
+                      c: &scratch, ldc: t)
+            scratch.withUnsafeMutableBufferPointer { dp in
+                probabilities.withUnsafeBufferPointer { prob in
+                    for i in 0..<t {
+                        let dot = FastMath4.dot(dp.baseAddress! + i * t, prob.baseAddress! + i * t, t)
+                        for j in 0..<t { dp[i * t + j] = prob[i * t + j] * (dp[i * t + j] - dot) }
+                    }
+                }
+            }
+            dq.withUnsafeMutableBufferPointer { c in
+                BLAS.gemm(transposeA: false, transposeB: false, m: t, n: d, k: t, alpha: alpha, a: scratch, lda: t, b: Array(k[(h * d)...]), ldb: width,
+                          c: c.baseAddress! + h * d, ldc: width)
+            }
+            dk.withUnsafeMutableBufferPointer { c in
+                BLAS.gemm(transposeA: true, transposeB: false, m: t, n: d, k: t, alpha: alpha, a: scratch, lda: t, b: Array(q[(h * d)...]), ldb: width,
+                          beta: 1, c: c.baseAddress! + h * d, ldc: width)
+            }
+        }
+        #expect(Self.differingBits(query.gradient?.scalars ?? [], dq) == 0, "\(t) tokens: the query's gradient")
+        #expect(Self.differingBits(key.gradient?.scalars ?? [], dk) == 0, "\(t) tokens: the key's gradient")
+        #expect(Self.differingBits(value.gradient?.scalars ?? [], dv) == 0, "\(t) tokens: the value's gradient")
+    }
+
     @Test("the TPRL policy's attention (8 heads 4 wide, a padding mask) gives the same bits through the output-only path and the full one",
           .enabled(if: !BLAS.avx2 || openBLASSumsInOrder, "the narrow kernel sums in OpenBLAS's AVX-512 order; OpenBLAS's \(BLAS.kernels) kernels need not"))
     func narrowAttentionBits() {
