@@ -188,8 +188,6 @@ static inline void prunegym_softmax_avx2(float *row, long count) { prunegym_soft
 __attribute__((target("avx2,fma")))
 static inline void prunegym_softmax4_avx2(float *row, long ld, long count) { prunegym_softmax_rows_avx2(row, ld, count, 4); }
 
-
-
 /// y = x·σ(a·x) = x / (1 + e^(−a·x)) eight lanes at a time (quick_gelu with a = 1.702, SiLU with
 /// a = 1); the tail through masked loads. Call only when `prunegym_vector_level() >= 2`.
 __attribute__((target("avx2,fma")))
@@ -596,6 +594,7 @@ static inline void prunegym_attention_head16_avx2(const float *q, long ldq, cons
         }
     }
 }
+
 /// Σ of sixteen partial sums as OpenBLAS's AVX-512 kernels add them up: adjacent pairs, then
 /// adjacent pairs of those, …: ((a0 + a1) + (a2 + a3)) + ((a4 + a5) + (a6 + a7)) + … .
 __attribute__((target("avx512f,avx512dq,avx2,fma"), always_inline))

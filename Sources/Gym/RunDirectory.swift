@@ -122,10 +122,9 @@ public struct RunProvenance: Codable, Equatable, Sendable {
     /// before release 0.7.5.
     public var openBLASKernels: String?
     /// How many lanes the shim's softmax, activations and fused attention kernels (the vision
-    /// tower's heads, the TPRL policy's) ran
-    /// (`BLAS.exponentialLanes`): 16 and 8 give the same bits, 4 (the portable Swift code,
-    /// `PRUNEGYM_SIMD=portable` or a CPU without AVX2) rounds differently. Nil in runs made before
-    /// release 0.7.8.
+    /// tower's heads, the TPRL policy's) ran (`BLAS.exponentialLanes`): 16 and 8 give the same
+    /// bits, 4 (the portable Swift code, `PRUNEGYM_SIMD=portable` or a CPU without AVX2) rounds
+    /// differently. Nil in runs made before release 0.7.8.
     public var exponentialLanes: Int?
 
     enum CodingKeys: String, CodingKey {
@@ -156,7 +155,7 @@ public struct RunProvenance: Codable, Equatable, Sendable {
         }
         if let lanes = exponentialLanes, let now = current.exponentialLanes, (lanes == 4) != (now == 4) {
             let name = { (lanes: Int) in lanes == 4 ? "the portable four-lane Swift code" : "the \(lanes)-lane vector kernels" }
-            notes.append("the run's softmax, activations and vision-tower attention ran \(name(lanes)) and this process runs \(name(now)), which round differently: "
+            notes.append("the run's softmax, activations and fused attention kernels ran \(name(lanes)) and this process runs \(name(now)), which round differently: "
                 + (lanes == 4 ? "expect the same run to the last bits only with PRUNEGYM_SIMD=portable"
                               : "expect the same run to the last bits only without PRUNEGYM_SIMD=portable, on a CPU with AVX2"))
         }

@@ -145,8 +145,9 @@ extension BLAS {
     /// How many lanes the shim's exponential kernels run: 16, 8, or 4 for the portable Swift code.
     public static var exponentialLanes: Int { avx2 ? wideLanes : 4 }
 
-    /// Whether attention over heads 16 wide without a mask or causality (the vision tower's) runs
-    /// the shim's fused kernel (`attentionHead16`, `exponentialLanes` lanes) rather than OpenBLAS's
+    /// Whether attention over heads 16 wide without a mask or causality (the vision tower's) and
+    /// over heads 4 or 8 wide without causality (the TPRL policy's) runs the shim's fused kernels
+    /// (`attentionHead16`, `attentionNarrowHead`; `exponentialLanes` lanes) rather than OpenBLAS's
     /// products around the softmax: on CPUs with AVX2 unless `PRUNEGYM_SIMD=portable`.
     public static var fusedHeadAttention: Bool { avx2 }
 

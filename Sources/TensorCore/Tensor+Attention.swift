@@ -153,16 +153,14 @@ extension Tensor {
                 // Causal blocks keep the transposed product: their first ones are small enough for
                 // OpenBLAS's AVX-512 small-matrix kernel for transposed operands (heads 32 wide or
                 // more), which sums in another order, and the LLM keeps its bits.
-                if !causal {
+                // The head's s rows of d (stride kvWidth) into a [d, s] matrix (stride keyStride).
+                func transpose(_ rows: UnsafeMutablePointer<Float>, into columns: UnsafeMutablePointer<Float>) {
                     for j in 0..<s {
-                        for c in 0..<d { keysTransposed[c * keyStride + j] = kb[j * kvWidth + c] }
+                        for c in 0..<d { columns[c * keyStride + j] = rows[j * kvWidth + c] }
                     }
                 }
-                if narrowHeads {
-                    for j in 0..<s {
-                        for c in 0..<d { valuesTransposed[c * keyStride + j] = vb[j * kvWidth + c] }
-                    }
-                }
+                if !causal { transpose(kb, into: keysTransposed) }
+                if narrowHeads { transpose(vb, into: valuesTransposed) }
                 for h in (kvh * group)..<((kvh + 1) * group) {
                     if narrowHeads {
                         BLAS.attentionNarrowHead(q: q + b * t * width + h * d, ldq: width, keysTransposed: keysTransposed,

@@ -18,6 +18,7 @@ extension Tensor {
         let source = x.storage.base, target = result.storage.base
         let xhat = normalized.storage.base, rstd = inverseDeviations.storage.base
         let w = weight?.storage.base, b = bias?.storage.base
+        let hats = keepsNormalized ? xhat : target  // x̂'s rows: their own, or the output's meanwhile
         Parallel.forRanges(rows, cost: d * 4) { range in
             // Four rows at a time: each row's sums in `FastMath4.sum`'s lanes and order (the same
             // bits as one row at a time), the four rows' dependency chains overlapping. A last
@@ -25,7 +26,6 @@ extension Tensor {
             for r in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
                 let group = Swift.min(4, range.upperBound - r)
                 func rows(_ base: UnsafeMutablePointer<Float>) -> FastMath4.FourRows { FastMath4.fourRows(base, from: r, count: group, stride: d) }
-                let hats = keepsNormalized ? xhat : target
                 let means = FastMath4.sums(rows(source), d) / Float(d)
                 for g in 0..<group {
                     let input = source + (r + g) * d, hat = hats + (r + g) * d, mean = means[g]
