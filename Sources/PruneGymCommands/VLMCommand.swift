@@ -41,7 +41,7 @@ enum VLMCommand {
         test-split accuracy per family in DIR/results.json.
 
         Without --recipe, --config or --samples it reproduces the shipped model: the nine stages of
-        models/shapes-llava/training/recipe.json, 984k samples, about 7 hours on 2 cores. Each
+        models/shapes-llava/training/recipe.json, 984k samples, about 6 hours on 2 cores. Each
         finished stage is recorded in RUN, so a rerun skips it and resumes the stage it stopped in.
         --config, --samples, --stop-after or --init trains one stage instead (by default today's
         recipe, every probe from the start: 120k samples, about 45 minutes, 68% on test).
@@ -61,7 +61,7 @@ enum VLMCommand {
                              that has a checkpoint resumes it instead
 
         examples:
-          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0   # the shipped model, ~7 h
+          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0   # the shipped model, ~6 h
           swift run -c release prunegym vlm train --samples 120000 --out runs/shapes-llava-1stage
         """
 
@@ -180,16 +180,19 @@ enum VLMCommand {
         let metrics = try MetricsLog(url: run.metricsURL)
         let progress = quiet ? nil : ProgressBar(total: trainer.totalSteps * configuration.batchSize, label: "vlm", start: trainer.step * configuration.batchSize)
         var recent: [Float] = []
+        var answering = false
         var lastAccuracy = "–"
         let lastStep = min(trainer.totalSteps, stopAfter.map { ($0 + configuration.batchSize - 1) / configuration.batchSize } ?? .max)
         while trainer.step < lastStep {
             let losses = try trainer.trainStep()
+            if answering == losses.answer.isNaN { recent.removeAll(); answering.toggle() }   // answers begin: the bar's mean starts again
             recent.append(losses.answer.isNaN ? losses.dense : losses.answer)
             if recent.count > 20 { recent.removeFirst() }
             let step = trainer.step
             if step % configuration.evaluationInterval == 0 || step == trainer.totalSteps {
                 let accuracy = try trainer.evaluate(split: .validation, count: configuration.evaluationSamples)
-                lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0))
+                // While the vision tower trains alone no answer has been taught yet: the row is logged, the bar shows none.
+                if !losses.answer.isNaN { lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0)) }
                 var row: [(String, Double)] = [("step", Double(step)), ("samples", Double(step * configuration.batchSize)),
                                                ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense)),
                                                ("relevance_loss", Double(trainer.lastRouting.relevance)), ("attention_loss", Double(trainer.lastRouting.attention)), ("readout_loss", Double(trainer.lastReadout)),
@@ -203,7 +206,10 @@ enum VLMCommand {
             if step % configuration.checkpointInterval == 0 || step == trainer.totalSteps || step == lastStep { try trainer.save(to: checkpoint) }
             let mean = recent.reduce(0, +) / Float(max(1, recent.count))
             let r = trainer.lastRouting
-            progress?.update(step * configuration.batchSize, status: String(format: "loss %.3f, recall %.2f, mass %.2f/%.2f, val %@", mean, r.recall, r.massFirst, r.massSecond, lastAccuracy))
+            let status = losses.answer.isNaN
+                ? String(format: "dense loss %.3f (the vision tower alone until sample %d)", mean, configuration.visionOnlySamples)
+                : String(format: "loss %.3f, recall %.2f, mass %.2f/%.2f, val %@", mean, r.recall, r.massFirst, r.massSecond, lastAccuracy)
+            progress?.update(step * configuration.batchSize, status: status)
         }
         if trainer.step < trainer.totalSteps {
             if progress != nil { print("") }
