@@ -1,6 +1,9 @@
 // TensorBench: measured figures for the numeric core, each beside its peer from the same run.
 //
-//   swift run -c release TensorBench [--quick] [--threads N]
+//   swift run -c release TensorBench [--quick] [--threads N] [--rounds K]
+//
+// PruneGym and each peer take turns over K rounds (default 5); each ratio is the median of the
+// per-round ratios, so that the drift of a shared machine hits both sides.
 //
 // 1. GEMM GFLOP/s through `Tensor.matmul` vs `cblas_sgemm` called directly (target: ≤ 5% overhead).
 // 2. Training step (forward + backward + AdamW) of a 2-layer pre-norm encoder (d 128, 4 heads,
@@ -20,6 +23,8 @@ struct Options {
     /// Runs only training steps of the encoder (for a profiler) and exits.
     var profile = false
     var threads = ProcessInfo.processInfo.activeProcessorCount
+    /// Rounds in which PruneGym and its peer are measured in turn (default 5; 1 with --quick).
+    var rounds: Int?
     init(_ arguments: [String]) {
         var iterator = arguments.dropFirst().makeIterator()
         while let argument = iterator.next() {
@@ -27,11 +32,21 @@ struct Options {
             case "--quick": quick = true
             case "--profile": profile = true
             case "--threads": threads = Int(iterator.next() ?? "") ?? threads
+            case "--rounds":
+                guard let value = Int(iterator.next() ?? ""), value >= 1 else {
+                    FileHandle.standardError.write(Data("TensorBench: --rounds needs a whole number ≥ 1, e.g. --rounds 5\n".utf8))
+                    exit(2)
+                }
+                rounds = value
             case "--help", "-h":
                 print("""
-                    usage: swift run -c release TensorBench [--quick] [--threads N]
+                    usage: swift run -c release TensorBench [--quick] [--threads N] [--rounds K]
                     Prints GEMM throughput vs direct cblas_sgemm, training-step times vs PyTorch, and
-                    inference-mode memory. Example: swift run -c release TensorBench --quick
+                    inference-mode memory.
+                      --rounds K  measure PruneGym and its peer in turn K times (default 5, 1 with --quick) and
+                                  report the median of each and the median and range of the per-round ratios,
+                                  so that a shared machine's drift hits both sides
+                    Example: swift run -c release TensorBench --quick
                     """)
                 exit(0)
             default:
@@ -43,6 +58,17 @@ struct Options {
 }
 
 let options = Options(CommandLine.arguments)
+let rounds = options.rounds ?? (options.quick ? 1 : 5)
+
+/// The median of `values`.
+func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+
+/// "median (min–max)" of per-round values, or the value alone for one round.
+func spread(_ values: [Double], _ format: String) -> String {
+    let text = String(format: format, median(values))
+    guard values.count > 1, let low = values.min(), let high = values.max() else { return text }
+    return text + " (" + String(format: format, low) + "–" + String(format: format, high) + ")"
+}
 
 func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
@@ -72,49 +98,59 @@ var generator = SeededGenerator(seed: 0)
 if !options.profile { benchmarkGEMM() }
 
 @MainActor func benchmarkGEMM() {
-print("1. GEMM (square n×n · n×n), GFLOP/s, median of trials")
-let gemmWidths = [6, 14, 14, 10]
-print(row(["n", "PruneGym", "cblas_sgemm", "overhead"], widths: gemmWidths))
+print("1. GEMM (square n×n · n×n), GFLOP/s, median of trials; \(rounds) round\(rounds == 1 ? "" : "s"), PruneGym and cblas_sgemm in turn")
+let gemmWidths = [6, 14, 14, 26]
+print(row(["n", "PruneGym", "cblas_sgemm", rounds == 1 ? "overhead" : "overhead (per-round range)"], widths: gemmWidths))
 var generator = SeededGenerator(seed: 1)
 let sizes = [64, 128, 256, 512, 1024]
 let trials = options.quick ? 5 : 15
 let operands = sizes.map { n in (Tensor.normal([n, n], using: &generator), Tensor.normal([n, n], using: &generator)) }
 func repeats(_ n: Int) -> Int { max(1, Int(2e8 / (2 * Double(n * n * n)))) }
-// PruneGym first, then the peer: OpenBLAS's own pool keeps spinning after its calls and would
-// steal the cores PruneGym's workers use, so the two are not interleaved.
-let ours = zip(sizes, operands).map { n, ab in
-    (0..<trials).map { _ in measure(trials: 1, repeats: repeats(n)) { _ = Tensor.matmul(ab.0, ab.1) } }.sorted()[trials / 2]
+func ours() -> [Double] {
+    zip(sizes, operands).map { n, ab in
+        (0..<trials).map { _ in measure(trials: 1, repeats: repeats(n)) { _ = Tensor.matmul(ab.0, ab.1) } }.sorted()[trials / 2]
+    }
 }
-Thread.sleep(forTimeInterval: 0.3)
 // The peer is OpenBLAS with its own thread pool; PruneGym keeps OpenBLAS single-threaded and
 // splits the product over its own workers.
-BLAS.threadCount = options.threads
-let direct = zip(sizes, operands).map { n, ab in
-    var c = [Float](repeating: 0, count: n * n)
-    return (0..<trials).map { _ in
-        measure(trials: 1, repeats: repeats(n)) {
-            ab.0.withUnsafeBufferPointer { pa in
-                ab.1.withUnsafeBufferPointer { pb in
-                    c.withUnsafeMutableBufferPointer { pc in
-                        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                                    pa.baseAddress, Int32(n), pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
+func direct() -> [Double] {
+    BLAS.threadCount = options.threads
+    defer { BLAS.threadCount = 1 }
+    return zip(sizes, operands).map { n, ab in
+        var c = [Float](repeating: 0, count: n * n)
+        return (0..<trials).map { _ in
+            measure(trials: 1, repeats: repeats(n)) {
+                ab.0.withUnsafeBufferPointer { pa in
+                    ab.1.withUnsafeBufferPointer { pb in
+                        c.withUnsafeMutableBufferPointer { pc in
+                            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
+                                        pa.baseAddress, Int32(n), pb.baseAddress, Int32(n), 0, pc.baseAddress, Int32(n))
+                        }
                     }
                 }
             }
-        }
-    }.sorted()[trials / 2]
+        }.sorted()[trials / 2]
+    }
 }
-BLAS.threadCount = 1
-Thread.sleep(forTimeInterval: 0.3)
+// The two sides take turns by rounds, never call by call: OpenBLAS's own pool keeps spinning after
+// its calls and would steal the cores PruneGym's workers use, so each side rests 0.3 s first.
+var oursByRound: [[Double]] = [], directByRound: [[Double]] = []
+for round in 0..<rounds {
+    for side in round % 2 == 0 ? [0, 1] : [1, 0] {
+        Thread.sleep(forTimeInterval: 0.3)
+        if side == 0 { oursByRound.append(ours()) } else { directByRound.append(direct()) }
+    }
+}
 var worstOverhead = -Double.infinity
 for (i, n) in sizes.enumerated() {
     let flops = 2 * Double(n * n * n)
-    let overhead = (ours[i] / direct[i] - 1) * 100
-    worstOverhead = max(worstOverhead, overhead)
-    print(row([String(n), String(format: "%.1f", flops / ours[i] / 1e9), String(format: "%.1f", flops / direct[i] / 1e9),
-               String(format: "%+.1f%%", overhead)], widths: gemmWidths))
+    let overheads = (0..<rounds).map { (oursByRound[$0][i] / directByRound[$0][i] - 1) * 100 }
+    worstOverhead = max(worstOverhead, median(overheads))
+    print(row([String(n), String(format: "%.1f", flops / median(oursByRound.map { $0[i] }) / 1e9),
+               String(format: "%.1f", flops / median(directByRound.map { $0[i] }) / 1e9),
+               spread(overheads, "%+.1f%%")], widths: gemmWidths))
 }
-print("   worst overhead: \(String(format: "%+.1f%%", worstOverhead)) (target ≤ 5%)")
+print("   worst overhead (median over rounds): \(String(format: "%+.1f%%", worstOverhead)) (target ≤ 5%)")
 print()
 }
 
@@ -156,9 +192,6 @@ if options.profile {
 }
 
 let steps = options.quick ? 5 : 15
-let transformerMs = measure(trials: steps, repeats: 1, encoderStep) * 1000
-let mlpMs = measure(trials: options.quick ? 5 : 15, repeats: 200, mlpStep) * 1000
-let inferenceMs = measure(trials: steps, repeats: 1) { _ = withInferenceMode { encoder(encoderInput) } } * 1000
 
 struct Peer: Decodable {
     let torch: String
@@ -192,16 +225,37 @@ struct Peer: Decodable {
     return peer
 }
 
-print("2. Training step: forward + backward + AdamW, milliseconds per step (median)")
-let peer = runPeer()
-let stepWidths = [48, 12, 12, 16]
-print(row(["workload", "PruneGym", "PyTorch", "PyTorch/PruneGym"], widths: stepWidths))
-func ratio(_ theirs: Double?, _ ours: Double) -> String { theirs.map { String(format: "%.2f×", $0 / ours) } ?? "-" }
-func format(_ value: Double?) -> String { value.map { String(format: "%.3f", $0) } ?? "skipped" }
-print(row(["transformer 2×(d128, 4 heads, MLP 512), 16×256", format(transformerMs), format(peer?.transformer_ms), ratio(peer?.transformer_ms, transformerMs)], widths: stepWidths))
-print(row(["MLP 16-64-64-4 tanh, batch 64", format(mlpMs), format(peer?.mlp_ms), ratio(peer?.mlp_ms, mlpMs)], widths: stepWidths))
-print(row(["transformer forward, inference mode", format(inferenceMs), format(peer?.inference_ms), ratio(peer?.inference_ms, inferenceMs)], widths: stepWidths))
-if let peer { print("   peer: PyTorch \(peer.torch), \(peer.threads) threads") }
+print("2. Training step: forward + backward + AdamW, milliseconds per step (median); \(rounds) round\(rounds == 1 ? "" : "s"), PruneGym and PyTorch in turn")
+/// PruneGym's three figures of one round, in milliseconds: encoder step, MLP step, inference forward.
+@MainActor func oursRound() -> [Double] {
+    [measure(trials: steps, repeats: 1, encoderStep) * 1000,
+     measure(trials: options.quick ? 5 : 15, repeats: 200, mlpStep) * 1000,
+     measure(trials: steps, repeats: 1) { _ = withInferenceMode { encoder(encoderInput) } } * 1000]
+}
+var stepRounds: [[Double]] = [], peerRounds: [Peer] = []
+var peerMissing = false
+for round in 0..<rounds {
+    for side in round % 2 == 0 ? [0, 1] : [1, 0] {
+        if side == 0 { stepRounds.append(oursRound()) } else if !peerMissing {
+            if let peer = runPeer() { peerRounds.append(peer) } else { peerMissing = true }
+        }
+    }
+}
+let stepWidths = [48, 12, 12, 28]
+print(row(["workload", "PruneGym", "PyTorch", rounds == 1 ? "PyTorch/PruneGym" : "PyTorch/PruneGym (range)"], widths: stepWidths))
+let peerFigures: [KeyPath<Peer, Double>] = [\.transformer_ms, \.mlp_ms, \.inference_ms]
+let workloads = ["transformer 2×(d128, 4 heads, MLP 512), 16×256", "MLP 16-64-64-4 tanh, batch 64", "transformer forward, inference mode"]
+for (i, workload) in workloads.enumerated() {
+    let mine = median(stepRounds.map { $0[i] })
+    guard peerRounds.count == rounds else {
+        print(row([workload, String(format: "%.3f", mine), "skipped", "-"], widths: stepWidths))
+        continue
+    }
+    let theirs = peerRounds.map { $0[keyPath: peerFigures[i]] }
+    let ratios = (0..<rounds).map { theirs[$0] / stepRounds[$0][i] }
+    print(row([workload, String(format: "%.3f", mine), String(format: "%.3f", median(theirs)), spread(ratios, "%.2f×")], widths: stepWidths))
+}
+if let peer = peerRounds.first { print("   peer: PyTorch \(peer.torch), \(peer.threads) threads") }
 print()
 
 // MARK: 3. Inference mode memory
