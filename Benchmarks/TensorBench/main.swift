@@ -60,8 +60,19 @@ struct Options {
 let options = Options(CommandLine.arguments)
 let rounds = options.rounds ?? (options.quick ? 1 : 5)
 
-/// The median of `values`.
-func median(_ values: [Double]) -> Double { values.sorted()[values.count / 2] }
+/// The median of `values` (the mean of the middle two for an even count).
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted(), middle = sorted.count / 2
+    return sorted.count % 2 == 1 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2
+}
+
+/// Runs `ours` and `peer` once per round, the side that goes first alternating, so that a shared
+/// machine's drift hits both.
+func inTurn(_ ours: () -> Void, _ peer: () -> Void) {
+    for round in 0..<rounds {
+        if round % 2 == 0 { ours(); peer() } else { peer(); ours() }
+    }
+}
 
 /// "median (min–max)" of per-round values, or the value alone for one round.
 func spread(_ values: [Double], _ format: String) -> String {
@@ -135,12 +146,8 @@ func direct() -> [Double] {
 // The two sides take turns by rounds, never call by call: OpenBLAS's own pool keeps spinning after
 // its calls and would steal the cores PruneGym's workers use, so each side rests 0.3 s first.
 var oursByRound: [[Double]] = [], directByRound: [[Double]] = []
-for round in 0..<rounds {
-    for side in round % 2 == 0 ? [0, 1] : [1, 0] {
-        Thread.sleep(forTimeInterval: 0.3)
-        if side == 0 { oursByRound.append(ours()) } else { directByRound.append(direct()) }
-    }
-}
+inTurn({ Thread.sleep(forTimeInterval: 0.3); oursByRound.append(ours()) },
+       { Thread.sleep(forTimeInterval: 0.3); directByRound.append(direct()) })
 var worstOverhead = -Double.infinity
 for (i, n) in sizes.enumerated() {
     let flops = 2 * Double(n * n * n)
@@ -234,13 +241,10 @@ print("2. Training step: forward + backward + AdamW, milliseconds per step (medi
 }
 var stepRounds: [[Double]] = [], peerRounds: [Peer] = []
 var peerMissing = false
-for round in 0..<rounds {
-    for side in round % 2 == 0 ? [0, 1] : [1, 0] {
-        if side == 0 { stepRounds.append(oursRound()) } else if !peerMissing {
-            if let peer = runPeer() { peerRounds.append(peer) } else { peerMissing = true }
-        }
-    }
-}
+inTurn({ stepRounds.append(oursRound()) }, {
+    guard !peerMissing else { return }
+    if let peer = runPeer() { peerRounds.append(peer) } else { peerMissing = true }
+})
 let stepWidths = [48, 12, 12, 28]
 print(row(["workload", "PruneGym", "PyTorch", rounds == 1 ? "PyTorch/PruneGym" : "PyTorch/PruneGym (range)"], widths: stepWidths))
 let peerFigures: [KeyPath<Peer, Double>] = [\.transformer_ms, \.mlp_ms, \.inference_ms]

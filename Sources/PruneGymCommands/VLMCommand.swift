@@ -185,14 +185,15 @@ enum VLMCommand {
         let lastStep = min(trainer.totalSteps, stopAfter.map { ($0 + configuration.batchSize - 1) / configuration.batchSize } ?? .max)
         while trainer.step < lastStep {
             let losses = try trainer.trainStep()
-            if answering == losses.answer.isNaN { recent.removeAll(); answering.toggle() }   // answers begin: the bar's mean starts again
-            recent.append(losses.answer.isNaN ? losses.dense : losses.answer)
+            let visionOnly = losses.answer.isNaN   // the vision tower trains alone: no answer yet
+            if answering == visionOnly { recent.removeAll(); answering = !visionOnly }   // answers begin: the bar's mean starts again
+            recent.append(visionOnly ? losses.dense : losses.answer)
             if recent.count > 20 { recent.removeFirst() }
             let step = trainer.step
             if step % configuration.evaluationInterval == 0 || step == trainer.totalSteps {
                 let accuracy = try trainer.evaluate(split: .validation, count: configuration.evaluationSamples)
-                // While the vision tower trains alone no answer has been taught yet: the row is logged, the bar shows none.
-                if !losses.answer.isNaN { lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0)) }
+                // No answer has been taught yet while the vision tower trains alone: the row is logged, the bar shows none.
+                if !visionOnly { lastAccuracy = String(format: "%.1f%%", 100 * (accuracy["overall"] ?? 0)) }
                 var row: [(String, Double)] = [("step", Double(step)), ("samples", Double(step * configuration.batchSize)),
                                                ("loss", Double(losses.total)), ("answer_loss", Double(losses.answer)), ("dense_loss", Double(losses.dense)),
                                                ("relevance_loss", Double(trainer.lastRouting.relevance)), ("attention_loss", Double(trainer.lastRouting.attention)), ("readout_loss", Double(trainer.lastReadout)),
@@ -206,7 +207,7 @@ enum VLMCommand {
             if step % configuration.checkpointInterval == 0 || step == trainer.totalSteps || step == lastStep { try trainer.save(to: checkpoint) }
             let mean = recent.reduce(0, +) / Float(max(1, recent.count))
             let r = trainer.lastRouting
-            let status = losses.answer.isNaN
+            let status = visionOnly
                 ? String(format: "dense loss %.3f (the vision tower alone until sample %d)", mean, configuration.visionOnlySamples)
                 : String(format: "loss %.3f, recall %.2f, mass %.2f/%.2f, val %@", mean, r.recall, r.massFirst, r.massSecond, lastAccuracy)
             progress?.update(step * configuration.batchSize, status: status)
