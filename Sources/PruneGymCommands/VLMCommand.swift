@@ -51,7 +51,8 @@ enum VLMCommand {
           --seed S           seed (default 0; with a recipe, every stage's)
           --run-dir RUN      training run directory (default runs/vlm-train-<seed>)
           --recipe FILE      a staged recipe (stages of configuration files; see VLMTrainingRecipe)
-          --config FILE      one stage: VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …)
+          --config FILE      one stage: VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …);
+                     a key left out keeps today's recipe, e.g. {"learning_rate": 0.001}
           --samples N        one stage: training samples (overrides the config)
           --stop-after N     stop (with a checkpoint, without writing DIR) once N samples are done;
                              a later run continues from there, e.g. with another --config

@@ -2,7 +2,11 @@ import Foundation
 import NN
 import TensorCore
 
-/// How the built-in ShapesVQA model is built and trained. Every field may be omitted from JSON.
+/// How the built-in ShapesVQA model is built and trained. Every field may be omitted from JSON, and
+/// an omitted field reads as `init()`'s value — today's recipe — so that `{"learning_rate": 0.001}`
+/// is today's recipe at another learning rate. (Through release 0.7.9, `relation_weight`,
+/// `asked_relation_weight` and `object_subset_share` read as 0 when omitted, as the configurations
+/// written before them had trained; the shipped stage files now name them.)
 public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// Seed of every draw of the training.
     public var seed: UInt64 = 0
@@ -32,20 +36,20 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// Weight of the routing objective (see `RoutingObjective`) in stage 2.
     public var routingWeight: Float = 1
     /// `relation_weight`: weight of the relation probe of the routing objective (see
-    /// `RoutingObjective.relationLoss`). Configurations written before it existed trained
-    /// without it, so an absent key reads as 0; a new configuration has 1.
+    /// `RoutingObjective.relationLoss`; default 1; stages 1–2 of the shipped recipe trained
+    /// without it, at 0).
     public var relationWeight: Float = 1
     /// `asked_relation_weight`: weight of the asked-relation probe (see
     /// `RoutingObjective.askedLoss`): at the same layer, which relation a spatial question asks
-    /// and whether it holds. Absent in older configurations, which read as 0; a new one has 1.
+    /// and whether it holds (default 1; stages 1–4 of the shipped recipe trained without it).
     public var askedRelationWeight: Float = 1
     /// `object_subset_share`: of the pruned training samples, the share whose subset is
     /// object-centred (every anchor, then the objects' other patches, then background, cut at a
     /// random size) instead of anchors plus a uniform random share — the kind of subset the
-    /// importance-based pruners keep. Absent in older configurations, which read as 0.
+    /// importance-based pruners keep (default 0.5; stages 1–3 of the shipped recipe had 0).
     public var objectSubsetShare: Float = 0.5
     /// `pruned_share`: the share of training samples whose answer is trained from a subset of the
-    /// visual tokens rather than all of them (default and absent: 0.5).
+    /// visual tokens rather than all of them (default 0.5).
     public var prunedShare: Float = 0.5
     /// `referent_subset_share`: of the pruned training samples, the share whose subset keeps the
     /// question's objects (their anchors, and each of their other patches with a random
@@ -124,14 +128,14 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         warmupSteps = try value(.warmupSteps, d.warmupSteps); weightDecay = try value(.weightDecay, d.weightDecay)
         visionOnlySamples = try value(.visionOnlySamples, d.visionOnlySamples); denseWeight = try value(.denseWeight, d.denseWeight)
         routingWeight = try value(.routingWeight, d.routingWeight)
-        relationWeight = try value(.relationWeight, 0)
-        askedRelationWeight = try value(.askedRelationWeight, 0)
-        scheduleStart = try value(.scheduleStart, 0)
-        objectSubsetShare = try value(.objectSubsetShare, 0)
-        familyWeights = try value(.familyWeights, [:])
+        relationWeight = try value(.relationWeight, d.relationWeight)
+        askedRelationWeight = try value(.askedRelationWeight, d.askedRelationWeight)
+        scheduleStart = try value(.scheduleStart, d.scheduleStart)
+        objectSubsetShare = try value(.objectSubsetShare, d.objectSubsetShare)
+        familyWeights = try value(.familyWeights, d.familyWeights)
         prunedShare = try value(.prunedShare, d.prunedShare)
-        referentSubsetShare = try value(.referentSubsetShare, 0)
-        llmCutShare = try value(.llmCutShare, 0)
+        referentSubsetShare = try value(.referentSubsetShare, d.referentSubsetShare)
+        llmCutShare = try value(.llmCutShare, d.llmCutShare)
         llmCutLayer = try value(.llmCutLayer, d.llmCutLayer)
         for (key, share) in [(CodingKeys.prunedShare, prunedShare), (.referentSubsetShare, referentSubsetShare), (.objectSubsetShare, objectSubsetShare),
                              (.llmCutShare, llmCutShare)] {
