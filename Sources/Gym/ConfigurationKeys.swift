@@ -1,21 +1,11 @@
+import TensorCore
+
 /// Rejects keys a configuration does not know, so that a typo (`"learnin_rate"`) is an error that
 /// names the key instead of a silently ignored setting.
 public enum ConfigurationKeys {
-    struct AnyKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
-
-    /// Throws `DecodingError.dataCorrupted` naming the first unknown key and the known ones.
+    /// Throws `DecodingError.dataCorrupted` naming the first unknown key and the known ones
+    /// (`TensorCore.UnknownKeys.reject`).
     public static func rejectUnknown<Keys: CodingKey & CaseIterable>(in decoder: Decoder, _ keys: Keys.Type) throws {
-        let known = Set(Keys.allCases.map(\.stringValue))
-        let container = try decoder.container(keyedBy: AnyKey.self)
-        for key in container.allKeys.map(\.stringValue).sorted() where !known.contains(key) {
-            throw DecodingError.dataCorrupted(.init(
-                codingPath: decoder.codingPath + [key].map(AnyKey.init(stringValue:)),
-                debugDescription: "unknown key '\(key)'; known keys: \(known.sorted().joined(separator: ", "))"))
-        }
+        try UnknownKeys.reject(in: decoder, keys)
     }
 }

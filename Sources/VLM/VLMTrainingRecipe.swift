@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// A training recipe in stages, as the built-in model was trained
 /// (`models/shapes-llava/training/recipe.json`): each stage trains with a configuration of its own,
@@ -39,8 +40,20 @@ public struct VLMTrainingRecipe: Codable, Sendable, Equatable {
             self.run = run
         }
 
-        enum CodingKeys: String, CodingKey {
+        enum CodingKeys: String, CodingKey, CaseIterable {
             case config, samples, stopAfter = "stop_after", model, initialModel = "init", run
+        }
+
+        /// Decodes a stage, refusing an unknown key by name.
+        public init(from decoder: Decoder) throws {
+            try UnknownKeys.reject(in: decoder, CodingKeys.self)
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            config = try c.decode(String.self, forKey: .config)
+            samples = try c.decode(Int.self, forKey: .samples)
+            stopAfter = try c.decodeIfPresent(Int.self, forKey: .stopAfter)
+            model = try c.decodeIfPresent(String.self, forKey: .model)
+            initialModel = try c.decodeIfPresent(String.self, forKey: .initialModel)
+            run = try c.decodeIfPresent(String.self, forKey: .run)
         }
     }
 
@@ -49,6 +62,14 @@ public struct VLMTrainingRecipe: Codable, Sendable, Equatable {
 
     /// A recipe of these stages.
     public init(stages: [Stage]) { self.stages = stages }
+
+    enum CodingKeys: String, CodingKey, CaseIterable { case stages }
+
+    /// Decodes a recipe, refusing an unknown key by name.
+    public init(from decoder: Decoder) throws {
+        try UnknownKeys.reject(in: decoder, CodingKeys.self)
+        stages = try decoder.container(keyedBy: CodingKeys.self).decode([Stage].self, forKey: .stages)
+    }
 
     /// Reads and checks a recipe file and every configuration it names. Throws `VLMError.config`
     /// naming the file (the recipe's or a stage's) and what is wrong with it.

@@ -52,6 +52,11 @@ import TestSupport
         let text = String(decoding: written, as: UTF8.self)
         #expect(text.contains("\"relation_weight\":1"))
         #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: written) == VLMTrainingConfiguration())
+        // A key it does not know is refused by name: a typo must not train the default silently.
+        let typo = #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000, "learnin_rate": 0.001}"#.utf8))
+        }
+        #expect(String(describing: typo).contains("unknown key 'learnin_rate'"))
         // Stages 1–4 of the shipped recipe trained before the probes and object-centred subsets
         // existed: their files say so, so the recipe replays as it ran.
         let training = BuiltinModelTests.directory.appendingPathComponent("training")

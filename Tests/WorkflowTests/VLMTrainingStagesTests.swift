@@ -151,6 +151,17 @@ struct VLMTrainingRecipeTests {
         #expect(missing.contains("nowhere.json") && missing.contains("cannot read stage configuration"), "\(missing)")
         let shape = try refusal(#"{"stages": [{"config": "tiny.json"}]}"#)
         #expect(shape.contains("recipe.json: not a training recipe: missing 'stages.Index 0.samples'"), "\(shape)")
+        let typo = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 24, "stop_afer": 8}]}"#)
+        #expect(typo.contains("recipe.json: not a training recipe: 'stages.Index 0.stop_afer': unknown key 'stop_afer'"), "\(typo)")
+        try Data(#"{"learnin_rate": 0.001}"#.utf8).write(to: directory.appendingPathComponent("typo.json"))
+        let stageTypo = try refusal(#"{"stages": [{"config": "typo.json", "samples": 24}]}"#)
+        #expect(stageTypo.contains("typo.json: not a training configuration: 'learnin_rate': unknown key 'learnin_rate'; known keys: asked_relation_weight"),
+                "\(stageTypo)")
+        let oneStage = #expect(throws: (any Error).self) {
+            try PruneGymCommandLine.run(["vlm", "train", "--config", directory.appendingPathComponent("typo.json").path,
+                                         "--run-dir", directory.appendingPathComponent("run").path, "--out", directory.appendingPathComponent("out").path, "--quiet"])
+        }
+        #expect(String(describing: oneStage!).contains("typo.json") && String(describing: oneStage!).contains("unknown key 'learnin_rate'"), "\(oneStage!)")
         let mixed = try refusal(Self.recipe, extra: ["--samples", "16"])
         #expect(mixed.contains("--recipe runs the stages its file names; leave out --samples"), "\(mixed)")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("run").path))
