@@ -50,26 +50,28 @@ struct Arguments {
     }
 }
 
+/// A configuration's settings as JSON text by key, nested keys dotted (`environment.budget_choices`).
+func flatSettings<T: Encodable>(_ value: T) -> [String: String] {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys]
+    guard let data = try? encoder.encode(value), let object = try? JSONSerialization.jsonObject(with: data) else { return [:] }
+    var out: [String: String] = [:]
+    func walk(_ value: Any, _ path: String) {
+        if let dictionary = value as? [String: Any] {
+            for (key, child) in dictionary { walk(child, path.isEmpty ? key : "\(path).\(key)") }
+        } else if let text = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
+            out[path] = String(decoding: text, as: UTF8.self)
+        }
+    }
+    walk(object, "")
+    return out
+}
+
 /// The settings in which two configurations differ, as "key: old there, new now" with nested keys
 /// dotted (`environment.budget_choices`), in key order, at most `limit` of them — what an error
 /// about a run directory holding another configuration names, so the user sees why.
 func configurationDifferences<T: Encodable>(_ old: T, _ new: T, limit: Int = 6) -> [String] {
-    func flat(_ value: T) -> [String: String] {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
-        guard let data = try? encoder.encode(value), let object = try? JSONSerialization.jsonObject(with: data) else { return [:] }
-        var out: [String: String] = [:]
-        func walk(_ value: Any, _ path: String) {
-            if let dictionary = value as? [String: Any] {
-                for (key, child) in dictionary { walk(child, path.isEmpty ? key : "\(path).\(key)") }
-            } else if let text = try? JSONSerialization.data(withJSONObject: value, options: [.fragmentsAllowed, .sortedKeys]) {
-                out[path] = String(decoding: text, as: UTF8.self)
-            }
-        }
-        walk(object, "")
-        return out
-    }
-    let (a, b) = (flat(old), flat(new))
+    let (a, b) = (flatSettings(old), flatSettings(new))
     let keys = Set(a.keys).union(b.keys).filter { a[$0] != b[$0] }.sorted()
     var lines = keys.prefix(limit).map { "\($0): \(a[$0] ?? "absent") there, \(b[$0] ?? "absent") now" }
     if keys.count > limit { lines.append("and \(keys.count - limit) more") }

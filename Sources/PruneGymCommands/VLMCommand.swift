@@ -91,7 +91,19 @@ enum VLMCommand {
         let run = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/vlm-train-\(configuration.seed)")))
         let stopAfter = args.values["stop-after"] == nil ? nil : try args.integer("stop-after", default: 0, range: 1...100_000_000)
         let initial = args.values["init"].map { URL(fileURLWithPath: $0) }
+        if !args.flag("quiet") {
+            let changed = changes(from: VLMTrainingConfiguration(), to: configuration)
+            print("one stage of \(configuration.samples) samples, seed \(configuration.seed): today's recipe"
+                  + (changed.isEmpty ? "" : " with " + changed.joined(separator: ", ")))
+        }
         try trainModel(configuration, out: out, run: run, quiet: args.flag("quiet"), stopAfter: stopAfter, initial: initial)
+    }
+
+    /// The settings of `configuration` that differ from `base`'s, as `key value` in key order
+    /// (samples and seed aside), so that a run says what it trains before it starts.
+    static func changes(from base: VLMTrainingConfiguration, to configuration: VLMTrainingConfiguration) -> [String] {
+        let (before, after) = (flatSettings(base), flatSettings(configuration))
+        return after.keys.sorted().filter { $0 != "samples" && $0 != "seed" && before[$0] != after[$0] }.map { "\($0) \(after[$0]!)" }
     }
 
     /// The file in a recipe's run directory that lists its finished stages.

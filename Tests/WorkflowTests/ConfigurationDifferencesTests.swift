@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 import TPRL
+import VLM
 @testable import PruneGymCommands
 
 /// What `tprl train` says when its run directory holds another recipe's run: the settings that
@@ -18,5 +19,13 @@ import TPRL
         var many = TPRLConfiguration()
         many.width = 8; many.demonstrations = 1; many.ppoUpdates = 1
         #expect(configurationDifferences(many, new, limit: 2).last == "and 1 more")
+    }
+
+    @Test("vlm train names what a one-stage run changes from today's recipe")
+    func vlmTrainChanges() throws {
+        var c = VLMTrainingConfiguration()
+        #expect(VLMCommand.changes(from: VLMTrainingConfiguration(), to: c).isEmpty)
+        (c.samples, c.seed, c.learningRate, c.familyWeights) = (250_000, 3, 0.001, ["count": 3])
+        #expect(VLMCommand.changes(from: VLMTrainingConfiguration(), to: c) == ["family_weights.count 3", "learning_rate 0.001"])
     }
 }
