@@ -56,14 +56,33 @@ struct RunConfiguration: Codable, Equatable {
 /// Reads a JSON file of type `T`, with errors that name the file. A run's `config.json` may be
 /// passed as it is: its `prunegym` provenance object is ignored.
 func readJSON<T: Decodable>(_ type: T.Type, from path: String) throws -> T {
+    try decodeJSON(type, from: try settingsData(path, over: nil), path: path)
+}
+
+/// Reads a JSON object of settings over `base`: a key the file leaves out keeps `base`'s value
+/// (an environment's preset, say), one it names replaces it, and one `T` does not know is refused
+/// as `readJSON` refuses it.
+func readJSON<T: Codable>(_ type: T.Type, from path: String, over base: T) throws -> T {
+    let encoded = try JSONSerialization.jsonObject(with: try JSONEncoder().encode(base)) as? [String: Any]
+    return try decodeJSON(type, from: try settingsData(path, over: encoded), path: path)
+}
+
+/// The file's bytes, without a `prunegym` provenance object, and laid over `base` when it is a
+/// JSON object and `base` is given.
+private func settingsData(_ path: String, over base: [String: Any]?) throws -> Data {
     var data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
         throw FileError(path: path, reason: "cannot read the file")
     }
-    if var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object[RunProvenance.key] != nil {
+    if var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object[RunProvenance.key] != nil || base != nil {
         object.removeValue(forKey: RunProvenance.key)
+        if let base { object = base.merging(object) { _, file in file } }
         data = try JSONSerialization.data(withJSONObject: object)
     }
+    return data
+}
+
+private func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
     do { return try JSONDecoder().decode(type, from: data) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
         let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
         throw FileError(path: path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")

@@ -24,7 +24,8 @@ enum TrainCommand {
           --seed S              seed of every random draw (default 0)
           --run-dir DIR         run directory (default runs/<env>-<agent>-<seed>)
           --config FILE.json    agent hyperparameters (PPOConfiguration / BehaviorCloningConfiguration
-                                keys, e.g. {"learning_rate": 0.001}); default: the preset for the env
+                                keys, e.g. {"learning_rate": 0.001}); a key it leaves out keeps
+                                the preset for the env (ppo) or the default (bc)
           --vector MODE         step the environments in one thread or in parallel (default synchronous)
           --checkpoint-every U  updates between checkpoints (default 10; the last is always saved)
           --expert-episodes E   bc: episodes of the scripted expert to clone (CartPole-v1; default 20)
@@ -58,7 +59,9 @@ enum TrainCommand {
             checkpointInterval: try args.integer("checkpoint-every", default: 10))
         let configPath = args.string("config", default: "")
         switch agentName {
-        case "ppo": config.ppo = configPath.isEmpty ? PPOConfiguration.preset(for: environmentID) : try readJSON(PPOConfiguration.self, from: configPath)
+        case "ppo":
+            let preset = PPOConfiguration.preset(for: environmentID)
+            config.ppo = configPath.isEmpty ? preset : try readJSON(PPOConfiguration.self, from: configPath, over: preset)
         case "bc":
             config.bc = configPath.isEmpty ? BehaviorCloningConfiguration() : try readJSON(BehaviorCloningConfiguration.self, from: configPath)
             config.expertEpisodes = try args.integer("expert-episodes", default: 20, range: 1...100_000)
