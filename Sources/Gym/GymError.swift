@@ -33,6 +33,11 @@ public enum GymError: Error, CustomStringConvertible, Equatable {
         case let .episodeFinished(environment):
             return "\(environment): step() called after the episode ended (terminated or truncated); call reset() first"
         case let .unknownEnvironment(id, known):
+            // The registry passes the ids that share the name when there are any (a wrong version).
+            let name = (id.split(separator: "-").first.map(String.init) ?? id).lowercased()
+            if !known.isEmpty, known.allSatisfy({ $0.lowercased().hasPrefix(name) }) {
+                return "no environment registered as '\(id)'; did you mean \(known.joined(separator: " or "))?"
+            }
             return "no environment registered as '\(id)'; registered: \(known.joined(separator: ", "))"
         case let .duplicateRegistration(id):
             return "an environment is already registered as '\(id)'; pick another id or version"

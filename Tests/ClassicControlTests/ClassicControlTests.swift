@@ -156,7 +156,7 @@ struct EpisodeReplayInputTests {
         do {
             _ = try EpisodeReplay.replay(unknown, registry: registry)
         } catch {
-            #expect("\(error)".hasPrefix("line 3: no environment registered as 'CartPole-v9'; registered: CartPole-v1"))
+            #expect("\(error)".hasPrefix("line 3: no environment registered as 'CartPole-v9'; did you mean CartPole-v1?"))
         }
     }
 }

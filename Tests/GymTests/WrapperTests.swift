@@ -155,6 +155,10 @@ struct WrapperTests {
         #expect(environment.name == "TimeLimit<LineWalk>")
         #expect(try registry.make("LineWalk-v0", maxEpisodeSteps: 0).name == "LineWalk")
         #expect(throws: GymError.unknownEnvironment(id: "LineWalk-v1", known: ["LineWalk-v0"])) { try registry.make("LineWalk-v1") }
+        let wrongVersion = #expect(throws: GymError.self) { try registry.make("LineWalk-v1") }
+        #expect("\(wrongVersion!)" == "no environment registered as 'LineWalk-v1'; did you mean LineWalk-v0?")
+        let unknown = #expect(throws: GymError.self) { try registry.make("GridWalk-v0") }
+        #expect("\(unknown!)" == "no environment registered as 'GridWalk-v0'; registered: LineWalk-v0")
         #expect(throws: GymError.duplicateRegistration(id: "LineWalk-v0")) {
             try registry.register(EnvironmentSpec(id: "LineWalk-v0")) { _ in LineWalk() }
         }
