@@ -100,7 +100,9 @@ public enum PruneGymCommandLine {
         case nil, "--help", "-h", "help": print(overview)
         case "--version", "version": print(versionText)
         case let other?:
-            throw UsageError(message: "prunegym: unknown command '\(other)'. Commands: quickstart, eval-pruning, tprl, ae, sweep, report, rerun, train, eval, check-env, replay, data, vlm, demo, inspect (prunegym --help)")
+            let commands = ["quickstart", "eval-pruning", "tprl", "ae", "sweep", "report", "rerun", "train", "eval", "check-env", "replay", "data", "vlm", "demo", "inspect"]
+            let guess = closest(to: other, among: commands).map { " Did you mean '\($0)'?" } ?? ""
+            throw UsageError(message: "prunegym: unknown command '\(other)'.\(guess) Commands: \(commands.joined(separator: ", ")) (prunegym --help)")
         }
     }
 }

@@ -46,7 +46,8 @@ enum TrainCommand {
         _ = try registry.spec(environmentID)
         let agentName = args.string("agent", default: "ppo")
         guard agentNames.contains(agentName) else {
-            throw UsageError(message: "prunegym train: unknown agent '\(agentName)'; agents: \(agentNames.joined(separator: ", "))")
+            let guess = closest(to: agentName, among: agentNames).map { " (did you mean \($0)?)" } ?? ""
+            throw UsageError(message: "prunegym train: unknown agent '\(agentName)'\(guess); agents: \(agentNames.joined(separator: ", "))")
         }
         let seed = UInt64(try args.integer("seed", default: 0))
         let vector = args.string("vector", default: "synchronous")

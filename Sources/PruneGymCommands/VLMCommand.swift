@@ -7,12 +7,13 @@ import VLM
 /// `prunegym vlm …`: the simulator backend.
 enum VLMCommand {
     static let help = """
-        usage: prunegym vlm <train | run | eval> [options]     (prunegym vlm <command> --help)
+        usage: prunegym vlm <train | run | eval | export | diagnose> [options]     (prunegym vlm <command> --help)
 
           train   train the built-in ShapesVQA LLaVA model with PruneGym's own autodiff
           run     run a Hugging Face LLaVA checkpoint on inputs from a safetensors file
           eval    accuracy per question family of a model directory, full and with a random 11% of tokens
           export  write the model of a training run's latest checkpoint (e.g. mid-training) as a model directory
+          diagnose  where an LLM layer's answer token looks, per head and question family (<bos>, the question's objects, elsewhere)
 
         example:
           swift run -c release prunegym vlm train --out models/shapes-llava --seed 0
@@ -26,7 +27,9 @@ enum VLMCommand {
         case "export": try exportCheckpoint(Array(arguments.dropFirst()))
         case "diagnose": try diagnose(Array(arguments.dropFirst()))
         case nil, "--help", "-h": print(help)
-        case let other?: throw UsageError(message: "prunegym vlm: unknown command '\(other)'; commands: train, run, eval, export")
+        case let other?:
+            let guess = closest(to: other, among: ["train", "run", "eval", "export", "diagnose"]).map { " (did you mean \($0)?)" } ?? ""
+            throw UsageError(message: "prunegym vlm: unknown command '\(other)'\(guess); commands: train, run, eval, export, diagnose")
         }
     }
 

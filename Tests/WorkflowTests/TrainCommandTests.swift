@@ -6,8 +6,9 @@ import TensorCore
 import TestSupport
 import Testing
 
-/// `prunegym train --config`: the file's settings over the environment's preset.
-@Suite("train --config")
+/// `prunegym train --config`: the file's settings over the environment's preset; and the nearest
+/// name offered for a mistyped option or command.
+@Suite("train --config, and guesses at mistyped names")
 struct TrainCommandTests {
     @Test("a key the file leaves out keeps the environment's preset; one it does not know is refused, naming the file and the key")
     func configOverThePreset() throws {
@@ -32,5 +33,18 @@ struct TrainCommandTests {
         #expect(String(describing: typo!).contains("ppo.json") && String(describing: typo!).contains("unknown key 'learnin_rate'"), "\(typo!)")
         try Data("[1, 2]".utf8).write(to: file)
         #expect(throws: FileError.self) { try readJSON(PPOConfiguration.self, from: file.path, over: .cartPole) }
+    }
+
+    @Test("a mistyped option or command is answered with the nearest one")
+    func didYouMean() {
+        #expect(closest(to: "agent", among: ["agents", "budgets", "seeds"]) == "agents")
+        #expect(closest(to: "trian", among: ["train", "tprl", "eval"]) == "train")
+        #expect(closest(to: "xyz", among: ["train", "tprl", "eval"]) == nil)
+        #expect(closest(to: "", among: ["a"]) == nil)
+        #expect(closest(to: "ab", among: ["cd"]) == nil, "two edits of a two-letter word is no guess")
+        let option = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["eval-pruning", "--agent", "cls"]) }
+        #expect("\(option!)" == "prunegym eval-pruning: unknown option --agent; did you mean --agents? (see prunegym eval-pruning --help)")
+        let command = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["trian"]) }
+        #expect("\(command!)".hasPrefix("prunegym: unknown command 'trian'. Did you mean 'train'? Commands: quickstart"), "\(command!)")
     }
 }
