@@ -2,6 +2,7 @@ import Foundation
 import TestSupport
 import Testing
 import TPRL
+import VLM
 
 /// The examples are what the README's tutorials run; these tests keep them from rotting. (Their
 /// Swift sources are compiled into this target through symbolic links and tested by the other
@@ -52,6 +53,15 @@ struct ExamplesTests {
         (shipped.ppoGroupSize, shipped.ppoTemperature, shipped.ppoEnvironments, shipped.ppoUpdates, shipped.ppoLearningRate) = (0, 1, 8, 30, 1e-4)
         shipped.environment.taskScore = .accuracy
         #expect(shipped == TPRLConfiguration.insideLLM)
+    }
+
+    @Test("examples/vlm-two-hours.json is the shipped recipe's last stage from the first sample, at peak 1e-3 over 250k samples")
+    func twoHourTrainingProbe() throws {
+        let probe = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-two-hours.json")))
+        let (_, stages) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava/training/recipe.json"))
+        var last = try #require(stages.last)
+        (last.samples, last.scheduleStart, last.learningRate, last.minimumLearningRate) = (250_000, 0, 1e-3, 3e-5)
+        #expect(probe == last)
     }
 
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
