@@ -9,10 +9,10 @@ enum VLMCommand {
     static let help = """
         usage: prunegym vlm <train | run | eval | export | diagnose> [options]     (prunegym vlm <command> --help)
 
-          train   train the built-in ShapesVQA LLaVA model with PruneGym's own autodiff
-          run     run a Hugging Face LLaVA checkpoint on inputs from a safetensors file
-          eval    accuracy per question family of a model directory, full and with a random 11% of tokens
-          export  write the model of a training run's latest checkpoint (e.g. mid-training) as a model directory
+          train     train the built-in ShapesVQA LLaVA model with PruneGym's own autodiff
+          run       run a Hugging Face LLaVA checkpoint on inputs from a safetensors file
+          eval      accuracy per question family of a model directory, full and with a random 11% of tokens
+          export    write the model of a training run's latest checkpoint (e.g. mid-training) as a model directory
           diagnose  where an LLM layer's answer token looks, per head and question family (<bos>, the question's objects, elsewhere)
 
         example:
@@ -55,7 +55,7 @@ enum VLMCommand {
           --run-dir RUN      training run directory (default runs/vlm-train-<seed>)
           --recipe FILE      a staged recipe (stages of configuration files; see VLMTrainingRecipe)
           --config FILE      one stage: VLMTrainingConfiguration keys (samples, batch_size, learning_rate, …);
-                     a key left out keeps today's recipe, e.g. {"learning_rate": 0.001}
+                             a key left out keeps today's recipe, e.g. {"learning_rate": 0.001}
           --samples N        one stage: training samples (overrides the config)
           --stop-after N     stop (with a checkpoint, without writing DIR) once N samples are done;
                              a later run continues from there, e.g. with another --config
