@@ -522,7 +522,9 @@ public enum PrunerError: Error, CustomStringConvertible {
             return "pruner '\(name)' needs tasks with a grounding annotation (PruningTask.relevantTokens) and this task source gives none; use saliency or vispruner instead"
         case let .notEvaluated(name, evaluated):
             return "no results for '\(name)' to compare against (evaluated: \(evaluated.joined(separator: ", "))); add it to --agents or compare against one of these"
-        case let .unknown(name, known): return "unknown pruner '\(name)'; known: \(known.joined(separator: ", ")) (and tprl for a trained policy)"
+        case let .unknown(name, known):
+            let guess = nearestName(to: name, among: known + ["tprl"]).map { " (did you mean \($0)?)" } ?? ""
+            return "unknown pruner '\(name)'\(guess); known: \(known.joined(separator: ", ")) (and tprl for a trained policy)"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Gym
 
 /// A command-line error: says what was wrong and what to do next.
 struct UsageError: Error, CustomStringConvertible {
@@ -29,7 +30,7 @@ struct Arguments {
                     }
                     values[name] = value
                 } else {
-                    let guess = closest(to: name, among: known.union(options)).map { "; did you mean --\($0)?" } ?? ""
+                    let guess = nearestName(to: name, among: known.union(options)).map { "; did you mean --\($0)?" } ?? ""
                     throw UsageError(message: "prunegym \(command): unknown option --\(name)\(guess) (see prunegym \(command) --help)")
                 }
             } else {
@@ -49,28 +50,6 @@ struct Arguments {
         }
         return parsed
     }
-}
-
-/// The name among `names` nearest to `typed` when it is near enough to be a typo (an edit distance
-/// of at most 2, and less than half its length), else nil; ties go to the first in sorted order.
-func closest(to typed: String, among names: some Sequence<String>) -> String? {
-    func distance(_ a: [Character], _ b: [Character]) -> Int {
-        guard !a.isEmpty, !b.isEmpty else { return max(a.count, b.count) }
-        var row = Array(0...b.count)
-        for i in 1...a.count {
-            var diagonal = row[0]
-            row[0] = i
-            for j in 1...b.count {
-                let above = row[j]
-                row[j] = min(diagonal + (a[i - 1] == b[j - 1] ? 0 : 1), above + 1, row[j - 1] + 1)
-                diagonal = above
-            }
-        }
-        return row[b.count]
-    }
-    let candidates = names.sorted().map { ($0, distance(Array(typed), Array($0))) }
-    guard let best = candidates.min(by: { $0.1 < $1.1 }), best.1 <= 2, 2 * best.1 < max(typed.count, 1) else { return nil }
-    return best.0
 }
 
 /// A configuration's settings as JSON text by key, nested keys dotted (`environment.budget_choices`).

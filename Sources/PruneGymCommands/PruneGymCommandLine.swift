@@ -101,7 +101,7 @@ public enum PruneGymCommandLine {
         case "--version", "version": print(versionText)
         case let other?:
             let commands = ["quickstart", "eval-pruning", "tprl", "ae", "sweep", "report", "rerun", "train", "eval", "check-env", "replay", "data", "vlm", "demo", "inspect"]
-            let guess = closest(to: other, among: commands).map { " Did you mean '\($0)'?" } ?? ""
+            let guess = nearestName(to: other, among: commands).map { " Did you mean '\($0)'?" } ?? ""
             throw UsageError(message: "prunegym: unknown command '\(other)'.\(guess) Commands: \(commands.joined(separator: ", ")) (prunegym --help)")
         }
     }

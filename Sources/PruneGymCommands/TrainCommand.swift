@@ -46,7 +46,7 @@ enum TrainCommand {
         _ = try registry.spec(environmentID)
         let agentName = args.string("agent", default: "ppo")
         guard agentNames.contains(agentName) else {
-            let guess = closest(to: agentName, among: agentNames).map { " (did you mean \($0)?)" } ?? ""
+            let guess = nearestName(to: agentName, among: agentNames).map { " (did you mean \($0)?)" } ?? ""
             throw UsageError(message: "prunegym train: unknown agent '\(agentName)'\(guess); agents: \(agentNames.joined(separator: ", "))")
         }
         let seed = UInt64(try args.integer("seed", default: 0))

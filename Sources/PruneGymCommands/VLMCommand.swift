@@ -28,7 +28,7 @@ enum VLMCommand {
         case "diagnose": try diagnose(Array(arguments.dropFirst()))
         case nil, "--help", "-h": print(help)
         case let other?:
-            let guess = closest(to: other, among: ["train", "run", "eval", "export", "diagnose"]).map { " (did you mean \($0)?)" } ?? ""
+            let guess = nearestName(to: other, among: ["train", "run", "eval", "export", "diagnose"]).map { " (did you mean \($0)?)" } ?? ""
             throw UsageError(message: "prunegym vlm: unknown command '\(other)'\(guess); commands: train, run, eval, export, diagnose")
         }
     }

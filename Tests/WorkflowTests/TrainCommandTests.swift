@@ -37,13 +37,15 @@ struct TrainCommandTests {
 
     @Test("a mistyped option or command is answered with the nearest one")
     func didYouMean() {
-        #expect(closest(to: "agent", among: ["agents", "budgets", "seeds"]) == "agents")
-        #expect(closest(to: "trian", among: ["train", "tprl", "eval"]) == "train")
-        #expect(closest(to: "xyz", among: ["train", "tprl", "eval"]) == nil)
-        #expect(closest(to: "", among: ["a"]) == nil)
-        #expect(closest(to: "ab", among: ["cd"]) == nil, "two edits of a two-letter word is no guess")
+        #expect(nearestName(to: "agent", among: ["agents", "budgets", "seeds"]) == "agents")
+        #expect(nearestName(to: "trian", among: ["train", "tprl", "eval"]) == "train")
+        #expect(nearestName(to: "xyz", among: ["train", "tprl", "eval"]) == nil)
+        #expect(nearestName(to: "", among: ["a"]) == nil)
+        #expect(nearestName(to: "ab", among: ["cd"]) == nil, "two edits of a two-letter word is no guess")
         let option = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["eval-pruning", "--agent", "cls"]) }
         #expect("\(option!)" == "prunegym eval-pruning: unknown option --agent; did you mean --agents? (see prunegym eval-pruning --help)")
+        let pruner = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["eval-pruning", "--agents", "vispruned", "--questions", "1"]) }
+        #expect("\(pruner!)".hasPrefix("unknown pruner 'vispruned' (did you mean vispruner?); known: random"), "\(pruner!)")
         let command = #expect(throws: (any Error).self) { try PruneGymCommandLine.run(["trian"]) }
         #expect("\(command!)".hasPrefix("prunegym: unknown command 'trian'. Did you mean 'train'? Commands: quickstart"), "\(command!)")
     }
