@@ -34,8 +34,7 @@ public enum GymError: Error, CustomStringConvertible, Equatable {
             return "\(environment): step() called after the episode ended (terminated or truncated); call reset() first"
         case let .unknownEnvironment(id, known):
             // The registry passes the ids that share the name when there are any (a wrong version).
-            let name = (id.split(separator: "-").first.map(String.init) ?? id).lowercased()
-            if !known.isEmpty, known.allSatisfy({ $0.lowercased().hasPrefix(name) }) {
+            if !known.isEmpty, known.allSatisfy({ EnvironmentRegistry.sharesName($0, with: id) }) {
                 return "no environment registered as '\(id)'; did you mean \(known.joined(separator: " or "))?"
             }
             return "no environment registered as '\(id)'; registered: \(known.joined(separator: ", "))"

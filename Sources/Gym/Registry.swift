@@ -71,9 +71,15 @@ public struct EnvironmentRegistry: Sendable {
 
     private func unknown(_ id: String) -> GymError {
         // Suggest the registered ids that share the name, so a wrong version gets a helpful hint.
-        let base = id.split(separator: "-").first.map(String.init) ?? id
-        let similar = ids.filter { $0.lowercased().hasPrefix(base.lowercased()) }
+        let similar = ids.filter { Self.sharesName($0, with: id) }
         return GymError.unknownEnvironment(id: id, known: similar.isEmpty ? ids : similar)
+    }
+
+    /// Whether `registered` begins with the name of `id` (its part before the first `-`, any case):
+    /// `CartPole-v1` for `CartPole-v0` or `cartpole`.
+    static func sharesName(_ registered: String, with id: String) -> Bool {
+        let name = id.split(separator: "-").first.map(String.init) ?? id
+        return registered.lowercased().hasPrefix(name.lowercased())
     }
 
     /// A table of ids, limits and summaries (Gymnasium's `pprint_registry`).

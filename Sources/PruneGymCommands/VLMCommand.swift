@@ -28,8 +28,9 @@ enum VLMCommand {
         case "diagnose": try diagnose(Array(arguments.dropFirst()))
         case nil, "--help", "-h": print(help)
         case let other?:
-            let guess = nearestName(to: other, among: ["train", "run", "eval", "export", "diagnose"]).map { " (did you mean \($0)?)" } ?? ""
-            throw UsageError(message: "prunegym vlm: unknown command '\(other)'\(guess); commands: train, run, eval, export, diagnose")
+            let commands = ["train", "run", "eval", "export", "diagnose"]
+            let guess = nearestName(to: other, among: commands).map { " (did you mean \($0)?)" } ?? ""
+            throw UsageError(message: "prunegym vlm: unknown command '\(other)'\(guess); commands: \(commands.joined(separator: ", "))")
         }
     }
 

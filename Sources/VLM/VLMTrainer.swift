@@ -3,8 +3,8 @@ import NN
 import TensorCore
 
 /// How the built-in ShapesVQA model is built and trained. Every field may be omitted from JSON (an
-/// unknown key is refused by name), and an omitted field reads as `init()`'s value — today's recipe — so that `{"learning_rate": 0.001}`
-/// is today's recipe at another learning rate. (Through release 0.7.9, `relation_weight`,
+/// unknown key is refused by name), and an omitted field reads as `init()`'s value, today's
+/// recipe: `{"learning_rate": 0.001}` is today's recipe at another learning rate. (Through release 0.7.9, `relation_weight`,
 /// `asked_relation_weight` and `object_subset_share` read as 0 when omitted, as the configurations
 /// written before them had trained; the shipped stage files now name them.)
 public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
