@@ -303,6 +303,9 @@ final class RoutingObjective: Module {
     /// attention mass each supervised head puts on its targets.
     var relevanceRecall: Float = .nan
     var targetMass: [Float] = [.nan, .nan]
+    /// The last call's log-probabilities `[B · L]` of the answer row's attention, for the first
+    /// head of each of the first two key-value groups (what the attention loss supervises).
+    var attentionLogProbabilities: [[Float]] = []
 
     init(hidden: Int, grid: Int, generator: inout SeededGenerator) {
         self.grid = grid
@@ -388,12 +391,15 @@ final class RoutingObjective: Module {
 
     /// - Parameters:
     ///   - layer: the last decoder layer; `input` `[B, L, W]` is what enters it.
-    ///   - rotary: the layer's rotary tables for positions 0..<L.
+    ///   - rotary: the layer's rotary tables of the rows' positions (`[L, d]`, or `[B, L, d]` after a cut).
     ///   - last: each sequence's last real index.
+    ///   - lastPositions: the position of each sequence's last row: `last` unless a cut inside the
+    ///     LLM dropped rows before it, which keep their positions (until release 0.7.10 the query
+    ///     took `last` there too, so the probe's attention was not the layer's for those sequences).
     ///   - visual: per sequence, `(row in the sequence, role)` of each visual token: role 0 none,
     ///     1 first-role anchor, 2 second-role anchor.
     /// - Returns: relevance and attention losses.
-    func loss(layer: LlamaDecoderLayer, input: Tensor, rotary: (cos: Tensor, sin: Tensor), theta: Float, last: [Int],
+    func loss(layer: LlamaDecoderLayer, input: Tensor, rotary: (cos: Tensor, sin: Tensor), theta: Float, last: [Int], lastPositions: [Int],
               visual: [[(row: Int, role: Int)]]) -> (relevance: Tensor, attention: Tensor) {
         let (batch, length, width) = (input.shape[0], input.shape[1], input.shape[2])
         let x = layer.inputNorm(input)
@@ -422,7 +428,7 @@ final class RoutingObjective: Module {
         let attention = layer.attention
         let (heads, groups, d) = (attention.headCount, attention.keyValueHeadCount, attention.headDimension)
         let lastRows = flat.indexSelect(last.enumerated().map { $0.offset * length + $0.element }, alongAxis: 0)
-        let queryTable = Tensor.rotaryTables(positions: last, dimension: d, base: theta)
+        let queryTable = Tensor.rotaryTables(positions: lastPositions, dimension: d, base: theta)
         let q = attention.queryProjection(lastRows).reshaped(to: [batch, heads, d])
             .applyingRotaryEmbedding(cos: queryTable.cos, sin: queryTable.sin, tokenAxis: 0)
         let k = attention.keyProjection(x).reshaped(to: [batch, length, groups, d])
@@ -431,6 +437,7 @@ final class RoutingObjective: Module {
         for b in 0..<batch { for j in (last[b] + 1)..<max(length, last[b] + 1) { maskValues[b * length + j] = -1e9 } }
         let mask = Tensor(shape: [batch, 1, length], scalars: maskValues)
         var attentionLoss: Tensor?
+        attentionLogProbabilities = []
         for group in 0..<min(2, groups) {
             let head = group * (heads / groups)
             let logits = Tensor.matmul(q.sliced(alongAxis: 1, head..<(head + 1)), k.sliced(alongAxis: 2, (group * d)..<((group + 1) * d)),
@@ -443,6 +450,7 @@ final class RoutingObjective: Module {
             let logProbabilities = logits.logSoftmax(alongAxis: 2, additiveMask: mask)
             let part = (logProbabilities * Tensor(shape: [batch, 1, length], scalars: target)).sum() * (-1 / Float(batch))
             let p = logProbabilities.scalars
+            attentionLogProbabilities.append(p)
             targetMass[group] = zip(p, target).reduce(0) { $0 + ($1.1 > 0 ? Foundation.exp($1.0) : 0) } / Float(batch)
             attentionLoss = attentionLoss.map { $0 + part } ?? part
         }
@@ -653,6 +661,38 @@ public final class VLMTrainer {
         return (0..<tokens).filter { anchors.contains($0) || generator.nextDouble() < share }
     }
 
+    /// Groups of the batch's sequences (indices, ascending within a group) whose padded length is
+    /// each group's longest: the partition of the sequences sorted by length into at most
+    /// `maximumGroups` runs that minimises the rows computed, padding included, plus `groupCost`
+    /// rows for each group (the fixed cost of a layer's calls). Ties keep fewer groups; the
+    /// partition depends on the lengths alone, so the same batch gives the same groups everywhere.
+    static func lengthGroups(_ lengths: [Int], maximumGroups: Int = 4, groupCost: Int = 128) -> [[Int]] {
+        let order = lengths.indices.sorted { (lengths[$0], $0) < (lengths[$1], $1) }
+        let n = order.count
+        guard n > 1, maximumGroups > 1 else { return [Array(lengths.indices)] }
+        // best[g][j]: the least cost of the first j sorted sequences in g groups; the last group of
+        // sequences i..<j costs (j − i) · length(j − 1) + groupCost.
+        var best = [[Int]](repeating: [Int](repeating: .max, count: n + 1), count: maximumGroups + 1)
+        var split = [[Int]](repeating: [Int](repeating: 0, count: n + 1), count: maximumGroups + 1)
+        best[0][0] = 0
+        for g in 1...min(maximumGroups, n) {
+            for j in g...n {
+                for i in (g - 1)..<j where best[g - 1][i] != .max {
+                    let cost = best[g - 1][i] + (j - i) * lengths[order[j - 1]] + groupCost
+                    if cost < best[g][j] { (best[g][j], split[g][j]) = (cost, i) }
+                }
+            }
+        }
+        let groups = (1...min(maximumGroups, n)).min { (best[$0][n], $0) < (best[$1][n], $1) }!
+        var runs: [[Int]] = [], end = n
+        for g in stride(from: groups, through: 1, by: -1) {
+            let start = split[g][end]
+            runs.append(order[start..<end].sorted())
+            end = start
+        }
+        return runs.reversed()
+    }
+
     /// One optimisation step on the next batch; returns (total, answer, dense) losses.
     public func trainStep() throws -> (total: Float, answer: Float, dense: Float) {
         let c = configuration
@@ -686,12 +726,10 @@ public final class VLMTrainer {
                 AnswerRequest(features: projected.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
                               prefix: prompt.prefix(question: sample.question), suffix: prompt.suffix(question: sample.question))
             }
-            let (embedded, firstLast, starts) = try model.requestBatch(requests)
-            var last = firstLast
             let language = model.languageModel
-            var length = embedded.shape[1]
-            var table = language.rotary(positions: [Array(0..<length)])
-            var h = embedded
+            // The sequences in groups of similar length, each padded only to its own longest.
+            var batch = try GroupedSequences(requests, model: model)
+            let starts = requests.map(\.prefix.count)
             var routing: (relevance: Tensor, attention: Tensor)?
             var readout: Tensor?
             var relation: Tensor?
@@ -699,49 +737,40 @@ public final class VLMTrainer {
             let routedLayer = max(0, language.layers.count - 2)
             for (index, layer) in language.layers.enumerated() {
                 if index == routedLayer {
-                    let visual = keeps.enumerated().map { b, keep in
-                        let sample = samples[b]
+                    let (input, table, order) = batch.padded(language)
+                    let visual = order.map { b in
+                        let (sample, keep) = (samples[b], keeps[b])
                         let first = Set(sample.referents[0].map { sample.anchors[$0] }), second = Set(sample.referents[1].map { sample.anchors[$0] })
                         return keep.enumerated().map { j, patch in (row: starts[b] + j, role: first.contains(patch) ? 1 : second.contains(patch) ? 2 : 0) }
                     }
-                    routing = module.routing.loss(layer: layer, input: h, rotary: table, theta: language.configuration.ropeTheta,
-                                                  last: last, visual: visual)
+                    routing = module.routing.loss(layer: layer, input: input, rotary: table, theta: language.configuration.ropeTheta,
+                                                  last: order.map { batch.last[$0] }, lastPositions: order.map { batch.positions[$0].last! },
+                                                  visual: visual)
                 }
-                var keys: Tensor?, values: Tensor?
-                h = layer(h, rotary: table, cachedKeys: &keys, cachedValues: &values, causal: true).output
+                batch.apply(layer)
                 if index == routedLayer {
-                    let answerHidden = model.gatherLast(h, last)
+                    let answerHidden = batch.lastRows()
                     readout = module.routing.readoutLoss(answerHidden, samples: samples)
                     if c.relationWeight > 0 { relation = module.routing.relationLoss(answerHidden, samples: samples) }
                     if c.askedRelationWeight > 0 { asked = module.routing.askedLoss(answerHidden, samples: samples) }
                 }
                 if index == c.llmCutLayer && cuts.contains(where: { $0 != nil }) {
                     // The cut: each sequence keeps its text up to the answer and its subset, at their positions.
-                    let chosen = keeps.indices.map { b in cuts[b] ?? Array(keeps[b].indices) }
-                    let rows = LlavaModel.keptRows(chosen, starts: starts, counts: keeps.map(\.count), last: last)
-                    h = Tensor.concatenated(rows.indices.map { h.sliced(alongAxis: 0, $0..<($0 + 1)).indexSelect(rows[$0], alongAxis: 1) }, alongAxis: 0)
-                    table = language.rotary(positions: rows)
-                    last = rows.indices.map { rows[$0].firstIndex(of: last[$0])! }
+                    batch.cut(keeping: keeps.indices.map { b in
+                        let chosen = cuts[b] ?? Array(keeps[b].indices)
+                        return Array(0..<starts[b]) + chosen.map { starts[b] + $0 } + Array((starts[b] + keeps[b].count)...batch.last[b])
+                    }, language)
                     keeps = keeps.indices.map { cuts[$0] ?? keeps[$0] }
-                    length = h.shape[1]
                 }
             }
-            let hidden = language.norm(h)
-            let (batch, width) = (hidden.shape[0], hidden.shape[2])
-            let flat = hidden.reshaped(to: [batch * length, width])
-            let logits = model.logits(model.gatherLast(hidden, last))
+            batch.parts = batch.parts.map { language.norm($0) }
+            let logits = model.logits(batch.lastRows())
             let answer = Loss.crossEntropy(logits, targets: samples.map { tokenizer.id($0.answer) })
             answerLoss = answer.scalar
             lastAnswerLogits = logits.scalars
-            var visualRows: [Int] = []
-            var patches: [(sample: ShapesVQA.Sample, patch: Int)] = []
-            for (b, keep) in keeps.enumerated() {
-                for (j, patch) in keep.enumerated() {
-                    visualRows.append(b * length + starts[b] + j)
-                    patches.append((samples[b], patch))
-                }
-            }
-            let languageDense = module.languageDense.loss(rows: flat.indexSelect(visualRows, alongAxis: 0), patches: patches)
+            let (visualRows, order) = batch.rows { b in Array(starts[b]..<(starts[b] + keeps[b].count)) }
+            let patches = order.flatMap { b in keeps[b].map { (sample: samples[b], patch: $0) } }
+            let languageDense = module.languageDense.loss(rows: visualRows, patches: patches)
             total = total + answer + languageDense * c.denseWeight + (routing!.relevance + routing!.attention + readout!) * c.routingWeight
             if let relation { total = total + relation * (c.routingWeight * c.relationWeight) }
             if let asked { total = total + asked * (c.routingWeight * c.askedRelationWeight) }
@@ -853,5 +882,112 @@ public enum VLMEvaluation {
         for (family, n) in total { result[family] = Double(correct[family] ?? 0) / Double(n) }
         result["overall"] = Double(correct.values.reduce(0, +)) / Double(max(1, total.values.reduce(0, +)))
         return result
+    }
+}
+
+/// A batch of sequences of different lengths held as groups of similar length
+/// (`VLMTrainer.lengthGroups`), each group padded only to its own longest sequence: a layer runs on
+/// each group in turn, so the rows past a short sequence's end in a batch padded to the longest —
+/// most of the rows of a pruned answer — are not computed. Causal attention keeps each sequence's
+/// rows what they are in one padded batch.
+struct GroupedSequences {
+    /// Each group's sequences (batch indices, ascending).
+    private(set) var groups: [[Int]]
+    /// Each group's hidden states `[n, longest, hidden]`.
+    var parts: [Tensor]
+    /// Each group's rotary tables: `[longest, d]` while every sequence sits at positions 0..<n,
+    /// `[n, longest, d]` after a cut.
+    private var tables: [(cos: Tensor, sin: Tensor)]
+    /// Each sequence's positions, one per row; its last row is its answer's.
+    private(set) var positions: [[Int]]
+    /// Each sequence's group and place in it.
+    private var slots: [(group: Int, index: Int)] = []
+
+    /// Rows a group costs besides its own (`VLMTrainer.lengthGroups`).
+    let groupCost: Int
+
+    /// Each sequence's answer row.
+    var last: [Int] { positions.map { $0.count - 1 } }
+
+    /// The requests' embedded sequences (`VisionLanguageModel.requestBatch` for each group).
+    init(_ requests: [AnswerRequest], model: LlavaModel, groupCost: Int = 128) throws {
+        let lengths = requests.map { $0.prefix.count + $0.keep.count + $0.suffix.count }
+        self.groupCost = groupCost
+        groups = VLMTrainer.lengthGroups(lengths, groupCost: groupCost)
+        parts = try groups.map { group in try model.requestBatch(group.map { requests[$0] }).embeddings }
+        positions = lengths.map { Array(0..<$0) }
+        tables = parts.map { model.languageModel.rotary(positions: [Array(0..<$0.shape[1])]) }
+        placeSlots()
+    }
+
+    private mutating func placeSlots() {
+        slots = Array(repeating: (0, 0), count: positions.count)
+        for (g, group) in groups.enumerated() { for (i, b) in group.enumerated() { slots[b] = (g, i) } }
+    }
+
+    /// `layer` on every group.
+    mutating func apply(_ layer: LlamaDecoderLayer) {
+        for g in parts.indices {
+            var keys: Tensor?, values: Tensor?
+            parts[g] = layer(parts[g], rotary: tables[g], cachedKeys: &keys, cachedValues: &values, causal: true).output
+        }
+    }
+
+    /// Rows `pick(b)` of each sequence `b`, stacked `[Σ, hidden]` in the order `order` of the
+    /// sequences (group by group).
+    func rows(_ pick: (Int) -> [Int]) -> (rows: Tensor, order: [Int]) {
+        let pieces = groups.indices.map { g in
+            let (n, length, width) = (parts[g].shape[0], parts[g].shape[1], parts[g].shape[2])
+            return parts[g].reshaped(to: [n * length, width])
+                .indexSelect(groups[g].enumerated().flatMap { i, b in pick(b).map { i * length + $0 } }, alongAxis: 0)
+        }
+        return (pieces.count == 1 ? pieces[0] : Tensor.concatenated(pieces, alongAxis: 0), Array(groups.joined()))
+    }
+
+    /// Each sequence's answer row `[B, hidden]`, in batch order.
+    func lastRows() -> Tensor {
+        let last = self.last
+        let (rows, order) = rows { [last[$0]] }
+        var inverse = [Int](repeating: 0, count: order.count)
+        for (place, b) in order.enumerated() { inverse[b] = place }
+        return order == Array(order.indices) ? rows : rows.indexSelect(inverse, alongAxis: 0)
+    }
+
+    /// The whole batch padded to its longest sequence `[B, T, hidden]`, its rotary tables, and the
+    /// order of its sequences (group by group).
+    func padded(_ language: LlamaModel) -> (input: Tensor, rotary: (cos: Tensor, sin: Tensor), order: [Int]) {
+        let longest = parts.map { $0.shape[1] }.max()!
+        let order = Array(groups.joined())
+        let input = Tensor.concatenated(parts.map { part in
+            let (n, length, width) = (part.shape[0], part.shape[1], part.shape[2])
+            return length < longest ? Tensor.concatenated([part, Tensor.zeros([n, longest - length, width])], alongAxis: 1) : part
+        }, alongAxis: 0)
+        let contiguous = positions.allSatisfy { $0.last == $0.count - 1 }
+        let table = contiguous ? language.rotary(positions: [Array(0..<longest)])
+            : language.rotary(positions: order.map { Self.padding(positions[$0], to: longest) })
+        return (input, table, order)
+    }
+
+    /// `rows` padded to `count` by repeating its last.
+    private static func padding(_ rows: [Int], to count: Int) -> [Int] {
+        rows + Array(repeating: rows.last!, count: count - rows.count)
+    }
+
+    /// Keeps rows `kept[b]` (ascending, ending at its answer row) of each sequence `b`, at their
+    /// positions, and groups the shorter sequences anew.
+    mutating func cut(keeping kept: [[Int]], _ language: LlamaModel) {
+        let newGroups = VLMTrainer.lengthGroups(kept.map(\.count), groupCost: groupCost)
+        var newParts: [Tensor] = [], newTables: [(cos: Tensor, sin: Tensor)] = []
+        for group in newGroups {
+            let longest = group.map { kept[$0].count }.max()!
+            newParts.append(Tensor.concatenated(group.map { b in
+                let (g, i) = slots[b]
+                return parts[g].sliced(alongAxis: 0, i..<(i + 1)).indexSelect(Self.padding(kept[b], to: longest), alongAxis: 1)
+            }, alongAxis: 0))
+            newTables.append(language.rotary(positions: group.map { b in Self.padding(kept[b].map { positions[b][$0] }, to: longest) }))
+        }
+        positions = kept.indices.map { b in kept[b].map { positions[b][$0] } }
+        (groups, parts, tables) = (newGroups, newParts, newTables)
+        placeSlots()
     }
 }
