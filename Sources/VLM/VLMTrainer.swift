@@ -757,8 +757,7 @@ public final class VLMTrainer {
                 if index == c.llmCutLayer && cuts.contains(where: { $0 != nil }) {
                     // The cut: each sequence keeps its text up to the answer and its subset, at their positions.
                     batch.cut(keeping: keeps.indices.map { b in
-                        let chosen = cuts[b] ?? Array(keeps[b].indices)
-                        return Array(0..<starts[b]) + chosen.map { starts[b] + $0 } + Array((starts[b] + keeps[b].count)...batch.last[b])
+                        LlavaModel.keptRows(cuts[b] ?? Array(keeps[b].indices), start: starts[b], count: keeps[b].count, last: batch.last[b])
                     }, language)
                     keeps = keeps.indices.map { cuts[$0] ?? keeps[$0] }
                 }

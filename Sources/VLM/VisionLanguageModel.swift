@@ -452,12 +452,18 @@ extension LlavaModel: VisionLanguageModel {
         }
     }
 
+    /// One sequence's rows after a cut: its text before the visual tokens (rows 0..<`start`), the
+    /// chosen visual tokens (positions within its `count`), and its text after them up to `last`.
+    static func keptRows(_ chosen: [Int], start: Int, count: Int, last: Int) -> [Int] {
+        Array(0..<start) + chosen.map { start + $0 } + Array((start + count)...last)
+    }
+
     /// The sequence rows each request keeps after a cut: the `chosen` visual tokens (positions
     /// within its `keep`, ascending, in original order), all text tokens up to its answer position
     /// `last`, and every row padded to the same count by repeating its last index (padding sits
     /// after the answer position, so causality keeps it out of the answer).
     static func keptRows(_ chosen: [[Int]], starts: [Int], counts: [Int], last: [Int]) -> [[Int]] {
-        let rows = chosen.indices.map { b in Array(0..<starts[b]) + chosen[b].map { starts[b] + $0 } + Array((starts[b] + counts[b])...last[b]) }
+        let rows = chosen.indices.map { b in keptRows(chosen[b], start: starts[b], count: counts[b], last: last[b]) }
         let width = rows.map(\.count).max()!
         return rows.map { $0 + Array(repeating: $0.last!, count: width - $0.count) }
     }

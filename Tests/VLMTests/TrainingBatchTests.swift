@@ -75,7 +75,7 @@ import TestSupport
         // answerLogits(prunedAfter:), which pads its cut batch to the longest.
         let kept = requests.indices.map { b in b < 3 ? Array(stride(from: 0, to: requests[b].keep.count, by: 2)) : Array(requests[b].keep.indices) }
         batch.cut(keeping: requests.indices.map { b in
-            Array(0..<starts[b]) + kept[b].map { starts[b] + $0 } + Array((starts[b] + requests[b].keep.count)...last[b])
+            LlavaModel.keptRows(kept[b], start: starts[b], count: requests[b].keep.count, last: last[b])
         }, language)
         #expect(batch.positions[0].last == last[0] && batch.last[0] < last[0], "rows dropped, positions kept")
         for layer in language.layers.dropFirst() { batch.apply(layer) }
