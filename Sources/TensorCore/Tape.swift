@@ -41,6 +41,30 @@ public final class TapeNode {
             gradient!.addInPlace(incoming)
         }
     }
+
+    /// Accumulates the gradient of a slice into its place in this node's gradient of `shape`,
+    /// seen as `[outer, n, inner]`: `incoming` is `[outer, range.count, inner]`. It is what
+    /// `accumulate` of the slice's gradient padded with zeros gives, without the padding — a
+    /// batch sliced into 32 pieces made 32 full-size gradients of zeros and added each in full.
+    func accumulate(slice incoming: Tensor, of shape: [Int], outer: Int, n: Int, inner: Int, range: Range<Int>) {
+        let rowLength = range.count * inner
+        let source = incoming.storage.base
+        if gradient == nil {
+            let grad = Tensor(repeating: 0, shape: shape)
+            let target = grad.storage.base
+            for o in 0..<outer {
+                (target + (o * n + range.lowerBound) * inner).update(from: source + o * rowLength, count: rowLength)
+            }
+            gradient = grad
+        } else {
+            gradient!.makeUniqueForWriting()
+            let target = gradient!.storage.base
+            for o in 0..<outer {
+                let row = target + (o * n + range.lowerBound) * inner, part = source + o * rowLength
+                for i in 0..<rowLength { row[i] += part[i] }
+            }
+        }
+    }
 }
 
 /// Controls whether operations are recorded for differentiation.

@@ -97,13 +97,14 @@ extension Tensor {
             (target + o * rowLength).update(from: source + (o * n + range.lowerBound) * inner, count: rowLength)
         }
         let inputShape = shape
-        Tensor.record(&result, self) { g, _ in
-            let grad = Tensor(repeating: 0, shape: inputShape)
-            let source = g.storage.base, target = grad.storage.base
-            for o in 0..<outer {
-                (target + (o * n + range.lowerBound) * inner).update(from: source + o * rowLength, count: rowLength)
+        // The pullback adds the slice's gradient into its place in the input's gradient itself (the
+        // input's node runs after every node that reads it), instead of returning a full-size
+        // gradient that is zero outside the slice.
+        if let parent = node {
+            Tensor.record(&result, self) { g, _ in
+                parent.accumulate(slice: g, of: inputShape, outer: outer, n: n, inner: inner, range: range)
+                return [nil]
             }
-            return [grad]
         }
         return result
     }

@@ -128,6 +128,13 @@ struct GradientTests {
         GradientCheck.check([x]) { $0[0].permuted([2, 0, 1]) }
         GradientCheck.check([x]) { $0[0].transposed() }
         GradientCheck.check([x]) { $0[0].sliced(alongAxis: 1, 1..<3) }
+        // Several slices of one tensor, overlapping, next to a use of the whole: each slice adds
+        // its gradient into its place in the input's.
+        GradientCheck.check([x]) { inputs in
+            let x = inputs[0]
+            return x.sliced(alongAxis: 1, 0..<2) * x.sliced(alongAxis: 1, 1..<3) + x.sliced(alongAxis: 1, 2..<3).exp() + x.sliced(alongAxis: 1, 0..<2)
+        }
+        GradientCheck.check([x]) { inputs in (inputs[0] * 3).sliced(alongAxis: 0, 1..<2).sum() + inputs[0].tanh().sliced(alongAxis: 2, 1..<4).sum() }
         GradientCheck.check([x, y]) { Tensor.concatenated([$0[0], $0[1], $0[0]], alongAxis: 1) }
         GradientCheck.check([x]) { Tensor.stacked([$0[0], $0[0] * 2], alongAxis: 1) }
         GradientCheck.check([x]) { inputs in
