@@ -1,5 +1,8 @@
 // Shim for OpenBLAS's CBLAS interface. Deliberately not guarded by `CBLAS_H`: OpenBLAS's own
 // cblas.h uses that guard, and reusing it here would make the module come out empty.
+// The kernels below are `static inline`: they are compiled into the Swift modules that call them,
+// and SwiftPM does not rebuild those when only this header changes. After editing a kernel's
+// body, touch a Swift file of `TensorCore` (or build from clean), or the tests run the old one.
 #ifndef PRUNEGYM_COPENBLAS_SHIM_H
 #define PRUNEGYM_COPENBLAS_SHIM_H
 #include <cblas.h>
@@ -205,6 +208,50 @@ static inline void prunegym_sigmoid_gated_avx2(const float *x, float *y, long co
     }
 }
 
+/// The backward of x·σ(a·x), eight lanes at a time: dx = dy·(s + a·x·s·(1 − s)), s = 1 / (1 +
+/// e^(−a·x)), with e^x computed as `FastMath4.exp` computes it — a multiply and an add where
+/// `prunegym_exp8` fuses them, and ∞ above 88 — so that every lane has the bits of the Swift
+/// four-lane backward it replaces (`Tensor.sigmoidGated`'s pullback). `count` must be a multiple of
+/// 4 (the Swift path takes the last count % 4). Call only when `prunegym_vector_level() >= 2`.
+__attribute__((target("avx2,fma")))
+static inline __m256 prunegym_exp8_unfused(__m256 value) {
+    const __m256 shifted = _mm256_add_ps(_mm256_mul_ps(value, _mm256_set1_ps(1.44269504088896341f)), _mm256_set1_ps(12582912.0f));
+    const __m256 n = _mm256_sub_ps(shifted, _mm256_set1_ps(12582912.0f));
+    const __m256 r = _mm256_add_ps(_mm256_sub_ps(value, _mm256_mul_ps(n, _mm256_set1_ps(0.693359375f))), _mm256_mul_ps(n, _mm256_set1_ps(2.12194440e-4f)));
+    __m256 p = _mm256_set1_ps(1.9875691500e-4f);
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.3981999507e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(8.3334519073e-3f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(4.1665795894e-2f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(1.6666665459e-1f));
+    p = _mm256_add_ps(_mm256_mul_ps(p, r), _mm256_set1_ps(5.0000001201e-1f));
+    const __m256 er = _mm256_add_ps(_mm256_add_ps(_mm256_mul_ps(_mm256_mul_ps(p, r), r), r), _mm256_set1_ps(1.0f));
+    const __m256i bits = _mm256_slli_epi32(_mm256_add_epi32(_mm256_castps_si256(shifted), _mm256_set1_epi32(127 - 0x4B400000)), 23);
+    __m256 result = _mm256_mul_ps(er, _mm256_castsi256_ps(bits));
+    result = _mm256_blendv_ps(result, _mm256_setzero_ps(), _mm256_cmp_ps(value, _mm256_set1_ps(-87.33654f), _CMP_LT_OQ));
+    result = _mm256_blendv_ps(result, _mm256_set1_ps(__builtin_inff()), _mm256_cmp_ps(value, _mm256_set1_ps(88.0f), _CMP_GT_OQ));
+    return _mm256_blendv_ps(result, value, _mm256_cmp_ps(value, value, _CMP_UNORD_Q));
+}
+
+__attribute__((target("avx2,fma")))
+static inline __m256 prunegym_sigmoid_gated_backward8(__m256 v, __m256 dy, float a) {
+    const __m256 one = _mm256_set1_ps(1.0f), scale = _mm256_set1_ps(a);
+    const __m256 s = _mm256_div_ps(one, _mm256_add_ps(one, prunegym_exp8_unfused(_mm256_mul_ps(_mm256_set1_ps(-a), v))));
+    const __m256 term = _mm256_mul_ps(_mm256_mul_ps(_mm256_mul_ps(scale, v), s), _mm256_sub_ps(one, s));
+    return _mm256_mul_ps(dy, _mm256_add_ps(s, term));
+}
+
+__attribute__((target("avx2,fma")))
+static inline void prunegym_sigmoid_gated_backward_avx2(const float *x, const float *dy, float *dx, long count, float a) {
+    const long full = count & ~7L, tail = count - full;
+    for (long j = 0; j < full; j += 8) {
+        _mm256_storeu_ps(dx + j, prunegym_sigmoid_gated_backward8(_mm256_loadu_ps(x + j), _mm256_loadu_ps(dy + j), a));
+    }
+    if (tail) {
+        const __m256i mask = prunegym_tail_mask(tail);
+        _mm256_maskstore_ps(dx + full, mask, prunegym_sigmoid_gated_backward8(_mm256_maskload_ps(x + full, mask), _mm256_maskload_ps(dy + full, mask), a));
+    }
+}
+
 /// GELU in the erf form, y = x·Φ(x), eight lanes at a time: Φ from erfc by Abramowitz & Stegun
 /// 7.1.26, as `FastMath4.erfcNonNegativeShort`. Writes Φ(x) to `cdf` too unless it is NULL (the
 /// backward pass reads it). Call only when `prunegym_vector_level() >= 2`.
@@ -394,6 +441,40 @@ static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long 
         const __mmask16 mask = prunegym_tail_mask16(count - j < 16 ? count - j : 16);
         const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
         _mm512_mask_storeu_ps(y + j, mask, _mm512_div_ps(v, _mm512_add_ps(one, prunegym_exp16(_mm512_mul_ps(minusA, v)))));
+    }
+}
+
+/// `prunegym_exp8_unfused` sixteen lanes at a time.
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline __m512 prunegym_exp16_unfused(__m512 value) {
+    const __m512 shifted = _mm512_add_ps(_mm512_mul_ps(value, _mm512_set1_ps(1.44269504088896341f)), _mm512_set1_ps(12582912.0f));
+    const __m512 n = _mm512_sub_ps(shifted, _mm512_set1_ps(12582912.0f));
+    const __m512 r = _mm512_add_ps(_mm512_sub_ps(value, _mm512_mul_ps(n, _mm512_set1_ps(0.693359375f))), _mm512_mul_ps(n, _mm512_set1_ps(2.12194440e-4f)));
+    __m512 p = _mm512_set1_ps(1.9875691500e-4f);
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.3981999507e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(8.3334519073e-3f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(4.1665795894e-2f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(1.6666665459e-1f));
+    p = _mm512_add_ps(_mm512_mul_ps(p, r), _mm512_set1_ps(5.0000001201e-1f));
+    const __m512 er = _mm512_add_ps(_mm512_add_ps(_mm512_mul_ps(_mm512_mul_ps(p, r), r), r), _mm512_set1_ps(1.0f));
+    const __m512i bits = _mm512_slli_epi32(_mm512_add_epi32(_mm512_castps_si512(shifted), _mm512_set1_epi32(127 - 0x4B400000)), 23);
+    __m512 result = _mm512_mul_ps(er, _mm512_castsi512_ps(bits));
+    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, _mm512_set1_ps(-87.33654f), _CMP_LT_OQ), _mm512_setzero_ps());
+    result = _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, _mm512_set1_ps(88.0f), _CMP_GT_OQ), _mm512_set1_ps(__builtin_inff()));
+    return _mm512_mask_mov_ps(result, _mm512_cmp_ps_mask(value, value, _CMP_UNORD_Q), value);
+}
+
+/// `prunegym_sigmoid_gated_backward_avx2` sixteen lanes at a time, to its bits (call only when
+/// `prunegym_vector_level() >= 3`).
+__attribute__((target("avx512f,avx512dq,avx2,fma")))
+static inline void prunegym_sigmoid_gated_backward_avx512(const float *x, const float *dy, float *dx, long count, float a) {
+    const __m512 one = _mm512_set1_ps(1.0f), scale = _mm512_set1_ps(a), minusA = _mm512_set1_ps(-a);
+    for (long j = 0; j < count; j += 16) {
+        const __mmask16 mask = prunegym_tail_mask16(count - j < 16 ? count - j : 16);
+        const __m512 v = _mm512_maskz_loadu_ps(mask, x + j);
+        const __m512 s = _mm512_div_ps(one, _mm512_add_ps(one, prunegym_exp16_unfused(_mm512_mul_ps(minusA, v))));
+        const __m512 term = _mm512_mul_ps(_mm512_mul_ps(_mm512_mul_ps(scale, v), s), _mm512_sub_ps(one, s));
+        _mm512_mask_storeu_ps(dx + j, mask, _mm512_mul_ps(_mm512_maskz_loadu_ps(mask, dy + j), _mm512_add_ps(s, term)));
     }
 }
 
@@ -785,6 +866,8 @@ static inline void prunegym_softmax_avx512(float *row, long count) { (void)row; 
 static inline void prunegym_softmax4_avx512(float *row, long ld, long count) { (void)row; (void)ld; (void)count; }
 static inline void prunegym_exp_avx512(const float *x, float *y, long count, int nonpositive) { (void)x; (void)y; (void)count; (void)nonpositive; }
 static inline void prunegym_sigmoid_gated_avx512(const float *x, float *y, long count, float a) { (void)x; (void)y; (void)count; (void)a; }
+static inline void prunegym_sigmoid_gated_backward_avx2(const float *x, const float *dy, float *dx, long count, float a) { (void)x; (void)dy; (void)dx; (void)count; (void)a; }
+static inline void prunegym_sigmoid_gated_backward_avx512(const float *x, const float *dy, float *dx, long count, float a) { (void)x; (void)dy; (void)dx; (void)count; (void)a; }
 static inline void prunegym_gelu_erf_avx512(const float *x, float *y, float *cdf, long count) { (void)x; (void)y; (void)cdf; (void)count; }
 static inline void prunegym_attention_head16_avx2(const float *q, long ldq, const float *keys_t, long ldk, const float *v, long ldv,
                                                   float *o, long ldo, long rows, long s, float alpha, float *scratch, long lds) {

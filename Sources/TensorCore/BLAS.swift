@@ -188,6 +188,16 @@ extension BLAS {
         if lanes == 16 { prunegym_sigmoid_gated_avx512(x, y, count, a) } else { prunegym_sigmoid_gated_avx2(x, y, count, a) }
     }
 
+    /// The backward of x·σ(a·x), dx = dy·(s + a·x·s·(1 − s)), over `count` elements (a multiple
+    /// of 4) with the shim's kernel: the bits of `Tensor.sigmoidGated`'s four-lane Swift path.
+    @inline(__always)
+    static func sigmoidGatedBackward(_ x: UnsafePointer<Float>, _ dy: UnsafePointer<Float>, _ dx: UnsafeMutablePointer<Float>, count: Int,
+                                     scale a: Float, lanes: Int = wideLanes) {
+        precondition(lanes == 8 || lanes == 16, "BLAS.sigmoidGatedBackward: lanes must be 8 or 16")
+        precondition(count % 4 == 0, "BLAS.sigmoidGatedBackward: count \(count) must be a multiple of 4")
+        if lanes == 16 { prunegym_sigmoid_gated_backward_avx512(x, dy, dx, count, a) } else { prunegym_sigmoid_gated_backward_avx2(x, dy, dx, count, a) }
+    }
+
     /// GELU (erf form) over `count` elements with the shim's kernel, Φ(x) to `cdf` when given.
     @inline(__always)
     static func geluErf(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, cdf: UnsafeMutablePointer<Float>?, count: Int, lanes: Int = wideLanes) {

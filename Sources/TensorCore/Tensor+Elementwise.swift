@@ -130,8 +130,14 @@ extension Tensor {
             let grad = Tensor(uninitializedShape: input.shape)
             let x = input.storage.base, dy = g.storage.base, dx = grad.storage.base
             // Groups of four over the workers: each element takes the same four-lane path whatever
-            // the thread count; the last count % 4 take the scalar one.
+            // the thread count (or the shim's kernel, to its bits); the last count % 4 take the
+            // scalar one.
             Parallel.forRanges(input.count / 4, cost: 32) { groups in
+                if BLAS.avx2 {
+                    let k = groups.lowerBound * 4
+                    BLAS.sigmoidGatedBackward(x + k, dy + k, dx + k, count: groups.count * 4, scale: a)
+                    return
+                }
                 for group in groups {
                     let k = group * 4
                     let v = FastMath4.load(x, k)

@@ -280,6 +280,32 @@ struct FusedKernelTests {
         }
     }
 
+    @Test("the backward of x·σ(a·x): the shim's kernels, eight and sixteen lanes, give the four-lane Swift path's bits")
+    func sigmoidGatedBackwardBits() {
+        var generator = SeededGenerator(seed: 41)
+        // A sweep through every regime of e^(−a·x) (0 below −87.3, ∞ above 88), the edges, and
+        // special values; counts that end each kernel's loop on every tail length.
+        var x = (0...40_000).map { -120 + Float($0) * (240 / 40_000) }
+        x += [0, -0.0, 51.3, -51.3, 51.7, -51.7, 87.33654, -87.33654, 88, -88, 88.00001, .infinity, -.infinity, .nan, Float.leastNonzeroMagnitude]
+        x += (0..<3).map { _ in 0 }
+        let dy = x.indices.map { _ in Float(generator.nextDouble() * 4 - 2) }
+        for count in [4, 8, 12, 16, 20, 28, 32, 36, 44, 1000, x.count / 4 * 4] {
+            for a: Float in [1, 1.702] {
+                var swift = [Float](repeating: 7, count: count)
+                for k in stride(from: 0, to: count, by: 4) {
+                    let v = FastMath4.load(x, k)
+                    let s = 1 / (1 + FastMath4.exp(-a * v))
+                    FastMath4.store(FastMath4.load(dy, k) * (s + a * v * s * (1 - s)), &swift, k)
+                }
+                for lanes in BLAS.avx512 ? [8, 16] : BLAS.avx2 ? [8] : [] {
+                    var kernel = [Float](repeating: 7, count: count)
+                    BLAS.sigmoidGatedBackward(x, dy, &kernel, count: count, scale: a, lanes: lanes)
+                    #expect(Self.differingBits(swift, kernel) == 0, "\(lanes) lanes, a = \(a), \(count) elements")
+                }
+            }
+        }
+    }
+
     @Test("GELU (SIMD lanes and scalar tail) is within 2e-7·(1+|x|) of x·Φ(x) in double precision")
     func gelu() {
         // 100 003 values: not a multiple of 4, so the scalar tail runs too.
