@@ -119,9 +119,12 @@ public final class TPRLActorCritic: ActorCritic {
     /// c of the attention prior (a 1 → 1 map, weight 1 and bias 0 at the start).
     let keepPrior: Linear?
     static let frequencies = 8
+    /// The trunk's attention heads unless `init` is told otherwise (the paper's 8); the recipe's
+    /// `width` must be a multiple of it.
+    public static let defaultHeadCount = 8
 
     /// A policy for `layout`; `discount` is λ of the step discount.
-    public init(layout: TokenPruningLayout, width: Int = 64, layers: Int = 2, heads: Int = 8, discount: Float = 0.5,
+    public init(layout: TokenPruningLayout, width: Int = 64, layers: Int = 2, heads: Int = defaultHeadCount, discount: Float = 0.5,
                 conditionOnBudget: Bool = false, attentionInput: Bool = false, attentionPrior: Bool = false, generator: inout SeededGenerator) {
         self.layout = layout
         self.width = width

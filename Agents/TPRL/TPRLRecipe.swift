@@ -146,6 +146,13 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         if !["autoencoder", "identity"].contains(encoder) { throw fail("encoder must be autoencoder or identity, got '\(encoder)'") }
         if let codeWidth, codeWidth < 1 { throw fail("code_width must be ≥ 1, got \(codeWidth)") }
         if autoencoderImages < 1 { throw fail("autoencoder_images must be ≥ 1, got \(autoencoderImages)") }
+        if autoencoderEpochs < 1 { throw fail("autoencoder_epochs must be ≥ 1, got \(autoencoderEpochs)") }
+        if behaviorCloningEpochs < 1 { throw fail("behavior_cloning_epochs must be ≥ 1 (demonstrations 0 skips behaviour cloning), got \(behaviorCloningEpochs)") }
+        if width < TPRLActorCritic.defaultHeadCount || width % TPRLActorCritic.defaultHeadCount != 0 {
+            throw fail("width must be a positive multiple of \(TPRLActorCritic.defaultHeadCount), the policy's attention heads, got \(width)")
+        }
+        if !(ppoLearningRate > 0) || !ppoLearningRate.isFinite { throw fail("ppo_learning_rate must be a positive number, got \(ppoLearningRate)") }
+        if !(entropyCoefficient >= 0) || !entropyCoefficient.isFinite { throw fail("entropy_coefficient must be a finite number ≥ 0, got \(entropyCoefficient)") }
         if demonstrations != 0 && demonstrations < 2 { throw fail("demonstrations must be 0 (no behaviour cloning) or ≥ 2, got \(demonstrations)") }
         if !Self.demonstrators.contains(demonstrator) {
             throw fail("demonstrator must be one of \(Self.demonstrators.joined(separator: ", ")), got '\(demonstrator)'")
@@ -330,6 +337,9 @@ public enum TPRLRecipe {
         var autoencoderGenerator = generator.fork()
         let cut = c.environment.pruneAfterLayer
         let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth), pruneAfterLayer: cut)
+        if let cut, let layers = rawSimulator.languageModelLayerCount, cut >= layers {  // before the autoencoder trains on that layer
+            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer \(cut) is outside the language model's layers 0..<\(layers)")
+        }
         let autoencoder: TokenAutoencoder?
         var errors: (training: Float, validation: Float) = (0, 0)
         if c.encoder == "identity" {

@@ -38,6 +38,8 @@ public final class MultiHeadAttention: Module {
         dropout: Float = 0, generator: inout SeededGenerator
     ) {
         let kvHeads = keyValueHeadCount ?? headCount
+        precondition(headSize != nil || (headCount > 0 && modelSize % headCount == 0),
+                     "MultiHeadAttention: \(headCount) heads do not divide the model size \(modelSize); pass headSize to set it apart")
         let headSize = headSize ?? modelSize / headCount
         precondition(headCount > 0 && headCount % kvHeads == 0, "MultiHeadAttention: \(headCount) heads not divisible into \(kvHeads) key/value heads")
         precondition(headSize > 0, "MultiHeadAttention: model size \(modelSize) with \(headCount) heads gives head size \(headSize)")

@@ -87,7 +87,13 @@ private func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, path: Str
         let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
         throw FileError(path: path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
     } catch {
-        throw FileError(path: path, reason: "malformed JSON: \(error)")
+        do { _ = try JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) } catch let syntax {
+            let detail = (syntax as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? syntax.localizedDescription
+            throw FileError(path: path, reason: "malformed JSON: \(detail)")
+        }
+        // Valid JSON that the type refuses as a whole: its description names the keys.
+        if case let DecodingError.dataCorrupted(context) = error { throw FileError(path: path, reason: context.debugDescription) }
+        throw FileError(path: path, reason: "\(error)")
     }
 }
 

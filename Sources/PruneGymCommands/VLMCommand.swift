@@ -166,6 +166,7 @@ enum VLMCommand {
     /// With `initial`, a run without a checkpoint starts from that model directory's weights.
     static func trainModel(_ configuration: VLMTrainingConfiguration, out: URL, run: RunDirectory, quiet: Bool, stopAfter: Int? = nil,
                            initial: URL? = nil) throws {
+        try configuration.validate()
         let trainer = VLMTrainer(configuration: configuration)
         let checkpoint = run.checkpointsURL.appendingPathComponent("trainer.safetensors")
         let resuming = FileManager.default.fileExists(atPath: checkpoint.path)

@@ -28,16 +28,20 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
             throw VLMError.config(path: url.path, reason: "\(unreadable) (\(error.localizedDescription))")
         }
         do { return try JSONDecoder().decode(type, from: data) } catch let error as DecodingError {
-            throw VLMError.config(path: url.path, reason: prefix + describe(error))
+            throw VLMError.config(path: url.path, reason: prefix + describe(error, of: data))
         }
     }
 
-    /// A decoding error as a reader can act on it: not JSON at all, a missing key, or a bad value,
-    /// each with the path of the key.
-    static func describe(_ error: DecodingError) -> String {
+    /// A decoding error of `data` as a reader can act on it: not JSON at all, a missing key, a bad
+    /// value with the path of its key, or settings the type refuses together (its description
+    /// names their keys).
+    static func describe(_ error: DecodingError, of data: Data) -> String {
         switch error {
         case let .dataCorrupted(context) where context.codingPath.isEmpty:
-            return "not valid JSON (\(context.debugDescription))"
+            do { _ = try JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) } catch {
+                return "not valid JSON (\((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription))"
+            }
+            return context.debugDescription
         case let .keyNotFound(key, context):
             return "missing '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
         case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):
@@ -46,6 +50,50 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
         @unknown default:
             return "\(error)"
         }
+    }
+}
+
+/// The first way a configuration's sizes cannot build a transformer, in the words of the file
+/// that set them (each size under its JSON key); nil when they can. Shared by `config.json`
+/// (`LlavaConfiguration`) and the training configuration (`VLMTrainingConfiguration`), so that a
+/// bad size is an error naming its key rather than a crash or a silently different model.
+enum SizeCheck {
+    /// The first size that is not positive.
+    static func positive(_ sizes: KeyValuePairs<String, Int>) -> String? {
+        sizes.first { $0.value <= 0 }.map { "\($0.key) is \($0.value); it must be positive" }
+    }
+
+    /// Unless `part` divides `whole`, what is wrong (`why` says what needs it).
+    static func divides(_ part: (String, Int), _ whole: (String, Int), _ why: String) -> String? {
+        whole.1 % part.1 == 0 ? nil : "\(part.0) \(part.1) does not divide \(whole.0) \(whole.1) (\(why))"
+    }
+
+    /// The first value that is negative.
+    static func nonNegative(_ values: KeyValuePairs<String, Int>) -> String? {
+        values.first { $0.value < 0 }.map { "\($0.key) is \($0.value); it must be 0 or more" }
+    }
+
+    /// The first value that is not a finite number of 0 or more.
+    static func nonNegative(_ values: KeyValuePairs<String, Float>) -> String? {
+        values.first { !($0.value.isFinite && $0.value >= 0) }.map { "\($0.key) is \($0.value); it must be a finite number, 0 or more" }
+    }
+
+    /// Unless `value` is finite and positive, what is wrong.
+    static func positiveReal(_ key: String, _ value: Float) -> String? {
+        value.isFinite && value > 0 ? nil : "\(key) is \(value); it must be a positive number"
+    }
+
+    /// The checks of an attention stack: every size positive, the heads dividing the width unless
+    /// the head width is set apart (`headWidth`), the key/value heads dividing the heads, and for
+    /// rotary embeddings, which turn pairs of a head's channels, an even head width.
+    static func attention(_ sizes: KeyValuePairs<String, Int>, hidden: (String, Int), heads: (String, Int),
+                          keyValueHeads: (String, Int)? = nil, headWidth: (String, Int)? = nil, rotary: Bool = false) -> String? {
+        if let problem = positive(sizes) { return problem }
+        if headWidth == nil, let problem = divides(heads, hidden, "each head takes an equal share of the width") { return problem }
+        if let kv = keyValueHeads, let problem = divides(kv, heads, "each key/value head serves an equal group of heads") { return problem }
+        let width = headWidth ?? ("\(hidden.0) / \(heads.0)", hidden.1 / heads.1)
+        if rotary && width.1 % 2 != 0 { return "\(width.0) is \(width.1); rotary embeddings need an even head width" }
+        return nil
     }
 }
 
@@ -88,6 +136,14 @@ public struct CLIPVisionConfiguration: Codable, Sendable, Equatable {
         c.patchSize = 14
         c.projectionDimension = 768
         return c
+    }
+
+    /// The first size that cannot build the tower, named by its key in `vision_config`; nil when
+    /// they all can.
+    var sizeProblem: String? {
+        SizeCheck.attention(["hidden_size": hiddenSize, "intermediate_size": intermediateSize, "num_hidden_layers": layerCount,
+                             "num_attention_heads": headCount, "num_channels": channelCount, "image_size": imageSize, "patch_size": patchSize],
+                            hidden: ("hidden_size", hiddenSize), heads: ("num_attention_heads", headCount))
     }
 
     /// Patches per side and in total (without the class token).
@@ -176,6 +232,19 @@ public struct LlamaConfiguration: Codable, Sendable, Equatable {
 
     /// transformers' LlamaConfig defaults.
     public init() {}
+
+    /// The first size that cannot build the decoder, named by its key in `text_config`; nil when
+    /// they all can.
+    var sizeProblem: String? {
+        if let width = headDimension, width <= 0 { return "head_dim is \(width); it must be positive" }
+        return SizeCheck.attention(["vocab_size": vocabularySize, "hidden_size": hiddenSize, "intermediate_size": intermediateSize,
+                                    "num_hidden_layers": layerCount, "num_attention_heads": headCount,
+                                    "num_key_value_heads": resolvedKeyValueHeadCount, "max_position_embeddings": maxPositionEmbeddings],
+                                   hidden: ("hidden_size", hiddenSize), heads: ("num_attention_heads", headCount),
+                                   keyValueHeads: ("num_key_value_heads", resolvedKeyValueHeadCount),
+                                   headWidth: headDimension.map { ("head_dim", $0) }, rotary: true)
+            ?? SizeCheck.positiveReal("rope_theta", ropeTheta)
+    }
 
     /// Key/value heads (query heads when unset).
     public var resolvedKeyValueHeadCount: Int { keyValueHeadCount ?? headCount }
@@ -313,6 +382,9 @@ public struct LlavaConfiguration: Codable, Sendable, Equatable {
         visionFeatureStrategy = try c.decodeIfPresent(VisionFeatureStrategy.self, forKey: .visionFeatureStrategy) ?? d.visionFeatureStrategy
         projectorBias = try c.decodeIfPresent(Bool.self, forKey: .projectorBias) ?? d.projectorBias
         tieWordEmbeddings = try c.decodeIfPresent(Bool.self, forKey: .tieWordEmbeddings) ?? d.tieWordEmbeddings
+        if let problem = vision.sizeProblem.map({ "vision_config." + $0 }) ?? text.sizeProblem.map({ "text_config." + $0 }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: problem))
+        }
         let layers = vision.layerCount
         guard visionFeatureLayer >= -(layers + 1) && visionFeatureLayer <= layers else {
             throw DecodingError.dataCorruptedError(forKey: .visionFeatureLayer, in: c, debugDescription: "vision_feature_layer \(visionFeatureLayer) is outside the \(layers + 1) hidden states")

@@ -159,9 +159,6 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         testSamples = try value(.testSamples, d.testSamples)
-        guard testSamples > 0 else {
-            throw DecodingError.dataCorruptedError(forKey: .testSamples, in: c, debugDescription: "test_samples is \(testSamples); it must be positive")
-        }
         imageSize = try value(.imageSize, d.imageSize); patchSize = try value(.patchSize, d.patchSize)
         visionHidden = try value(.visionHidden, d.visionHidden); visionLayers = try value(.visionLayers, d.visionLayers)
         visionHeads = try value(.visionHeads, d.visionHeads); textHidden = try value(.textHidden, d.textHidden)
@@ -171,6 +168,40 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
             throw DecodingError.dataCorruptedError(forKey: .llmCutLayer, in: c, debugDescription:
                 "llm_cut_layer is \(llmCutLayer); a cut must come after one of the layers 0..<\(textLayers - 1) (text_layers − 1), so that a layer runs on the subset")
         }
+        if let problem = settingProblem { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: problem)) }
+    }
+
+    /// The first setting that cannot train a model on its own, named by its JSON key; nil when
+    /// every one can. (A stage file may leave `samples` to its recipe, so the settings checked
+    /// against `samples` wait for `validate()`.)
+    var settingProblem: String? {
+        SizeCheck.positive(["samples": samples, "batch_size": batchSize, "evaluation_interval": evaluationInterval,
+                            "evaluation_samples": evaluationSamples, "checkpoint_interval": checkpointInterval, "test_samples": testSamples])
+            ?? SizeCheck.nonNegative(["warmup_steps": warmupSteps, "schedule_start": scheduleStart, "vision_only_samples": visionOnlySamples])
+            ?? SizeCheck.positiveReal("learning_rate", learningRate)
+            ?? SizeCheck.nonNegative(["minimum_learning_rate": minimumLearningRate, "weight_decay": weightDecay, "dense_weight": denseWeight,
+                                      "routing_weight": routingWeight, "relation_weight": relationWeight, "asked_relation_weight": askedRelationWeight])
+            ?? (minimumLearningRate <= learningRate ? nil
+                : "minimum_learning_rate \(minimumLearningRate) exceeds learning_rate \(learningRate); the schedule decays from the second to the first")
+            ?? SizeCheck.attention(["image_size": imageSize, "patch_size": patchSize, "vision_hidden": visionHidden, "vision_layers": visionLayers,
+                                    "vision_heads": visionHeads],
+                                   hidden: ("vision_hidden", visionHidden), heads: ("vision_heads", visionHeads))
+            ?? SizeCheck.divides(("patch_size", patchSize), ("image_size", imageSize), "the patches tile the image")
+            ?? SizeCheck.attention(["text_hidden": textHidden, "text_layers": textLayers, "text_heads": textHeads,
+                                    "text_key_value_heads": textKeyValueHeads, "text_intermediate": textIntermediate],
+                                   hidden: ("text_hidden", textHidden), heads: ("text_heads", textHeads),
+                                   keyValueHeads: ("text_key_value_heads", textKeyValueHeads), rotary: true)
+    }
+
+    /// Throws `VLMError.invalidInput` naming the first setting (by its JSON key) that cannot
+    /// train a model: a size or count that is not positive, a rate or weight that is negative or
+    /// not finite, heads that do not divide their width, patches that do not tile the image, a
+    /// schedule that starts at or after `samples`. Decoding checks what it can without `samples`;
+    /// `vlm train` calls this once `--samples` and a recipe's stage have set it.
+    public func validate() throws {
+        let problem = settingProblem ?? (scheduleStart < samples ? nil
+            : "schedule_start \(scheduleStart) is not below samples \(samples); the schedule would have no samples to run")
+        if let problem { throw VLMError.invalidInput(reason: "training configuration: \(problem)") }
     }
 
     /// The LLaVA configuration of the model these settings build.

@@ -77,11 +77,16 @@ public struct VLMTrainingRecipe: Codable, Sendable, Equatable {
         let recipe = try VLMError.decodeJSON(VLMTrainingRecipe.self, from: url, unreadable: "cannot read the recipe", prefix: "not a training recipe: ")
         try recipe.validate(path: url.path)
         let directory = url.deletingLastPathComponent()
-        let configurations = try recipe.stages.map { stage -> VLMTrainingConfiguration in
-            var configuration = try VLMError.decodeJSON(VLMTrainingConfiguration.self, from: directory.appendingPathComponent(stage.config),
+        let configurations = try recipe.stages.enumerated().map { index, stage -> VLMTrainingConfiguration in
+            let file = directory.appendingPathComponent(stage.config)
+            var configuration = try VLMError.decodeJSON(VLMTrainingConfiguration.self, from: file,
                                                         unreadable: "cannot read stage configuration '\(stage.config)' of \(url.path)",
                                                         prefix: "not a training configuration: ")
             configuration.samples = stage.samples
+            // Checked now, with the recipe's samples, so that a bad last stage fails before the first trains.
+            do { try configuration.validate() } catch let VLMError.invalidInput(reason) {
+                throw VLMError.config(path: file.path, reason: "\(reason), as stage \(index + 1) of \(url.path)")
+            }
             return configuration
         }
         return (recipe, configurations)

@@ -8,6 +8,7 @@ import Testing
 import TokenPruning
 import Pruners
 import TestSupport
+import VLM
 @testable import TPRL
 
 /// One test per defect of the TPRL reference code (see DESIGN: "Known defects").
@@ -426,6 +427,40 @@ import TestSupport
         let corrupt = url.deletingLastPathComponent().appendingPathComponent("corrupt.safetensors")
         try Data("not a checkpoint".utf8).write(to: corrupt)
         #expect { try grpo.train(network: fresh(), seed: 5, make: make, checkpoint: corrupt) } throws: { "\($0)".contains("corrupt.safetensors") }
+    }
+
+    /// A setting the recipe cannot run is refused before anything trains, by its key (not by a
+    /// key of the agent it configures, and not by a crash or a silent substitute).
+    @Test func impossibleSettingsAreRefusedByTheirKeys() throws {
+        let cases: [(String, (inout TPRLConfiguration) -> Void)] = [
+            ("autoencoder_epochs must be ≥ 1, got 0", { $0.autoencoderEpochs = 0 }),
+            ("behavior_cloning_epochs must be ≥ 1", { $0.behaviorCloningEpochs = 0 }),
+            ("width must be a positive multiple of 8, the policy's attention heads, got 12", { $0.width = 12 }),
+            ("width must be a positive multiple of 8", { $0.width = 0 }),
+            ("ppo_learning_rate must be a positive number, got -1.0", { $0.ppoLearningRate = -1 }),
+            ("entropy_coefficient must be a finite number ≥ 0, got nan", { $0.entropyCoefficient = .nan }),
+        ]
+        for (expected, edit) in cases {
+            do {
+                try smallRecipe(edit).validate()
+                Issue.record("accepted: \(expected)")
+            } catch {
+                #expect("\(error)".contains(expected), "\(error)")
+            }
+        }
+        try smallRecipe { _ in }.validate()
+        // A cut after a layer the language model does not have: refused before the autoencoder trains there.
+        let tiny = try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny"))
+        let layers = tiny.configuration.text.layerCount
+        var steps: [String] = []
+        do {
+            _ = try TPRLRecipe.run(model: tiny, source: FakeTasks(), configuration: smallRecipe { $0.environment.pruneAfterLayer = layers },
+                                   showsProgress: false, log: { steps.append($0) })
+            Issue.record("a cut after layer \(layers) of \(layers) ran")
+        } catch {
+            #expect("\(error)".contains("prune_after_layer \(layers) is outside the language model's layers 0..<\(layers)"), "\(error)")
+        }
+        #expect(steps.isEmpty, "\(steps)")
     }
 
     /// The "no autoencoder" ablation: the policy observes the raw tokens, and its directory has no

@@ -111,6 +111,44 @@ import TestSupport
         }
     }
 
+    @Test("a setting that cannot train a model is refused by its key: sizes, rates, weights, heads, patches, the schedule")
+    func badSettings() throws {
+        for (json, expected) in [
+            (#"{"samples": -5}"#, "samples is -5; it must be positive"),
+            (#"{"batch_size": 0}"#, "batch_size is 0; it must be positive"),
+            (#"{"evaluation_interval": 0}"#, "evaluation_interval is 0"),
+            (#"{"warmup_steps": -1}"#, "warmup_steps is -1; it must be 0 or more"),
+            (#"{"learning_rate": 0}"#, "learning_rate is 0.0; it must be a positive number"),
+            (#"{"weight_decay": -0.1}"#, "weight_decay is -0.1"),
+            (#"{"dense_weight": -1}"#, "dense_weight is -1.0"),
+            (#"{"minimum_learning_rate": 0.01}"#, "minimum_learning_rate 0.01 exceeds learning_rate 0.0005"),
+            (#"{"image_size": 66}"#, "patch_size 4 does not divide image_size 66"),
+            (#"{"vision_heads": 3}"#, "vision_heads 3 does not divide vision_hidden 64"),
+            (#"{"text_layers": 0}"#, "text_layers is 0"),
+            (#"{"text_key_value_heads": 3}"#, "text_key_value_heads 3 does not divide text_heads 4"),
+            (#"{"text_hidden": 132}"#, "text_hidden / text_heads is 33; rotary embeddings need an even head width"),
+        ] {
+            do {
+                _ = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(json.utf8))
+                Issue.record("accepted \(json)")
+            } catch let DecodingError.dataCorrupted(context) {
+                #expect(context.debugDescription.contains(expected), "\(json): \(context.debugDescription)")
+            }
+        }
+        // A stage file may leave samples to its recipe: schedule_start is checked against them by validate().
+        var stage = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"schedule_start": 480000}"#.utf8))
+        #expect(throws: VLMError.invalidInput(reason: "training configuration: schedule_start 480000 is not below samples 120000; the schedule would have no samples to run")) {
+            try stage.validate()
+        }
+        stage.samples = 600_000
+        try stage.validate()
+        try VLMTrainingConfiguration().validate()
+        // Built in code, a bad value is caught by validate() too.
+        var built = VLMTrainingConfiguration()
+        built.textHeads = 5
+        #expect(throws: VLMError.self) { try built.validate() }
+    }
+
     @Test("pruned_share and referent_subset_share: which tokens a training answer sees; configurations without them read as before")
     func trainingSubsets() throws {
         let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000}"#.utf8))

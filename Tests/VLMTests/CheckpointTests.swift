@@ -49,6 +49,15 @@ struct CheckpointTests {
             ("{not json", "not valid JSON"),
             (#"{"model_type": "llava", "vision_feature_layer": "last"}"#, "'vision_feature_layer'"),
             (#"{"text_config": {}}"#, "missing 'model_type'"),
+            (#"{"model_type": "llava", "vision_config": {"hidden_size": 64, "num_attention_heads": 3}}"#,
+             ": vision_config.num_attention_heads 3 does not divide hidden_size 64"),
+            (#"{"model_type": "llava", "vision_config": {"patch_size": 0}}"#, ": vision_config.patch_size is 0; it must be positive"),
+            (#"{"model_type": "llava", "text_config": {"model_type": "llama", "num_key_value_heads": 5}}"#,
+             ": text_config.num_key_value_heads 5 does not divide num_attention_heads 32"),
+            (#"{"model_type": "llava", "text_config": {"model_type": "llama", "num_hidden_layers": 0}}"#, ": text_config.num_hidden_layers is 0"),
+            (#"{"model_type": "llava", "text_config": {"model_type": "llama", "head_dim": 7}}"#,
+             ": text_config.head_dim is 7; rotary embeddings need an even head width"),
+            (#"{"model_type": "llava", "text_config": {"model_type": "llama", "rope_theta": -1}}"#, ": text_config.rope_theta is -1.0"),
         ] {
             let url = try write(json, in: directory)
             do {

@@ -162,6 +162,24 @@ struct VLMTrainingRecipeTests {
                                          "--run-dir", directory.appendingPathComponent("run").path, "--out", directory.appendingPathComponent("out").path, "--quiet"])
         }
         #expect(String(describing: oneStage!).contains("typo.json") && String(describing: oneStage!).contains("unknown key 'learnin_rate'"), "\(oneStage!)")
+        for (json, expected) in [(#"{"text_heads": 3}"#, "bad.json: text_heads 3 does not divide text_hidden 128"),
+                                 (#"{"samples": 100, "schedule_start": 100}"#, "schedule_start 100 is not below samples 100"),
+                                 (#"{"samples": 100,"#, "bad.json: malformed JSON: ")] {
+            try Data(json.utf8).write(to: directory.appendingPathComponent("bad.json"))
+            let refused = #expect(throws: (any Error).self) {
+                try PruneGymCommandLine.run(["vlm", "train", "--config", directory.appendingPathComponent("bad.json").path,
+                                             "--run-dir", directory.appendingPathComponent("run").path, "--out", directory.appendingPathComponent("out").path, "--quiet"])
+            }
+            #expect(String(describing: refused!).contains(expected), "\(refused!)")
+        }
+        // A stage's settings are checked before the first stage trains: one alone, and one against the recipe's samples.
+        try Data(VLMTrainingStagesTests.configuration.replacingOccurrences(of: "\"batch_size\": 8", with: "\"batch_size\": 0").utf8)
+            .write(to: directory.appendingPathComponent("zero-batch.json"))
+        let zeroBatch = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 24, "model": "a"}, {"config": "zero-batch.json", "samples": 40}]}"#)
+        #expect(zeroBatch.contains("zero-batch.json: not a training configuration: batch_size is 0; it must be positive"), "\(zeroBatch)")
+        let late = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 16, "model": "a"}, {"config": "tiny-restart.json", "samples": 24, "init": "a", "run": "r"}]}"#)
+        #expect(late.contains("tiny-restart.json: training configuration: schedule_start 24 is not below samples 24")
+                && late.contains("as stage 2 of"), "\(late)")
         let mixed = try refusal(Self.recipe, extra: ["--samples", "16"])
         #expect(mixed.contains("--recipe runs the stages its file names; leave out --samples"), "\(mixed)")
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("run").path))
