@@ -1,6 +1,7 @@
 // VLMBench: forward latency of the built-in model at each token budget, beside transformers.
 //
 //   swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers]
+//   swift run -c release VLMBench --train CONFIG.json [--repeats R]   (the training step instead)
 //
 // Encode (vision tower + projector) + LLM prefill of [bos, kept visual tokens, question] + answer
 // logits, batch 1 and 16, at 100%, 33%, 22% and 11% of the visual tokens (median of R runs), with
@@ -23,6 +24,7 @@ var repeats = 20
 var rounds = 3
 var skipPeers = false
 var profile = false
+var trainingConfiguration: String? = nil
 var threads = ProcessInfo.processInfo.activeProcessorCount
 var iterator = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = iterator.next() {
@@ -33,12 +35,57 @@ while let argument = iterator.next() {
     case "--threads": threads = Int(iterator.next() ?? "") ?? threads
     case "--skip-peers": skipPeers = true
     case "--profile": profile = true
+    case "--train": trainingConfiguration = iterator.next() ?? "examples/vlm-two-hours.json"
     case "--help", "-h":
-        print("usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers] [--profile]\n  --rounds K  alternate PruneGym's and transformers' measurements K times (default 3) and report the median of each and the median and range of the per-round speed-up, so that a shared machine's drift hits both sides\n  --profile   where the vision tower's time goes at batch 1 and 16 (median per stage), then exit\nexample: swift run -c release VLMBench --model models/shapes-llava")
+        print("""
+            usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers] [--profile]
+                   swift run -c release VLMBench --train CONFIG.json [--repeats R]
+              --rounds K       alternate PruneGym's and transformers' measurements K times (default 3) and report the median of each and the median and range of the per-round speed-up, so that a shared machine's drift hits both sides
+              --profile        where the vision tower's time goes at batch 1 and 16 (median per stage), then exit
+              --train CONFIG   the training step of `prunegym vlm train --config CONFIG` instead: R steps (default 20) of each phase, the vision tower alone and the whole model, from the seed's initialisation, after 3 unmeasured steps; the median step, its spread, and samples/s over all R steps, which predicts a run's time (no peer: transformers has no trainer for these objectives)
+            examples:
+              swift run -c release VLMBench --model models/shapes-llava
+              swift run -c release VLMBench --train examples/vlm-two-hours.json
+            """)
         exit(0)
     default:
         FileHandle.standardError.write(Data("VLMBench: unknown option \(argument) (try --help)\n".utf8))
         exit(2)
+    }
+}
+
+if let trainingConfiguration {
+    // The training step alone, phase by phase: what `vlm train` spends its time on.
+    do {
+        guard let data = FileManager.default.contents(atPath: trainingConfiguration) else {
+            throw VLMError.config(path: trainingConfiguration, reason: "cannot read the file (run from the repository root, or give its path)")
+        }
+        var configuration: VLMTrainingConfiguration
+        do { configuration = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: data) } catch {
+            throw VLMError.config(path: trainingConfiguration, reason: "not a training configuration (`prunegym vlm train --config` reads the same file and says more): \(error)")
+        }
+        try configuration.validate()
+        print("VLMBench --train: \(trainingConfiguration), batch \(configuration.batchSize), \(threads) threads, OpenBLAS \(BLAS.kernels) kernels; \(repeats) steps per phase after 3 unmeasured")
+        print("phase                      median step   range (10th–90th)   samples/s (over all steps)")
+        for (phase, visionOnly) in [("vision tower alone", true), ("whole model", false)] {
+            configuration.visionOnlySamples = visionOnly ? configuration.samples : 0
+            let trainer = VLMTrainer(configuration: configuration)
+            for _ in 0..<3 { _ = try trainer.trainStep() }
+            var times: [Double] = []
+            for _ in 0..<repeats {
+                let start = DispatchTime.now().uptimeNanoseconds
+                _ = try trainer.trainStep()
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+            }
+            times.sort()
+            let median = times[times.count / 2], low = times[times.count / 10], high = times[(times.count * 9) / 10]
+            print(phase.padding(toLength: 27, withPad: " ", startingAt: 0) + String(format: "%8.1f ms     %6.1f–%6.1f ms      %7.1f",
+                                                                                  median * 1e3, low * 1e3, high * 1e3, Double(configuration.batchSize * repeats) / times.reduce(0, +)))
+        }
+        exit(0)
+    } catch {
+        FileHandle.standardError.write(Data("VLMBench: \(error)\n".utf8))
+        exit(1)
     }
 }
 
