@@ -337,9 +337,7 @@ public enum TPRLRecipe {
         var autoencoderGenerator = generator.fork()
         let cut = c.environment.pruneAfterLayer
         let rawSimulator = PruningSimulator(model: model, source: source, encoder: IdentityTokenEncoder(width: model.tokenWidth), pruneAfterLayer: cut)
-        if let cut, let layers = rawSimulator.languageModelLayerCount, cut >= layers {  // before the autoencoder trains on that layer
-            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer \(cut) is outside the language model's layers 0..<\(layers)")
-        }
+        try rawSimulator.checkCut(afterLayer: cut)  // before the autoencoder trains on that layer
         let autoencoder: TokenAutoencoder?
         var errors: (training: Float, validation: Float) = (0, 0)
         if c.encoder == "identity" {

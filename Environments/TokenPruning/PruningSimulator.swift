@@ -83,6 +83,14 @@ public final class PruningSimulator: @unchecked Sendable {
     public var tokenCount: Int { model.visualTokenCount }
     /// Layers of the model's language model when it says (a LLaVA model); nil otherwise.
     public var languageModelLayerCount: Int? { (model as? LlavaModel)?.configuration.text.layerCount }
+
+    /// Throws `GymError.invalidOption` unless `layer` (a `prune_after_layer`; nil prunes before
+    /// the language model) is one of the language model's layers, where it says how many it has.
+    public func checkCut(afterLayer layer: Int?) throws {
+        if let layer, let layers = languageModelLayerCount, layer >= layers {
+            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer \(layer) is outside the language model's layers 0..<\(layers)")
+        }
+    }
     public var gridSize: Int { model.gridSize }
 
     /// Entries for `indices` of `split`, computing the missing ones in one batched encode.

@@ -70,9 +70,7 @@ public final class TokenPruningEnvironment: Environment {
             func place(_ layer: Int?) -> String { layer.map { "after language-model layer \($0)" } ?? "before the language model" }
             throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer asks to prune \(place(configuration.pruneAfterLayer)) but the simulator prunes \(place(simulator.pruneAfterLayer)); make the simulator with simulator.sibling(pruningAfter:) or pruning(afterLayer:encoder:)")
         }
-        if let layer = configuration.pruneAfterLayer, let layers = simulator.languageModelLayerCount, layer >= layers {
-            throw GymError.invalidOption(environment: "TokenPruning", reason: "prune_after_layer \(layer) is outside the language model's layers 0..<\(layers)")
-        }
+        try simulator.checkCut(afterLayer: configuration.pruneAfterLayer)
         self.simulator = simulator
         self.configuration = configuration
         generator = SeededGenerator(seed: seed)

@@ -87,10 +87,7 @@ private func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, path: Str
         let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
         throw FileError(path: path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
     } catch {
-        do { _ = try JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) } catch let syntax {
-            let detail = (syntax as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? syntax.localizedDescription
-            throw FileError(path: path, reason: "malformed JSON: \(detail)")
-        }
+        if let syntax = JSONSyntax.error(in: data) { throw FileError(path: path, reason: "malformed JSON: \(syntax)") }
         // Valid JSON that the type refuses as a whole: its description names the keys.
         if case let DecodingError.dataCorrupted(context) = error { throw FileError(path: path, reason: context.debugDescription) }
         throw FileError(path: path, reason: "\(error)")

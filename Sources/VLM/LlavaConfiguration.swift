@@ -38,10 +38,7 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
     static func describe(_ error: DecodingError, of data: Data) -> String {
         switch error {
         case let .dataCorrupted(context) where context.codingPath.isEmpty:
-            do { _ = try JSONSerialization.jsonObject(with: data, options: .fragmentsAllowed) } catch {
-                return "not valid JSON (\((error as NSError).userInfo[NSDebugDescriptionErrorKey] as? String ?? context.debugDescription))"
-            }
-            return context.debugDescription
+            return JSONSyntax.error(in: data).map { "not valid JSON (\($0))" } ?? context.debugDescription
         case let .keyNotFound(key, context):
             return "missing '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
         case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):

@@ -138,24 +138,6 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         referentSubsetShare = try value(.referentSubsetShare, d.referentSubsetShare)
         llmCutShare = try value(.llmCutShare, d.llmCutShare)
         llmCutLayer = try value(.llmCutLayer, d.llmCutLayer)
-        for (key, share) in [(CodingKeys.prunedShare, prunedShare), (.referentSubsetShare, referentSubsetShare), (.objectSubsetShare, objectSubsetShare),
-                             (.llmCutShare, llmCutShare)] {
-            guard share.isFinite, share >= 0, share <= 1 else {
-                throw DecodingError.dataCorruptedError(forKey: key, in: c, debugDescription: "\(key.rawValue) is \(share); a share must lie in [0, 1]")
-            }
-        }
-        for (family, weight) in familyWeights {
-            guard ShapesVQA.Family(rawValue: family) != nil else {
-                throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription:
-                    "family_weights: unknown family '\(family)'; families are \(ShapesVQA.Family.allCases.map(\.rawValue).joined(separator: ", "))")
-            }
-            guard weight.isFinite, weight >= 0 else {
-                throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription: "family_weights: '\(family)' has weight \(weight); weights must be finite and ≥ 0")
-            }
-        }
-        if !familyWeights.isEmpty, !ShapesVQA.Family.allCases.contains(where: { (familyWeights[$0.rawValue] ?? 1) > 0 }) {
-            throw DecodingError.dataCorruptedError(forKey: .familyWeights, in: c, debugDescription: "family_weights: every family has weight 0")
-        }
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         testSamples = try value(.testSamples, d.testSamples)
@@ -164,10 +146,6 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         visionHeads = try value(.visionHeads, d.visionHeads); textHidden = try value(.textHidden, d.textHidden)
         textLayers = try value(.textLayers, d.textLayers); textHeads = try value(.textHeads, d.textHeads)
         textKeyValueHeads = try value(.textKeyValueHeads, d.textKeyValueHeads); textIntermediate = try value(.textIntermediate, d.textIntermediate)
-        guard llmCutLayer >= 0 && (llmCutShare == 0 || llmCutLayer < textLayers - 1) else {
-            throw DecodingError.dataCorruptedError(forKey: .llmCutLayer, in: c, debugDescription:
-                "llm_cut_layer is \(llmCutLayer); a cut must come after one of the layers 0..<\(textLayers - 1) (text_layers − 1), so that a layer runs on the subset")
-        }
         if let problem = settingProblem { throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: problem)) }
     }
 
@@ -175,28 +153,73 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// every one can. (A stage file may leave `samples` to its recipe, so the settings checked
     /// against `samples` wait for `validate()`.)
     var settingProblem: String? {
+        shareProblem ?? familyWeightProblem ?? countProblem ?? rateProblem ?? architectureProblem
+    }
+
+    /// The first count or size of the run that is not positive, or the first that is negative.
+    private var countProblem: String? {
         SizeCheck.positive(["samples": samples, "batch_size": batchSize, "evaluation_interval": evaluationInterval,
                             "evaluation_samples": evaluationSamples, "checkpoint_interval": checkpointInterval, "test_samples": testSamples])
             ?? SizeCheck.nonNegative(["warmup_steps": warmupSteps, "schedule_start": scheduleStart, "vision_only_samples": visionOnlySamples])
-            ?? SizeCheck.positiveReal("learning_rate", learningRate)
+    }
+
+    /// A learning rate, decay or objective weight that cannot be.
+    private var rateProblem: String? {
+        if let problem = SizeCheck.positiveReal("learning_rate", learningRate)
             ?? SizeCheck.nonNegative(["minimum_learning_rate": minimumLearningRate, "weight_decay": weightDecay, "dense_weight": denseWeight,
-                                      "routing_weight": routingWeight, "relation_weight": relationWeight, "asked_relation_weight": askedRelationWeight])
-            ?? (minimumLearningRate <= learningRate ? nil
-                : "minimum_learning_rate \(minimumLearningRate) exceeds learning_rate \(learningRate); the schedule decays from the second to the first")
-            ?? SizeCheck.attention(["image_size": imageSize, "patch_size": patchSize, "vision_hidden": visionHidden, "vision_layers": visionLayers,
-                                    "vision_heads": visionHeads],
-                                   hidden: ("vision_hidden", visionHidden), heads: ("vision_heads", visionHeads))
+                                      "routing_weight": routingWeight, "relation_weight": relationWeight, "asked_relation_weight": askedRelationWeight]) {
+            return problem
+        }
+        guard minimumLearningRate <= learningRate else {
+            return "minimum_learning_rate \(minimumLearningRate) exceeds learning_rate \(learningRate); the schedule decays from the second to the first"
+        }
+        return nil
+    }
+
+    /// Sizes that cannot build the model, or an LLM cut with no layer after it.
+    private var architectureProblem: String? {
+        if let problem = SizeCheck.attention(["image_size": imageSize, "patch_size": patchSize, "vision_hidden": visionHidden,
+                                              "vision_layers": visionLayers, "vision_heads": visionHeads],
+                                             hidden: ("vision_hidden", visionHidden), heads: ("vision_heads", visionHeads))
             ?? SizeCheck.divides(("patch_size", patchSize), ("image_size", imageSize), "the patches tile the image")
             ?? SizeCheck.attention(["text_hidden": textHidden, "text_layers": textLayers, "text_heads": textHeads,
                                     "text_key_value_heads": textKeyValueHeads, "text_intermediate": textIntermediate],
                                    hidden: ("text_hidden", textHidden), heads: ("text_heads", textHeads),
-                                   keyValueHeads: ("text_key_value_heads", textKeyValueHeads), rotary: true)
+                                   keyValueHeads: ("text_key_value_heads", textKeyValueHeads), rotary: true) {
+            return problem
+        }
+        guard llmCutLayer >= 0 && (llmCutShare == 0 || llmCutLayer < textLayers - 1) else {
+            return "llm_cut_layer is \(llmCutLayer); a cut must come after one of the layers 0..<\(textLayers - 1) (text_layers − 1), so that a layer runs on the subset"
+        }
+        return nil
+    }
+
+    /// The first share outside [0, 1], by its key.
+    private var shareProblem: String? {
+        let shares: KeyValuePairs = ["pruned_share": prunedShare, "referent_subset_share": referentSubsetShare,
+                                     "object_subset_share": objectSubsetShare, "llm_cut_share": llmCutShare]
+        return shares.first { !($0.value.isFinite && $0.value >= 0 && $0.value <= 1) }.map { "\($0.key) is \($0.value); a share must lie in [0, 1]" }
+    }
+
+    /// An unknown family, a weight that is negative or not finite, or every weight 0.
+    private var familyWeightProblem: String? {
+        for (family, weight) in familyWeights.sorted(by: { $0.key < $1.key }) {
+            guard ShapesVQA.Family(rawValue: family) != nil else {
+                return "family_weights: unknown family '\(family)'; families are \(ShapesVQA.Family.allCases.map(\.rawValue).joined(separator: ", "))"
+            }
+            guard weight.isFinite, weight >= 0 else { return "family_weights: '\(family)' has weight \(weight); weights must be finite and ≥ 0" }
+        }
+        if !familyWeights.isEmpty, !ShapesVQA.Family.allCases.contains(where: { (familyWeights[$0.rawValue] ?? 1) > 0 }) {
+            return "family_weights: every family has weight 0"
+        }
+        return nil
     }
 
     /// Throws `VLMError.invalidInput` naming the first setting (by its JSON key) that cannot
     /// train a model: a size or count that is not positive, a rate or weight that is negative or
-    /// not finite, heads that do not divide their width, patches that do not tile the image, a
-    /// schedule that starts at or after `samples`. Decoding checks what it can without `samples`;
+    /// not finite, a share outside [0, 1], a bad family weight, heads that do not divide their
+    /// width, patches that do not tile the image, an LLM cut after no layer that has one after it,
+    /// a schedule that starts at or after `samples`. Decoding checks what it can without `samples`;
     /// `vlm train` calls this once `--samples` and a recipe's stage have set it.
     public func validate() throws {
         let problem = settingProblem ?? (scheduleStart < samples ? nil

@@ -147,6 +147,9 @@ import TestSupport
         var built = VLMTrainingConfiguration()
         built.textHeads = 5
         #expect(throws: VLMError.self) { try built.validate() }
+        built = VLMTrainingConfiguration()
+        built.prunedShare = 2
+        #expect(throws: VLMError.invalidInput(reason: "training configuration: pruned_share is 2.0; a share must lie in [0, 1]")) { try built.validate() }
     }
 
     @Test("pruned_share and referent_subset_share: which tokens a training answer sees; configurations without them read as before")
