@@ -1,6 +1,6 @@
 // VLMBench: forward latency of the built-in model at each token budget, beside transformers.
 //
-//   swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers]
+//   swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--pairs P] [--skip-peers]
 //   swift run -c release VLMBench --train CONFIG.json [--repeats R]   (the training step instead)
 //
 // Encode (vision tower + projector) + LLM prefill of [bos, kept visual tokens, question] + answer
@@ -9,7 +9,8 @@
 // (Benchmarks/peers/hf_llava.py), measured in the same run, the two sides alternating K rounds so
 // that a shared machine's drift hits both (speed-up: median and range of the per-round ratios). Targets: ≥ 1.5× faster than
 // transformers at batch 1, at least as fast at batch 16; prefill at 11% ≤ 40% of the time at 100%; the answer's time at
-// 33% within 15% of what the FLOPs predict (printed per round against the convention's FLOPs and the executed ones).
+// 33% within 15% of what the FLOPs predict (printed per round against the convention's FLOPs and the executed ones, then
+// call by call: P pairs of one answer at each budget, back to back, the order alternating).
 import Foundation
 import TensorCore
 import VLM
@@ -23,6 +24,7 @@ var modelPath = "models/shapes-llava"
 var repeats = 20
 var rounds = 3
 var skipPeers = false
+var pairs = 100
 var profile = false
 var trainingConfiguration: String? = nil
 var threads = ProcessInfo.processInfo.activeProcessorCount
@@ -34,13 +36,15 @@ while let argument = iterator.next() {
     case "--rounds": rounds = max(1, Int(iterator.next() ?? "") ?? rounds)
     case "--threads": threads = Int(iterator.next() ?? "") ?? threads
     case "--skip-peers": skipPeers = true
+    case "--pairs": pairs = max(0, Int(iterator.next() ?? "") ?? pairs)
     case "--profile": profile = true
     case "--train": trainingConfiguration = iterator.next() ?? "examples/vlm-two-hours.json"
     case "--help", "-h":
         print("""
-            usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--skip-peers] [--profile]
+            usage: swift run -c release VLMBench [--model DIR] [--threads N] [--repeats R] [--rounds K] [--pairs P] [--skip-peers] [--profile]
                    swift run -c release VLMBench --train CONFIG.json [--repeats R]
               --rounds K       alternate PruneGym's and transformers' measurements K times (default 3) and report the median of each and the median and range of the per-round speed-up, so that a shared machine's drift hits both sides
+              --pairs P        then time the answer at 33% and at 100% of the tokens call by call, P pairs per batch size (default 100; 0 skips), the order alternating, and report the median and quartiles of the per-pair ratios
               --profile        where the vision tower's time goes at batch 1 and 16 (median per stage), then exit
               --train CONFIG   the training step of `prunegym vlm train --config CONFIG` instead: R steps (default 20) of each phase, the vision tower alone and the whole model, from the seed's initialisation, after 3 unmeasured steps; the median step, its spread, and samples/s over all R steps, which predicts a run's time (no peer: transformers has no trainer for these objectives)
             examples:
@@ -158,21 +162,26 @@ do {
     var peerSkipped: String?
     let pixelsByBatch = [1, 16].map { batch in (batch, Tensor.normal([batch, 3, c.vision.imageSize, c.vision.imageSize], using: &generator)) }
     let question = (0..<questionTokens).map { 4 + $0 % 16 }
+    func keepIndices(_ fraction: Double) -> [Int] {
+        let kept = max(1, Int((Double(n) * fraction).rounded()))
+        return (0..<kept).map { $0 * n / kept }
+    }
+    /// One answer, as the table times it: encode the batch's images, then prefill and answer logits.
+    func answer(_ pixels: Tensor, keep: [Int]) throws {
+        try withInferenceMode {
+            let features = model.encode(pixels)
+            let requests = (0..<pixels.shape[0]).map { b in
+                AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
+            }
+            _ = try model.answerLogits(requests)
+        }
+    }
     for round in 0..<rounds {
         if rounds > 1 { FileHandle.standardError.write(Data("VLMBench: round \(round + 1) of \(rounds)\n".utf8)) }
         for (batch, pixels) in pixelsByBatch {
             for fraction in fractions {
-                let kept = max(1, Int((Double(n) * fraction).rounded()))
-                let keep = (0..<kept).map { $0 * n / kept }
-                ours["\(batch)@\(fraction)", default: []].append(try median {
-                    try withInferenceMode {
-                        let features = model.encode(pixels)
-                        let requests = (0..<batch).map { b in
-                            AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
-                        }
-                        _ = try model.answerLogits(requests)
-                    }
-                })
+                let keep = keepIndices(fraction)
+                ours["\(batch)@\(fraction)", default: []].append(try median { try answer(pixels, keep: keep) })
                 let features = withInferenceMode { model.encode(pixels) }
                 let requests = (0..<batch).map { b in
                     AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
@@ -235,6 +244,37 @@ do {
         let measured = middle(ratios)
         print(String(format: "batch %d: the answer at 33%% of tokens takes %.3f of the time at 100%% (rounds %.3f–%.3f); FLOPs predict %.3f by the convention (%+.0f%%), %.3f as executed (%+.0f%%); target within 15%%",
                      batch, measured, ratios.min()!, ratios.max()!, convention, (measured / convention - 1) * 100, executed, (measured / executed - 1) * 100))
+        guard pairs > 0, let pixels = pixelsByBatch.first(where: { $0.0 == batch })?.1 else { continue }
+        // The same ratio call by call: each pair times one answer at 100% and one at 33% back to
+        // back, the order alternating from pair to pair, so that what else the machine does lands
+        // on both sides of a pair; the per-pair ratios' median and quartiles, and the ratio of each
+        // side's fastest call.
+        let full = keepIndices(1.0), kept = keepIndices(0.333)
+        func time(_ keep: [Int]) throws -> Double {
+            let start = DispatchTime.now().uptimeNanoseconds
+            try answer(pixels, keep: keep)
+            return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6
+        }
+        for _ in 0..<3 { _ = try time(full); _ = try time(kept) }
+        var pairRatios: [Double] = [], fastestFull = Double.infinity, fastestPruned = Double.infinity
+        for pair in 0..<pairs {
+            let whole: Double, pruned: Double
+            if pair.isMultiple(of: 2) {
+                whole = try time(full)
+                pruned = try time(kept)
+            } else {
+                pruned = try time(kept)
+                whole = try time(full)
+            }
+            pairRatios.append(pruned / whole)
+            fastestFull = min(fastestFull, whole)
+            fastestPruned = min(fastestPruned, pruned)
+        }
+        pairRatios.sort()
+        let pairMedian = pairRatios[pairRatios.count / 2]
+        print(String(format: "batch %d: call by call (%d pairs, alternating order): %.3f of the time at 100%% (quartiles %.3f–%.3f; fastest calls %.2f / %.2f ms, %.3f); %+.0f%% against the convention's FLOPs, %+.0f%% against the executed",
+                     batch, pairs, pairMedian, pairRatios[pairRatios.count / 4], pairRatios[(pairRatios.count * 3) / 4], fastestPruned, fastestFull,
+                     fastestPruned / fastestFull, (pairMedian / convention - 1) * 100, (pairMedian / executed - 1) * 100))
     }
 } catch {
     FileHandle.standardError.write(Data("VLMBench: \(error)\n".utf8))
