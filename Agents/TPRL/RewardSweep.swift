@@ -155,27 +155,9 @@ public struct SweepConfiguration: Codable, Sendable, Equatable {
             try configuration.validate()
             return configuration
         } catch let error as DecodingError {
-            throw FileError(path: url.path, reason: Self.describe(error))
+            throw FileError(path: url.path, reason: JSONSyntax.describe(error, of: data))
         } catch let error as SweepError {
             throw FileError(path: url.path, reason: error.description)
-        }
-    }
-
-    /// A decoding error as `'key.path[i]': what was wrong`.
-    static func describe(_ error: DecodingError) -> String {
-        func path(_ codingPath: [CodingKey]) -> String {
-            codingPath.reduce("") { text, key in
-                if let index = key.intValue { return text + "[\(index)]" }
-                return text.isEmpty ? key.stringValue : text + "." + key.stringValue
-            }
-        }
-        switch error {
-        case let .typeMismatch(type, context): return "'\(path(context.codingPath))': expected \(type) — \(context.debugDescription)"
-        case let .valueNotFound(type, context): return "'\(path(context.codingPath))': missing \(type)"
-        case let .keyNotFound(key, context): return "'\(path(context.codingPath + [key]))': missing"
-        case let .dataCorrupted(context):
-            return context.codingPath.isEmpty ? "malformed JSON: \(context.debugDescription)" : "'\(path(context.codingPath))': \(context.debugDescription)"
-        @unknown default: return "\(error)"
         }
     }
 

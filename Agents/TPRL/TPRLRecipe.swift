@@ -507,7 +507,9 @@ public struct TPRLPolicyFiles: Codable {
         let url = directory.appendingPathComponent("tprl.json")
         let data: Data
         do { data = try Data(contentsOf: url) } catch { throw FileError(path: url.path, reason: "cannot read the file; train a policy with `prunegym tprl train`") }
-        return try JSONDecoder().decode(TPRLPolicyFiles.self, from: data)
+        do { return try JSONDecoder().decode(TPRLPolicyFiles.self, from: data) } catch {
+            throw FileError(path: url.path, reason: "not a TPRL policy's description: \(JSONSyntax.describe(error, of: data)); train a policy with `prunegym tprl train`")
+        }
     }
 
     /// Loads the policy in `directory`; its layout must match `simulator`'s tokens and encoder.

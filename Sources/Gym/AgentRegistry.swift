@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 
 /// Builds untrained agents of one kind for any environment whose spaces the kind supports — what
 /// lets `prunegym train --agent NAME` (and `eval`, `eval-pruning --runs`) use an agent by name.
@@ -68,7 +69,7 @@ public struct AgentRequest<O: Sendable, A: Sendable> {
     public func decode<T: Decodable>(_ type: T.Type, agent: String, fallback: T) throws -> T {
         guard let configuration else { return fallback }
         do { return try JSONDecoder().decode(type, from: configuration) } catch {
-            throw AgentError.invalidConfiguration(agent: agent, reason: "\(error)")
+            throw AgentError.invalidConfiguration(agent: agent, reason: JSONSyntax.describe(error, of: configuration))
         }
     }
 }

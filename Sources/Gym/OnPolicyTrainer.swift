@@ -211,8 +211,12 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
     private func restore(from directory: URL) throws {
         let stateURL = directory.appendingPathComponent("trainer.json")
         let state: TrainerState
-        do { state = try JSONDecoder().decode(TrainerState.self, from: Data(contentsOf: stateURL)) } catch {
-            throw FileError(path: stateURL.path, reason: "malformed trainer state: \(error)")
+        let data: Data
+        do { data = try Data(contentsOf: stateURL) } catch {
+            throw FileError(path: stateURL.path, reason: "cannot read the trainer state (\(error.localizedDescription)); the checkpoint is incomplete")
+        }
+        do { state = try JSONDecoder().decode(TrainerState.self, from: data) } catch {
+            throw FileError(path: stateURL.path, reason: "malformed trainer state: \(JSONSyntax.describe(error, of: data))")
         }
         guard state.observations.count == environment.count else {
             throw FileError(path: stateURL.path, reason: "checkpoint has \(state.observations.count) environments, this run has \(environment.count)")

@@ -46,20 +46,20 @@ public struct RunDirectory: Sendable {
     /// Reads `config.json` as `type` (ignoring the `prunegym` provenance object).
     public func readConfig<C: Decodable>(_ type: C.Type) throws -> C {
         let object = try readConfigObject()
-        do {
-            var stripped = object
-            stripped.removeValue(forKey: RunProvenance.key)
-            return try JSONDecoder().decode(type, from: try JSONSerialization.data(withJSONObject: stripped))
-        } catch {
-            throw FileError(path: configURL.path, reason: "malformed configuration: \(error)")
+        var stripped = object
+        stripped.removeValue(forKey: RunProvenance.key)
+        let data = try JSONSerialization.data(withJSONObject: stripped)
+        do { return try JSONDecoder().decode(type, from: data) } catch {
+            throw FileError(path: configURL.path, reason: "malformed configuration: \(JSONSyntax.describe(error, of: data))")
         }
     }
 
     /// The provenance recorded by `writeConfig`, or nil for a run written before it existed.
     public func readProvenance() throws -> RunProvenance? {
         guard let value = try readConfigObject()[RunProvenance.key] else { return nil }
-        do { return try JSONDecoder().decode(RunProvenance.self, from: try JSONSerialization.data(withJSONObject: value)) } catch {
-            throw FileError(path: configURL.path, reason: "malformed `\(RunProvenance.key)` object: \(error)")
+        let data = try JSONSerialization.data(withJSONObject: value, options: .fragmentsAllowed)
+        do { return try JSONDecoder().decode(RunProvenance.self, from: data) } catch {
+            throw FileError(path: configURL.path, reason: "malformed `\(RunProvenance.key)` object: \(JSONSyntax.describe(error, of: data))")
         }
     }
 

@@ -83,14 +83,8 @@ private func settingsData(_ path: String, over base: [String: Any]?) throws -> D
 }
 
 private func decodeJSON<T: Decodable>(_ type: T.Type, from data: Data, path: String) throws -> T {
-    do { return try JSONDecoder().decode(type, from: data) } catch let DecodingError.typeMismatch(_, context), let DecodingError.valueNotFound(_, context),
-        let DecodingError.dataCorrupted(context) where !context.codingPath.isEmpty {
-        throw FileError(path: path, reason: "'\(context.codingPath.map(\.stringValue).joined(separator: "."))': \(context.debugDescription)")
-    } catch {
-        if let syntax = JSONSyntax.error(in: data) { throw FileError(path: path, reason: "malformed JSON: \(syntax)") }
-        // Valid JSON that the type refuses as a whole: its description names the keys.
-        if case let DecodingError.dataCorrupted(context) = error { throw FileError(path: path, reason: context.debugDescription) }
-        throw FileError(path: path, reason: "\(error)")
+    do { return try JSONDecoder().decode(type, from: data) } catch {
+        throw FileError(path: path, reason: JSONSyntax.describe(error, of: data))
     }
 }
 

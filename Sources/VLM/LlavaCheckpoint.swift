@@ -53,9 +53,12 @@ public enum LlavaCheckpoint {
         let index = directory.appendingPathComponent("model.safetensors.index.json")
         if FileManager.default.fileExists(atPath: index.path) {
             struct Index: Decodable { var weight_map: [String: String] }
-            let parsed: Index
-            do { parsed = try JSONDecoder().decode(Index.self, from: Data(contentsOf: index)) } catch {
-                throw VLMError.config(path: index.path, reason: "malformed shard index: \(error)")
+            let data: Data, parsed: Index
+            do { data = try Data(contentsOf: index) } catch {
+                throw VLMError.config(path: index.path, reason: "cannot read the shard index (\(error.localizedDescription))")
+            }
+            do { parsed = try JSONDecoder().decode(Index.self, from: data) } catch {
+                throw VLMError.config(path: index.path, reason: "malformed shard index: \(JSONSyntax.describe(error, of: data))")
             }
             return Set(parsed.weight_map.values).sorted().map { directory.appendingPathComponent($0) }
         }

@@ -21,31 +21,14 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
 
     /// Reads and decodes the JSON file `url` as `type`. A failure is a `.config` error naming the
     /// file: `unreadable` (and the system's reason) when it cannot be read, otherwise `prefix`
-    /// followed by what the decoder found wrong and where (`describe`).
+    /// followed by what the decoder found wrong and where (`JSONSyntax.describe`).
     static func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL, unreadable: String, prefix: String = "") throws -> T {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
             throw VLMError.config(path: url.path, reason: "\(unreadable) (\(error.localizedDescription))")
         }
         do { return try JSONDecoder().decode(type, from: data) } catch let error as DecodingError {
-            throw VLMError.config(path: url.path, reason: prefix + describe(error, of: data))
-        }
-    }
-
-    /// A decoding error of `data` as a reader can act on it: not JSON at all, a missing key, a bad
-    /// value with the path of its key, or settings the type refuses together (its description
-    /// names their keys).
-    static func describe(_ error: DecodingError, of data: Data) -> String {
-        switch error {
-        case let .dataCorrupted(context) where context.codingPath.isEmpty:
-            return JSONSyntax.error(in: data).map { "not valid JSON (\($0))" } ?? context.debugDescription
-        case let .keyNotFound(key, context):
-            return "missing '\((context.codingPath + [key]).map(\.stringValue).joined(separator: "."))'"
-        case let .typeMismatch(_, context), let .valueNotFound(_, context), let .dataCorrupted(context):
-            let at = context.codingPath.map(\.stringValue).joined(separator: ".")
-            return at.isEmpty ? context.debugDescription : "'\(at)': \(context.debugDescription)"
-        @unknown default:
-            return "\(error)"
+            throw VLMError.config(path: url.path, reason: prefix + JSONSyntax.describe(error, of: data))
         }
     }
 }

@@ -55,7 +55,7 @@ struct RunDirectoryTests {
         #expect(back.count == 2 && back[1].contains("with PRUNEGYM_SIMD=portable"))
     }
 
-    @Test("a damaged config.json is an error naming the file")
+    @Test("a damaged config.json is an error naming the file, and the key when the JSON is valid")
     func damaged() throws {
         let run = RunDirectory(try makeTemporaryDirectory("run-directory-damaged"))
         try run.create()
@@ -64,6 +64,17 @@ struct RunDirectoryTests {
             _ = try run.readConfig(Settings.self)
         } throws: { error in
             "\(error)".contains(run.configURL.path)
+        }
+        for (json, expected) in [(#"{"seed": 1, "learningRate": "fast", "name": "x"}"#, "malformed configuration: 'learningRate': "),
+                                 (#"{"seed": 1, "name": "x"}"#, "malformed configuration: missing 'learningRate'"),
+                                 (#"{"seed": 1, "learningRate": 0.1, "name": "x", "prunegym": {"kind": 3}}"#, "malformed `prunegym` object: ")] {
+            try Data(json.utf8).write(to: run.configURL)
+            let error = #expect(throws: (any Error).self) {
+                _ = try run.readConfig(Settings.self)
+                _ = try run.readProvenance()
+            }
+            let text = "\(error!)"
+            #expect(text.contains(run.configURL.path) && text.contains(expected) && !text.contains("DecodingError"), "\(text)")
         }
     }
 }

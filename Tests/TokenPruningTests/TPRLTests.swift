@@ -546,6 +546,14 @@ import VLM
         let directory = try makeTemporaryDirectory()
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
         #expect(try TPRLPolicyFiles.read(directory).configuration.environment.pruneAfterLayer == 0)
+        // A damaged tprl.json is an error naming the file and what is wrong in it.
+        let description = directory.appendingPathComponent("tprl.json")
+        for (json, expected) in [(#"{"configuration": 3}"#, "not a TPRL policy's description: missing '"), ("{\"configuration\"", "malformed JSON: ")] {
+            try Data(json.utf8).write(to: description)
+            let error = #expect(throws: (any Error).self) { _ = try TPRLPolicyFiles.read(directory) }
+            let text = "\(error!)"
+            #expect(text.contains(description.path) && text.contains(expected) && !text.contains("DecodingError"), "\(text)")
+        }
     }
 
     /// Behaviour cloning on VisPruner demonstrations and a few PPO updates run end to end on the

@@ -46,7 +46,7 @@ struct CheckpointTests {
         for (json, expected) in [
             (#"{"model_type": "qwen2_vl"}"#, "unknown model_type 'qwen2_vl'"),
             (#"{"model_type": "llava", "text_config": {"model_type": "mistral"}}"#, "unsupported text model_type 'mistral'"),
-            ("{not json", "not valid JSON"),
+            ("{not json", "malformed JSON: "),
             (#"{"model_type": "llava", "vision_feature_layer": "last"}"#, "'vision_feature_layer'"),
             (#"{"text_config": {}}"#, "missing 'model_type'"),
             (#"{"model_type": "llava", "vision_config": {"hidden_size": 64, "num_attention_heads": 3}}"#,

@@ -150,9 +150,9 @@ struct VLMTrainingRecipeTests {
         let missing = try refusal(#"{"stages": [{"config": "nowhere.json", "samples": 24}]}"#)
         #expect(missing.contains("nowhere.json") && missing.contains("cannot read stage configuration"), "\(missing)")
         let shape = try refusal(#"{"stages": [{"config": "tiny.json"}]}"#)
-        #expect(shape.contains("recipe.json: not a training recipe: missing 'stages.Index 0.samples'"), "\(shape)")
+        #expect(shape.contains("recipe.json: not a training recipe: missing 'stages[0].samples'"), "\(shape)")
         let typo = try refusal(#"{"stages": [{"config": "tiny.json", "samples": 24, "stop_afer": 8}]}"#)
-        #expect(typo.contains("recipe.json: not a training recipe: 'stages.Index 0.stop_afer': unknown key 'stop_afer'"), "\(typo)")
+        #expect(typo.contains("recipe.json: not a training recipe: 'stages[0].stop_afer': unknown key 'stop_afer'"), "\(typo)")
         try Data(#"{"learnin_rate": 0.001}"#.utf8).write(to: directory.appendingPathComponent("typo.json"))
         let stageTypo = try refusal(#"{"stages": [{"config": "typo.json", "samples": 24}]}"#)
         #expect(stageTypo.contains("typo.json: not a training configuration: 'learnin_rate': unknown key 'learnin_rate'; known keys: asked_relation_weight"),
