@@ -316,6 +316,7 @@ enum VLMCommand {
         }
         let modelPath = args.string("model", default: ""), inputPath = args.string("inputs", default: ""), outPath = args.string("out", default: "")
         guard !modelPath.isEmpty, !inputPath.isEmpty, !outPath.isEmpty else { throw UsageError(message: "prunegym vlm run: --model, --inputs and --out are required (prunegym vlm run --help)") }
+        let generateCount = try args.integer("generate", default: 5, range: 1...1000)
         let model = try LlavaCheckpoint.load(URL(fileURLWithPath: modelPath))
         let inputs = try SafeTensorsFile(contentsOf: URL(fileURLWithPath: inputPath))
         let pixels = try inputs.tensor("pixel_values")
@@ -325,15 +326,24 @@ enum VLMCommand {
         let keep = try inputs.integers("keep_indices").values
         let image = model.configuration.imageTokenIndex
         var writer = SafeTensorsWriter(metadata: ["producer": "prunegym \(PruneGymVersion.current)"])
-        try withInferenceMode {
-            let features = model.imageFeatures(pixels)
-            writer.add("image_features", features)
-            writer.add("logits", try model(inputIDs: rows, pixels: pixels))
-            let prefix = rows.map { Array($0.prefix { $0 != image }) }
-            let suffix = rows.map { row in Array(row.reversed().prefix { $0 != image }.reversed()) }
-            writer.add("pruned_logits", try model.prunedLogits(prefix: prefix, imageFeatures: features, keep: keep, suffix: suffix))
-            let generated = try model.generate(inputIDs: rows, pixels: pixels, count: try args.integer("generate", default: 5, range: 1...1000))
-            writer.add("generated_ids", integers: generated.flatMap { $0 }, shape: [generated.count, generated.first?.count ?? 0])
+        do {
+            try model.checkPixels(pixels)
+            guard pixels.shape[0] == rows.count else {
+                throw VLMError.invalidInput(reason: "pixel_values hold \(pixels.shape[0]) images and input_ids \(rows.count) sequences; give one image per sequence")
+            }
+            try withInferenceMode {
+                let features = model.imageFeatures(pixels)
+                writer.add("image_features", features)
+                writer.add("logits", try model(inputIDs: rows, pixels: pixels))
+                let prefix = rows.map { Array($0.prefix { $0 != image }) }
+                let suffix = rows.map { row in Array(row.reversed().prefix { $0 != image }.reversed()) }
+                writer.add("pruned_logits", try model.prunedLogits(prefix: prefix, imageFeatures: features, keep: keep, suffix: suffix))
+                let generated = try model.generate(inputIDs: rows, pixels: pixels, count: generateCount)
+                writer.add("generated_ids", integers: generated.flatMap { $0 }, shape: [generated.count, generated.first?.count ?? 0])
+            }
+        } catch let VLMError.invalidInput(reason) {
+            // The inputs file's tensors do not fit the model: name the file.
+            throw FileError(path: inputPath, reason: "\(reason) (model \(modelPath))")
         }
         try writer.write(to: URL(fileURLWithPath: outPath))
         print("wrote image_features, logits, pruned_logits, generated_ids to \(outPath)")
@@ -410,16 +420,18 @@ extension VLMCommand {
             return
         }
         let model = try LlavaCheckpoint.load(URL(fileURLWithPath: args.string("model", default: "models/shapes-llava")))
-        let dataset = ShapesVQA()
+        let vision = model.configuration.vision
+        let dataset = ShapesVQA(imageSize: vision.imageSize, patchSize: vision.patchSize)
         let tokenizer = WordTokenizer.shapesVQA
         let prompt = ShapesPrompt(tokenizer: tokenizer, imageTokens: model.visualTokenCount)
         let count = try args.integer("count", default: 200, range: 1...100_000)
+        let layer = try args.integer("layer", default: model.languageModel.layers.count - 1, range: 0...(model.languageModel.layers.count - 1))
         var sums: [String: [Double]] = [:], counts: [String: Int] = [:]
         let heads = model.configuration.text.headCount
         for start in stride(from: 0, to: count, by: 16) {
             let samples = (start..<min(count, start + 16)).map { dataset.sample($0, split: .validation) }
             try withInferenceMode {
-                let features = model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
+                let features = model.imageFeatures(Tensor(shape: [samples.count, 3, vision.imageSize, vision.imageSize], scalars: samples.flatMap(\.pixels)))
                 let n = features.shape[1]
                 let requests = samples.enumerated().map { b, s in
                     AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: Array(0..<n),
@@ -427,7 +439,6 @@ extension VLMCommand {
                 }
                 let (embedded, last, starts) = try model.requestBatch(requests)
                 var cache: KeyValueCache? = nil
-                let layer = try args.integer("layer", default: model.languageModel.layers.count - 1, range: 0...(model.languageModel.layers.count - 1))
                 let weights = model.languageModel.forward(embedded, positions: [Array(0..<embedded.shape[1])], cache: &cache, attentionLayer: layer).attention!
                 let (t, sLen) = (weights.shape[2], weights.shape[3])
                 let w = weights.scalars

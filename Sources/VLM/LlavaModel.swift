@@ -128,9 +128,31 @@ public final class LlavaModel: Module {
         return embedded
     }
 
+    /// Throws unless `pixels` is a batch of images the vision tower reads,
+    /// `[B, num_channels, image_size, image_size]`; the error names `pixel_values` and both shapes.
+    public func checkPixels(_ pixels: Tensor) throws {
+        let c = configuration.vision
+        guard pixels.rank == 4, pixels.shape[0] > 0, pixels.shape[1] == c.channelCount, pixels.shape[2] == c.imageSize, pixels.shape[3] == c.imageSize else {
+            throw VLMError.invalidInput(reason: "pixel_values must be [B, \(c.channelCount), \(c.imageSize), \(c.imageSize)] (vision_config's num_channels and image_size), got \(pixels.shape)")
+        }
+    }
+
+    /// The image features of `pixels` for a forward pass over `inputIDs`, after checking both as
+    /// transformers does: images whose shape the tower reads, and image placeholder tokens in the
+    /// text when there is an image (transformers: "Image features and image tokens do not match").
+    func checkedImageFeatures(_ pixels: Tensor?, inputIDs: [[Int]]) throws -> Tensor? {
+        guard let pixels else { return nil }
+        try checkPixels(pixels)
+        let image = configuration.imageTokenIndex
+        if let row = inputIDs.firstIndex(where: { !$0.contains(image) }) {
+            throw VLMError.invalidInput(reason: "input_ids row \(row) holds no image token (id \(image)) but pixel_values give an image; put \(visualTokenCount) image tokens where the image goes")
+        }
+        return imageFeatures(pixels)
+    }
+
     /// Full forward pass (transformers' `LlavaForConditionalGeneration.forward`): logits `[B, L, V]`.
     public func callAsFunction(inputIDs: [[Int]], pixels: Tensor?) throws -> Tensor {
-        let features = pixels.map(imageFeatures)
+        let features = try checkedImageFeatures(pixels, inputIDs: inputIDs)
         let embedded = try embeddings(inputIDs: inputIDs, imageFeatures: features)
         var cache: KeyValueCache? = nil
         let positions = [Array(0..<embedded.shape[1])]
@@ -140,7 +162,7 @@ public final class LlavaModel: Module {
     /// Greedy decoding of `count` new tokens with a key/value cache (transformers' `generate` with
     /// `do_sample=False`, `max_new_tokens = count`); returns `[B][count]`.
     public func generate(inputIDs: [[Int]], pixels: Tensor?, count: Int) throws -> [[Int]] {
-        let features = pixels.map(imageFeatures)
+        let features = try checkedImageFeatures(pixels, inputIDs: inputIDs)
         let embedded = try embeddings(inputIDs: inputIDs, imageFeatures: features)
         let batch = embedded.shape[0], length = embedded.shape[1]
         var cache: KeyValueCache? = KeyValueCache(layerCount: languageModel.layers.count)

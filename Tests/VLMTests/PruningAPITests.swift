@@ -289,4 +289,22 @@ struct PruningAPITests {
         #expect(merged.keyBias.shape == [1, 1, 1, 4])
         #expect(merged.keyBias.scalars == [0, 0, Float(Foundation.log(3.0)), 0])
     }
+
+    @Test("the forward pass and generation refuse images of another size and an image without image tokens, as transformers does, instead of crashing")
+    func refusesMismatchedInputs() throws {
+        let model = try LlavaCheckpoint.load(Fixtures.url("hf-llava-tiny"))
+        let golden = try SafeTensorsFile(contentsOf: Fixtures.url("hf-llava-tiny/golden.safetensors"))
+        let ids = try golden.integers("input_ids").values
+        let rows = [Array(ids[0..<26]), Array(ids[26..<52])]
+        let pixels = try golden.tensor("pixel_values")
+        for bad in [Tensor.zeros([2, 3, 16, 16]), Tensor.zeros([2, 1, 32, 32]), Tensor.zeros([3, 32, 32])] {
+            #expect(throws: VLMError.invalidInput(reason: "pixel_values must be [B, 3, 32, 32] (vision_config's num_channels and image_size), got \(bad.shape)")) {
+                _ = try model(inputIDs: rows, pixels: bad)
+            }
+            #expect(throws: VLMError.self) { _ = try model.generate(inputIDs: rows, pixels: bad, count: 1) }
+        }
+        let textOnly = rows.map { $0.filter { $0 != model.configuration.imageTokenIndex } }
+        #expect(throws: VLMError.self) { _ = try model(inputIDs: textOnly, pixels: pixels) }
+        #expect(try model(inputIDs: textOnly, pixels: nil).shape == [2, 10, 120], "text alone, without an image, still runs")
+    }
 }
