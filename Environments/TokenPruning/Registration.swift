@@ -23,7 +23,9 @@ public enum BuiltinSimulator {
     public static func make(modelDirectory: URL? = nil, autoencoder: URL? = nil) throws -> PruningSimulator {
         let model = try model(directory: modelDirectory)
         let tokenizerURL = (modelDirectory ?? modelsDirectory.appendingPathComponent("shapes-llava")).appendingPathComponent("vocab.txt")
-        let tokenizer = FileManager.default.fileExists(atPath: tokenizerURL.path) ? try WordTokenizer.read(tokenizerURL) : .shapesVQA
+        let hasVocabulary = FileManager.default.fileExists(atPath: tokenizerURL.path)
+        let tokenizer = hasVocabulary ? try WordTokenizer.read(tokenizerURL) : .shapesVQA
+        try tokenizer.check(fits: model.configuration, source: hasVocabulary ? tokenizerURL.path : "ShapesVQA's built-in vocabulary (no \(tokenizerURL.path))")
         let dataset = ShapesVQA(imageSize: model.configuration.vision.imageSize, patchSize: model.configuration.vision.patchSize)
         let autoencoderURL = autoencoder ?? modelsDirectory.appendingPathComponent("tprl/autoencoder.safetensors")
         let encoder: any TokenEncoder = FileManager.default.fileExists(atPath: autoencoderURL.path)

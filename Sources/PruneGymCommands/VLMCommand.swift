@@ -370,6 +370,7 @@ enum VLMCommand {
         let directory = URL(fileURLWithPath: args.string("model", default: "models/shapes-llava"))
         let model = try LlavaCheckpoint.load(directory)
         let tokenizer = try WordTokenizer.read(directory.appendingPathComponent("vocab.txt"))
+        try tokenizer.check(fits: model.configuration, source: directory.appendingPathComponent("vocab.txt").path)
         let c = model.configuration.vision
         let dataset = ShapesVQA(imageSize: c.imageSize, patchSize: c.patchSize)
         guard let split = ShapesVQA.Split(rawValue: args.string("split", default: "test")) else { throw UsageError(message: "prunegym vlm eval: --split must be train, validation or test") }

@@ -47,6 +47,17 @@ public struct WordTokenizer: Sendable, Equatable {
     /// Writes the vocabulary file (one token per line), atomically.
     public func write(to url: URL) throws { try AtomicFile.write(Data((tokens.joined(separator: "\n") + "\n").utf8), to: url) }
 
+    /// Throws unless this vocabulary fits the model `configuration` describes: no more tokens than
+    /// its `vocab_size` and `<image>` at its `image_token_index`. A model answers through another
+    /// model's vocabulary with words that mean nothing; `source` names the vocabulary in the error
+    /// (its file, or the built-in one).
+    public func check(fits configuration: LlavaConfiguration, source: String) throws {
+        let size = configuration.text.vocabularySize, image = configuration.imageTokenIndex
+        let fix = "use the vocab.txt the model was trained with (prunegym vlm train writes it beside config.json)"
+        if count > size { throw VLMError.config(path: source, reason: "\(count) tokens, more than the model's vocab_size \(size); \(fix)") }
+        if imageID != image { throw VLMError.config(path: source, reason: "<image> is token \(imageID) here and \(image) in the model (image_token_index); \(fix)") }
+    }
+
     /// Reads a vocabulary file; errors name the file.
     public static func read(_ url: URL) throws -> WordTokenizer {
         let text: String

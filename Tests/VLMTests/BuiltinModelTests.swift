@@ -19,6 +19,18 @@ import TestSupport
         #expect(try WordTokenizer.read(Self.directory.appendingPathComponent("vocab.txt")).tokens == WordTokenizer.shapesVQA.tokens)
     }
 
+    @Test("a vocabulary fits a model only with the model's vocab_size and image_token_index; the error names the vocabulary and the fix")
+    func vocabularyFitsTheModel() throws {
+        let configuration = try LlavaConfiguration.read(Self.directory.appendingPathComponent("config.json"))
+        try WordTokenizer.shapesVQA.check(fits: configuration, source: "vocab.txt")
+        let longer = WordTokenizer(tokens: WordTokenizer.specials + ShapesVQA.words + ["zebra", WordTokenizer.imageToken])
+        let error = #expect(throws: VLMError.self) { try longer.check(fits: configuration, source: "other/vocab.txt") }
+        #expect("\(error!)".contains("other/vocab.txt: \(longer.count) tokens, more than the model's vocab_size \(configuration.text.vocabularySize)"), "\(error!)")
+        let moved = WordTokenizer(tokens: WordTokenizer.specials + [WordTokenizer.imageToken] + ShapesVQA.words)
+        let image = #expect(throws: VLMError.self) { try moved.check(fits: configuration, source: "moved/vocab.txt") }
+        #expect("\(image!)".contains("<image> is token 4 here and \(configuration.imageTokenIndex) in the model (image_token_index)"), "\(image!)")
+    }
+
     @Test func answersTestQuestionsFromTheImage() throws {
         let model = try LlavaCheckpoint.load(Self.directory)
         let dataset = ShapesVQA()
