@@ -67,7 +67,8 @@ struct RunDirectoryTests {
         }
         for (json, expected) in [(#"{"seed": 1, "learningRate": "fast", "name": "x"}"#, "malformed configuration: 'learningRate': "),
                                  (#"{"seed": 1, "name": "x"}"#, "malformed configuration: missing 'learningRate'"),
-                                 (#"{"seed": 1, "learningRate": 0.1, "name": "x", "prunegym": {"kind": 3}}"#, "malformed `prunegym` object: ")] {
+                                 (#"{"seed": 1, "learningRate": 0.1, "name": "x", "prunegym": {"kind": 3}}"#, "malformed `prunegym` object: "),
+                                 (#"{"seed": 1, "learningRate": 0.1, "name": "x", "prunegym": 3}"#, "malformed `prunegym` object: ")] {
             try Data(json.utf8).write(to: run.configURL)
             let error = #expect(throws: (any Error).self) {
                 _ = try run.readConfig(Settings.self)
