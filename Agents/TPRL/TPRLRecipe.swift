@@ -165,7 +165,8 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         }
         if !(ppoTemperature > 0) || !ppoTemperature.isFinite { throw fail("ppo_temperature must be a positive number, got \(ppoTemperature)") }
         if ppoEnvironments < 1 || ppoStepsPerRollout < 1 { throw fail("ppo_environments and ppo_steps_per_rollout must be ≥ 1") }
-        try environment.validate()
+        // The environment's settings by their keys in this file: "environment.max_steps …".
+        do { try environment.validate() } catch let GymError.invalidOption(_, reason) { throw fail("environment.\(reason)") }
     }
 }
 

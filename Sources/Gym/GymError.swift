@@ -41,7 +41,7 @@ public enum GymError: Error, CustomStringConvertible, Equatable {
         case let .duplicateRegistration(id):
             return "an environment is already registered as '\(id)'; pick another id or version"
         case let .invalidOption(environment, reason):
-            return "\(environment): invalid reset option: \(reason)"
+            return "\(environment): invalid option: \(reason)"
         case let .nonFinite(environment, what):
             return "\(environment): \(what) is not finite"
         case let .subEnvironment(index, underlying):

@@ -327,6 +327,10 @@ extension PruningCommand {
             configuration.environment.budgetChoices = []
             configuration.environment.targetBudget = budget
         }
+        if let path = args.values["config"] {
+            // Settings that cannot train are refused by their keys before the run directory exists.
+            do { try configuration.validate() } catch let AgentError.invalidConfiguration(_, reason) { throw FileError(path: path, reason: reason) }
+        }
         let out = URL(fileURLWithPath: args.string("out", default: "models/tprl"))
         try trainPolicy(configuration, out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
     }
@@ -336,6 +340,7 @@ extension PruningCommand {
     /// quickstart's own directory, whose recipe changes with `--seed` and between releases) is
     /// emptied first.
     static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool, replacingOtherRuns: Bool = false) throws {
+        try configuration.validate()
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
         if FileManager.default.fileExists(atPath: run.configURL.path) {

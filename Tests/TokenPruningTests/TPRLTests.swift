@@ -439,6 +439,7 @@ import VLM
             ("width must be a positive multiple of 8", { $0.width = 0 }),
             ("ppo_learning_rate must be a positive number, got -1.0", { $0.ppoLearningRate = -1 }),
             ("entropy_coefficient must be a finite number ≥ 0, got nan", { $0.entropyCoefficient = .nan }),
+            ("environment.max_steps must be ≥ 1, got 0", { $0.environment.maxSteps = 0 }),
         ]
         for (expected, edit) in cases {
             do {

@@ -40,6 +40,21 @@ struct CommandLineErrorTests {
         #expect(!FileManager.default.fileExists(atPath: run.path))
     }
 
+    @Test("tprl train refuses a configuration file's impossible settings by file and key before its run directory exists")
+    func tprlTrainConfiguration() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prunegym-tprl-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = directory.appendingPathComponent("run"), file = directory.appendingPathComponent("bad.json")
+        for (json, expected) in [(#"{"environment": {"max_steps": 0}}"#, "bad.json: environment.max_steps must be ≥ 1, got 0"),
+                                 (#"{"ppo_updates": -1}"#, "bad.json: ppo_updates must be ≥ 0, got -1")] {
+            try Data(json.utf8).write(to: file)
+            let text = message(["tprl", "train", "--config", file.path, "--run-dir", run.path, "--out", directory.appendingPathComponent("out").path, "--quiet"])
+            #expect(text.contains(expected), "\(text)")
+            #expect(!FileManager.default.fileExists(atPath: run.path), "a run directory that would block the corrected configuration")
+        }
+    }
+
     @Test("--version names the release, OpenBLAS's build and kernels, the CPU's vector instructions, the threads and the exponentials' lanes")
     func version() throws {
         let text = PruneGymCommandLine.versionText
