@@ -74,6 +74,14 @@ enum TrainCommand {
                 }
             }
         }
+        // Settings the agent refuses are errors naming the file, before the run directory exists
+        // (a directory with the refused settings would then refuse the corrected file).
+        do {
+            try config.ppo?.validate()
+            try config.bc?.validate()
+        } catch let AgentError.invalidConfiguration(agent, reason) where !configPath.isEmpty {
+            throw FileError(path: configPath, reason: "\(reason) (agent '\(agent)')")
+        }
         let runDirectory = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/\(environmentID)-\(agentName)-\(seed)")))
         try start(config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
     }
@@ -87,9 +95,9 @@ enum TrainCommand {
             }
             if try runDirectory.latestCheckpoint() != nil { print("resuming \(runDirectory.url.path) from its latest checkpoint") }
         }
+        let environment = try registry.make(config.environment)
         try runDirectory.create()
         try runDirectory.writeConfig(config, kind: "train")
-        let environment = try registry.make(config.environment)
         try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress)
     }
 

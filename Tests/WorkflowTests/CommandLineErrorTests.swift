@@ -55,6 +55,24 @@ struct CommandLineErrorTests {
         }
     }
 
+    @Test("train refuses an agent configuration file's impossible settings by file and key before its run directory exists")
+    func trainConfiguration() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prunegym-train-config-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let run = directory.appendingPathComponent("run"), file = directory.appendingPathComponent("agent.json")
+        for (agent, json, expected) in [("ppo", #"{"minibatch_count": 0}"#, "agent.json: minibatch_count must be in 1...256, got 0 (agent 'ppo')"),
+                                        ("ppo", #"{"gamma": 2}"#, "agent.json: gamma must be in [0, 1], got 2.0 (agent 'ppo')"),
+                                        ("bc", #"{"maximum_epochs": 0}"#, "agent.json: maximum_epochs must be ≥ 1, got 0 (agent 'bc')")] {
+            try Data(json.utf8).write(to: file)
+            let text = message(["train", "--env", "CartPole-v1", "--agent", agent, "--steps", "1000", "--config", file.path, "--run-dir", run.path, "--quiet"])
+            #expect(text.contains(expected), "\(text)")
+            #expect(!FileManager.default.fileExists(atPath: run.path), "a run directory that would block the corrected configuration")
+        }
+        _ = message(["train", "--env", "Nope-v0", "--agent", "ppo", "--run-dir", run.path, "--quiet"])
+        #expect(!FileManager.default.fileExists(atPath: run.path), "an unknown environment left a run directory")
+    }
+
     @Test("--version names the release, OpenBLAS's build and kernels, the CPU's vector instructions, the threads and the exponentials' lanes")
     func version() throws {
         let text = PruneGymCommandLine.versionText
