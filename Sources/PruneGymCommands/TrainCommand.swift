@@ -96,21 +96,27 @@ enum TrainCommand {
             if try runDirectory.latestCheckpoint() != nil { print("resuming \(runDirectory.url.path) from its latest checkpoint") }
         }
         let environment = try registry.make(config.environment)
-        try runDirectory.create()
-        try runDirectory.writeConfig(config, kind: "train")
         try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress)
     }
 
+    /// Builds the agent for `first`'s spaces and only then writes the run directory, so that an
+    /// environment or an agent configuration that cannot run leaves no directory behind (one
+    /// holding the refused settings would refuse the corrected ones as another run).
     static func train<E: Environment>(_ first: E, config: RunConfiguration, runDirectory: RunDirectory,
                                       registry: EnvironmentRegistry, showsProgress: Bool) throws {
         let started = Date()
+        func openRun() throws {
+            try runDirectory.create()
+            try runDirectory.writeConfig(config, kind: "train")
+        }
         switch config.agent {
         case "bc":
             guard config.environment == "CartPole-v1", let expert = CartPoleExpert(E.self) else {
                 throw UsageError(message: "prunegym train --agent bc: a built-in expert exists only for CartPole-v1; for other environments clone your own demonstrations with BehaviorCloningAgent.learn(from:)")
             }
-            let demonstrations = try rolloutEpisodes(expert.agent, in: first, episodes: config.expertEpisodes ?? 20, seed: config.seed)
             let agent = try BehaviorCloningAgent(observationSpace: first.observationSpace, actionSpace: first.actionSpace, configuration: config.bc ?? .init(), seed: config.seed)
+            try openRun()
+            let demonstrations = try rolloutEpisodes(expert.agent, in: first, episodes: config.expertEpisodes ?? 20, seed: config.seed)
             let rows = try agent.learn(from: demonstrations)
             let metrics = try MetricsLog(url: runDirectory.metricsURL)
             for row in rows { try metrics.append(row) }
@@ -127,6 +133,7 @@ enum TrainCommand {
             ])
         case "random":
             let agent = RandomAgent<E.Observation, E.Action>(actionSpace: first.actionSpace, seed: config.seed)
+            try openRun()
             try runDirectory.saveCheckpoint(named: "update-000001") { directory in
                 try agent.save(to: directory.appendingPathComponent("agent.safetensors"))
                 try AtomicFile.write(Data("{\"agent\": \"random\"}".utf8), to: directory.appendingPathComponent("trainer.json"))
@@ -136,6 +143,7 @@ enum TrainCommand {
             let request = AgentRequest(observationSpace: first.observationSpace, actionSpace: first.actionSpace, environmentID: config.environment,
                                        seed: config.seed, configuration: try config.factoryConfiguration())
             let agent = try agentRegistry.make(config.agent, request)
+            try openRun()
             try trainOnPolicy(agent, first: first, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress, started: started)
         }
     }

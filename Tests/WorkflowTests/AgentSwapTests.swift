@@ -3,6 +3,7 @@ import Gym
 import PPO
 import PruneGymTesting
 import Pruners
+import PruneGymCommands
 import TensorCore
 import TestSupport
 import Testing
@@ -38,6 +39,17 @@ struct AgentSwapTests {
         } throws: { error in
             "\(error)".contains("learning_rat")
         }
+        // Through `prunegym train`: the registered agent refuses its file before the run directory exists.
+        let directory = try makeTemporaryDirectory("agent-swap-config")
+        let file = directory.appendingPathComponent("reinforce.json"), run = directory.appendingPathComponent("run")
+        try Data(#"{"learning_rat": 0.1}"#.utf8).write(to: file)
+        #expect {
+            try PruneGymCommandLine.run(["train", "--env", "CartPole-v1", "--agent", "reinforce", "--steps", "100", "--config", file.path,
+                                         "--run-dir", run.path, "--quiet"], agents: agents)
+        } throws: { error in
+            "\(error)".contains("learning_rat")
+        }
+        #expect(!FileManager.default.fileExists(atPath: run.path), "a run directory that would block the corrected configuration")
     }
 
     @Test("REINFORCE from the example learns LineWalk through the generic trainer")
