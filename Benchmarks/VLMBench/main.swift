@@ -166,15 +166,15 @@ do {
         let kept = max(1, Int((Double(n) * fraction).rounded()))
         return (0..<kept).map { $0 * n / kept }
     }
+    /// One request per image of `features` `[B, n, D]`: bos, the kept tokens, the question.
+    func requests(_ features: Tensor, keep: [Int]) -> [AnswerRequest] {
+        (0..<features.shape[0]).map { b in
+            AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
+        }
+    }
     /// One answer, as the table times it: encode the batch's images, then prefill and answer logits.
     func answer(_ pixels: Tensor, keep: [Int]) throws {
-        try withInferenceMode {
-            let features = model.encode(pixels)
-            let requests = (0..<pixels.shape[0]).map { b in
-                AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
-            }
-            _ = try model.answerLogits(requests)
-        }
+        try withInferenceMode { _ = try model.answerLogits(requests(model.encode(pixels), keep: keep)) }
     }
     for round in 0..<rounds {
         if rounds > 1 { FileHandle.standardError.write(Data("VLMBench: round \(round + 1) of \(rounds)\n".utf8)) }
@@ -182,11 +182,8 @@ do {
             for fraction in fractions {
                 let keep = keepIndices(fraction)
                 ours["\(batch)@\(fraction)", default: []].append(try median { try answer(pixels, keep: keep) })
-                let features = withInferenceMode { model.encode(pixels) }
-                let requests = (0..<batch).map { b in
-                    AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [n, -1]), keep: keep, prefix: [1], suffix: question)
-                }
-                prefillOnly["\(batch)@\(fraction)", default: []].append(try median { try withInferenceMode { _ = try model.answerLogits(requests) } })
+                let encoded = withInferenceMode { requests(model.encode(pixels), keep: keep) }
+                prefillOnly["\(batch)@\(fraction)", default: []].append(try median { try withInferenceMode { _ = try model.answerLogits(encoded) } })
             }
         }
 

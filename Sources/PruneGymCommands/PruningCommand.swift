@@ -327,20 +327,21 @@ extension PruningCommand {
             configuration.environment.budgetChoices = []
             configuration.environment.targetBudget = budget
         }
-        if let path = args.values["config"] {
-            // Settings that cannot train are refused by their keys before the run directory exists.
-            do { try configuration.validate() } catch let AgentError.invalidConfiguration(_, reason) { throw FileError(path: path, reason: reason) }
-        }
         let out = URL(fileURLWithPath: args.string("out", default: "models/tprl"))
-        try trainPolicy(configuration, out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
+        try trainPolicy(configuration, from: args.values["config"], out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
     }
 
     /// Runs the recipe into `runDirectory`. A rerun of the same recipe resumes its PPO checkpoints;
     /// a directory holding another recipe's run is an error, or with `replacingOtherRuns` (the
     /// quickstart's own directory, whose recipe changes with `--seed` and between releases) is
-    /// emptied first.
-    static func trainPolicy(_ configuration: TPRLConfiguration, out: URL, runDirectory: String?, quiet: Bool, replacingOtherRuns: Bool = false) throws {
-        try configuration.validate()
+    /// emptied first. Settings that cannot train are refused by their keys (and the file they came
+    /// from, `file`) before the run directory exists: one holding them would refuse the corrected
+    /// file as another run.
+    static func trainPolicy(_ configuration: TPRLConfiguration, from file: String? = nil, out: URL, runDirectory: String?, quiet: Bool,
+                            replacingOtherRuns: Bool = false) throws {
+        do { try configuration.validate() } catch let AgentError.invalidConfiguration(_, reason) where file != nil {
+            throw FileError(path: file!, reason: reason)
+        }
         let model = try BuiltinSimulator.model()
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
         if FileManager.default.fileExists(atPath: run.configURL.path) {

@@ -74,16 +74,13 @@ enum TrainCommand {
                 }
             }
         }
-        // Settings the agent refuses are errors naming the file, before the run directory exists
-        // (a directory with the refused settings would then refuse the corrected file).
+        let runDirectory = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/\(environmentID)-\(agentName)-\(seed)")))
         do {
-            try config.ppo?.validate()
-            try config.bc?.validate()
+            try start(config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
         } catch let AgentError.invalidConfiguration(agent, reason) where !configPath.isEmpty {
+            // The agent refused the file's settings when it was built, before the run directory.
             throw FileError(path: configPath, reason: "\(reason) (agent '\(agent)')")
         }
-        let runDirectory = RunDirectory(URL(fileURLWithPath: args.string("run-dir", default: "runs/\(environmentID)-\(agentName)-\(seed)")))
-        try start(config, runDirectory: runDirectory, registry: registry, showsProgress: !args.flag("quiet"))
     }
 
     /// Starts (or resumes) the run of `config` in `runDirectory`.

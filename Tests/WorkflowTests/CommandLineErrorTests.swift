@@ -2,6 +2,7 @@ import Foundation
 import Gym
 import PruneGymCommands
 import TensorCore
+import TestSupport
 import Testing
 
 /// A bad option value is refused before anything loads, naming the option, the value and what it
@@ -42,9 +43,7 @@ struct CommandLineErrorTests {
 
     @Test("tprl train refuses a configuration file's impossible settings by file and key before its run directory exists")
     func tprlTrainConfiguration() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prunegym-tprl-config-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try makeTemporaryDirectory("prunegym-tprl-config")
         let run = directory.appendingPathComponent("run"), file = directory.appendingPathComponent("bad.json")
         for (json, expected) in [(#"{"environment": {"max_steps": 0}}"#, "bad.json: environment.max_steps must be ≥ 1, got 0"),
                                  (#"{"ppo_updates": -1}"#, "bad.json: ppo_updates must be ≥ 0, got -1")] {
@@ -57,9 +56,7 @@ struct CommandLineErrorTests {
 
     @Test("train refuses an agent configuration file's impossible settings by file and key before its run directory exists")
     func trainConfiguration() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("prunegym-train-config-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(at: directory) }
+        let directory = try makeTemporaryDirectory("prunegym-train-config")
         let run = directory.appendingPathComponent("run"), file = directory.appendingPathComponent("agent.json")
         for (agent, json, expected) in [("ppo", #"{"minibatch_count": 0}"#, "agent.json: minibatch_count must be in 1...256, got 0 (agent 'ppo')"),
                                         ("ppo", #"{"gamma": 2}"#, "agent.json: gamma must be in [0, 1], got 2.0 (agent 'ppo')"),
