@@ -234,7 +234,7 @@ public enum PruningReport {
     /// Writes results.csv, results.json, accuracy-vs-tokens.svg and accuracy-vs-flops.svg to `out`
     /// (the plots titled with the dataset `split`).
     public static func write(_ results: [PruningResult], to out: URL, split: String = "test") throws {
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(out)
         let families = ShapesVQA.Family.allCases.map(\.rawValue)
         var csv = "method,budget,seed,questions,accuracy," + families.map { "accuracy_\($0)" }.joined(separator: ",") + ",mean_tokens,flops,selection_flops,latency_ms,subset,fallback_share,fallback_threshold,paired_difference,paired_se,lost,gained,first_question,adaptive_threshold,adaptive_calibration\n"
         for r in results {
@@ -270,7 +270,7 @@ public enum PruningReport {
         for (result, pair) in try paired(results, against: reference) {
             csv += "\(result.method),\(result.budget),\(result.seed),\(pair.against),\(pair.questions),\(pair.lost),\(pair.gained),\(pair.difference),\(pair.standardError)\n"
         }
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(out)
         try AtomicFile.write(Data(csv.utf8), to: out.appendingPathComponent("paired.csv"))
     }
 }

@@ -481,7 +481,7 @@ public struct TPRLPolicyFiles: Codable {
     public var steppedInference: Bool { inference?.isStepped ?? true }
 
     public static func save(_ artifacts: TPRLArtifacts, configuration: TPRLConfiguration, to directory: URL) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(directory)
         let autoencoderURL = directory.appendingPathComponent("autoencoder.safetensors")
         if let autoencoder = artifacts.autoencoder {
             try autoencoder.save(to: autoencoderURL)

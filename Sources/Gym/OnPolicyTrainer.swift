@@ -213,7 +213,7 @@ public final class OnPolicyTrainer<Env: Environment, A: OnPolicyAgent> where A.O
         let state: TrainerState
         let data: Data
         do { data = try Data(contentsOf: stateURL) } catch {
-            throw FileError(path: stateURL.path, reason: "cannot read the trainer state (\(error.localizedDescription)); the checkpoint is incomplete")
+            throw FileError(path: stateURL.path, reason: "cannot read the trainer state (\(FileError.systemReason(error))); the checkpoint is incomplete")
         }
         do { state = try JSONDecoder().decode(TrainerState.self, from: data) } catch {
             throw FileError(path: stateURL.path, reason: "malformed trainer state: \(JSONSyntax.describe(error, of: data))")

@@ -23,7 +23,7 @@ public struct RunDirectory: Sendable {
 
     /// Creates the directory and `checkpoints/`.
     public func create() throws {
-        try FileManager.default.createDirectory(at: checkpointsURL, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(checkpointsURL)
     }
 
     /// Writes `config.json` (pretty, sorted keys): the configuration's own keys plus a `prunegym`
@@ -91,7 +91,7 @@ public struct RunDirectory: Sendable {
     /// removes all but the newest `keep` checkpoints.
     public func saveCheckpoint(named name: String, keep: Int = 3, _ write: (URL) throws -> Void) throws {
         let directory = checkpointsURL.appendingPathComponent(name)
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(directory)
         try write(directory)
         try AtomicFile.write(Data(name.utf8), to: checkpointsURL.appendingPathComponent("latest"))
         let existing = (try? FileManager.default.contentsOfDirectory(atPath: checkpointsURL.path)) ?? []

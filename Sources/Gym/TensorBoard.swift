@@ -112,7 +112,7 @@ public enum TensorBoard {
     /// record throws a `FileError` naming the file and the byte offset.
     public static func readScalars(_ url: URL) throws -> [Scalar] {
         let data: [UInt8]
-        do { data = Array(try Data(contentsOf: url)) } catch { throw FileError(path: url.path, reason: "cannot read the event file") }
+        do { data = Array(try Data(contentsOf: url)) } catch { throw FileError(path: url.path, reason: "cannot read the event file (\(FileError.systemReason(error)))") }
         var scalars: [Scalar] = []
         var offset = 0
         while offset < data.count {
@@ -232,7 +232,7 @@ public final class TensorBoardWriter {
     /// as TensorFlow does) and writes its `file_version` header. `resumingAt` writes a
     /// `SessionLog.START` at that step, so TensorBoard drops the older events past it.
     public init(directory: URL, resumingAt step: Int64? = nil, clock: () -> Double = { Date().timeIntervalSince1970 }) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(directory)
         let now = clock()
         let host = ProcessInfo.processInfo.hostName.split(separator: ".").first.map(String.init) ?? "localhost"
         var name = "events.out.tfevents.\(Int(now)).\(host).\(ProcessInfo.processInfo.processIdentifier)"

@@ -264,7 +264,7 @@ public final class EpisodeMonitor<Inner: Environment>: Environment {
         self.inner = inner
         self.url = url
         if !FileManager.default.fileExists(atPath: url.path) {
-            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try AtomicFile.prepareDirectory(url.deletingLastPathComponent())
             try Data("episode,return,length,seconds,terminated\n".utf8).write(to: url)
         } else {
             let text = try String(contentsOf: url, encoding: .utf8)

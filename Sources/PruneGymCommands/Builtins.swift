@@ -72,7 +72,7 @@ func readJSON<T: Codable>(_ type: T.Type, from path: String, over base: T) throw
 private func settingsData(_ path: String, over base: [String: Any]?) throws -> Data {
     var data: Data
     do { data = try Data(contentsOf: URL(fileURLWithPath: path)) } catch {
-        throw FileError(path: path, reason: "cannot read the file")
+        throw FileError(path: path, reason: "cannot read the file (\(FileError.systemReason(error)))")
     }
     if var object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], object[RunProvenance.key] != nil || base != nil {
         object.removeValue(forKey: RunProvenance.key)

@@ -1,4 +1,5 @@
 import Foundation
+import TensorCore
 import VLM
 
 /// `prunegym data preview`: writes ShapesVQA samples as PNG images with their questions.
@@ -27,7 +28,7 @@ enum DataCommand {
             throw UsageError(message: "prunegym data preview: --split must be train, validation or test")
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/shapes-preview"))
-        try FileManager.default.createDirectory(at: out, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(out)
         let dataset = ShapesVQA()
         var lines: [String] = []
         for index in start..<(start + count) {

@@ -105,7 +105,7 @@ enum DemoCommand {
         print("| held-out sequences | token accuracy | sequence accuracy |")
         print("|---|---|---|")
         print(String(format: "| %d | %.2f%% | %.2f%% |", inputs.count, tokenAccuracy * 100, Double(sequences.count) / Double(inputs.count) * 100))
-        try FileManager.default.createDirectory(at: runDirectory, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(runDirectory)
         let checkpoint = runDirectory.appendingPathComponent("checkpoint.safetensors")
         try Checkpoint.save(model: model, optimizer: optimizer, generators: ["data": data], metadata: ["task": "sort", "steps": String(steps), "seed": String(seed)], to: checkpoint)
         print("checkpoint: \(checkpoint.path)")

@@ -58,7 +58,9 @@ public enum PruneGymCommandLine {
         do {
             try run(arguments, agents: agents)
         } catch {
-            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            // A Foundation file error as "PATH: reason", not as its NSError dump.
+            let shown: any Error = FileError(foundation: error) ?? error
+            FileHandle.standardError.write(Data("error: \(shown)\n".utf8))
             exit(1)
         }
         exit(0)

@@ -197,6 +197,7 @@ enum PruningCommand {
         if let versus, !pruners.contains(where: { $0.name == versus }) {
             throw UsageError(message: "--versus \(versus): not among the evaluated methods (\(pruners.map(\.name).joined(separator: ", "))); add it to --agents")
         }
+        try AtomicFile.prepareDirectory(out)  // before the evaluation, not after it
         let results = try PruningReport.evaluate(pruners, simulator: simulator, budgets: budgets, seeds: seeds, questions: questions,
                                    oracleQuestions: oracleQuestions, quiet: args.flag("json"), split: split,
                                    latencyQuestions: latencyQuestions, latencyRounds: latencyRounds, firstQuestion: firstQuestion)
@@ -273,11 +274,11 @@ extension PruningCommand {
         let seed = UInt64(try args.integer("seed", default: 0))
         let out = URL(fileURLWithPath: args.string("out", default: "runs/autoencoder.safetensors"))
         let model = try BuiltinSimulator.model(directory: args.values["model"].map { URL(fileURLWithPath: $0) })
+        try AtomicFile.prepareDirectory(out.deletingLastPathComponent())  // before the training, not after it
         let simulator = PruningSimulator(model: model, source: ShapesVQATasks(), encoder: IdentityTokenEncoder(width: model.tokenWidth))
         var generator = SeededGenerator(seed: seed)
         let autoencoder = TokenAutoencoder(inputWidth: model.tokenWidth, generator: &generator)
         let errors = try TokenAutoencoderTraining.train(autoencoder, simulator: simulator, images: images, epochs: epochs, seed: seed) { print($0) }
-        try FileManager.default.createDirectory(at: out.deletingLastPathComponent(), withIntermediateDirectories: true)
         try autoencoder.save(to: out)
         print(String(format: "validation reconstruction error %.4f (training %.4f); wrote %@", errors.validation, errors.training, out.path))
     }
@@ -343,6 +344,8 @@ extension PruningCommand {
             throw FileError(path: file!, reason: reason)
         }
         let model = try BuiltinSimulator.model()
+        // The policy is written at the end: refuse an unwritable --out before the training.
+        try AtomicFile.prepareDirectory(out)
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
         if FileManager.default.fileExists(atPath: run.configURL.path) {
             if replacingOtherRuns {

@@ -77,7 +77,7 @@ enum SweepCommand {
 
     static func sweep(_ configuration: SweepConfiguration) throws {
         let out = URL(fileURLWithPath: configuration.out)
-        try FileManager.default.createDirectory(at: out.appendingPathComponent("cells"), withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(out.appendingPathComponent("cells"))
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(configuration), to: out.appendingPathComponent("sweep.json"))

@@ -155,7 +155,7 @@ enum VLMCommand {
                            initial: stage.initialModel.map(modelDirectory))
             progress.finished.append(index)
             if last { progress.model = out.path }
-            try FileManager.default.createDirectory(at: run, withIntermediateDirectories: true)
+            try AtomicFile.prepareDirectory(run)
             try AtomicFile.write(try JSONEncoder().encode(progress), to: progressURL)
         }
         print("all \(count) stages done; the last one wrote \(progress.model ?? out.path)")
@@ -176,6 +176,8 @@ enum VLMCommand {
             }
             try trainer.initialize(from: try LlavaCheckpoint.load(initial), source: initial.path)
         }
+        // The model directory is written at the end: refuse an unwritable one now, not then.
+        if stopAfter == nil { try AtomicFile.prepareDirectory(out) }
         try run.create()
         // A run its config.json alone cannot replay: started from another model, or continued
         // from its checkpoint with another configuration (a later stage). `rerun` reads this.

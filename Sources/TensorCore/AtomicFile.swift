@@ -17,12 +17,57 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
         self.reason = reason
     }
     public var description: String { "\(path): \(reason)" }
+
+    /// `error`, thrown by a Foundation file operation, as an error naming the file it was about
+    /// and the system's reason ("No such file or directory", "Permission denied"); nil when it
+    /// names no file. The command line prints any such error this way rather than as Foundation's
+    /// `Error Domain=NSCocoaErrorDomain Code=4 …` dump.
+    public init?(foundation error: any Error) {
+        let nsError = error as NSError
+        guard nsError.domain == NSCocoaErrorDomain || nsError.domain == NSPOSIXErrorDomain,
+              let path = (nsError.userInfo[NSFilePathErrorKey] as? String) ?? (nsError.userInfo[NSURLErrorKey] as? URL)?.path else { return nil }
+        self.init(path: path, reason: FileError.systemReason(error))
+    }
+
+    /// Why a Foundation file operation failed, in a few words: the POSIX error's `strerror` text
+    /// when Foundation carries one, else its own description.
+    public static func systemReason(_ error: any Error) -> String {
+        let nsError = error as NSError
+        if nsError.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(nsError.code))) }
+        if let underlying = nsError.userInfo[NSUnderlyingErrorKey] as? any Error {
+            let posix = underlying as NSError
+            if posix.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(posix.code))) }
+        }
+        let text = nsError.localizedDescription
+        let preamble = "The operation could not be completed. "
+        return text.hasPrefix(preamble) ? String(text.dropFirst(preamble.count)) : text
+    }
 }
 
 /// Atomic file replacement: write to a temporary file in the same directory, fsync it, rename it
 /// over the destination, fsync the directory. A crash leaves either the old file or the new one,
 /// never a half-written file.
 public enum AtomicFile {
+    /// Creates `directory` and its parents unless it exists, and checks that files can be created
+    /// in it; otherwise throws a `FileError` naming it and the system's reason. Commands call it
+    /// on their output directories before the work whose results they will hold, so that an
+    /// unwritable `--out` is refused at once rather than after minutes of training.
+    public static func prepareDirectory(_ directory: URL) throws {
+        var isDirectory: ObjCBool = false
+        if FileManager.default.fileExists(atPath: directory.path, isDirectory: &isDirectory) {
+            guard isDirectory.boolValue else {
+                throw FileError(path: directory.path, reason: "is a file, not a directory; choose another output path")
+            }
+        } else {
+            do { try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true) } catch {
+                throw FileError(path: directory.path, reason: "cannot create the directory (\(FileError.systemReason(error))); choose a writable output path")
+            }
+        }
+        guard access(directory.path, W_OK | X_OK) == 0 else {
+            throw FileError(path: directory.path, reason: "cannot write in the directory (\(String(cString: strerror(errno)))); choose a writable output path")
+        }
+    }
+
     /// Writes `data` to a temporary file beside `url`, syncs it and renames it over `url`: readers see the old file or the new one, never a torn one.
     public static func write(_ data: Data, to url: URL) throws {
         try data.withUnsafeBytes { bytes in try write(bytes, to: url) }

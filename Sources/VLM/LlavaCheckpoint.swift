@@ -55,7 +55,7 @@ public enum LlavaCheckpoint {
             struct Index: Decodable { var weight_map: [String: String] }
             let data: Data, parsed: Index
             do { data = try Data(contentsOf: index) } catch {
-                throw VLMError.config(path: index.path, reason: "cannot read the shard index (\(error.localizedDescription))")
+                throw VLMError.config(path: index.path, reason: "cannot read the shard index (\(FileError.systemReason(error)))")
             }
             do { parsed = try JSONDecoder().decode(Index.self, from: data) } catch {
                 throw VLMError.config(path: index.path, reason: "malformed shard index: \(JSONSyntax.describe(error, of: data))")
@@ -96,7 +96,7 @@ public enum LlavaCheckpoint {
 
     /// Writes `config.json` and `model.safetensors` (F32, or F16/BF16) atomically.
     public static func save(_ model: LlavaModel, to directory: URL, as dtype: SafeTensorsDType = .float32) throws {
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        try AtomicFile.prepareDirectory(directory)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(model.configuration), to: directory.appendingPathComponent("config.json"))

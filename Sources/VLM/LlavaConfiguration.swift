@@ -25,7 +25,7 @@ public enum VLMError: Error, CustomStringConvertible, Equatable {
     static func decodeJSON<T: Decodable>(_ type: T.Type, from url: URL, unreadable: String, prefix: String = "") throws -> T {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw VLMError.config(path: url.path, reason: "\(unreadable) (\(error.localizedDescription))")
+            throw VLMError.config(path: url.path, reason: "\(unreadable) (\(FileError.systemReason(error)))")
         }
         do { return try JSONDecoder().decode(type, from: data) } catch let error as DecodingError {
             throw VLMError.config(path: url.path, reason: prefix + JSONSyntax.describe(error, of: data))

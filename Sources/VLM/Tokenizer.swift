@@ -61,7 +61,7 @@ public struct WordTokenizer: Sendable, Equatable {
     /// Reads a vocabulary file; errors name the file.
     public static func read(_ url: URL) throws -> WordTokenizer {
         let text: String
-        do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw VLMError.config(path: url.path, reason: "cannot read the vocabulary") }
+        do { text = try String(contentsOf: url, encoding: .utf8) } catch { throw VLMError.config(path: url.path, reason: "cannot read the vocabulary (\(FileError.systemReason(error)))") }
         let tokens = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init).filter { !$0.isEmpty }
         guard tokens.count > 4, Array(tokens.prefix(4)) == specials, tokens.contains(imageToken) else {
             throw VLMError.config(path: url.path, reason: "a vocabulary must start with \(specials) and contain \(imageToken)")

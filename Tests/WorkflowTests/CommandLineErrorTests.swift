@@ -70,6 +70,24 @@ struct CommandLineErrorTests {
         #expect(!FileManager.default.fileExists(atPath: run.path), "an unknown environment left a run directory")
     }
 
+    @Test("an output path that cannot be a directory is refused by name before the work whose results it would hold, and before any run directory")
+    func unwritableOutput() throws {
+        let directory = try makeTemporaryDirectory("prunegym-unwritable")
+        let file = directory.appendingPathComponent("a-file"), run = directory.appendingPathComponent("run")
+        try Data("x".utf8).write(to: file)
+        let refusal = "\(file.path): is a file, not a directory; choose another output path"
+        for arguments in [["tprl", "train", "--out", file.path, "--run-dir", run.path, "--quiet"],
+                          ["vlm", "train", "--out", file.path, "--run-dir", run.path, "--samples", "64", "--quiet"],
+                          ["eval-pruning", "--agents", "random", "--budgets", "0.5", "--seeds", "0", "--questions", "1", "--out", file.path],
+                          ["data", "preview", "--count", "1", "--out", file.path]] {
+            let text = message(arguments)
+            #expect(text == refusal, "\(arguments[0]): \(text)")
+            #expect(!FileManager.default.fileExists(atPath: run.path), "\(arguments[0]) left a run directory")
+        }
+        let autoencoder = message(["ae", "train", "--out", file.appendingPathComponent("ae.safetensors").path, "--images", "1", "--epochs", "1"])
+        #expect(autoencoder == refusal, "\(autoencoder)")
+    }
+
     @Test("--version names the release, OpenBLAS's build and kernels, the CPU's vector instructions, the threads and the exponentials' lanes")
     func version() throws {
         let text = PruneGymCommandLine.versionText
