@@ -41,7 +41,11 @@ public enum LlavaCheckpoint {
 
     /// Loads `directory` (config.json + weights) into a new model.
     public static func load(_ directory: URL) throws -> LlavaModel {
-        let configuration = try LlavaConfiguration.read(directory.appendingPathComponent("config.json"))
+        let configURL = directory.appendingPathComponent("config.json")
+        guard FileManager.default.fileExists(atPath: configURL.path) else {
+            throw VLMError.config(path: configURL.path, reason: "missing; a model directory holds config.json and model.safetensors (or its shards) in the Hugging Face layout, as `prunegym vlm train --out DIR` writes it")
+        }
+        let configuration = try LlavaConfiguration.read(configURL)
         var generator = SeededGenerator(seed: 0)
         let model = LlavaModel(configuration, generator: &generator)
         try loadWeights(into: model, from: directory)

@@ -67,6 +67,11 @@ struct CheckpointTests {
                 #expect("\(error)".hasPrefix(url.path) && "\(error)".contains(expected), "\(error)")
             }
         }
+        let empty = directory.appendingPathComponent("not-a-model")
+        try FileManager.default.createDirectory(at: empty, withIntermediateDirectories: true)
+        let missing = #expect(throws: (any Error).self) { _ = try LlavaCheckpoint.load(empty) }
+        #expect(missing.map { "\($0)" }?.hasPrefix(empty.appendingPathComponent("config.json").path + ": missing; a model directory holds config.json and model.safetensors") ?? false,
+                "\(String(describing: missing))")
     }
 
     @Test("key layouts of transformers 4.x and 5 map to the same parameters")
