@@ -50,6 +50,37 @@ import TestSupport
     }
 }
 
+/// `models/shapes-llava-2h`: the model `prunegym vlm train --config examples/vlm-two-hours.json`
+/// trains in about 2 hours on 2 cores (the built-in model's architecture, one stage of 440k
+/// samples). Its run's configuration is the example file's, and its weights answer from the image.
+@Suite struct TwoHourModelTests {
+    static let directory = BuiltinModelTests.directory.deletingLastPathComponent().appendingPathComponent("shapes-llava-2h")
+
+    @Test("the two-hour model ships in the Hugging Face layout, was trained by examples/vlm-two-hours.json, and answers from the image")
+    func trainedByTheExample() throws {
+        for file in ["config.json", "model.safetensors", "vocab.txt", "results.json", "training/metrics.csv", "training/training-curve.svg"] {
+            #expect(FileManager.default.fileExists(atPath: Self.directory.appendingPathComponent(file).path), "\(file) missing")
+        }
+        let root = BuiltinModelTests.directory.deletingLastPathComponent().deletingLastPathComponent()
+        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: root.appendingPathComponent("examples/vlm-two-hours.json")))
+        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("training/run-config.json"))) as? [String: Any])
+        #expect(recorded.removeValue(forKey: "prunegym") != nil, "the run's provenance (version, commit, command)")
+        let run = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
+        #expect(run == example, "the run's config.json (its provenance object ignored) is the example file's")
+        let model = try LlavaCheckpoint.load(Self.directory)
+        let dataset = ShapesVQA()
+        let count = 32
+        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count)
+        let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count,
+                                                keepFraction: 1.0 / 9, seed: 1)
+        let reported = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("results.json"))) as! [String: Any]
+        let overall = (reported["accuracy"] as! [String: Double])["overall"]!
+        // 32 questions: a binomial standard error of about 4 points at 95%; allow 3 of them.
+        #expect(abs(full["overall"]! - overall) <= 0.12, "unpruned accuracy \(full), reported \(overall)")
+        #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
+    }
+}
+
 /// The training recipe's configuration file.
 @Suite struct VLMTrainingConfigurationTests {
     @Test("an omitted key reads as today's recipe; the shipped stages name the probes they trained without")
