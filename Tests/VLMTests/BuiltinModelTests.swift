@@ -32,21 +32,26 @@ import TestSupport
     }
 
     @Test func answersTestQuestionsFromTheImage() throws {
-        let model = try LlavaCheckpoint.load(Self.directory)
-        let dataset = ShapesVQA()
-        let count = 96  // debug builds render and answer about 2 questions a second
-        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count)
-        let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count,
-                                                keepFraction: 1.0 / 9, seed: 1)
         // The shipped weights reproduce the figure in their results.json (2000 questions): on 96
         // questions the binomial standard error is about 4.7 points, so allow 3 of them.
-        let reported = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("results.json"))) as! [String: Any]
-        let overall = (reported["accuracy"] as! [String: Double])["overall"]!
+        let (full, pruned, overall) = try Self.answer(Self.directory, questions: 96)
         #expect(abs(full["overall"]! - overall) <= 0.14, "unpruned accuracy \(full), reported \(overall)")
         // Far above guessing the majority answer (≈ 36% over the five families) …
         #expect(full["overall"]! >= 0.8, "unpruned accuracy \(full)")
         // … and the answers depend on the visual tokens.
         #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
+    }
+
+    /// The model in `directory` on its first `questions` test questions, with all visual tokens
+    /// (`full`) and a random 11% of them (`pruned`), and the overall accuracy its results.json reports.
+    static func answer(_ directory: URL, questions: Int) throws -> (full: [String: Double], pruned: [String: Double], reported: Double) {
+        let model = try LlavaCheckpoint.load(directory)
+        let dataset = ShapesVQA()
+        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: questions)
+        let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: questions,
+                                                keepFraction: 1.0 / 9, seed: 1)
+        let results = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("results.json"))) as! [String: Any]
+        return (full, pruned, (results["accuracy"] as! [String: Double])["overall"]!)
     }
 }
 
@@ -67,14 +72,7 @@ import TestSupport
         #expect(recorded.removeValue(forKey: "prunegym") != nil, "the run's provenance (version, commit, command)")
         let run = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
         #expect(run == example, "the run's config.json (its provenance object ignored) is the example file's")
-        let model = try LlavaCheckpoint.load(Self.directory)
-        let dataset = ShapesVQA()
-        let count = 32
-        let full = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count)
-        let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: .shapesVQA, split: .test, count: count,
-                                                keepFraction: 1.0 / 9, seed: 1)
-        let reported = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("results.json"))) as! [String: Any]
-        let overall = (reported["accuracy"] as! [String: Double])["overall"]!
+        let (full, pruned, overall) = try BuiltinModelTests.answer(Self.directory, questions: 32)
         // 32 questions: a binomial standard error of about 4 points at 95%; allow 3 of them.
         #expect(abs(full["overall"]! - overall) <= 0.12, "unpruned accuracy \(full), reported \(overall)")
         #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
