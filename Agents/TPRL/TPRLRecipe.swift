@@ -472,9 +472,14 @@ public struct TPRLPolicyFiles: Codable {
     /// The top-k inference chosen on validation questions; nil in files written before the
     /// choice existed (they use `stepped`).
     public var inference: TPRLInferenceChoice?
+    /// `model_digest`: the weight digest (`VisionLanguageModel.weightDigest`) of the model the
+    /// policy was trained on; `load` refuses a simulator whose model has another. Nil in files
+    /// written before release 0.7.15, and for models that cannot say: nothing is checked then.
+    public var modelDigest: String?
 
     enum CodingKeys: String, CodingKey {
         case prunegymVersion = "prunegym_version", configuration, layout, autoencoderValidationError = "autoencoder_validation_error", inference
+        case modelDigest = "model_digest"
     }
 
     /// Whether the policy's top-k inference walks the episode's steps (its recorded choice).
@@ -490,7 +495,8 @@ public struct TPRLPolicyFiles: Codable {
         }
         try artifacts.network.save(to: directory.appendingPathComponent("policy.safetensors"), metadata: ["kind": "tprl", "version": "1"])
         let files = TPRLPolicyFiles(prunegymVersion: PruneGymVersion.current, configuration: configuration, layout: artifacts.network.layout,
-                                    autoencoderValidationError: artifacts.autoencoderError, inference: artifacts.inference)
+                                    autoencoderValidationError: artifacts.autoencoderError, inference: artifacts.inference,
+                                    modelDigest: artifacts.simulator.model.weightDigest)
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(try encoder.encode(files), to: directory.appendingPathComponent("tprl.json"))
@@ -513,10 +519,17 @@ public struct TPRLPolicyFiles: Codable {
         }
     }
 
-    /// Loads the policy in `directory`; its layout must match `simulator`'s tokens and encoder.
-    public static func load(from directory: URL, simulator: PruningSimulator) throws -> (network: TPRLActorCritic, files: TPRLPolicyFiles) {
+    /// Loads the policy in `directory`; its layout must match `simulator`'s tokens and encoder,
+    /// and the model it was trained on (`model_digest`) must be the simulator's, unless
+    /// `acceptingOtherModel` (a transfer experiment: the policy and its autoencoder learned one
+    /// model's tokens and are run on another's).
+    public static func load(from directory: URL, simulator: PruningSimulator,
+                            acceptingOtherModel: Bool = false) throws -> (network: TPRLActorCritic, files: TPRLPolicyFiles) {
         let url = directory.appendingPathComponent("tprl.json")
         let files = try read(directory)
+        if !acceptingOtherModel, let recorded = files.modelDigest, let actual = simulator.model.weightDigest, recorded != actual {
+            throw FileError(path: url.path, reason: "the policy was trained on another model (weight digest \(recorded)) than the one it is asked to prune for (\(actual)); evaluate it with the model it was trained on (--model DIR), train a policy for this one (prunegym tprl train --model DIR), or run it here anyway as a transfer experiment (eval-pruning --any-model)")
+        }
         guard files.layout.tokenCount == simulator.tokenCount, files.layout.codeWidth == simulator.encoder.codeWidth,
               files.layout.queryWidth == simulator.model.tokenWidth else {
             throw FileError(path: url.path, reason: "the policy expects \(files.layout.tokenCount) tokens of code width \(files.layout.codeWidth) and query width \(files.layout.queryWidth); the simulator has \(simulator.tokenCount), \(simulator.encoder.codeWidth), \(simulator.model.tokenWidth)")

@@ -18,6 +18,27 @@ extension Module {
     /// Total number of scalar parameters.
     public var parameterCount: Int { namedParameters.reduce(0) { $0 + $1.parameter.value.count } }
 
+    /// A fingerprint of the parameters: 16 hex digits of FNV-1a (64-bit) over each parameter's
+    /// name, shape and values' bit patterns (one 32-bit word per value), in `namedParameters`
+    /// order. Equal weights under equal names give the same digest on every machine, however
+    /// they were loaded (one file or shards); one changed bit changes it. Records which model
+    /// something was trained on (`tprl.json`'s `model_digest`).
+    public var parameterDigest: String {
+        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ word: UInt64) { hash = (hash ^ word) &* 0x100_0000_01b3 }
+        for (name, parameter) in namedParameters {
+            for byte in name.utf8 { mix(UInt64(byte)) }
+            mix(0xff)
+            for dimension in parameter.value.shape { mix(UInt64(dimension)) }
+            mix(0xfe)
+            parameter.value.withUnsafeBufferPointer { values in
+                for value in values { mix(UInt64(value.bitPattern)) }
+            }
+        }
+        let hex = String(hash, radix: 16)
+        return String(repeating: "0", count: 16 - hex.count) + hex
+    }
+
     /// Clears every parameter's accumulated gradient.
     public func zeroGradients() { for (_, parameter) in namedParameters { parameter.zeroGradient() } }
 

@@ -64,6 +64,9 @@ enum PruningCommand {
           --split S           test (default) or validation: compare recipes on validation questions
                               and keep the test split for the final figures
           --model DIR         model directory (default models/shapes-llava)
+          --any-model         evaluate TPRL policies trained on another model than DIR's (a transfer
+                              experiment); without it such a policy is refused, as its tprl.json
+                              records the weight digest of the model it was trained on
           --policy DIR        TPRL policy directory (default models/tprl)
           --llm-policy DIR    the policy evaluated as tprl-llm, which prunes after LLM layer 0
                               (default models/tprl-llm; train one with
@@ -92,7 +95,7 @@ enum PruningCommand {
         """
 
     static func evalPruning(_ arguments: [String]) throws {
-        let args = try Arguments(command: "eval-pruning", arguments, flags: ["json"],
+        let args = try Arguments(command: "eval-pruning", arguments, flags: ["json", "any-model"],
                                  options: ["budgets", "agents", "seeds", "questions", "oracle-questions", "split", "model", "policy", "llm-policy", "policies", "runs",
                                            "tprl-inference", "out", "latency-questions", "latency-rounds", "fallback-threshold", "versus", "first-question", "adaptive-calibration"])
         if args.flag("help") { print(evalHelp); return }
@@ -125,6 +128,7 @@ enum PruningCommand {
         let defaultAgents = ["random", "uniform", "cls", "vispruner", "divprune", "query", "fastv"] + (hasPolicy ? ["tprl"] : []) + (hasLLMPolicy ? ["tprl-llm"] : [])
         let agents = args.values["agents"].map { $0.split(separator: ",").map(String.init) } ?? defaultAgents
         let modelDirectory = args.values["model"].map { URL(fileURLWithPath: $0) }
+        let anyModel = args.flag("any-model")
         let simulator = try BuiltinSimulator.make(modelDirectory: modelDirectory,
                                                   autoencoder: hasPolicy ? policyDirectory.appendingPathComponent("autoencoder.safetensors") : nil)
         var pruners: [any TokenPruner] = []
@@ -133,7 +137,7 @@ enum PruningCommand {
         func policyPruner(_ name: String, _ directory: URL) throws -> TPRLPruner {
             let own = simulator.pruning(afterLayer: try TPRLPolicyFiles.read(directory).configuration.environment.pruneAfterLayer,
                                         encoder: try TPRLPolicyFiles.encoder(in: directory, tokenWidth: simulator.model.tokenWidth))
-            let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own)
+            let (network, files) = try TPRLPolicyFiles.load(from: directory, simulator: own, acceptingOtherModel: anyModel)
             let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, name: name, simulator: own)
             pruner.stepped = stepped(files)
             return pruner
@@ -173,7 +177,7 @@ enum PruningCommand {
                 // A policy that prunes inside the language model observes through a simulator that does.
                 let layer = try TPRLPolicyFiles.read(policyDirectory).configuration.environment.pruneAfterLayer
                 let own = simulator.sibling(pruningAfter: layer)
-                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: own)
+                let (network, files) = try TPRLPolicyFiles.load(from: policyDirectory, simulator: own, acceptingOtherModel: anyModel)
                 let pruner = TPRLPruner(network: network, configuration: files.configuration.environment, simulator: own)
                 pruner.stepped = stepped(files)
                 return pruner
@@ -284,11 +288,13 @@ extension PruningCommand {
     }
 
     static let tprlHelp = """
-        usage: prunegym tprl train [--out DIR] [--config FILE.json] [--seed S] [--budget B] [--run-dir RUN]
+        usage: prunegym tprl train [--out DIR] [--config FILE.json] [--seed S] [--budget B] [--run-dir RUN] [--model MODEL]
 
-        The full TPRL recipe on the built-in model: token autoencoder, demonstrations (VisPruner, as the
-        paper), behaviour cloning, PPO in TokenPruning-v0. Writes the policy to DIR (tprl.json,
-        policy.safetensors, autoencoder.safetensors), which eval-pruning then uses as `tprl`.
+        The full TPRL recipe on the built-in model (or MODEL, a model directory): token autoencoder,
+        demonstrations (VisPruner, as the paper), behaviour cloning, PPO in TokenPruning-v0. Writes
+        the policy to DIR (tprl.json, policy.safetensors, autoencoder.safetensors), which
+        eval-pruning then uses as `tprl`; tprl.json records the model's weight digest, and
+        eval-pruning refuses the policy on another model unless asked (--any-model).
         CONFIG holds TPRLConfiguration keys (demonstrations, demonstrator, ppo_updates,
         budget_conditioned, code_width, encoder: autoencoder|identity, attention_prior, environment:
         {alpha, beta, task_score, query_words, prune_after_layer, …}); demonstrators: vispruner,
@@ -317,7 +323,7 @@ extension PruningCommand {
             if arguments.first.map({ !["--help", "-h"].contains($0) }) ?? false { throw UsageError(message: "tprl: unknown subcommand '\(arguments[0])' (tprl train)") }
             return
         }
-        let args = try Arguments(command: "tprl train", Array(arguments.dropFirst()), flags: ["quiet"], options: ["out", "config", "seed", "run-dir", "budget"])
+        let args = try Arguments(command: "tprl train", Array(arguments.dropFirst()), flags: ["quiet"], options: ["out", "config", "seed", "run-dir", "budget", "model"])
         if args.flag("help") { print(tprlHelp); return }
         var configuration = TPRLConfiguration()
         if let path = args.values["config"] { configuration = try readJSON(TPRLConfiguration.self, from: path) }
@@ -329,7 +335,8 @@ extension PruningCommand {
             configuration.environment.targetBudget = budget
         }
         let out = URL(fileURLWithPath: args.string("out", default: "models/tprl"))
-        try trainPolicy(configuration, from: args.values["config"], out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"))
+        try trainPolicy(configuration, from: args.values["config"], out: out, runDirectory: args.values["run-dir"], quiet: args.flag("quiet"),
+                        modelDirectory: args.values["model"].map { URL(fileURLWithPath: $0) })
     }
 
     /// Runs the recipe into `runDirectory`. A rerun of the same recipe resumes its PPO checkpoints;
@@ -339,14 +346,25 @@ extension PruningCommand {
     /// from, `file`) before the run directory exists: one holding them would refuse the corrected
     /// file as another run.
     static func trainPolicy(_ configuration: TPRLConfiguration, from file: String? = nil, out: URL, runDirectory: String?, quiet: Bool,
-                            replacingOtherRuns: Bool = false) throws {
+                            replacingOtherRuns: Bool = false, modelDirectory: URL? = nil) throws {
         do { try configuration.validate() } catch let AgentError.invalidConfiguration(_, reason) where file != nil {
             throw FileError(path: file!, reason: reason)
         }
-        let model = try BuiltinSimulator.model()
+        let model = try BuiltinSimulator.model(directory: modelDirectory)
         // The policy is written at the end: refuse an unwritable --out before the training.
         try AtomicFile.prepareDirectory(out)
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
+        // The run's checkpoints learned one model's tokens: a rerun on another model starts afresh.
+        let digestURL = run.url.appendingPathComponent("model-digest.txt")
+        let digest = model.weightDigest
+        let recordedDigest = (try? String(contentsOf: digestURL, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+        if FileManager.default.fileExists(atPath: run.configURL.path), let recordedDigest, let digest, recordedDigest != digest {
+            guard replacingOtherRuns else {
+                throw UsageError(message: "\(run.url.path) holds a TPRL run on another model (weight digest \(recordedDigest); this model's is \(digest)); pick another --run-dir or delete it")
+            }
+            print("\(run.url.path) holds a run on another model; starting it afresh")
+            try FileManager.default.removeItem(at: run.url)
+        }
         if FileManager.default.fileExists(atPath: run.configURL.path) {
             if replacingOtherRuns {
                 if (try? run.readConfig(TPRLConfiguration.self)) != configuration {
@@ -362,6 +380,7 @@ extension PruningCommand {
         }
         try run.create()
         try run.writeConfig(configuration, kind: "tprl")
+        if let digest { try AtomicFile.write(Data((digest + "\n").utf8), to: digestURL) }
         let started = Date()
         let artifacts = try TPRLRecipe.run(model: model, source: ShapesVQATasks(), configuration: configuration, runDirectory: run, showsProgress: !quiet)
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)

@@ -1,5 +1,6 @@
 import Foundation
 import Gym
+import NN
 import TensorCore
 import TokenPruning
 import VLM
@@ -366,7 +367,8 @@ enum VLMCommand {
                 --confusion FAMILY (attribute, existence, count, spatial, compare) also prints that family's
                 confusion table with all tokens: rows the right answer, columns the model's.
                 --answers FILE.csv writes every question with its right answer and the model's (all tokens),
-                for error analysis.
+                for error analysis. The first line gives the model's weight digest, which the TPRL policies
+                trained on it record (tprl.json's model_digest).
 
                 example:
                   swift run -c release prunegym vlm eval --model models/shapes-llava --samples 1000
@@ -400,6 +402,7 @@ enum VLMCommand {
             print("wrote \(rows.count - 1) answers to \(path)")
         }
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count, keepFraction: 1.0 / 9, seed: 1)
+        print("\(args.string("model", default: "models/shapes-llava")): weight digest \(model.parameterDigest) (what a TPRL policy trained on it records as model_digest), \(count) \(split.rawValue) questions")
         for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {
             print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%6.1f%%   random 11%%: %6.1f%%", 100 * (full[family] ?? 0), 100 * (pruned[family] ?? 0)))
         }
@@ -477,5 +480,44 @@ extension VLMCommand {
             let cells = (0..<heads).map { h in (0..<4).map { String(format: "%.2f", sum[h * 4 + $0] / c) }.joined(separator: "/") }
             print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + cells.joined(separator: "   "))
         }
+        let tower = try classAttentionDiagnosis(model, dataset: dataset, count: count)
+        print("\nthe vision tower's class attention (layer \(model.classAttentionLayer), what cls and vispruner rank by), mean of \(count) images:")
+        print(String(format: "  mass on anchors %.2f, on the objects' other patches %.2f, on background %.2f (objects cover %.0f%% of the patches)",
+                     tower.anchorMass, tower.objectMass, 1 - tower.anchorMass - tower.objectMass, 100 * tower.objectArea))
+        print("  anchors among the top tokens by it: " + tower.anchorRecall.map { String(format: "%.0f%% at %.0f%%", 100 * $0.recall, 100 * $0.keep) }.joined(separator: ", "))
+    }
+
+    /// Where the vision tower's class attention — the score of the pruners that act before the
+    /// language model — puts its mass on ShapesVQA validation images: on the objects' anchors
+    /// (the patches holding their centres), on their other patches and on background, and the
+    /// share of anchors among the top tokens by it at each of the evaluation's budgets.
+    static func classAttentionDiagnosis(_ model: LlavaModel, dataset: ShapesVQA, count: Int,
+                                        keeps: [Double] = [1.0 / 3, 2.0 / 9, 1.0 / 9]) throws
+        -> (anchorMass: Double, objectMass: Double, objectArea: Double, anchorRecall: [(keep: Double, recall: Double)]) {
+        let size = dataset.imageSize
+        var (anchorMass, objectMass, objectArea) = (0.0, 0.0, 0.0)
+        var found = [Int](repeating: 0, count: keeps.count), anchorTotal = 0
+        for start in stride(from: 0, to: count, by: 16) {
+            let samples = (start..<min(count, start + 16)).map { dataset.sample($0, split: .validation) }
+            let attention = withInferenceMode { model.classAttention(Tensor(shape: [samples.count, 3, size, size], scalars: samples.flatMap(\.pixels))) }
+            let n = attention.shape[1], a = attention.scalars
+            for (b, sample) in samples.enumerated() {
+                let row = a[(b * n)..<((b + 1) * n)].map(Double.init)
+                let total = row.reduce(0, +)
+                let anchors = Set(sample.anchors)
+                for (patch, value) in row.enumerated() where sample.patchObjects[patch] != nil {
+                    if anchors.contains(patch) { anchorMass += value / total } else { objectMass += value / total }
+                }
+                objectArea += Double(sample.patchObjects.filter { $0 != nil }.count) / Double(n)
+                let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
+                for (i, keep) in keeps.enumerated() {
+                    let top = Set(ranked.prefix(TokenPruningConfiguration.tokenCount(budget: keep, of: n)))
+                    found[i] += anchors.filter(top.contains).count
+                }
+                anchorTotal += anchors.count
+            }
+        }
+        let c = Double(count)
+        return (anchorMass / c, objectMass / c, objectArea / c, zip(keeps, found).map { ($0, Double($1) / Double(max(1, anchorTotal))) })
     }
 }

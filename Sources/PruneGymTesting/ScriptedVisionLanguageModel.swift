@@ -24,6 +24,9 @@ public final class ScriptedVisionLanguageModel: VisionLanguageModel {
     public let vocabularySize = 6
     /// Calls to `answerLogits` so far.
     public private(set) var answerCalls = 0
+    /// The weight digest the model reports (nil by default, as a model without weights): set it
+    /// to test what checks which model something was trained on (`tprl.json`'s `model_digest`).
+    public var weightDigest: String?
 
     /// A scripted model.
     public init() {}

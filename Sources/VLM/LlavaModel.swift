@@ -68,7 +68,7 @@ public final class LlavaModel: Module {
     }
 
     /// The tower layer whose class attention the pruners read: the one whose output is selected.
-    var classAttentionLayer: Int { max(0, featureLayerIndex - 1) }
+    public var classAttentionLayer: Int { max(0, featureLayerIndex - 1) }
 
     /// Projected visual tokens: `[B, C, H, W]` → `[B, N, textHidden]` (transformers' `image_features`).
     public func imageFeatures(_ pixels: Tensor) -> Tensor { projector(visionFeatures(pixels)) }

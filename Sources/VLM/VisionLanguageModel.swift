@@ -109,6 +109,9 @@ extension VisionLanguageModel {
         return count.prefill + count.head
     }
 
+    /// Models that do not expose their weights cannot say.
+    public var weightDigest: String? { nil }
+
     /// Models without a differentiable forward pass cannot say.
     public func answerSaliency(_ requests: [AnswerRequest], answers: [Int]) throws -> [[Float]] {
         throw VLMError.invalidInput(reason: "\(Self.self) has no gradients: answer saliency needs a differentiable model such as LlavaModel")
@@ -181,6 +184,10 @@ public protocol VisionLanguageModel: AnyObject {
     func continuationFLOPs(visualTokens: Int, textTokens: Int, afterLayer layer: Int) -> Double
     /// Token embeddings of `ids`: `[T, D]` (the query the policy sees).
     func textEmbeddings(_ ids: [Int]) -> Tensor
+    /// A fingerprint of the model's weights (`Module.parameterDigest`), recorded with what is
+    /// trained on the model (a TPRL policy's `tprl.json`) so that it is not used on another one
+    /// unknowingly; nil (the default) for a model that cannot say.
+    var weightDigest: String? { get }
     /// FLOPs of answering with `visualTokens` visual and `textTokens` text tokens (see `FLOPCount`).
     func flops(visualTokens: Int, textTokens: Int) -> FLOPCount
     /// Total FLOPs of answering when FastV keeps `keptAfter` visual tokens after LLM layer `layer`.
@@ -196,6 +203,7 @@ extension LlavaModel: VisionLanguageModel {
     public var gridSize: Int { configuration.vision.gridSize }
     public var tokenWidth: Int { configuration.text.hiddenSize }
     public var vocabularySize: Int { configuration.text.vocabularySize }
+    public var weightDigest: String? { parameterDigest }
 
     public func encode(_ images: Tensor) -> Tensor { imageFeatures(images) }
 

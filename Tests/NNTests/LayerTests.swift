@@ -103,6 +103,32 @@ struct LayerTests {
         #expect(a(x) == b(x))
     }
 
+    /// The digest is FNV-1a over names, shapes and value bits (checked against a Python
+    /// computation of the same definition), equal for equal weights however they were loaded,
+    /// and changed by one changed value.
+    @Test("the parameter digest fingerprints names, shapes and values")
+    func parameterDigest() throws {
+        var g = testGenerator(1)
+        let linear = Linear(2, 1, generator: &g)
+        linear.namedParameters[0].parameter.value = Tensor(shape: [1, 2], scalars: [1, -2])
+        linear.namedParameters[1].parameter.value = Tensor(shape: [1], scalars: [0.5])
+        // python: h = 0xcbf29ce484222325; for each word: h = (h ^ word) * 0x100000001b3 mod 2^64,
+        // words = bytes of "weight", 0xff, 1, 2, 0xfe, bits of 1.0 and -2.0, then "bias", 0xff, 1, 0xfe, bits of 0.5.
+        #expect(linear.parameterDigest == "4a8ae09bc30bccee")
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let a = TransformerEncoder(layerCount: 1, modelSize: 8, headCount: 2, mlpSize: 8, generator: &g)
+        let b = TransformerEncoder(layerCount: 1, modelSize: 8, headCount: 2, mlpSize: 8, generator: &g)
+        #expect(a.parameterDigest != b.parameterDigest)
+        try a.save(to: directory.appendingPathComponent("m.safetensors"))
+        try b.load(from: directory.appendingPathComponent("m.safetensors"))
+        #expect(a.parameterDigest == b.parameterDigest)
+        var values = b.namedParameters[0].parameter.value.scalars
+        values[0] = values[0].nextUp
+        b.namedParameters[0].parameter.value = Tensor(shape: b.namedParameters[0].parameter.value.shape, scalars: values)
+        #expect(a.parameterDigest != b.parameterDigest)
+    }
+
     @Test("dropout is seeded, scales kept values by 1/(1−p), and is off in evaluation")
     func dropout() {
         let dropout = Dropout(0.25)

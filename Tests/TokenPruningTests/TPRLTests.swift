@@ -296,6 +296,34 @@ import VLM
         }
     }
 
+    /// `tprl.json` records the weight digest of the model the policy learned; loading it for a
+    /// model with another digest is refused by name (unless asked, as a transfer experiment),
+    /// and files without the digest — or models that cannot say — are not checked.
+    @Test func policiesRecordTheirModel() throws {
+        let model = FakeVLM()
+        model.weightDigest = "00000000000000aa"
+        let configuration = smallRecipe { _ in }
+        let artifacts = try TPRLRecipe.run(model: model, source: FakeTasks(), configuration: configuration, showsProgress: false, log: { _ in })
+        let directory = try makeTemporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: directory)
+        #expect(try TPRLPolicyFiles.read(directory).modelDigest == "00000000000000aa")
+        _ = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator)
+        model.weightDigest = "00000000000000bb"
+        let error = #expect(throws: FileError.self) { _ = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator) }
+        let message = error?.description ?? ""
+        #expect(message.contains("tprl.json") && message.contains("00000000000000aa") && message.contains("00000000000000bb") && message.contains("--any-model"))
+        _ = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator, acceptingOtherModel: true)
+        model.weightDigest = nil
+        _ = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator)
+        model.weightDigest = "00000000000000bb"
+        let url = directory.appendingPathComponent("tprl.json")
+        let legacy = try String(contentsOf: url, encoding: .utf8).replacingOccurrences(of: "  \"model_digest\" : \"00000000000000aa\",\n", with: "")
+        #expect(!legacy.contains("model_digest"))
+        try Data(legacy.utf8).write(to: url)
+        _ = try TPRLPolicyFiles.load(from: directory, simulator: artifacts.simulator)
+    }
+
     /// A recipe small enough for the fake model: 6 demonstrations, one cloning epoch, no PPO.
     func smallRecipe(_ edit: (inout TPRLConfiguration) -> Void) -> TPRLConfiguration {
         var configuration = TPRLConfiguration()

@@ -4,6 +4,8 @@ import PruneGymCommands
 import TensorCore
 import TestSupport
 import Testing
+import TPRL
+import VLM
 
 /// A bad option value is refused before anything loads, naming the option, the value and what it
 /// takes.
@@ -97,5 +99,34 @@ struct CommandLineErrorTests {
         #expect(text.contains("exponentials: \(BLAS.exponentialLanes) lanes"), "\(text)")
         #expect(text.contains("4-, 8- and 16-wide heads: \(BLAS.fusedHeadAttention ? "fused kernels" : "OpenBLAS")"), "\(text)")
         try PruneGymCommandLine.run(["--version"])
+    }
+
+    /// The shipped policies record the shipped model's weight digest; eval-pruning refuses them on
+    /// another model (the two-hour one), naming the file and both digests, and runs them there
+    /// with --any-model.
+    @Test("a policy is refused on a model other than the one it was trained on, unless --any-model")
+    func policyOnAnotherModel() throws {
+        let models = URL(fileURLWithPath: "models")
+        let shipped = try LlavaCheckpoint.load(models.appendingPathComponent("shapes-llava")).parameterDigest
+        let twoHour = try LlavaCheckpoint.load(models.appendingPathComponent("shapes-llava-2h")).parameterDigest
+        #expect(shipped != twoHour)
+        for policy in ["tprl", "tprl-llm"] {
+            #expect(try TPRLPolicyFiles.read(models.appendingPathComponent(policy)).modelDigest == shipped, "models/\(policy)")
+        }
+        let out = try makeTemporaryDirectory("prunegym-any-model")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let arguments = ["eval-pruning", "--model", "models/shapes-llava-2h", "--agents", "tprl", "--budgets", "0.333", "--seeds", "0",
+                         "--questions", "2", "--latency-questions", "0", "--out", out.path]
+        let text = message(arguments)
+        #expect(text.contains("models/tprl/tprl.json") && text.contains(shipped) && text.contains(twoHour) && text.contains("--any-model"), "\(text)")
+        try PruneGymCommandLine.run(arguments + ["--any-model", "--json"])
+        #expect(FileManager.default.fileExists(atPath: out.appendingPathComponent("results.json").path))
+        // A TPRL run directory whose checkpoints learned another model is not resumed.
+        let run = RunDirectory(out.appendingPathComponent("run"))
+        try run.create()
+        try run.writeConfig(TPRLConfiguration(), kind: "tprl")
+        try Data("00000000000000aa\n".utf8).write(to: run.url.appendingPathComponent("model-digest.txt"))
+        let resumed = message(["tprl", "train", "--run-dir", run.url.path, "--out", out.appendingPathComponent("policy").path, "--quiet"])
+        #expect(resumed.contains("holds a TPRL run on another model (weight digest 00000000000000aa; this model's is \(shipped))"), "\(resumed)")
     }
 }
