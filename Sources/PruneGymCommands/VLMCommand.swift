@@ -225,7 +225,11 @@ enum VLMCommand {
                                                ("relation_loss", Double(trainer.lastRelation)), ("asked_loss", Double(trainer.lastAsked)),
                                                ("anchor_recall", Double(trainer.lastRouting.recall)), ("target_mass_first", Double(trainer.lastRouting.massFirst)),
                                                ("target_mass_second", Double(trainer.lastRouting.massSecond))]
+                if configuration.classWeight > 0 { row.append(("class_loss", Double(trainer.lastClassLoss))) }
                 for family in ["overall"] + ShapesVQA.Family.allCases.map(\.rawValue) { row.append(("accuracy_\(family)", accuracy[family] ?? .nan)) }
+                // What the pruners before the LLM will see: the anchors among the top third by class attention.
+                let tower = VLMEvaluation.classAttention(model: trainer.model, dataset: trainer.dataset, count: configuration.evaluationSamples, keeps: [1.0 / 3])
+                row.append(("class_attention_anchors_33", tower.anchorRecall[0].recall))
                 try metrics.append(row)
                 try writeCurve(run)
             }
@@ -426,7 +430,7 @@ extension VLMCommand {
     static func diagnose(_ arguments: [String]) throws {
         let args = try Arguments(command: "vlm diagnose", arguments, flags: [], options: ["model", "count", "layer"])
         if args.flag("help") {
-            print("usage: prunegym vlm diagnose --model DIR [--count N] [--layer L]\n\nPer question family: LLM layer L's attention from the answer token, per head, on <bos>, on the\nanchors (centre patches) of the objects the question is about, on those objects' other patches, and elsewhere.\n\nexample:\n  swift run -c release prunegym vlm diagnose --model models/shapes-llava --count 200")
+            print("usage: prunegym vlm diagnose --model DIR [--count N] [--layer L]\n\nPer question family: LLM layer L's attention from the answer token, per head, on <bos>, on the\nanchors (centre patches) of the objects the question is about, on those objects' other patches, and elsewhere.\nThen the vision tower's class attention, the score of the pruners that act before the LLM (cls, vispruner):\nits mass on every object's anchor, on their other patches and on background, and the share of anchors among\nthe top 33%, 22% and 11% of the tokens by it.\n\nexample:\n  swift run -c release prunegym vlm diagnose --model models/shapes-llava --count 200")
             return
         }
         let model = try LlavaCheckpoint.load(URL(fileURLWithPath: args.string("model", default: "models/shapes-llava")))
@@ -480,44 +484,10 @@ extension VLMCommand {
             let cells = (0..<heads).map { h in (0..<4).map { String(format: "%.2f", sum[h * 4 + $0] / c) }.joined(separator: "/") }
             print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + cells.joined(separator: "   "))
         }
-        let tower = try classAttentionDiagnosis(model, dataset: dataset, count: count)
+        let tower = VLMEvaluation.classAttention(model: model, dataset: dataset, count: count)
         print("\nthe vision tower's class attention (layer \(model.classAttentionLayer), what cls and vispruner rank by), mean of \(count) images:")
         print(String(format: "  mass on anchors %.2f, on the objects' other patches %.2f, on background %.2f (objects cover %.0f%% of the patches)",
                      tower.anchorMass, tower.objectMass, 1 - tower.anchorMass - tower.objectMass, 100 * tower.objectArea))
         print("  anchors among the top tokens by it: " + tower.anchorRecall.map { String(format: "%.0f%% at %.0f%%", 100 * $0.recall, 100 * $0.keep) }.joined(separator: ", "))
-    }
-
-    /// Where the vision tower's class attention — the score of the pruners that act before the
-    /// language model — puts its mass on ShapesVQA validation images: on the objects' anchors
-    /// (the patches holding their centres), on their other patches and on background, and the
-    /// share of anchors among the top tokens by it at each of the evaluation's budgets.
-    static func classAttentionDiagnosis(_ model: LlavaModel, dataset: ShapesVQA, count: Int,
-                                        keeps: [Double] = [1.0 / 3, 2.0 / 9, 1.0 / 9]) throws
-        -> (anchorMass: Double, objectMass: Double, objectArea: Double, anchorRecall: [(keep: Double, recall: Double)]) {
-        let size = dataset.imageSize
-        var (anchorMass, objectMass, objectArea) = (0.0, 0.0, 0.0)
-        var found = [Int](repeating: 0, count: keeps.count), anchorTotal = 0
-        for start in stride(from: 0, to: count, by: 16) {
-            let samples = (start..<min(count, start + 16)).map { dataset.sample($0, split: .validation) }
-            let attention = withInferenceMode { model.classAttention(Tensor(shape: [samples.count, 3, size, size], scalars: samples.flatMap(\.pixels))) }
-            let n = attention.shape[1], a = attention.scalars
-            for (b, sample) in samples.enumerated() {
-                let row = a[(b * n)..<((b + 1) * n)].map(Double.init)
-                let total = row.reduce(0, +)
-                let anchors = Set(sample.anchors)
-                for (patch, value) in row.enumerated() where sample.patchObjects[patch] != nil {
-                    if anchors.contains(patch) { anchorMass += value / total } else { objectMass += value / total }
-                }
-                objectArea += Double(sample.patchObjects.filter { $0 != nil }.count) / Double(n)
-                let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
-                for (i, keep) in keeps.enumerated() {
-                    let top = Set(ranked.prefix(TokenPruningConfiguration.tokenCount(budget: keep, of: n)))
-                    found[i] += anchors.filter(top.contains).count
-                }
-                anchorTotal += anchors.count
-            }
-        }
-        let c = Double(count)
-        return (anchorMass / c, objectMass / c, objectArea / c, zip(keeps, found).map { ($0, Double($1) / Double(max(1, anchorTotal))) })
     }
 }

@@ -63,6 +63,14 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// positions). The others answer from the subset alone. Absent reads as 0, and the draws of
     /// a configuration without it are unchanged.
     public var llmCutShare: Float = 0
+    /// `class_weight`: weight of the class-token objective (`ClassTokenHead`): the tower's pooled
+    /// class token (its selected hidden state, through `post_layernorm`) predicts which colour,
+    /// shape and size combinations the image holds — a miniature of CLIP's image-level
+    /// training, which gives the class token's attention, the score of the pruners that act
+    /// before the language model, a reason to find every object. It trains from the first
+    /// sample, with the dense objective. Absent reads as 0: no such head, and the draws and
+    /// checkpoints of configurations without it are unchanged.
+    public var classWeight: Float = 0
     /// `llm_cut_layer`: the LLM layer after which `llm_cut_share`'s subsets apply (default 0, the
     /// layer `tprl-llm` and FastV here cut after).
     public var llmCutLayer = 0
@@ -112,7 +120,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case relationWeight = "relation_weight", objectSubsetShare = "object_subset_share"
         case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start", familyWeights = "family_weights"
         case prunedShare = "pruned_share", referentSubsetShare = "referent_subset_share"
-        case llmCutShare = "llm_cut_share", llmCutLayer = "llm_cut_layer"
+        case llmCutShare = "llm_cut_share", llmCutLayer = "llm_cut_layer", classWeight = "class_weight"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval", testSamples = "test_samples"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -138,6 +146,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         referentSubsetShare = try value(.referentSubsetShare, d.referentSubsetShare)
         llmCutShare = try value(.llmCutShare, d.llmCutShare)
         llmCutLayer = try value(.llmCutLayer, d.llmCutLayer)
+        classWeight = try value(.classWeight, d.classWeight)
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
         testSamples = try value(.testSamples, d.testSamples)
@@ -167,7 +176,8 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     private var rateProblem: String? {
         if let problem = SizeCheck.positiveReal("learning_rate", learningRate)
             ?? SizeCheck.nonNegative(["minimum_learning_rate": minimumLearningRate, "weight_decay": weightDecay, "dense_weight": denseWeight,
-                                      "routing_weight": routingWeight, "relation_weight": relationWeight, "asked_relation_weight": askedRelationWeight]) {
+                                      "routing_weight": routingWeight, "relation_weight": relationWeight, "asked_relation_weight": askedRelationWeight,
+                                      "class_weight": classWeight]) {
             return problem
         }
         guard minimumLearningRate <= learningRate else {
@@ -311,6 +321,34 @@ public final class DenseVisionHead: Module {
 
     public var namedParameters: [(name: String, parameter: Parameter)] { scoped("linear", linear) }
     public var description: String { "DenseVisionHead(\(linear))" }
+}
+
+/// The class-token objective's head (`class_weight`): from the tower's pooled class token, one
+/// logit per colour × shape × size combination, trained with binary cross-entropy on whether the
+/// image holds an object of it. To tell them all apart the class token must gather every object;
+/// its attention in the layer whose output is selected is the score of CLS top-k and VisPruner.
+public final class ClassTokenHead: Module {
+    /// Pooled class token → one logit per combination.
+    public let linear: Linear
+    static let labels = ShapesVQA.colors.count * ShapesVQA.shapes.count * ShapesVQA.sizes.count
+
+    init(hidden: Int, generator: inout SeededGenerator) {
+        linear = Linear(hidden, Self.labels, generator: &generator)
+    }
+
+    /// Mean binary cross-entropy over the combinations: pooled class tokens `[B, hidden]`.
+    func loss(_ pooled: Tensor, samples: [ShapesVQA.Sample]) -> Tensor {
+        var targets = [Float](repeating: 0, count: samples.count * Self.labels)
+        for (b, sample) in samples.enumerated() {
+            for o in sample.objects {
+                targets[b * Self.labels + (o.color * ShapesVQA.shapes.count + o.shape) * ShapesVQA.sizes.count + o.size] = 1
+            }
+        }
+        return Loss.binaryCrossEntropy(logits: linear(pooled), targets: Tensor(shape: [samples.count, Self.labels], scalars: targets))
+    }
+
+    public var namedParameters: [(name: String, parameter: Parameter)] { scoped("linear", linear) }
+    public var description: String { "ClassTokenHead(\(linear))" }
 }
 
 /// The routing objective: the language model must learn *where to look* and *what it saw there*.
@@ -525,14 +563,18 @@ final class VLMTrainingModule: Module {
     /// language model's visual residual streams keep what each patch shows.
     let languageDense: DenseVisionHead
     let routing: RoutingObjective
-    init(model: LlavaModel, dense: DenseVisionHead, languageDense: DenseVisionHead, routing: RoutingObjective) {
+    /// The class-token objective's head, when `class_weight` is positive.
+    let classHead: ClassTokenHead?
+    init(model: LlavaModel, dense: DenseVisionHead, languageDense: DenseVisionHead, routing: RoutingObjective, classHead: ClassTokenHead?) {
         self.model = model
         self.dense = dense
         self.languageDense = languageDense
         self.routing = routing
+        self.classHead = classHead
     }
     var namedParameters: [(name: String, parameter: Parameter)] {
         model.namedParameters + scoped("dense_head", dense) + scoped("language_dense_head", languageDense) + scoped("routing", routing)
+            + (classHead.map { scoped("class_head", $0) } ?? [])
     }
     var description: String { "VLMTrainingModule(\(model))" }
 }
@@ -613,6 +655,8 @@ public final class VLMTrainer {
     /// The asked-relation term at the last stage-2 step (NaN when the batch had no spatial
     /// question or `asked_relation_weight` is 0).
     public private(set) var lastAsked: Float = .nan
+    /// The class-token term at the last step (NaN without `class_weight`).
+    public private(set) var lastClassLoss: Float = .nan
     /// The routing objective's last losses, anchor recall and target attention masses (for progress and metrics).
     public private(set) var lastRouting: (relevance: Float, attention: Float, recall: Float, massFirst: Float, massSecond: Float) = (.nan, .nan, .nan, .nan, .nan)
 
@@ -653,7 +697,9 @@ public final class VLMTrainer {
         let dense = DenseVisionHead(hidden: configuration.visionHidden, grid: dataset.gridSize, generator: &modelGenerator)
         let languageDense = DenseVisionHead(hidden: configuration.textHidden, grid: dataset.gridSize, generator: &modelGenerator)
         let routing = RoutingObjective(hidden: configuration.textHidden, grid: dataset.gridSize, generator: &modelGenerator)
-        module = VLMTrainingModule(model: model, dense: dense, languageDense: languageDense, routing: routing)
+        // Made last, so that the draws before it are those of configurations without it.
+        let classHead = configuration.classWeight > 0 ? ClassTokenHead(hidden: configuration.visionHidden, generator: &modelGenerator) : nil
+        module = VLMTrainingModule(model: model, dense: dense, languageDense: languageDense, routing: routing, classHead: classHead)
         optimizer = Adam.adamW(module.namedParameters, learningRate: configuration.learningRate, weightDecay: configuration.weightDecay)
         self.generator = generator
     }
@@ -755,9 +801,16 @@ public final class VLMTrainer {
         let samples = (first..<(first + c.batchSize)).map { trainingSample($0) }
         let images = pixels(samples)
         let visionOnly = first < c.visionOnlySamples
-        let features = model.visionFeatures(images)
+        let selected = model.visionTower.hiddenStates(images, upTo: model.featureLayerIndex)[model.featureLayerIndex]
+        let features = model.selectedFeatures(selected)
         let dense = module.dense.loss(features, samples: samples)
         var total = visionOnly ? dense : dense * c.denseWeight
+        if let head = module.classHead {
+            let pooled = model.visionTower.postLayerNorm(selected.sliced(alongAxis: 1, 0..<1).reshaped(to: [samples.count, -1]))
+            let classLoss = head.loss(pooled, samples: samples)
+            lastClassLoss = classLoss.scalar
+            total = total + classLoss * c.classWeight
+        }
         var answerLoss: Float = .nan
         if !visionOnly {
             // Pruning augmentation: a share of the samples answer from a subset of the tokens, as the
@@ -893,6 +946,41 @@ public final class VLMTrainer {
 
 /// Accuracy of a LLaVA model on ShapesVQA.
 public enum VLMEvaluation {
+    /// Where the vision tower's class attention — the score of the pruners that act before the
+    /// language model (CLS top-k, VisPruner) — puts its mass on the first `count` ShapesVQA
+    /// validation images: on the objects' anchors (the patches holding their centres), on their
+    /// other patches, and (the rest) on background; the share of patches objects cover; and the
+    /// share of anchors among the top tokens by it when keeping each fraction in `keeps`
+    /// (⌊fraction · N⌉ tokens, at least 1).
+    public static func classAttention(model: LlavaModel, dataset: ShapesVQA, count: Int, keeps: [Double] = [1.0 / 3, 2.0 / 9, 1.0 / 9])
+        -> (anchorMass: Double, objectMass: Double, objectArea: Double, anchorRecall: [(keep: Double, recall: Double)]) {
+        let size = dataset.imageSize
+        var (anchorMass, objectMass, objectArea) = (0.0, 0.0, 0.0)
+        var found = [Int](repeating: 0, count: keeps.count), anchorTotal = 0
+        for start in stride(from: 0, to: count, by: 16) {
+            let samples = (start..<min(count, start + 16)).map { dataset.sample($0, split: .validation) }
+            let attention = withInferenceMode { model.classAttention(Tensor(shape: [samples.count, 3, size, size], scalars: samples.flatMap(\.pixels))) }
+            let n = attention.shape[1], a = attention.scalars
+            for (b, sample) in samples.enumerated() {
+                let row = a[(b * n)..<((b + 1) * n)].map(Double.init)
+                let total = row.reduce(0, +)
+                let anchors = Set(sample.anchors)
+                for (patch, value) in row.enumerated() where sample.patchObjects[patch] != nil {
+                    if anchors.contains(patch) { anchorMass += value / total } else { objectMass += value / total }
+                }
+                objectArea += Double(sample.patchObjects.filter { $0 != nil }.count) / Double(n)
+                let ranked = row.indices.sorted { row[$0] != row[$1] ? row[$0] > row[$1] : $0 < $1 }
+                for (i, keep) in keeps.enumerated() {
+                    let top = Set(ranked.prefix(max(1, min(n, Int((keep * Double(n)).rounded())))))
+                    found[i] += anchors.filter(top.contains).count
+                }
+                anchorTotal += anchors.count
+            }
+        }
+        let c = Double(count)
+        return (anchorMass / c, objectMass / c, objectArea / c, zip(keeps, found).map { ($0, Double($1) / Double(max(1, anchorTotal))) })
+    }
+
     /// Accuracy per family and overall of `model` on `count` samples of `split`. `answered`, when
     /// given, sees each sample with the answer the model gave (for confusion tables).
     public static func accuracy(model: LlavaModel, dataset: ShapesVQA, tokenizer: WordTokenizer, split: ShapesVQA.Split, count: Int,

@@ -268,6 +268,36 @@ import TestSupport
         #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"text_layers": 1}"#.utf8)).textLayers == 1)
     }
 
+    @Test("class_weight: the pooled class token is scored on the image's colour-shape-size combinations; without it the draws and parameters are as before")
+    func classTokenObjective() throws {
+        var c = VLMTrainingConfiguration()
+        (c.textLayers, c.visionLayers, c.visionOnlySamples, c.batchSize) = (1, 1, 64, 8)
+        let plain = VLMTrainer(configuration: c)
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data("{}".utf8)).classWeight == 0)
+        c.classWeight = 1
+        let trainer = VLMTrainer(configuration: c)
+        #expect(plain.model.parameterDigest == trainer.model.parameterDigest, "the head is drawn after every other weight")
+        #expect(!plain.module.namedParameters.contains { $0.name.hasPrefix("class_head.") })
+        #expect(trainer.module.namedParameters.map(\.name).contains("class_head.linear.bias"))
+        // Logits from the bias alone: +20 on the sample's combinations, −20 elsewhere, cost ≈ 0;
+        // one combination wrong costs 20 / 48.
+        let head = try #require(trainer.module.classHead)
+        let sample = trainer.trainingSample(0)
+        let present = Set(sample.objects.map { (ShapesVQA.colors[$0.color], ShapesVQA.shapes[$0.shape], ShapesVQA.sizes[$0.size]) }.map { "\($0) \($1) \($2)" })
+        let names = ShapesVQA.colors.flatMap { color in ShapesVQA.shapes.flatMap { shape in ShapesVQA.sizes.map { "\(color) \(shape) \($0)" } } }
+        #expect(names.count == 48 && !present.isEmpty)
+        head.linear.weight.value = Tensor.zeros(head.linear.weight.value.shape)
+        head.linear.bias!.value = Tensor(shape: [48], scalars: names.map { present.contains($0) ? 20 : -20 })
+        let pooled = Tensor.zeros([1, c.visionHidden])
+        #expect(head.loss(pooled, samples: [sample]).scalar < 1e-6)
+        head.linear.bias!.value = Tensor(shape: [48], scalars: names.enumerated().map { i, name in (present.contains(name) != (i == 0)) ? 20 : -20 })
+        #expect(abs(head.loss(pooled, samples: [sample]).scalar - 20.0 / 48) < 1e-4)
+        _ = try trainer.trainStep()
+        #expect(trainer.lastClassLoss.isFinite && plain.lastClassLoss.isNaN)
+        let error = #expect(throws: DecodingError.self) { try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"class_weight": -1}"#.utf8)) }
+        #expect(String(describing: error).contains("class_weight is -1.0"))
+    }
+
     @Test("initialize(from:): a trained model's weights, training from schedule_start; a model of other sizes is refused by tensor")
     func initializeFromAModel() throws {
         var c = VLMTrainingConfiguration()
