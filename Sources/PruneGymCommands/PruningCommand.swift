@@ -408,7 +408,7 @@ extension PruningCommand {
     }
 
     static let quickstartHelp = """
-        usage: prunegym quickstart [--questions N] [--seed S]
+        usage: prunegym quickstart [--questions N] [--seed S] [--model DIR]
 
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
         demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
@@ -421,26 +421,29 @@ extension PruningCommand {
         runs/quickstart/eval; the table compares every method with the unpruned model, and a last
         one with FastV, on the same questions (eval-pruning --versus fastv). The training runs are runs/quickstart/train and train-llm: a rerun
         resumes them, and one with another --seed (or after an upgrade changed the recipe) starts
-        them afresh.
+        them afresh, as does one on another model: --model DIR runs it all on the model in DIR
+        instead of the built-in one (e.g. models/shapes-llava-2h).
 
         example:
           swift run -c release prunegym quickstart
+          swift run -c release prunegym quickstart --model models/shapes-llava-2h
         """
 
     static func quickstart(_ arguments: [String]) throws {
-        let args = try Arguments(command: "quickstart", arguments, flags: [], options: ["questions", "seed"])
+        let args = try Arguments(command: "quickstart", arguments, flags: [], options: ["questions", "seed", "model"])
         if args.flag("help") { print(quickstartHelp); return }
+        let model = args.values["model"].map { URL(fileURLWithPath: $0) }
         var configuration = TPRLConfiguration()
         configuration.seed = UInt64(try args.integer("seed", default: 0))
         let questions = try args.integer("questions", default: 500, range: 1...100_000)
         let policy = URL(fileURLWithPath: "runs/quickstart/tprl")
-        try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false, replacingOtherRuns: true)
+        try trainPolicy(configuration, out: policy, runDirectory: "runs/quickstart/train", quiet: false, replacingOtherRuns: true, modelDirectory: model)
         var inside = TPRLConfiguration.insideLLM
         inside.seed = configuration.seed
         let llmPolicy = URL(fileURLWithPath: "runs/quickstart/tprl-llm")
         print("\nThe same recipe pruning inside the language model, after its layer 0 (examples/tprl-llm.json):")
-        try trainPolicy(inside, out: llmPolicy, runDirectory: "runs/quickstart/train-llm", quiet: false, replacingOtherRuns: true)
-        try evalPruning(["--policy", policy.path, "--llm-policy", llmPolicy.path, "--questions", String(questions),
+        try trainPolicy(inside, out: llmPolicy, runDirectory: "runs/quickstart/train-llm", quiet: false, replacingOtherRuns: true, modelDirectory: model)
+        try evalPruning((model.map { ["--model", $0.path] } ?? []) + ["--policy", policy.path, "--llm-policy", llmPolicy.path, "--questions", String(questions),
                          "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm,tprl-llm+merge", "--seeds", "0", "--out", "runs/quickstart/eval",
                          "--versus", "fastv"])
     }

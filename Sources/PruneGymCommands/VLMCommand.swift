@@ -41,7 +41,10 @@ enum VLMCommand {
 
         Trains the built-in LLaVA-architecture model on ShapesVQA (a dense vision objective first,
         then answers), evaluating each question family on the validation split as it goes
-        (metrics.csv and training-curve.svg in RUN), checkpointing so that a rerun resumes, and finally
+        (metrics.csv and training-curve.svg in RUN; metrics.csv also records the share of the
+        objects' centres among the top third of the tokens by the tower's class attention, what
+        the pruners before the LLM rank by; "class_weight": W trains the class token to find every
+        object), checkpointing so that a rerun resumes, and finally
         writes DIR in the Hugging Face layout (config.json, model.safetensors, vocab.txt) with the
         test-split accuracy per family in DIR/results.json.
 

@@ -128,5 +128,8 @@ struct CommandLineErrorTests {
         try Data("00000000000000aa\n".utf8).write(to: run.url.appendingPathComponent("model-digest.txt"))
         let resumed = message(["tprl", "train", "--run-dir", run.url.path, "--out", out.appendingPathComponent("policy").path, "--quiet"])
         #expect(resumed.contains("holds a TPRL run on another model (weight digest 00000000000000aa; this model's is \(shipped))"), "\(resumed)")
+        // The quickstart on another model: a directory without one is refused before any training.
+        let missing = message(["quickstart", "--model", out.appendingPathComponent("no-model").path])
+        #expect(missing.contains("no model at \(out.appendingPathComponent("no-model").path) (config.json missing)"), "\(missing)")
     }
 }
