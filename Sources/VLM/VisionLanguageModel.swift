@@ -203,6 +203,7 @@ extension LlavaModel: VisionLanguageModel {
     public var gridSize: Int { configuration.vision.gridSize }
     public var tokenWidth: Int { configuration.text.hiddenSize }
     public var vocabularySize: Int { configuration.text.vocabularySize }
+    /// `Module.parameterDigest`: every weight, by name, shape and bits.
     public var weightDigest: String? { parameterDigest }
 
     public func encode(_ images: Tensor) -> Tensor { imageFeatures(images) }

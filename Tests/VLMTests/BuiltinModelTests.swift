@@ -59,23 +59,25 @@ import TestSupport
 /// trains in about 2 hours on 2 cores (the built-in model's architecture, one stage of 440k
 /// samples). Its run's configuration is the example file's, and its weights answer from the image.
 @Suite struct TwoHourModelTests {
-    static let directory = BuiltinModelTests.directory.deletingLastPathComponent().appendingPathComponent("shapes-llava-2h")
+    static let models = BuiltinModelTests.directory.deletingLastPathComponent()
 
-    @Test("the two-hour model ships in the Hugging Face layout, was trained by examples/vlm-two-hours.json, and answers from the image")
-    func trainedByTheExample() throws {
-        for file in ["config.json", "model.safetensors", "vocab.txt", "results.json", "training/metrics.csv", "training/training-curve.svg"] {
-            #expect(FileManager.default.fileExists(atPath: Self.directory.appendingPathComponent(file).path), "\(file) missing")
+    @Test("each two-hour model ships in the Hugging Face layout, was trained by its example file, and answers from the image",
+          arguments: [("shapes-llava-2h", "vlm-two-hours.json"), ("shapes-llava-2h-class", "vlm-two-hours-class.json")])
+    func trainedByTheExample(model: String, example file: String) throws {
+        let directory = Self.models.appendingPathComponent(model)
+        for name in ["config.json", "model.safetensors", "vocab.txt", "results.json", "training/metrics.csv", "training/training-curve.svg"] {
+            #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path), "\(model)/\(name) missing")
         }
-        let root = BuiltinModelTests.directory.deletingLastPathComponent().deletingLastPathComponent()
-        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: root.appendingPathComponent("examples/vlm-two-hours.json")))
-        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: Self.directory.appendingPathComponent("training/run-config.json"))) as? [String: Any])
+        let root = Self.models.deletingLastPathComponent()
+        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: root.appendingPathComponent("examples/\(file)")))
+        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("training/run-config.json"))) as? [String: Any])
         #expect(recorded.removeValue(forKey: "prunegym") != nil, "the run's provenance (version, commit, command)")
         let run = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
-        #expect(run == example, "the run's config.json (its provenance object ignored) is the example file's")
-        let (full, pruned, overall) = try BuiltinModelTests.answer(Self.directory, questions: 32)
+        #expect(run == example, "\(model): the run's config.json (its provenance object ignored) is examples/\(file)")
+        let (full, pruned, overall) = try BuiltinModelTests.answer(directory, questions: 32)
         // 32 questions: a binomial standard error of about 4 points at 95%; allow 3 of them.
-        #expect(abs(full["overall"]! - overall) <= 0.12, "unpruned accuracy \(full), reported \(overall)")
-        #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
+        #expect(abs(full["overall"]! - overall) <= 0.12, "\(model): unpruned accuracy \(full), reported \(overall)")
+        #expect(full["overall"]! - pruned["overall"]! >= 0.2, "\(model): a random 11% of the tokens: \(pruned) vs \(full)")
     }
 }
 

@@ -62,6 +62,10 @@ struct ExamplesTests {
         var last = try #require(stages.last)
         (last.samples, last.scheduleStart, last.learningRate, last.minimumLearningRate) = (440_000, 0, 1e-3, 3e-5)
         #expect(probe == last)
+        // examples/vlm-two-hours-class.json is the same with the class-token objective.
+        let withClass = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-two-hours-class.json")))
+        last.classWeight = 1
+        #expect(withClass == last)
     }
 
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
