@@ -354,24 +354,21 @@ extension PruningCommand {
         // The policy is written at the end: refuse an unwritable --out before the training.
         try AtomicFile.prepareDirectory(out)
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
-        // The run's checkpoints learned one model's tokens: a rerun on another model starts afresh.
+        // A run is resumed only with its recipe and its model: its checkpoints learned one model's tokens.
         let digestURL = run.url.appendingPathComponent("model-digest.txt")
         let digest = model.weightDigest
-        let recordedDigest = (try? String(contentsOf: digestURL, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-        if FileManager.default.fileExists(atPath: run.configURL.path), let recordedDigest, let digest, recordedDigest != digest {
-            guard replacingOtherRuns else {
-                throw UsageError(message: "\(run.url.path) holds a TPRL run on another model (weight digest \(recordedDigest); this model's is \(digest)); pick another --run-dir or delete it")
-            }
-            print("\(run.url.path) holds a run on another model; starting it afresh")
-            try FileManager.default.removeItem(at: run.url)
-        }
         if FileManager.default.fileExists(atPath: run.configURL.path) {
+            let recordedDigest = (try? String(contentsOf: digestURL, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let otherModel = recordedDigest.flatMap { recorded in digest.map { recorded != $0 } } ?? false
             if replacingOtherRuns {
-                if (try? run.readConfig(TPRLConfiguration.self)) != configuration {
-                    print("\(run.url.path) holds a run of another recipe (another seed or an earlier release's defaults); starting it afresh")
+                if otherModel || (try? run.readConfig(TPRLConfiguration.self)) != configuration {
+                    print("\(run.url.path) holds a run of another \(otherModel ? "model" : "recipe (another seed or an earlier release's defaults)"); starting it afresh")
                     try FileManager.default.removeItem(at: run.url)
                 }
             } else {
+                if otherModel {
+                    throw UsageError(message: "\(run.url.path) holds a TPRL run on another model (weight digest \(recordedDigest!); this model's is \(digest!)); pick another --run-dir or delete it")
+                }
                 let recorded = try run.readConfig(TPRLConfiguration.self)
                 if recorded != configuration {
                     throw UsageError(message: "\(run.url.path) holds a TPRL run with a different configuration (\(configurationDifferences(recorded, configuration).joined(separator: "; "))); pick another --run-dir, delete it, or pass its settings with --config to resume it")

@@ -397,6 +397,7 @@ enum VLMCommand {
             }
             confused = family
         }
+        print("\(args.string("model", default: "models/shapes-llava")): weight digest \(model.parameterDigest) (what a TPRL policy trained on it records as model_digest), \(count) \(split.rawValue) questions")
         var table: [String: [String: Int]] = [:]
         let answersPath = args.values["answers"]
         var rows = ["index,family,question,answer,model_answer,objects"]
@@ -409,7 +410,6 @@ enum VLMCommand {
             print("wrote \(rows.count - 1) answers to \(path)")
         }
         let pruned = try VLMEvaluation.accuracy(model: model, dataset: dataset, tokenizer: tokenizer, split: split, count: count, keepFraction: 1.0 / 9, seed: 1)
-        print("\(args.string("model", default: "models/shapes-llava")): weight digest \(model.parameterDigest) (what a TPRL policy trained on it records as model_digest), \(count) \(split.rawValue) questions")
         for family in ShapesVQA.Family.allCases.map(\.rawValue) + ["overall"] {
             print(family.padding(toLength: 12, withPad: " ", startingAt: 0) + String(format: "%6.1f%%   random 11%%: %6.1f%%", 100 * (full[family] ?? 0), 100 * (pruned[family] ?? 0)))
         }
