@@ -110,3 +110,32 @@ func makeEnvironment<E: Environment>(_ id: String, as type: E.Type, registry: En
     return typed
 }
 
+
+/// `model-digest.txt` in a run directory: the weight digest (`VisionLanguageModel.weightDigest`)
+/// of the model whose visual tokens the run's agent learned. A run of `prunegym train` on
+/// `TokenPruning-v0` or of `tprl train` writes it; resuming, evaluating or rerunning such a run on
+/// another model is refused or noted instead of quietly using weights the agent never saw.
+enum ModelDigestFile {
+    static let name = "model-digest.txt"
+
+    /// The digest `run` records, if any.
+    static func recorded(in run: URL) -> String? {
+        (try? String(contentsOf: run.appendingPathComponent(name), encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// Records `digest` in `run` (nothing for a model that cannot say).
+    static func record(_ digest: String?, in run: URL) throws {
+        if let digest { try AtomicFile.write(Data((digest + "\n").utf8), to: run.appendingPathComponent(name)) }
+    }
+
+    /// The digest `run` records when it is not `digest`; nil when they agree or either cannot say.
+    static func otherModel(in run: URL, than digest: String?) -> String? {
+        guard let digest, let recorded = recorded(in: run), recorded != digest else { return nil }
+        return recorded
+    }
+
+    /// The weight digest of the model behind `environment`, when it is a token-pruning environment.
+    static func digest(of environment: any Environment) -> String? {
+        (environment as? TokenPruningEnvironment)?.simulator.model.weightDigest
+    }
+}

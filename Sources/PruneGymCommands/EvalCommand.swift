@@ -32,7 +32,12 @@ enum EvalCommand {
             throw UsageError(message: "\(path) has no checkpoint yet; train it first: prunegym train --run-dir \(path) …")
         }
         let registry = try builtInRegistry()
-        let summary = try evaluate(try registry.make(config.environment), config: config, checkpoint: checkpoint,
+        let environment = try registry.make(config.environment)
+        let digest = ModelDigestFile.digest(of: environment)
+        if let other = ModelDigestFile.otherModel(in: runDirectory.url, than: digest) {
+            throw UsageError(message: "\(path): the agent was trained on another model (weight digest \(other)) than the one \(config.environment) runs on now (\(digest!)); evaluate it with the models directory it was trained with (PRUNEGYM_MODELS=DIR)")
+        }
+        let summary = try evaluate(environment, config: config, checkpoint: checkpoint,
                                    episodes: try args.integer("episodes", default: 20, range: 1...1_000_000),
                                    seed: UInt64(try args.integer("seed", default: 1_000_000)), deterministic: !args.flag("stochastic"))
         if args.flag("json") {

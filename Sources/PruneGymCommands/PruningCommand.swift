@@ -64,9 +64,10 @@ enum PruningCommand {
           --split S           test (default) or validation: compare recipes on validation questions
                               and keep the test split for the final figures
           --model DIR         model directory (default models/shapes-llava)
-          --any-model         evaluate TPRL policies trained on another model than DIR's (a transfer
-                              experiment); without it such a policy is refused, as its tprl.json
-                              records the weight digest of the model it was trained on
+          --any-model         evaluate TPRL policies and --runs agents trained on another model than
+                              DIR's (a transfer experiment); without it such a policy is refused, as
+                              its tprl.json (a run's model-digest.txt) records the weight digest of
+                              the model it was trained on
           --policy DIR        TPRL policy directory (default models/tprl)
           --llm-policy DIR    the policy evaluated as tprl-llm, which prunes after LLM layer 0
                               (default models/tprl-llm; train one with
@@ -194,7 +195,8 @@ enum PruningCommand {
         for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw UsageError(message: "--runs: expected NAME=RUN_DIR, got '\(item)'") }
-            pruners.append(try trainedAgent(name: parts[0], run: RunDirectory(URL(fileURLWithPath: parts[1])), simulator: simulator))
+            pruners.append(try trainedAgent(name: parts[0], run: RunDirectory(URL(fileURLWithPath: parts[1])), simulator: simulator,
+                                                acceptingOtherModel: anyModel))
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
         let versus = args.values["versus"]
@@ -227,10 +229,15 @@ enum PruningCommand {
     }
 
     /// The agent of a `prunegym train --env TokenPruning-v0` run, from its latest checkpoint, as a pruner.
-    static func trainedAgent(name: String, run: RunDirectory, simulator: PruningSimulator) throws -> AgentPruner {
+    /// Refused when the run learned another model than the simulator's, unless `acceptingOtherModel`.
+    static func trainedAgent(name: String, run: RunDirectory, simulator: PruningSimulator, acceptingOtherModel: Bool = false) throws -> AgentPruner {
         let config = try run.readConfig(RunConfiguration.self)
         guard config.environment == TokenPruningEnvironment.spec.id else {
             throw UsageError(message: "--runs \(name)=\(run.url.path): the run trained on \(config.environment), not \(TokenPruningEnvironment.spec.id)")
+        }
+        let digest = simulator.model.weightDigest
+        if !acceptingOtherModel, let other = ModelDigestFile.otherModel(in: run.url, than: digest) {
+            throw UsageError(message: "--runs \(name)=\(run.url.path): the agent was trained on another model (weight digest \(other)) than the one it is asked to prune for (\(digest!)); evaluate it with that model (--model DIR) or run it here anyway as a transfer experiment (--any-model)")
         }
         guard let checkpoint = try run.latestCheckpoint() else {
             throw UsageError(message: "--runs \(name)=\(run.url.path): no checkpoint yet; train it first with prunegym train --env TokenPruning-v0 --run-dir \(run.url.path)")
@@ -355,19 +362,17 @@ extension PruningCommand {
         try AtomicFile.prepareDirectory(out)
         let run = RunDirectory(URL(fileURLWithPath: runDirectory ?? "runs/tprl-\(configuration.seed)"))
         // A run is resumed only with its recipe and its model: its checkpoints learned one model's tokens.
-        let digestURL = run.url.appendingPathComponent("model-digest.txt")
         let digest = model.weightDigest
         if FileManager.default.fileExists(atPath: run.configURL.path) {
-            let recordedDigest = (try? String(contentsOf: digestURL, encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
-            let otherModel = recordedDigest.flatMap { recorded in digest.map { recorded != $0 } } ?? false
+            let otherModel = ModelDigestFile.otherModel(in: run.url, than: digest)
             if replacingOtherRuns {
-                if otherModel || (try? run.readConfig(TPRLConfiguration.self)) != configuration {
-                    print("\(run.url.path) holds a run of another \(otherModel ? "model" : "recipe (another seed or an earlier release's defaults)"); starting it afresh")
+                if otherModel != nil || (try? run.readConfig(TPRLConfiguration.self)) != configuration {
+                    print("\(run.url.path) holds a run of another \(otherModel != nil ? "model" : "recipe (another seed or an earlier release's defaults)"); starting it afresh")
                     try FileManager.default.removeItem(at: run.url)
                 }
             } else {
-                if otherModel {
-                    throw UsageError(message: "\(run.url.path) holds a TPRL run on another model (weight digest \(recordedDigest!); this model's is \(digest!)); pick another --run-dir or delete it")
+                if let otherModel {
+                    throw UsageError(message: "\(run.url.path) holds a TPRL run on another model (weight digest \(otherModel); this model's is \(digest!)); pick another --run-dir or delete it")
                 }
                 let recorded = try run.readConfig(TPRLConfiguration.self)
                 if recorded != configuration {
@@ -377,7 +382,7 @@ extension PruningCommand {
         }
         try run.create()
         try run.writeConfig(configuration, kind: "tprl")
-        if let digest { try AtomicFile.write(Data((digest + "\n").utf8), to: digestURL) }
+        try ModelDigestFile.record(digest, in: run.url)
         let started = Date()
         let artifacts = try TPRLRecipe.run(model: model, source: ShapesVQATasks(), configuration: configuration, runDirectory: run, showsProgress: !quiet)
         try TPRLPolicyFiles.save(artifacts, configuration: configuration, to: out)

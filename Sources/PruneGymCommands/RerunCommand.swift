@@ -39,6 +39,10 @@ enum RerunCommand {
         for note in provenance.bitDifferences(from: RunProvenance(kind: provenance.kind, seed: provenance.seed, command: [])) {
             print("note: " + note)
         }
+        if ["train", "tprl"].contains(provenance.kind), let recorded = ModelDigestFile.recorded(in: original.url),
+           let current = (try? BuiltinSimulator.model())?.weightDigest, current != recorded {
+            print("note: the run learned the model with weight digest \(recorded); the built-in model (\(BuiltinSimulator.modelsDirectory.path)) is \(current), so the rerun will not reproduce it; set PRUNEGYM_MODELS to the models directory it was trained with")
+        }
         print("rerunning \(provenance.kind) run \(original.url.path) (seed \(provenance.seed.map(String.init) ?? "–")) into \(target.url.path)")
         let quiet = args.flag("quiet")
         switch provenance.kind {

@@ -15,7 +15,9 @@ enum TrainCommand {
 
         Trains an agent and writes runs/<name>/: config.json, metrics.csv (one row per update),
         checkpoints/ and learning-curve.svg. If DIR already holds a checkpoint of the same run,
-        training resumes from it and continues exactly as if it had not stopped.
+        training resumes from it and continues exactly as if it had not stopped. A TokenPruning-v0
+        run also records the weight digest of the model it learned (model-digest.txt); on another
+        model (PRUNEGYM_MODELS) it is not resumed, and eval refuses it.
 
         options:
           --env ID              environment id (prunegym check-env --list shows them)
@@ -84,27 +86,37 @@ enum TrainCommand {
     }
 
     /// Starts (or resumes) the run of `config` in `runDirectory`.
+    /// A token-pruning run resumes only on the model it learned (its `model-digest.txt`).
     static func start(_ config: RunConfiguration, runDirectory: RunDirectory, registry: EnvironmentRegistry, showsProgress: Bool) throws {
-        if FileManager.default.fileExists(atPath: runDirectory.configURL.path) {
+        let exists = FileManager.default.fileExists(atPath: runDirectory.configURL.path)
+        if exists {
             let existing = try runDirectory.readConfig(RunConfiguration.self)
             guard existing.isSameRun(as: config) else {
                 throw UsageError(message: "\(runDirectory.url.path) holds a different run (\(existing.environment), \(existing.agent), seed \(existing.seed)); pick another --run-dir or delete it")
             }
-            if try runDirectory.latestCheckpoint() != nil { print("resuming \(runDirectory.url.path) from its latest checkpoint") }
         }
         let environment = try registry.make(config.environment)
-        try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress)
+        let digest = ModelDigestFile.digest(of: environment)
+        if exists {
+            if let other = ModelDigestFile.otherModel(in: runDirectory.url, than: digest) {
+                throw UsageError(message: "\(runDirectory.url.path) holds a \(config.environment) run on another model (weight digest \(other); the model it would run on now is \(digest!)): its agent learned that model's tokens; pick another --run-dir, delete it, or set PRUNEGYM_MODELS to the models directory it was trained with")
+            }
+            if try runDirectory.latestCheckpoint() != nil { print("resuming \(runDirectory.url.path) from its latest checkpoint") }
+        }
+        try train(environment, config: config, runDirectory: runDirectory, registry: registry, showsProgress: showsProgress, modelDigest: digest)
     }
 
     /// Builds the agent for `first`'s spaces and only then writes the run directory, so that an
     /// environment or an agent configuration that cannot run leaves no directory behind (one
     /// holding the refused settings would refuse the corrected ones as another run).
+    /// `modelDigest`: the weight digest of the model behind a token-pruning environment, recorded in the run.
     static func train<E: Environment>(_ first: E, config: RunConfiguration, runDirectory: RunDirectory,
-                                      registry: EnvironmentRegistry, showsProgress: Bool) throws {
+                                      registry: EnvironmentRegistry, showsProgress: Bool, modelDigest: String? = nil) throws {
         let started = Date()
         func openRun() throws {
             try runDirectory.create()
             try runDirectory.writeConfig(config, kind: "train")
+            try ModelDigestFile.record(modelDigest, in: runDirectory.url)
         }
         switch config.agent {
         case "bc":

@@ -1,5 +1,6 @@
 import Foundation
 import Gym
+import PPO
 import PruneGymCommands
 import TensorCore
 import TestSupport
@@ -128,6 +129,27 @@ struct CommandLineErrorTests {
         try Data("00000000000000aa\n".utf8).write(to: run.url.appendingPathComponent("model-digest.txt"))
         let resumed = message(["tprl", "train", "--run-dir", run.url.path, "--out", out.appendingPathComponent("policy").path, "--quiet"])
         #expect(resumed.contains("holds a TPRL run on another model (weight digest 00000000000000aa; this model's is \(shipped))"), "\(resumed)")
+        // So is an agent trained on TokenPruning-v0 with `prunegym train`: not resumed, not
+        // evaluated, not put in eval-pruning's table unless asked.
+        let agentRun = RunDirectory(out.appendingPathComponent("agent-run"))
+        try agentRun.create()
+        let preset = try JSONSerialization.jsonObject(with: JSONEncoder().encode(PPOConfiguration.preset(for: "TokenPruning-v0")))
+        let config: [String: Any] = ["prunegym_version": "0", "env": "TokenPruning-v0", "agent": "ppo", "steps": 64, "seed": 0,
+                                     "vector": "synchronous", "checkpoint_interval": 10, "ppo": preset]
+        try JSONSerialization.data(withJSONObject: config).write(to: agentRun.configURL)
+        try Data("00000000000000aa\n".utf8).write(to: agentRun.url.appendingPathComponent("model-digest.txt"))
+        let other = "another model (weight digest 00000000000000aa"
+        let train = message(["train", "--env", "TokenPruning-v0", "--agent", "ppo", "--steps", "64", "--run-dir", agentRun.url.path, "--quiet"])
+        #expect(train.contains("holds a TokenPruning-v0 run on \(other); the model it would run on now is \(shipped))"), "\(train)")
+        try agentRun.saveCheckpoint(named: "update-000001") { directory in
+            try Data("{}".utf8).write(to: directory.appendingPathComponent("trainer.json"))
+        }
+        let evaluated = message(["eval", "--run-dir", agentRun.url.path, "--episodes", "1"])
+        #expect(evaluated.contains("trained on \(other)) than the one TokenPruning-v0 runs on now (\(shipped))"), "\(evaluated)")
+        let table = message(["eval-pruning", "--runs", "ppo=\(agentRun.url.path)", "--agents", "random", "--budgets", "0.333", "--seeds", "0",
+                             "--questions", "2", "--latency-questions", "0", "--out", out.path])
+        #expect(table.contains("--runs ppo=\(agentRun.url.path): the agent was trained on \(other)) than the one it is asked to prune for (\(shipped))")
+                && table.contains("--any-model"), "\(table)")
         // The quickstart on another model: a directory without one is refused before any training.
         let missing = message(["quickstart", "--model", out.appendingPathComponent("no-model").path])
         #expect(missing.contains("no model at \(out.appendingPathComponent("no-model").path) (config.json missing)"), "\(missing)")
