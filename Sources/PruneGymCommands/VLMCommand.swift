@@ -48,14 +48,17 @@ enum VLMCommand {
         writes DIR in the Hugging Face layout (config.json, model.safetensors, vocab.txt) with the
         test-split accuracy per family in DIR/results.json.
 
-        Without --recipe, --config or --samples it reproduces the shipped model: the nine stages of
-        models/shapes-llava/training/recipe.json, 984k samples, about 6 hours on 2 cores. Each
-        finished stage is recorded in RUN, so a rerun skips it and resumes the stage it stopped in.
+        Without --recipe, --config or --samples it reproduces the built-in model: the recipe in
+        models/shapes-llava/training/recipe.json, one stage of 440k samples with the class-token
+        objective (class_weight 0.3), about 2 hours on 2 cores, 95% on test. A recipe of several
+        stages records each finished one in RUN, so a rerun skips it and resumes the stage it
+        stopped in (models/shapes-llava-nine-stage/training/recipe.json: the nine stages, 984k
+        samples and about 6 hours, that made the built-in model through release 0.7.15).
         --config, --samples, --stop-after or --init trains one stage instead (by default today's
-        recipe, every probe from the start: 120k samples, about 45 minutes, 68% on test).
-        examples/vlm-two-hours.json is the nine stages' last configuration from the first sample
-        at twice the peak learning rate: 440k samples in about 2 hours on 2 cores, 95% on test
-        (the model in models/shapes-llava-2h).
+        recipe at peak 5e-4, every probe from the start: 120k samples, about 45 minutes, 68% on
+        test). examples/vlm-two-hours.json is the built-in recipe without the class-token
+        objective (models/shapes-llava-2h), examples/vlm-two-hours-class.json with it at weight 1
+        (models/shapes-llava-2h-class).
 
         options:
           --out DIR          model directory to write (default models/shapes-llava)
@@ -73,7 +76,8 @@ enum VLMCommand {
                              that has a checkpoint resumes it instead
 
         examples:
-          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0   # the shipped model, ~6 h
+          swift run -c release prunegym vlm train --out models/shapes-llava --seed 0   # the built-in model, ~2 h
+          swift run -c release prunegym vlm train --recipe models/shapes-llava-nine-stage/training/recipe.json --out runs/nine-stage   # ~6 h
           swift run -c release prunegym vlm train --samples 120000 --out runs/shapes-llava-1stage
           swift run -c release prunegym vlm train --config examples/vlm-two-hours.json --out runs/shapes-llava-2h   # ~2 h
         """

@@ -5,7 +5,7 @@ import TestSupport
 @testable import VLM
 
 /// The shipped built-in model (`models/shapes-llava`): it loads, is small, answers ShapesVQA test
-/// questions, and its answers depend on the visual tokens. The full figures (2000 test questions
+/// questions, its answers depend on the visual tokens, and its recipe is the run that made it. The full figures (2000 test questions
 /// per family) are in `models/shapes-llava/results.json`, written by `prunegym vlm train`.
 @Suite struct BuiltinModelTests {
     static let directory = Fixtures.directory.deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("models/shapes-llava")
@@ -40,6 +40,21 @@ import TestSupport
         #expect(full["overall"]! >= 0.8, "unpruned accuracy \(full)")
         // … and the answers depend on the visual tokens.
         #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
+    }
+
+    @Test("the built-in model is what its recipe trains: `vlm train --out models/shapes-llava --seed 0` runs training/recipe.json, one stage whose configuration the run recorded")
+    func trainedByItsRecipe() throws {
+        let training = Self.directory.appendingPathComponent("training")
+        let (recipe, configurations) = try VLMTrainingRecipe.load(training.appendingPathComponent("recipe.json"))
+        #expect(recipe.stages.count == 1 && configurations[0].seed == 0)
+        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: training.appendingPathComponent("run-config.json"))) as? [String: Any])
+        #expect(recorded.removeValue(forKey: "prunegym") != nil, "the run's provenance (version, commit, command)")
+        let run = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
+        #expect(run == configurations[0], "the shipped run's config.json (its provenance object ignored) is the recipe's stage")
+        // The class-token objective keeps the before-LLM pruners' score on the objects.
+        #expect(run.classWeight > 0)
+        let rows = try String(contentsOf: training.appendingPathComponent("metrics.csv"), encoding: .utf8).split(separator: "\n")
+        #expect(rows.last?.split(separator: ",")[1] == Substring(String(recipe.stages[0].samples)))
     }
 
     /// The model in `directory` on its first `questions` test questions, with all visual tokens
@@ -102,7 +117,7 @@ import TestSupport
         #expect(String(describing: typo).contains("unknown key 'learnin_rate'"))
         // Stages 1–4 of the shipped recipe trained before the probes and object-centred subsets
         // existed: their files say so, so the recipe replays as it ran.
-        let training = BuiltinModelTests.directory.appendingPathComponent("training")
+        let training = TwoHourModelTests.models.appendingPathComponent("shapes-llava-nine-stage/training")
         let (_, stages) = try VLMTrainingRecipe.load(training.appendingPathComponent("recipe.json"))
         #expect(stages.map(\.relationWeight) == [0, 0, 1, 1, 1, 1, 1, 1, 1])
         #expect(stages.map(\.askedRelationWeight) == [0, 0, 0, 0, 1, 1, 1, 1, 1])

@@ -55,10 +55,10 @@ struct ExamplesTests {
         #expect(shipped == TPRLConfiguration.insideLLM)
     }
 
-    @Test("examples/vlm-two-hours.json is the shipped recipe's last stage from the first sample, at peak 1e-3 over 440k samples")
+    @Test("examples/vlm-two-hours.json is the nine-stage recipe's last stage from the first sample, at peak 1e-3 over 440k samples; the built-in model's recipe adds class_weight 0.3")
     func twoHourTrainingProbe() throws {
         let probe = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-two-hours.json")))
-        let (_, stages) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava/training/recipe.json"))
+        let (_, stages) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava-nine-stage/training/recipe.json"))
         var last = try #require(stages.last)
         (last.samples, last.scheduleStart, last.learningRate, last.minimumLearningRate) = (440_000, 0, 1e-3, 3e-5)
         #expect(probe == last)
@@ -66,6 +66,10 @@ struct ExamplesTests {
         let withClass = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-two-hours-class.json")))
         last.classWeight = 1
         #expect(withClass == last)
+        // The built-in model's one stage is the same with class_weight 0.3.
+        let (_, builtin) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava/training/recipe.json"))
+        last.classWeight = 0.3
+        #expect(builtin == [last])
     }
 
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")

@@ -185,9 +185,9 @@ struct VLMTrainingRecipeTests {
         #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("run").path))
     }
 
-    @Test("the shipped recipe reads, and its last stage ends where the shipped model's training did")
+    @Test("the nine-stage recipe (the built-in model through release 0.7.15) reads, and its last stage ends where that model's training did")
     func shippedRecipe() throws {
-        let training = VLMEvalCommandTests.model.appendingPathComponent("training")
+        let training = VLMEvalCommandTests.model.deletingLastPathComponent().appendingPathComponent("shapes-llava-nine-stage/training")
         let (recipe, configurations) = try VLMTrainingRecipe.load(training.appendingPathComponent("recipe.json"))
         #expect(recipe.stages.count == 9)
         #expect(configurations.map(\.samples) == recipe.stages.map(\.samples))
