@@ -47,14 +47,20 @@ import TestSupport
         let training = Self.directory.appendingPathComponent("training")
         let (recipe, configurations) = try VLMTrainingRecipe.load(training.appendingPathComponent("recipe.json"))
         #expect(recipe.stages.count == 1 && configurations[0].seed == 0)
-        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: training.appendingPathComponent("run-config.json"))) as? [String: Any])
-        #expect(recorded.removeValue(forKey: "prunegym") != nil, "the run's provenance (version, commit, command)")
-        let run = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
+        let run = try Self.recordedConfiguration(training)
         #expect(run == configurations[0], "the shipped run's config.json (its provenance object ignored) is the recipe's stage")
         // The class-token objective keeps the before-LLM pruners' score on the objects.
         #expect(run.classWeight > 0)
         let rows = try String(contentsOf: training.appendingPathComponent("metrics.csv"), encoding: .utf8).split(separator: "\n")
         #expect(rows.last?.split(separator: ",")[1] == Substring(String(recipe.stages[0].samples)))
+    }
+
+    /// The configuration a shipped run recorded (`training/run-config.json`), its provenance object
+    /// (version, commit, command), which must be there, set aside.
+    static func recordedConfiguration(_ training: URL) throws -> VLMTrainingConfiguration {
+        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: training.appendingPathComponent("run-config.json"))) as? [String: Any])
+        #expect(recorded.removeValue(forKey: "prunegym") != nil, "\(training.path): the run's provenance (version, commit, command)")
+        return try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
     }
 
     /// The model in `directory` on its first `questions` test questions, with all visual tokens
@@ -85,9 +91,7 @@ import TestSupport
         }
         let root = Self.models.deletingLastPathComponent()
         let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: root.appendingPathComponent("examples/\(file)")))
-        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("training/run-config.json"))) as? [String: Any])
-        #expect(recorded.removeValue(forKey: "prunegym") != nil, "the run's provenance (version, commit, command)")
-        let run = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
+        let run = try BuiltinModelTests.recordedConfiguration(directory.appendingPathComponent("training"))
         #expect(run == example, "\(model): the run's config.json (its provenance object ignored) is examples/\(file)")
         let (full, pruned, overall) = try BuiltinModelTests.answer(directory, questions: 32)
         // 32 questions: a binomial standard error of about 4 points at 95%; allow 3 of them.
