@@ -3,6 +3,7 @@ import Gym
 import TensorCore
 import TokenPruning
 import TPRL
+import VLM
 
 /// `prunegym sweep`, `prunegym report`: reward-ablation grids on the built-in model.
 enum SweepCommand {
@@ -13,8 +14,10 @@ enum SweepCommand {
         × agents (tprl, bc, ppo) × seeds on the built-in model. Each cell is a run directory
         OUT/cells/<setting>/seed-<s>/ (config.json, metrics.csv, TensorBoard events, checkpoints/,
         result.json). Rerunning the same command resumes: finished cells are skipped, a half-finished
-        one continues from its checkpoint, a damaged one is reported and left alone. Cells run in
-        parallel up to N child processes. At the end it writes the report (see prunegym report).
+        one continues from its checkpoint, a damaged one is reported and left alone; OUT records the
+        model's weight digest (model-digest.txt), and a sweep begun on another model is refused, not
+        resumed. Cells run in parallel up to N child processes. At the end it writes the report (see
+        prunegym report).
 
         The whole configuration is checked before anything runs; an unknown key, a wrong type or an
         impossible value is an error naming its key path (grid.beta[1]).
@@ -71,11 +74,10 @@ enum SweepCommand {
         if args.flag("quiet") { configuration.quiet = true }
         try configuration.validate()
         // The model must exist before any cell starts.
-        _ = try BuiltinSimulator.model()
-        try sweep(configuration)
+        try sweep(configuration, model: try BuiltinSimulator.model())
     }
 
-    static func sweep(_ configuration: SweepConfiguration) throws {
+    static func sweep(_ configuration: SweepConfiguration, model: LlavaModel) throws {
         let out = URL(fileURLWithPath: configuration.out)
         try AtomicFile.prepareDirectory(out.appendingPathComponent("cells"))
         let encoder = JSONEncoder()
@@ -86,20 +88,23 @@ enum SweepCommand {
         var pending: [(SweepCell, URL)] = []
         var skipped: [String] = []
         var finished = 0
+        var started = false
         for cell in cells {
             let directory = out.appendingPathComponent("cells").appendingPathComponent(cell.name)
-            switch SweepRunner.state(of: cell, in: directory) {
+            let state = SweepRunner.state(of: cell, in: directory)
+            switch state {
             case .finished: finished += 1
             case .new, .partial: pending.append((cell, directory))
             case let .corrupt(reason): skipped.append("\(cell.name): \(reason)")
             }
+            if case .new = state {} else { started = true }
         }
+        try checkModel(of: out, digest: model.weightDigest, cellsStarted: started)
         print("sweep \(out.path): \(cells.count) cells — \(finished) finished, \(pending.count) to run, \(skipped.count) damaged (skipped)")
         for line in skipped { print("  skipped \(line)") }
 
         var failures: [String] = []
         if configuration.jobs == 1 {
-            let model = try BuiltinSimulator.model()
             for (index, (cell, directory)) in pending.enumerated() {
                 print("[\(index + 1)/\(pending.count)] \(cell.name)")
                 do {
@@ -118,6 +123,17 @@ enum SweepCommand {
         if !failures.isEmpty {
             throw UsageError(message: "\(failures.count) cell(s) failed:\n  " + failures.joined(separator: "\n  ") + "\nfix the cause and rerun the same command: finished cells are kept")
         }
+    }
+
+    /// A sweep's cells learn the tokens of one model: the sweep directory records its weight
+    /// digest (`model-digest.txt`, as a `tprl train` run does), and a sweep whose cells have begun
+    /// on another model is refused rather than resumed with a mix of two models. A directory from
+    /// before the record, whose cells have begun, is left without one (its model is unknown).
+    static func checkModel(of out: URL, digest: String?, cellsStarted: Bool) throws {
+        if cellsStarted, let other = ModelDigestFile.otherModel(in: out, than: digest) {
+            throw UsageError(message: "sweep \(out.path) holds cells trained on another model (weight digest \(other); the model they would run on now is \(digest ?? "unknown")): their agents learned that model's tokens; pick another --out, delete the directory, or set PRUNEGYM_MODELS to the directory holding that model")
+        }
+        if !cellsStarted || ModelDigestFile.recorded(in: out) != nil { try ModelDigestFile.record(digest, in: out) }
     }
 
     /// Runs cells as child processes (`prunegym sweep --cell DIR`), at most `jobs` at once, each

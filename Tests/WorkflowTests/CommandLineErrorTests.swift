@@ -1,7 +1,7 @@
 import Foundation
 import Gym
 import PPO
-import PruneGymCommands
+@testable import PruneGymCommands
 import TensorCore
 import TestSupport
 import Testing
@@ -150,6 +150,22 @@ struct CommandLineErrorTests {
                              "--questions", "2", "--latency-questions", "0", "--out", out.path])
         #expect(table.contains("--runs ppo=\(agentRun.url.path): the agent was trained on \(other)) than the one it is asked to prune for (\(shipped))")
                 && table.contains("--any-model"), "\(table)")
+        // A sweep whose cells began on another model is not resumed; a fresh one records the model.
+        let sweepConfig = out.appendingPathComponent("sweep.json")
+        try Data(#"{"seeds": [0], "agents": ["bc"], "evaluation": {"questions": 2}, "recipe": {"demonstrations": 2}}"#.utf8).write(to: sweepConfig)
+        let cell = try SweepConfiguration.load(sweepConfig).cells()[0]
+        let sweep = out.appendingPathComponent("sweep")
+        let cellDirectory = sweep.appendingPathComponent("cells").appendingPathComponent(cell.name)
+        try RunDirectory(cellDirectory).create()
+        try RunDirectory(cellDirectory).writeConfig(cell, kind: SweepRunner.cellKind)
+        try Data("00000000000000aa\n".utf8).write(to: sweep.appendingPathComponent("model-digest.txt"))
+        let resumedSweep = message(["sweep", "--config", sweepConfig.path, "--out", sweep.path, "--quiet"])
+        #expect(resumedSweep.contains("sweep \(sweep.path) holds cells trained on \(other); the model they would run on now is \(shipped))")
+                && resumedSweep.contains("PRUNEGYM_MODELS"), "\(resumedSweep)")
+        #expect(!FileManager.default.fileExists(atPath: cellDirectory.appendingPathComponent("metrics.csv").path))
+        try FileManager.default.removeItem(at: cellDirectory)
+        try SweepCommand.checkModel(of: sweep, digest: shipped, cellsStarted: false)
+        #expect(ModelDigestFile.recorded(in: sweep) == shipped)
         // The quickstart on another model: a directory without one is refused before any training.
         let missing = message(["quickstart", "--model", out.appendingPathComponent("no-model").path])
         #expect(missing.contains("no model at \(out.appendingPathComponent("no-model").path) (config.json missing)"), "\(missing)")
