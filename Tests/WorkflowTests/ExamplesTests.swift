@@ -72,6 +72,19 @@ struct ExamplesTests {
         #expect(builtin == [last])
     }
 
+    @Test("examples/vlm-fine-tune-llm-cut.json continues the built-in model's stage from where it ended, with more answers cut inside the LLM")
+    func llmCutFineTune() throws {
+        let fineTune = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-fine-tune-llm-cut.json")))
+        try fineTune.validate()
+        let (recipe, builtin) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava/training/recipe.json"))
+        var expected = try #require(builtin.last)
+        #expect(recipe.stages.last?.samples == expected.samples)
+        (expected.scheduleStart, expected.samples) = (expected.samples, expected.samples + 48_000)
+        (expected.learningRate, expected.minimumLearningRate, expected.warmupSteps) = (1e-4, 1e-5, 50)
+        (expected.prunedShare, expected.llmCutShare) = (0.8, 0.8)
+        #expect(fineTune == expected)
+    }
+
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
     func rewardAblationConfig() throws {
         let configuration = try SweepConfiguration.load(Self.root.appendingPathComponent("examples/reward-ablation.json"))
