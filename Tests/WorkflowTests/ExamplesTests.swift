@@ -85,6 +85,22 @@ struct ExamplesTests {
         #expect(fineTune == expected)
     }
 
+    @Test("models/shapes-llava-llm-cut is that fine-tune's run from the built-in model, and its policies record its weights")
+    func llmCutModel() throws {
+        let directory = Self.root.appendingPathComponent("models/shapes-llava-llm-cut")
+        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-fine-tune-llm-cut.json")))
+        let recorded = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("training/run-config.json"))) as? [String: Any]
+        var configuration = try #require(recorded)
+        let provenance = try #require(configuration.removeValue(forKey: "prunegym") as? [String: Any])
+        #expect((provenance["command"] as? [String])?.contains("--init") == true, "the run started from the built-in model")
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: configuration)) == example)
+        let digest = try LlavaCheckpoint.load(directory).parameterDigest
+        #expect(digest != (try LlavaCheckpoint.load(Self.root.appendingPathComponent("models/shapes-llava")).parameterDigest))
+        for policy in ["tprl", "tprl-llm", "tprl-llm-grpo"] {
+            #expect(try TPRLPolicyFiles.read(directory.appendingPathComponent("policies/\(policy)")).modelDigest == digest, "\(policy)")
+        }
+    }
+
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
     func rewardAblationConfig() throws {
         let configuration = try SweepConfiguration.load(Self.root.appendingPathComponent("examples/reward-ablation.json"))
