@@ -496,6 +496,11 @@ public enum SweepReport {
             table += "\n\nAgainst \(versus) on the same questions, seed by seed: the difference in points ± its standard error and the questions lost and gained (means over the paired seeds)\n\n"
                 + (try pairedTable(rows, against: versus))
         }
+        // The model the cells learned, as `prunegym sweep` records it.
+        if let digest = (try? String(contentsOf: sweep.appendingPathComponent("model-digest.txt"), encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines), !digest.isEmpty {
+            table += "\n\nThe cells learned the model with weight digest \(digest) (the sweep's model-digest.txt)."
+        }
         try AtomicFile.write(Data((table + "\n").utf8), to: sweep.appendingPathComponent("report.md"))
         try AtomicFile.write(Data(csv(rows).utf8), to: sweep.appendingPathComponent("results.csv"))
         // Learning curves: the training return of every cell (setting and seed) per environment step.

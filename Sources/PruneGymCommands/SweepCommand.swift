@@ -48,7 +48,8 @@ enum SweepCommand {
 
         Reads the finished cells of a sweep and writes SWEEP_DIR/report.md (accuracy, retained tokens,
         the model's GFLOPs, the policy's own (+ choosing; – for cells from before release 0.5) and
-        final training return per setting, mean ± std over seeds), results.csv (one row per cell),
+        final training return per setting, mean ± std over seeds; and the weight digest of the model the
+        cells learned, which the sweep records), results.csv (one row per cell),
         learning-curves.svg and accuracy-vs-tokens.svg; prints the table. Unfinished or unreadable
         cells are listed, not counted.
 
