@@ -157,3 +157,16 @@ extension GradientCheck {
         #expect(failures.isEmpty, "gradient check failed at \(failures.count) entries: \(failures.prefix(5))", sourceLocation: sourceLocation)
     }
 }
+
+/// A training run's recorded configuration (`config.json`, or a shipped model's
+/// `training/run-config.json`): the configuration's own JSON and, apart, its provenance object
+/// (`prunegym`: version, commit, command), which every run records — a file without it throws.
+public func recordedRun(_ file: URL) throws -> (configuration: Data, provenance: [String: Any]) {
+    guard var object = try JSONSerialization.jsonObject(with: Data(contentsOf: file)) as? [String: Any] else {
+        throw FileError(path: file.path, reason: "not a JSON object")
+    }
+    guard let provenance = object.removeValue(forKey: "prunegym") as? [String: Any] else {
+        throw FileError(path: file.path, reason: "no provenance object 'prunegym' (version, commit, command)")
+    }
+    return (try JSONSerialization.data(withJSONObject: object), provenance)
+}

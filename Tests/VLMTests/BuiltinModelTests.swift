@@ -58,9 +58,7 @@ import TestSupport
     /// The configuration a shipped run recorded (`training/run-config.json`), its provenance object
     /// (version, commit, command), which must be there, set aside.
     static func recordedConfiguration(_ training: URL) throws -> VLMTrainingConfiguration {
-        var recorded = try #require(try JSONSerialization.jsonObject(with: Data(contentsOf: training.appendingPathComponent("run-config.json"))) as? [String: Any])
-        #expect(recorded.removeValue(forKey: "prunegym") != nil, "\(training.path): the run's provenance (version, commit, command)")
-        return try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: recorded))
+        try JSONDecoder().decode(VLMTrainingConfiguration.self, from: recordedRun(training.appendingPathComponent("run-config.json")).configuration)
     }
 
     /// The model in `directory` on its first `questions` test questions, with all visual tokens

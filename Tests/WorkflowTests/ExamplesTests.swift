@@ -89,11 +89,9 @@ struct ExamplesTests {
     func llmCutModel() throws {
         let directory = Self.root.appendingPathComponent("models/shapes-llava-llm-cut")
         let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-fine-tune-llm-cut.json")))
-        let recorded = try JSONSerialization.jsonObject(with: Data(contentsOf: directory.appendingPathComponent("training/run-config.json"))) as? [String: Any]
-        var configuration = try #require(recorded)
-        let provenance = try #require(configuration.removeValue(forKey: "prunegym") as? [String: Any])
+        let (configuration, provenance) = try recordedRun(directory.appendingPathComponent("training/run-config.json"))
         #expect((provenance["command"] as? [String])?.contains("--init") == true, "the run started from the built-in model")
-        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: JSONSerialization.data(withJSONObject: configuration)) == example)
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: configuration) == example)
         let digest = try LlavaCheckpoint.load(directory).parameterDigest
         #expect(digest != (try LlavaCheckpoint.load(Self.root.appendingPathComponent("models/shapes-llava")).parameterDigest))
         for policy in ["tprl", "tprl-llm", "tprl-llm-grpo"] {
