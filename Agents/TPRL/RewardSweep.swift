@@ -487,19 +487,18 @@ public enum SweepReport {
 
     /// Writes report.md, results.csv, learning-curves.svg and accuracy-vs-tokens.svg to `sweep`
     /// and returns the Markdown table; with `versus`, the table is followed by every other setting
-    /// paired against that one (`pairedTable`).
+    /// paired against that one (`pairedTable`); with `modelDigest` (the weight digest the sweep
+    /// recorded), it ends by naming the model the cells learned.
     @discardableResult
-    public static func write(_ sweep: URL, versus: String? = nil) throws -> (table: String, problems: [String]) {
+    public static func write(_ sweep: URL, versus: String? = nil, modelDigest: String? = nil) throws -> (table: String, problems: [String]) {
         let (rows, problems) = try load(sweep)
         var table = markdown(rows)
         if let versus {
             table += "\n\nAgainst \(versus) on the same questions, seed by seed: the difference in points ± its standard error and the questions lost and gained (means over the paired seeds)\n\n"
                 + (try pairedTable(rows, against: versus))
         }
-        // The model the cells learned, as `prunegym sweep` records it.
-        if let digest = (try? String(contentsOf: sweep.appendingPathComponent("model-digest.txt"), encoding: .utf8))?
-            .trimmingCharacters(in: .whitespacesAndNewlines), !digest.isEmpty {
-            table += "\n\nThe cells learned the model with weight digest \(digest) (the sweep's model-digest.txt)."
+        if let modelDigest {
+            table += "\n\nThe cells learned the model with weight digest \(modelDigest) (the sweep's model-digest.txt)."
         }
         try AtomicFile.write(Data((table + "\n").utf8), to: sweep.appendingPathComponent("report.md"))
         try AtomicFile.write(Data(csv(rows).utf8), to: sweep.appendingPathComponent("results.csv"))

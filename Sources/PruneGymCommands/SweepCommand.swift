@@ -98,7 +98,7 @@ enum SweepCommand {
             case .new, .partial: pending.append((cell, directory))
             case let .corrupt(reason): skipped.append("\(cell.name): \(reason)")
             }
-            if case .new = state {} else { started = true }
+            if state != .new { started = true }
         }
         try checkModel(of: out, digest: model.weightDigest, cellsStarted: started)
         print("sweep \(out.path): \(cells.count) cells — \(finished) finished, \(pending.count) to run, \(skipped.count) damaged (skipped)")
@@ -202,7 +202,7 @@ enum SweepCommand {
 
     /// Writes the sweep's report files and prints the table and the cells left out of it.
     static func printReport(_ sweep: URL, versus: String? = nil) throws {
-        let (table, problems) = try SweepReport.write(sweep, versus: versus)
+        let (table, problems) = try SweepReport.write(sweep, versus: versus, modelDigest: ModelDigestFile.recorded(in: sweep))
         print(table)
         for problem in problems { print("  not in the table: \(problem)") }
         print("wrote \(sweep.appendingPathComponent("report.md").path), results.csv, learning-curves.svg and accuracy-vs-tokens.svg")

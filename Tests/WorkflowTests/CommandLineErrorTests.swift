@@ -166,7 +166,9 @@ struct CommandLineErrorTests {
         try FileManager.default.removeItem(at: cellDirectory)
         try SweepCommand.checkModel(of: sweep, digest: shipped, cellsStarted: false)
         #expect(ModelDigestFile.recorded(in: sweep) == shipped)
-        #expect(try SweepReport.write(sweep).table.hasSuffix("The cells learned the model with weight digest \(shipped) (the sweep's model-digest.txt)."))
+        try SweepCommand.printReport(sweep)
+        let report = try String(contentsOf: sweep.appendingPathComponent("report.md"), encoding: .utf8)
+        #expect(report.hasSuffix("The cells learned the model with weight digest \(shipped) (the sweep's model-digest.txt).\n"), "\(report)")
         // The quickstart on another model: a directory without one is refused before any training.
         let missing = message(["quickstart", "--model", out.appendingPathComponent("no-model").path])
         #expect(missing.contains("no model at \(out.appendingPathComponent("no-model").path) (config.json missing)"), "\(missing)")
