@@ -63,6 +63,14 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// positions). The others answer from the subset alone. Absent reads as 0, and the draws of
     /// a configuration without it are unchanged.
     public var llmCutShare: Float = 0
+    /// `attention_subset_share`: of the samples cut inside the language model (`llm_cut_share`),
+    /// the share whose subset is FastV's choice from the model as it stands: the k tokens the last
+    /// text token attends to most in layer `llm_cut_layer` (mean over heads;
+    /// `LlavaModel.mostAttended`), with k/tokens drawn uniformly from [0.05, 0.5] — the subsets
+    /// the pruners that act inside the LLM hand the model, rather than random or object-centred
+    /// ones. The choice takes no gradient. Absent reads as 0, and the draws of a configuration
+    /// without it are unchanged.
+    public var attentionSubsetShare: Float = 0
     /// `class_weight`: weight of the class-token objective (`ClassTokenHead`): the tower's pooled
     /// class token (its selected hidden state, through `post_layernorm`) predicts which colour,
     /// shape and size combinations the image holds — a miniature of CLIP's image-level
@@ -121,6 +129,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         case askedRelationWeight = "asked_relation_weight", scheduleStart = "schedule_start", familyWeights = "family_weights"
         case prunedShare = "pruned_share", referentSubsetShare = "referent_subset_share"
         case llmCutShare = "llm_cut_share", llmCutLayer = "llm_cut_layer", classWeight = "class_weight"
+        case attentionSubsetShare = "attention_subset_share"
         case evaluationInterval = "evaluation_interval", evaluationSamples = "evaluation_samples", checkpointInterval = "checkpoint_interval", testSamples = "test_samples"
         case imageSize = "image_size", patchSize = "patch_size", visionHidden = "vision_hidden", visionLayers = "vision_layers"
         case visionHeads = "vision_heads", textHidden = "text_hidden", textLayers = "text_layers", textHeads = "text_heads"
@@ -146,6 +155,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
         referentSubsetShare = try value(.referentSubsetShare, d.referentSubsetShare)
         llmCutShare = try value(.llmCutShare, d.llmCutShare)
         llmCutLayer = try value(.llmCutLayer, d.llmCutLayer)
+        attentionSubsetShare = try value(.attentionSubsetShare, d.attentionSubsetShare)
         classWeight = try value(.classWeight, d.classWeight)
         evaluationInterval = try value(.evaluationInterval, d.evaluationInterval); evaluationSamples = try value(.evaluationSamples, d.evaluationSamples)
         checkpointInterval = try value(.checkpointInterval, d.checkpointInterval)
@@ -207,7 +217,8 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// The first share outside [0, 1], by its key.
     private var shareProblem: String? {
         let shares: KeyValuePairs = ["pruned_share": prunedShare, "referent_subset_share": referentSubsetShare,
-                                     "object_subset_share": objectSubsetShare, "llm_cut_share": llmCutShare]
+                                     "object_subset_share": objectSubsetShare, "llm_cut_share": llmCutShare,
+                                     "attention_subset_share": attentionSubsetShare]
         return shares.first { !($0.value.isFinite && $0.value >= 0 && $0.value <= 1) }.map { "\($0.key) is \($0.value); a share must lie in [0, 1]" }
     }
 
@@ -819,20 +830,28 @@ public final class VLMTrainer {
             let tokens = projected.shape[1]
             // Each sample's tokens before the LLM, and (for `llm_cut_share` of the pruned ones) the
             // subset kept after layer `llm_cut_layer`, where the sample reads every token before it.
-            var keeps: [[Int]] = [], cuts: [[Int]?] = []
-            for sample in samples {
+            var keeps: [[Int]] = [], cuts: [[Int]?] = [], attended: [(sample: Int, count: Int)] = []
+            for (b, sample) in samples.enumerated() {
                 let subset = trainingSubset(sample, tokens: tokens)
                 if c.llmCutShare > 0 && subset.count < tokens && generator.bernoulli(c.llmCutShare) {
                     keeps.append(Array(0..<tokens)); cuts.append(subset)
+                    if c.attentionSubsetShare > 0 && generator.bernoulli(c.attentionSubsetShare) {
+                        attended.append((b, max(1, Int(((0.05 + 0.45 * generator.nextDouble()) * Double(tokens)).rounded()))))
+                    }
                 } else {
                     keeps.append(subset); cuts.append(nil)
                 }
             }
-            lastDraws = (keeps, cuts)
             let requests = samples.enumerated().map { b, sample in
                 AnswerRequest(features: projected.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
                               prefix: prompt.prefix(question: sample.question), suffix: prompt.suffix(question: sample.question))
             }
+            if !attended.isEmpty {
+                // FastV's choice from the model as it stands, outside the tape.
+                let rows = try withInferenceMode { try model.lastTokenAttention(attended.map { requests[$0.sample] }, layer: c.llmCutLayer) }
+                for (row, draw) in zip(rows, attended) { cuts[draw.sample] = LlavaModel.mostAttended(row, count: draw.count) }
+            }
+            lastDraws = (keeps, cuts)
             let language = model.languageModel
             // The sequences in groups of similar length, each padded only to its own longest.
             var batch = try GroupedSequences(requests, model: model)

@@ -287,6 +287,45 @@ import TestSupport
         #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"text_layers": 1}"#.utf8)).textLayers == 1)
     }
 
+    @Test("attention_subset_share: the cut subsets are FastV's choice from the model as it stands, k/tokens in [0.05, 0.5]; absent, nothing changes")
+    func attentionChosenSubsets() throws {
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data("{}".utf8)).attentionSubsetShare == 0)
+        var c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"pruned_share": 1, "llm_cut_share": 1, "attention_subset_share": 1}"#.utf8))
+        (c.textLayers, c.visionLayers, c.visionOnlySamples, c.batchSize, c.learningRate, c.warmupSteps) = (2, 1, 0, 6, 0, 1)
+        let trainer = VLMTrainer(configuration: c)
+        _ = try trainer.trainStep()
+        let (keeps, cuts) = trainer.lastDraws
+        let samples = (0..<c.batchSize).map { trainer.trainingSample($0) }
+        let model = trainer.model
+        let features = model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
+        let tokens = features.shape[1]
+        let requests = samples.indices.map { b in
+            AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
+                          prefix: trainer.prompt.prefix(question: samples[b].question), suffix: trainer.prompt.suffix(question: samples[b].question))
+        }
+        let attention = try withInferenceMode { try model.lastTokenAttention(requests, layer: 0) }
+        var counts: Set<Int> = []
+        for b in samples.indices {
+            let cut = try #require(cuts[b], "sample \(b) is cut inside the LLM")
+            #expect(keeps[b] == Array(0..<tokens))
+            #expect(cut.count >= Int((0.05 * Double(tokens)).rounded()) && cut.count <= Int((0.5 * Double(tokens)).rounded()))
+            #expect(cut == LlavaModel.mostAttended(attention[b], count: cut.count), "sample \(b): FastV's top \(cut.count)")
+            counts.insert(cut.count)
+        }
+        #expect(counts.count > 1, "the budget is drawn per sample")
+        let expected = try withInferenceMode { try model.answerLogits(requests, prunedAfter: 0, kept: cuts.map { $0! }) }
+        let difference = zip(expected.scalars, trainer.lastAnswerLogits).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(difference < 1e-4, "training and inference logits differ by \(difference)")
+        // FastV's rule: the largest weights, ties to the earlier slot, ascending.
+        #expect(LlavaModel.mostAttended([0.1, 0.4, 0.2, 0.4, 0.0], count: 2) == [1, 3])
+        #expect(LlavaModel.mostAttended([0.3, 0.3, 0.3], count: 2) == [0, 1])
+        #expect(LlavaModel.mostAttended([0.3, 0.1], count: 5) == [0, 1])
+        let error = #expect(throws: DecodingError.self) {
+            try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"attention_subset_share": 1.5}"#.utf8))
+        }
+        #expect(String(describing: error).contains("attention_subset_share"))
+    }
+
     @Test("class_weight: the pooled class token is scored on the image's colour-shape-size combinations; without it the draws and parameters are as before")
     func classTokenObjective() throws {
         var c = VLMTrainingConfiguration()
