@@ -90,10 +90,24 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// `examples/tprl-llm.json`): after LLM layer 0, FastV's place on the built-in model, observing
     /// the raw hidden states there (`encoder` identity), each keep logit a learned correction to
     /// FastV's score (`attention_prior`), cloned from the LLM's own attention in its
-    /// second-to-last layer (`llm-attention`) and fine-tuned with PPO, in episodes of one step
-    /// (`max_steps` 1: the policy picks the final set at once, so its top k is what it was
-    /// trained to keep; three steps scored lower on validation; Benchmarks/EXPERIMENTS.md).
+    /// second-to-last layer (`llm-attention`), in episodes of one step (`max_steps` 1: the policy
+    /// picks the final set at once, so its top k is what it was trained to keep; three steps
+    /// scored lower on validation), then fine-tuned by group-relative PPO (`ppo_group_size` 8:
+    /// each of 32 tasks played 8 times with exact-budget draws sharpened by `ppo_temperature` 0.5,
+    /// 100 updates at 3e-4, rewarding the negative KL divergence to the unpruned answer). Through
+    /// release 0.7.16 the PPO phase was plain PPO (`insideLLMPlainPPO`, `examples/tprl-llm-ppo.json`);
+    /// on the built-in model since 0.7.17, trained on FastV's subsets, that policy falls behind
+    /// FastV at 33% and this one does not (Benchmarks/EXPERIMENTS.md).
     public static var insideLLM: TPRLConfiguration {
+        var c = insideLLMPlainPPO
+        (c.ppoGroupSize, c.ppoEnvironments, c.ppoUpdates, c.ppoLearningRate, c.ppoTemperature) = (8, 32, 100, 3e-4, 0.5)
+        c.environment.taskScore = .negativeKL
+        return c
+    }
+
+    /// `insideLLM` with the plain PPO phase of releases through 0.7.16 (30 updates of 8
+    /// environments at 1e-4, rewarding accuracy; `examples/tprl-llm-ppo.json`).
+    public static var insideLLMPlainPPO: TPRLConfiguration {
         var c = TPRLConfiguration()
         c.encoder = "identity"
         c.attentionPrior = true

@@ -321,7 +321,7 @@ extension PruningCommand {
           echo '{"environment": {"budget_choices": [0.333, 0.222, 0.111], "query_words": 16}}' > words.json
           swift run -c release prunegym tprl train --config words.json --out runs/tprl-words --run-dir runs/tprl-words-run
           swift run -c release prunegym tprl train --config examples/tprl-llm.json --out models/tprl-llm --run-dir runs/tprl-llm
-          swift run -c release prunegym tprl train --config examples/tprl-llm-grpo.json --out runs/tprl-grpo --run-dir runs/tprl-grpo-run
+          swift run -c release prunegym tprl train --config examples/tprl-llm-ppo.json --out runs/tprl-llm-ppo --run-dir runs/tprl-llm-ppo-run
         """
 
     static func tprl(_ arguments: [String]) throws {
@@ -415,9 +415,10 @@ extension PruningCommand {
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
         demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
         100% / 33% / 22% / 11% of the visual tokens. The recipe is `tprl train`'s default, so with
-        --seed 0 it trains the very policy shipped in models/tprl. Then the same recipe pruning
-        inside the language model, after its layer 0 where FastV prunes (examples/tprl-llm.json,
-        the policy shipped in models/tprl-llm), evaluated as tprl-llm and as tprl-llm+merge (the
+        --seed 0 it trains the very policy shipped in models/tprl. Then a policy pruning inside the
+        language model, after its layer 0 where FastV prunes (examples/tprl-llm.json: cloned from
+        the LLM's own attention, then group-relative PPO; the policy shipped in models/tprl-llm),
+        evaluated as tprl-llm and as tprl-llm+merge (the
         tokens it drops merged into one, their mean: eval-pruning --help). Writes the policies to
         runs/quickstart/tprl and runs/quickstart/tprl-llm and the table, CSV and plot to
         runs/quickstart/eval; the table compares every method with the unpruned model, and a last
@@ -443,7 +444,7 @@ extension PruningCommand {
         var inside = TPRLConfiguration.insideLLM
         inside.seed = configuration.seed
         let llmPolicy = URL(fileURLWithPath: "runs/quickstart/tprl-llm")
-        print("\nThe same recipe pruning inside the language model, after its layer 0 (examples/tprl-llm.json):")
+        print("\nPruning inside the language model, after its layer 0 (examples/tprl-llm.json):")
         try trainPolicy(inside, out: llmPolicy, runDirectory: "runs/quickstart/train-llm", quiet: false, replacingOtherRuns: true, modelDirectory: model)
         try evalPruning((model.map { ["--model", $0.path] } ?? []) + ["--policy", policy.path, "--llm-policy", llmPolicy.path, "--questions", String(questions),
                          "--agents", "random,uniform,cls,vispruner,divprune,query,fastv,tprl,tprl-llm,tprl-llm+merge", "--seeds", "0", "--out", "runs/quickstart/eval",

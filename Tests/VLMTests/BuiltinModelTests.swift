@@ -42,17 +42,25 @@ import TestSupport
         #expect(full["overall"]! - pruned["overall"]! >= 0.2, "a random 11% of the tokens: \(pruned) vs \(full)")
     }
 
-    @Test("the built-in model is what its recipe trains: `vlm train --out models/shapes-llava --seed 0` runs training/recipe.json, one stage whose configuration the run recorded")
+    @Test("the built-in model is what its recipe trains: `vlm train --out models/shapes-llava --seed 0` runs training/recipe.json, the two-hour stage and a fine-tune from its model, each the configuration its run recorded")
     func trainedByItsRecipe() throws {
         let training = Self.directory.appendingPathComponent("training")
         let (recipe, configurations) = try VLMTrainingRecipe.load(training.appendingPathComponent("recipe.json"))
-        #expect(recipe.stages.count == 1 && configurations[0].seed == 0)
-        let run = try Self.recordedConfiguration(training)
-        #expect(run == configurations[0], "the shipped run's config.json (its provenance object ignored) is the recipe's stage")
-        // The class-token objective keeps the before-LLM pruners' score on the objects.
-        #expect(run.classWeight > 0)
+        #expect(recipe.stages.count == 2 && configurations.allSatisfy { $0.seed == 0 })
+        #expect(try Self.recordedConfiguration(training) == configurations[0], "run-config.json (its provenance ignored) is stage 1")
+        let fineTune = try JSONDecoder().decode(VLMTrainingConfiguration.self,
+                                                from: recordedRun(training.appendingPathComponent("fine-tune-run-config.json")).configuration)
+        #expect(fineTune == configurations[1], "fine-tune-run-config.json is stage 2")
+        // Stage 2 starts from stage 1's model, where stage 1's schedule ended.
+        #expect(recipe.stages[0].model != nil && recipe.stages[1].initialModel == recipe.stages[0].model)
+        #expect(configurations[1].scheduleStart == recipe.stages[0].samples)
+        // The class-token objective keeps the before-LLM pruners' score on the objects; the
+        // fine-tune answers from FastV's own subsets inside the LLM.
+        #expect(configurations.allSatisfy { $0.classWeight > 0 })
+        #expect(configurations[1].llmCutShare > 0 && configurations[1].attentionSubsetShare > 0)
         let rows = try String(contentsOf: training.appendingPathComponent("metrics.csv"), encoding: .utf8).split(separator: "\n")
-        #expect(rows.last?.split(separator: ",")[1] == Substring(String(recipe.stages[0].samples)))
+        #expect(rows.last?.split(separator: ",")[1] == Substring(String(recipe.stages[1].samples)))
+        #expect(rows.contains { $0.split(separator: ",")[1] == Substring(String(recipe.stages[0].samples)) })
     }
 
     /// The configuration a shipped run recorded (`training/run-config.json`), its provenance object
@@ -76,21 +84,24 @@ import TestSupport
 
 /// `models/shapes-llava-2h`: the model `prunegym vlm train --config examples/vlm-two-hours.json`
 /// trains in about 2 hours on 2 cores (the built-in model's architecture, one stage of 440k
-/// samples). Its run's configuration is the example file's, and its weights answer from the image.
+/// samples); `shapes-llava-2h-class` with the class-token objective at weight 1;
+/// `shapes-llava-440k` the built-in recipe's first stage (the built-in model through release
+/// 0.7.16). Each run's configuration is its file's, and its weights answer from the image.
 @Suite struct TwoHourModelTests {
     static let models = BuiltinModelTests.directory.deletingLastPathComponent()
 
     @Test("each two-hour model ships in the Hugging Face layout, was trained by its example file, and answers from the image",
-          arguments: [("shapes-llava-2h", "vlm-two-hours.json"), ("shapes-llava-2h-class", "vlm-two-hours-class.json")])
+          arguments: [("shapes-llava-2h", "examples/vlm-two-hours.json"), ("shapes-llava-2h-class", "examples/vlm-two-hours-class.json"),
+                      ("shapes-llava-440k", "models/shapes-llava/training/two-hours.json")])
     func trainedByTheExample(model: String, example file: String) throws {
         let directory = Self.models.appendingPathComponent(model)
         for name in ["config.json", "model.safetensors", "vocab.txt", "results.json", "training/metrics.csv", "training/training-curve.svg"] {
             #expect(FileManager.default.fileExists(atPath: directory.appendingPathComponent(name).path), "\(model)/\(name) missing")
         }
         let root = Self.models.deletingLastPathComponent()
-        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: root.appendingPathComponent("examples/\(file)")))
+        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: root.appendingPathComponent(file)))
         let run = try BuiltinModelTests.recordedConfiguration(directory.appendingPathComponent("training"))
-        #expect(run == example, "\(model): the run's config.json (its provenance object ignored) is examples/\(file)")
+        #expect(run == example, "\(model): the run's config.json (its provenance object ignored) is \(file)")
         let (full, pruned, overall) = try BuiltinModelTests.answer(directory, questions: 32)
         // 32 questions: a binomial standard error of about 4 points at 95%; allow 3 of them.
         #expect(abs(full["overall"]! - overall) <= 0.12, "\(model): unpruned accuracy \(full), reported \(overall)")

@@ -34,28 +34,29 @@ struct ExamplesTests {
         #expect(configuration.demonstrator == demonstrator && TPRLConfiguration.demonstrators.contains(demonstrator))
     }
 
-    @Test("examples/tprl-llm.json is the recipe of the policy that prunes inside the language model (TPRLConfiguration.insideLLM)")
+    @Test("examples/tprl-llm.json is the recipe of the policy that prunes inside the language model (TPRLConfiguration.insideLLM): group-relative PPO rewarding −KL")
     func insideLLMRecipe() throws {
         let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-llm.json"))
         let configuration = try JSONDecoder().decode(TPRLConfiguration.self, from: data)
         try configuration.validate()
         #expect(configuration == TPRLConfiguration.insideLLM)
         #expect(configuration.environment.pruneAfterLayer == 0)
+        #expect(configuration.ppoGroupSize == 8 && configuration.ppoTemperature == 0.5 && configuration.environment.taskScore == .negativeKL)
     }
 
-    @Test("examples/tprl-llm-grpo.json is the shipped inside-LLM recipe with a group-relative PPO phase")
-    func groupRelativeRecipe() throws {
-        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-llm-grpo.json"))
+    @Test("examples/tprl-llm-ppo.json is that recipe with the plain PPO phase of releases through 0.7.16")
+    func plainPPORecipe() throws {
+        let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-llm-ppo.json"))
         let configuration = try JSONDecoder().decode(TPRLConfiguration.self, from: data)
         try configuration.validate()
-        #expect(configuration.ppoGroupSize == 8 && configuration.ppoTemperature == 0.5 && configuration.environment.taskScore == .negativeKL)
-        var shipped = configuration
-        (shipped.ppoGroupSize, shipped.ppoTemperature, shipped.ppoEnvironments, shipped.ppoUpdates, shipped.ppoLearningRate) = (0, 1, 8, 30, 1e-4)
-        shipped.environment.taskScore = .accuracy
-        #expect(shipped == TPRLConfiguration.insideLLM)
+        #expect(configuration == TPRLConfiguration.insideLLMPlainPPO)
+        var grouped = configuration
+        (grouped.ppoGroupSize, grouped.ppoTemperature, grouped.ppoEnvironments, grouped.ppoUpdates, grouped.ppoLearningRate) = (8, 0.5, 32, 100, 3e-4)
+        grouped.environment.taskScore = .negativeKL
+        #expect(grouped == TPRLConfiguration.insideLLM)
     }
 
-    @Test("examples/vlm-two-hours.json is the nine-stage recipe's last stage from the first sample, at peak 1e-3 over 440k samples; the built-in model's recipe adds class_weight 0.3")
+    @Test("examples/vlm-two-hours.json is the nine-stage recipe's last stage from the first sample, at peak 1e-3 over 440k samples; the built-in model's first stage adds class_weight 0.3")
     func twoHourTrainingProbe() throws {
         let probe = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-two-hours.json")))
         let (_, stages) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava-nine-stage/training/recipe.json"))
@@ -66,37 +67,41 @@ struct ExamplesTests {
         let withClass = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-two-hours-class.json")))
         last.classWeight = 1
         #expect(withClass == last)
-        // The built-in model's one stage is the same with class_weight 0.3.
+        // The built-in model's first stage is the same with class_weight 0.3 (its second, a fine-tune: llmCutFineTune).
         let (_, builtin) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava/training/recipe.json"))
         last.classWeight = 0.3
-        #expect(builtin == [last])
+        #expect(builtin.count == 2 && builtin.first == last)
     }
 
-    @Test("examples/vlm-fine-tune-llm-cut.json continues the built-in model's stage from where it ended, with more answers cut inside the LLM")
-    func llmCutFineTune() throws {
-        let fineTune = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-fine-tune-llm-cut.json")))
+    @Test("examples/vlm-fine-tune-llm-cut.json and -fastv-cut.json continue the built-in recipe's two-hour stage from where it ended, with more answers cut inside the LLM (FastV's subsets in the second, the recipe's stage 2)",
+          arguments: [("vlm-fine-tune-llm-cut.json", Float(0)), ("vlm-fine-tune-fastv-cut.json", 1)])
+    func llmCutFineTune(file: String, attentionSubsetShare: Float) throws {
+        let fineTune = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/\(file)")))
         try fineTune.validate()
         let (recipe, builtin) = try VLMTrainingRecipe.load(Self.root.appendingPathComponent("models/shapes-llava/training/recipe.json"))
-        var expected = try #require(builtin.last)
-        #expect(recipe.stages.last?.samples == expected.samples)
+        var expected = try #require(builtin.first)
+        #expect(recipe.stages.first?.samples == expected.samples)
         (expected.scheduleStart, expected.samples) = (expected.samples, expected.samples + 48_000)
         (expected.learningRate, expected.minimumLearningRate, expected.warmupSteps) = (1e-4, 1e-5, 50)
-        (expected.prunedShare, expected.llmCutShare) = (0.8, 0.8)
+        (expected.prunedShare, expected.llmCutShare, expected.attentionSubsetShare) = (0.8, 0.8, attentionSubsetShare)
         #expect(fineTune == expected)
+        if attentionSubsetShare > 0 { #expect(fineTune == builtin.last, "the built-in recipe's second stage") }
     }
 
-    @Test("models/shapes-llava-llm-cut is that fine-tune's run from the built-in model, and its policies record its weights")
-    func llmCutModel() throws {
-        let directory = Self.root.appendingPathComponent("models/shapes-llava-llm-cut")
-        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-fine-tune-llm-cut.json")))
-        let (configuration, provenance) = try recordedRun(directory.appendingPathComponent("training/run-config.json"))
-        #expect((provenance["command"] as? [String])?.contains("--init") == true, "the run started from the built-in model")
-        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: configuration) == example)
+    @Test("the models trained from the two-hour stage ship their policies, each recording its model's weights: the fine-tune without FastV's subsets (its run from the built-in recipe's stage 1) and that stage's own model",
+          arguments: [("shapes-llava-llm-cut", ["tprl", "tprl-llm", "tprl-llm-grpo"]), ("shapes-llava-440k", ["tprl", "tprl-llm"])])
+    func llmCutModel(name: String, policies: [String]) throws {
+        let directory = Self.root.appendingPathComponent("models/\(name)")
         let digest = try LlavaCheckpoint.load(directory).parameterDigest
         #expect(digest != (try LlavaCheckpoint.load(Self.root.appendingPathComponent("models/shapes-llava")).parameterDigest))
-        for policy in ["tprl", "tprl-llm", "tprl-llm-grpo"] {
+        for policy in policies {
             #expect(try TPRLPolicyFiles.read(directory.appendingPathComponent("policies/\(policy)")).modelDigest == digest, "\(policy)")
         }
+        guard name == "shapes-llava-llm-cut" else { return }
+        let example = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/vlm-fine-tune-llm-cut.json")))
+        let (configuration, provenance) = try recordedRun(directory.appendingPathComponent("training/run-config.json"))
+        #expect((provenance["command"] as? [String])?.contains("--init") == true, "the run started from the two-hour model")
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: configuration) == example)
     }
 
     @Test("the example sweep reproduces the paper's α/β against alternatives and passes validation")
