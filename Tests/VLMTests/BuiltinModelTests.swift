@@ -269,25 +269,10 @@ import TestSupport
     func cutInsideTheLanguageModel() throws {
         let old = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"samples": 300000}"#.utf8))
         #expect(old.llmCutShare == 0 && old.llmCutLayer == 0)
-        var c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"pruned_share": 1, "llm_cut_share": 0.5, "referent_subset_share": 0.5}"#.utf8))
-        (c.textLayers, c.visionLayers, c.visionOnlySamples, c.batchSize, c.learningRate, c.warmupSteps) = (2, 1, 0, 8, 0, 1)
-        let trainer = VLMTrainer(configuration: c)
-        _ = try trainer.trainStep()  // learning rate 0: the weights stay as they were
+        let (trainer, requests, tokens) = try Self.stepAndRequests(#"{"pruned_share": 1, "llm_cut_share": 0.5, "referent_subset_share": 0.5}"#, batch: 8)
         let (keeps, cuts) = trainer.lastDraws
         #expect(cuts.contains { $0 != nil } && cuts.contains { $0 == nil }, "both kinds in one batch")
-        let samples = (0..<c.batchSize).map { trainer.trainingSample($0) }
-        let model = trainer.model
-        let features = model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
-        let tokens = features.shape[1]
-        let requests = samples.indices.map { b in
-            AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
-                          prefix: trainer.prompt.prefix(question: samples[b].question), suffix: trainer.prompt.suffix(question: samples[b].question))
-        }
-        let expected = try withInferenceMode { try model.answerLogits(requests, prunedAfter: 0, kept: requests.indices.map { cuts[$0] ?? keeps[$0] }) }
-        #expect(expected.shape[0] == samples.count)
-        let difference = zip(expected.scalars, trainer.lastAnswerLogits).map { abs($0 - $1) }.max() ?? .infinity
-        #expect(difference < 1e-4, "training and inference logits differ by \(difference)")
-        #expect(expected.scalars.count == trainer.lastAnswerLogits.count)
+        try Self.expectInferenceLogits(trainer, requests: requests, kept: requests.indices.map { cuts[$0] ?? keeps[$0] })
         for (b, cut) in cuts.enumerated() { if let cut { #expect(keeps[b] == Array(0..<tokens) && cut.count < tokens) } }
 
         for (bad, key) in [(#"{"llm_cut_share": 2}"#, "llm_cut_share"), (#"{"llm_cut_share": 0.5, "llm_cut_layer": 3}"#, "llm_cut_layer"), (#"{"llm_cut_layer": -1}"#, "llm_cut_layer")] {
@@ -298,25 +283,41 @@ import TestSupport
         #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"text_layers": 1}"#.utf8)).textLayers == 1)
     }
 
-    @Test("attention_subset_share: the cut subsets are FastV's choice from the model as it stands, k/tokens in [0.05, 0.5]; absent, nothing changes")
-    func attentionChosenSubsets() throws {
-        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data("{}".utf8)).attentionSubsetShare == 0)
-        var c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"pruned_share": 1, "llm_cut_share": 1, "attention_subset_share": 1}"#.utf8))
-        (c.textLayers, c.visionLayers, c.visionOnlySamples, c.batchSize, c.learningRate, c.warmupSteps) = (2, 1, 0, 6, 0, 1)
+    /// One training step, at learning rate 0 so the weights stay as they were, of a 2-layer
+    /// trainer with the settings `json` and `batch` samples; and its batch as inference requests,
+    /// each keeping the tokens the step kept before any cut inside the LLM.
+    static func stepAndRequests(_ json: String, batch: Int) throws -> (trainer: VLMTrainer, requests: [AnswerRequest], tokens: Int) {
+        var c = try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(json.utf8))
+        (c.textLayers, c.visionLayers, c.visionOnlySamples, c.batchSize, c.learningRate, c.warmupSteps) = (2, 1, 0, batch, 0, 1)
         let trainer = VLMTrainer(configuration: c)
         _ = try trainer.trainStep()
-        let (keeps, cuts) = trainer.lastDraws
-        let samples = (0..<c.batchSize).map { trainer.trainingSample($0) }
-        let model = trainer.model
-        let features = model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
+        let keeps = trainer.lastDraws.keeps
+        let samples = (0..<batch).map { trainer.trainingSample($0) }
+        let features = trainer.model.imageFeatures(Tensor(shape: [samples.count, 3, 64, 64], scalars: samples.flatMap(\.pixels)))
         let tokens = features.shape[1]
         let requests = samples.indices.map { b in
             AnswerRequest(features: features.sliced(alongAxis: 0, b..<(b + 1)).reshaped(to: [tokens, -1]), keep: keeps[b],
                           prefix: trainer.prompt.prefix(question: samples[b].question), suffix: trainer.prompt.suffix(question: samples[b].question))
         }
-        let attention = try withInferenceMode { try model.lastTokenAttention(requests, layer: 0) }
+        return (trainer, requests, tokens)
+    }
+
+    /// The step's answer logits are the inference path's with `kept` read after LLM layer 0.
+    static func expectInferenceLogits(_ trainer: VLMTrainer, requests: [AnswerRequest], kept: [[Int]]) throws {
+        let expected = try withInferenceMode { try trainer.model.answerLogits(requests, prunedAfter: 0, kept: kept) }
+        #expect(expected.shape[0] == requests.count && expected.scalars.count == trainer.lastAnswerLogits.count)
+        let difference = zip(expected.scalars, trainer.lastAnswerLogits).map { abs($0 - $1) }.max() ?? .infinity
+        #expect(difference < 1e-4, "training and inference logits differ by \(difference)")
+    }
+
+    @Test("attention_subset_share: the cut subsets are FastV's choice from the model as it stands, k/tokens in [0.05, 0.5]; absent, nothing changes")
+    func attentionChosenSubsets() throws {
+        #expect(try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data("{}".utf8)).attentionSubsetShare == 0)
+        let (trainer, requests, tokens) = try Self.stepAndRequests(#"{"pruned_share": 1, "llm_cut_share": 1, "attention_subset_share": 1}"#, batch: 6)
+        let (keeps, cuts) = trainer.lastDraws
+        let attention = try withInferenceMode { try trainer.model.lastTokenAttention(requests, layer: 0) }
         var counts: Set<Int> = []
-        for b in samples.indices {
+        for b in requests.indices {
             let cut = try #require(cuts[b], "sample \(b) is cut inside the LLM")
             #expect(keeps[b] == Array(0..<tokens))
             #expect(cut.count >= Int((0.05 * Double(tokens)).rounded()) && cut.count <= Int((0.5 * Double(tokens)).rounded()))
@@ -324,9 +325,7 @@ import TestSupport
             counts.insert(cut.count)
         }
         #expect(counts.count > 1, "the budget is drawn per sample")
-        let expected = try withInferenceMode { try model.answerLogits(requests, prunedAfter: 0, kept: cuts.map { $0! }) }
-        let difference = zip(expected.scalars, trainer.lastAnswerLogits).map { abs($0 - $1) }.max() ?? .infinity
-        #expect(difference < 1e-4, "training and inference logits differ by \(difference)")
+        try Self.expectInferenceLogits(trainer, requests: requests, kept: cuts.map { $0! })
         // FastV's rule: the largest weights, ties to the earlier slot, ascending.
         #expect(LlavaModel.mostAttended([0.1, 0.4, 0.2, 0.4, 0.0], count: 2) == [1, 3])
         #expect(LlavaModel.mostAttended([0.3, 0.3, 0.3], count: 2) == [0, 1])
