@@ -139,7 +139,7 @@ public final class ClassAttentionPruner: TokenPruner {
     /// The class attention comes with the vision tower: choosing is a sort.
     public func selectionFLOPs(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator) -> Double? { 0 }
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        .tokens(topK(entry.classAttention, budget))
+        .tokens(largestIndices(entry.classAttention, count: budget))
     }
 }
 
@@ -166,7 +166,7 @@ public final class VisPrunerPruner: TokenPruner {
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let n = simulator.tokenCount, k = min(budget, n)
         let ratio = Double(k) / Double(n) > 0.25 ? 0.5 : 0.75
-        let important = topK(entry.classAttention, Int(Double(k) * ratio))
+        let important = largestIndices(entry.classAttention, count: Int(Double(k) * ratio))
         let chosen = Set(important)
         var rest = (0..<n).filter { !chosen.contains($0) }
         let similarity = cosineSimilarities(entry.tokens)
@@ -180,7 +180,7 @@ public final class VisPrunerPruner: TokenPruner {
                 return best
             }
             let removable = min(8, rest.count - (k - important.count))
-            let drop = Set(topK(redundancy, removable).map { even[$0] })
+            let drop = Set(largestIndices(redundancy, count: removable).map { even[$0] })
             rest.removeAll { drop.contains($0) }
         }
         return .tokens((important + rest).sorted())
@@ -231,7 +231,7 @@ public final class QueryPruner: TokenPruner {
         let features = normalisedRows(entry.tokens), width = entry.tokens.shape[1]
         let norm = max(1e-12, entry.query.reduce(0) { $0 + $1 * $1 }.squareRoot())
         let scores = (0..<simulator.tokenCount).map { i in (0..<width).reduce(Float(0)) { $0 + features[i * width + $1] * entry.query[$1] } / norm }
-        return .tokens(topK(scores, budget))
+        return .tokens(largestIndices(scores, count: budget))
     }
 }
 
@@ -295,7 +295,7 @@ public final class AttentionPruner: TokenPruner {
         let all = Array(0..<simulator.tokenCount)
         let request = AnswerRequest(features: entry.tokens, keep: all, prefix: entry.task.prefix, suffix: entry.task.suffix)
         let scores = try withInferenceMode { try simulator.model.lastTokenAttention([request], layer: chosen)[0] }
-        return .tokens(topK(scores, budget))
+        return .tokens(largestIndices(scores, count: budget))
     }
 }
 
@@ -315,7 +315,7 @@ public final class SaliencyPruner: TokenPruner {
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
         let request = AnswerRequest(features: entry.tokens, keep: Array(0..<simulator.tokenCount), prefix: entry.task.prefix, suffix: entry.task.suffix)
         let scores = try simulator.model.answerSaliency([request], answers: [entry.task.answer])[0]
-        return .tokens(topK(scores, budget))
+        return .tokens(largestIndices(scores, count: budget))
     }
 }
 
@@ -340,7 +340,7 @@ public final class OraclePruner: TokenPruner {
         let answer = entry.task.answer
         let base = logSoftmaxValue(rows[0], answer)
         let drops = (0..<n).map { base - logSoftmaxValue(rows[$0 + 1], answer) }
-        return .tokens(topK(drops, budget))
+        return .tokens(largestIndices(drops, count: budget))
     }
 }
 
@@ -408,7 +408,7 @@ public final class GroundingPruner: TokenPruner {
             return .tokens((first + evenlySpaced(k - first.count, of: rest)).sorted())
         case .classAttention, .rankingAttention:
             let attention = fill == .classAttention ? entry.classAttention : entry.rankingAttention
-            return .tokens((first + topK(rest.map { attention[$0] }, k - first.count).map { rest[$0] }).sorted())
+            return .tokens((first + largestIndices(rest.map { attention[$0] }, count: k - first.count).map { rest[$0] }).sorted())
         case .nestedSpread:
             let order = coarseToFineOrder(grid: simulator.gridSize).filter { $0 < n && !chosen.contains($0) }
             return .tokens((first + order.prefix(k - first.count)).sorted())
@@ -530,12 +530,6 @@ public enum PrunerError: Error, CustomStringConvertible {
 }
 
 // MARK: Helpers
-
-/// Indices of the k largest values, ascending by index (ties: lower index first).
-func topK(_ values: [Float], _ k: Int) -> [Int] {
-    let k = max(0, min(k, values.count))
-    return values.indices.sorted { values[$0] > values[$1] || (values[$0] == values[$1] && $0 < $1) }.prefix(k).sorted()
-}
 
 /// The tokens of a `grid` × `grid` image in coarse-to-fine order: by the interleaved bits of the
 /// bit-reversed row and column (a 2-D van der Corput order), so the first 4 lie one in each

@@ -80,7 +80,7 @@ enum VLMCommand {
           swift run -c release prunegym vlm train --recipe models/shapes-llava-nine-stage/training/recipe.json --out runs/nine-stage   # ~6 h
           swift run -c release prunegym vlm train --samples 120000 --out runs/shapes-llava-1stage
           swift run -c release prunegym vlm train --config examples/vlm-two-hours.json --out runs/shapes-llava-2h   # ~2 h
-          swift run -c release prunegym vlm train --config examples/vlm-fine-tune-llm-cut.json --init models/shapes-llava --out runs/fine-tune   # ~13 min
+          swift run -c release prunegym vlm train --config examples/vlm-fine-tune-llm-cut.json --init models/shapes-llava-440k --out runs/fine-tune   # ~13 min
         """
 
     static func train(_ arguments: [String]) throws {

@@ -107,3 +107,11 @@ extension Tensor {
         return result
     }
 }
+
+/// The indices of the `count` largest of `values`, ascending by index; ties go to the lower
+/// index, and a count outside 0…`values.count` is clamped to it. The top-k rule of every
+/// score-based pruner (FastV's attention row, the CLS attention, a policy's keep logits).
+public func largestIndices(_ values: [Float], count: Int) -> [Int] {
+    let count = max(0, min(count, values.count))
+    return values.indices.sorted { (values[$0], $1) > (values[$1], $0) }.prefix(count).sorted()
+}

@@ -66,7 +66,7 @@ public struct VLMTrainingConfiguration: Codable, Sendable, Equatable {
     /// `attention_subset_share`: of the samples cut inside the language model (`llm_cut_share`),
     /// the share whose subset is FastV's choice from the model as it stands: the k tokens the last
     /// text token attends to most in layer `llm_cut_layer` (mean over heads;
-    /// `LlavaModel.mostAttended`), with k/tokens drawn uniformly from [0.05, 0.5] — the subsets
+    /// `largestIndices`, FastV's top k), with k/tokens drawn uniformly from [0.05, 0.5] — the subsets
     /// the pruners that act inside the LLM hand the model, rather than random or object-centred
     /// ones. The choice takes no gradient. Absent reads as 0, and the draws of a configuration
     /// without it are unchanged.
@@ -849,7 +849,7 @@ public final class VLMTrainer {
             if !attended.isEmpty {
                 // FastV's choice from the model as it stands, outside the tape.
                 let rows = try withInferenceMode { try model.lastTokenAttention(attended.map { requests[$0.sample] }, layer: c.llmCutLayer) }
-                for (row, draw) in zip(rows, attended) { cuts[draw.sample] = LlavaModel.mostAttended(row, count: draw.count) }
+                for (row, draw) in zip(rows, attended) { cuts[draw.sample] = largestIndices(row, count: draw.count) }
             }
             lastDraws = (keeps, cuts)
             let language = model.languageModel

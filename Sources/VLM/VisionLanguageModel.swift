@@ -387,14 +387,8 @@ extension LlavaModel: VisionLanguageModel {
     /// (`[B, heads, 1, S]`), the `keptAfter` highest-scoring slots of each request, ascending.
     static func fastVChoice(keptAfter: Int) -> (Tensor?, [Int], [Int]) -> [[Int]] {
         { weights, starts, counts in
-            lastRowAttention(weights!, starts: starts, counts: counts).map { mostAttended($0, count: keptAfter) }
+            lastRowAttention(weights!, starts: starts, counts: counts).map { largestIndices($0, count: keptAfter) }
         }
-    }
-
-    /// FastV's rule on one attention row: the slots of the `count` largest weights (all of them
-    /// when the row is shorter; ties to the earlier slot), ascending.
-    public static func mostAttended(_ row: [Float], count: Int) -> [Int] {
-        row.indices.sorted { (row[$0], $1) > (row[$1], $0) }.prefix(min(count, row.count)).sorted()
     }
 
     /// The cascades' one pass: layers 0…`layer` over every token (with the last text token's

@@ -321,15 +321,15 @@ import TestSupport
             let cut = try #require(cuts[b], "sample \(b) is cut inside the LLM")
             #expect(keeps[b] == Array(0..<tokens))
             #expect(cut.count >= Int((0.05 * Double(tokens)).rounded()) && cut.count <= Int((0.5 * Double(tokens)).rounded()))
-            #expect(cut == LlavaModel.mostAttended(attention[b], count: cut.count), "sample \(b): FastV's top \(cut.count)")
+            #expect(cut == largestIndices(attention[b], count: cut.count), "sample \(b): FastV's top \(cut.count)")
             counts.insert(cut.count)
         }
         #expect(counts.count > 1, "the budget is drawn per sample")
         try Self.expectInferenceLogits(trainer, requests: requests, kept: cuts.map { $0! })
         // FastV's rule: the largest weights, ties to the earlier slot, ascending.
-        #expect(LlavaModel.mostAttended([0.1, 0.4, 0.2, 0.4, 0.0], count: 2) == [1, 3])
-        #expect(LlavaModel.mostAttended([0.3, 0.3, 0.3], count: 2) == [0, 1])
-        #expect(LlavaModel.mostAttended([0.3, 0.1], count: 5) == [0, 1])
+        #expect(largestIndices([0.1, 0.4, 0.2, 0.4, 0.0], count: 2) == [1, 3])
+        #expect(largestIndices([0.3, 0.3, 0.3], count: 2) == [0, 1])
+        #expect(largestIndices([0.3, 0.1], count: 5) == [0, 1])
         let error = #expect(throws: DecodingError.self) {
             try JSONDecoder().decode(VLMTrainingConfiguration.self, from: Data(#"{"attention_subset_share": 1.5}"#.utf8))
         }
