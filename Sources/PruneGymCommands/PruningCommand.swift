@@ -74,7 +74,8 @@ enum PruningCommand {
                               `tprl train --config examples/tprl-llm.json --out models/tprl-llm`)
           --policies N=DIR,…  more TPRL policies to compare, each evaluated under the name N
                               (e.g. per-budget policies from `tprl train --budget B`; N+fallback=DIR
-                              as a cascade)
+                              as a cascade); N may also appear in --agents, with any suffix
+                              (N+merge, N+adaptive, N+fallback), to set its place in the table
           --tprl-inference M  how TPRL policies meet a budget of k tokens: auto (default: the one each
                               policy's training chose on validation questions, in its tprl.json), stepped
                               (top-k at each of the episode's steps, shrinking geometrically to k as the
@@ -82,6 +83,7 @@ enum PruningCommand {
           --runs N=RUN,…      agents trained on TokenPruning-v0 with `prunegym train` (any registered
                               agent: ppo, or your own), each playing its deterministic policy through
                               the episode under the name N; its retained tokens are its own choice
+                              (N may also appear in --agents, to set its place in the table)
           --versus NAME       also compare every other method with NAME on the same questions (budget by
                               budget and seed by seed): the difference ± its standard error and the
                               questions lost and gained, printed and written to OUT/paired.csv
@@ -167,9 +169,33 @@ enum PruningCommand {
             }
             return try AdaptiveBudgetPruner(base: base, calibrationQuestions: adaptiveCalibration)
         }
-        /// The pruner `name` names: a trained policy or a registered pruner.
+        /// `NAME=DIR` items of option `option`, in order.
+        func named(_ option: String, _ what: String) throws -> [(name: String, path: String)] {
+            try (args.values[option].map { $0.split(separator: ",").map(String.init) } ?? []).map { item in
+                let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
+                guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                    throw UsageError(message: "--\(option): expected NAME=\(what), got '\(item)'")
+                }
+                let base = parts[0].hasSuffix("+fallback") && option == "policies" ? String(parts[0].dropLast("+fallback".count)) : parts[0]
+                if PrunerRegistry.names.contains(base) || ["tprl", "tprl-llm"].contains(base) || base.contains(where: { "@+".contains($0) }) {
+                    throw UsageError(message: "--\(option) \(item): '\(base)' \(base.contains(where: { "@+".contains($0) }) ? "has @ or +, which name a pruner's place and variants" : "is a built-in method's name"); name it otherwise, e.g. my-\(String(base.map { "@+".contains($0) ? "-" : $0 }))=\(parts[1])")
+                }
+                return (parts[0], parts[1])
+            }
+        }
+        let policies = try named("policies", "DIR"), runs = try named("runs", "RUN_DIR")
+        /// A `--policies` name without its `+fallback` (the cascade it asks for).
+        func baseName(_ name: String) -> String { name.hasSuffix("+fallback") ? String(name.dropLast("+fallback".count)) : name }
+        var resolved: Set<String> = []  // the --policies and --runs names --agents used
+        /// The pruner `name` names: a `--policies` policy or `--runs` agent, a trained policy or a registered pruner.
         func pruner(_ name: String) throws -> any TokenPruner {
-            if name == "tprl-llm" {
+            if let policy = policies.first(where: { baseName($0.name) == name }) {
+                resolved.insert(name)
+                return try policyPruner(name, URL(fileURLWithPath: policy.path))
+            } else if let run = runs.first(where: { $0.name == name }) {
+                resolved.insert(name)
+                return try trainedAgent(name: name, run: RunDirectory(URL(fileURLWithPath: run.path)), simulator: simulator, acceptingOtherModel: anyModel)
+            } else if name == "tprl-llm" {
                 guard hasLLMPolicy else {
                     throw UsageError(message: "tprl-llm: no policy at \(llmPolicyDirectory.path) (tprl.json missing); train one with `prunegym tprl train --config examples/tprl-llm.json --out \(llmPolicyDirectory.path)` or pass --llm-policy DIR")
                 }
@@ -185,18 +211,20 @@ enum PruningCommand {
             }
             return try PrunerRegistry.make(name)
         }
+        // --agents first, in their order (a --policies or --runs name among them, with any suffix,
+        // takes its place there); then each --policies policy and --runs agent --agents left out.
         for name in agents { pruners.append(try withFallback(name, pruner)) }
-        for item in args.values["policies"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw UsageError(message: "--policies: expected NAME=DIR, got '\(item)'") }
+        for policy in policies where !resolved.contains(policy.name) && !agents.contains(policy.name) {
             // Each policy observes through its own autoencoder.
-            pruners.append(try withFallback(parts[0]) { try policyPruner($0, URL(fileURLWithPath: parts[1])) })
+            pruners.append(try withFallback(policy.name) { try policyPruner($0, URL(fileURLWithPath: policy.path)) })
         }
-        for item in args.values["runs"].map({ $0.split(separator: ",").map(String.init) }) ?? [] {
-            let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
-            guard parts.count == 2 else { throw UsageError(message: "--runs: expected NAME=RUN_DIR, got '\(item)'") }
-            pruners.append(try trainedAgent(name: parts[0], run: RunDirectory(URL(fileURLWithPath: parts[1])), simulator: simulator,
-                                                acceptingOtherModel: anyModel))
+        for run in runs where !resolved.contains(run.name) {
+            pruners.append(try trainedAgent(name: run.name, run: RunDirectory(URL(fileURLWithPath: run.path)), simulator: simulator,
+                                            acceptingOtherModel: anyModel))
+        }
+        var seen: Set<String> = []
+        if let twice = pruners.first(where: { !seen.insert($0.name).inserted }) {
+            throw UsageError(message: "\(twice.name) is evaluated twice (--agents, --policies and --runs together name each method once); drop the repeat or rename a policy (--policies OTHER=DIR)")
         }
         let out = URL(fileURLWithPath: args.string("out", default: "runs/eval-pruning"))
         let versus = args.values["versus"]

@@ -35,6 +35,28 @@ struct CommandLineErrorTests {
         #expect(cascade.contains("evaluate fastv+merge and fastv+fallback apart"), "\(cascade)")
     }
 
+    /// A `--policies` name may take its place in `--agents`, with a suffix; a name that is a
+    /// built-in method's, or that names one method twice, is refused before anything runs.
+    @Test("eval-pruning places --policies names given in --agents and refuses clashing or repeated names")
+    func evalPruningPolicyNames() throws {
+        let out = try makeTemporaryDirectory("prunegym-policy-names")
+        defer { try? FileManager.default.removeItem(at: out) }
+        let common = ["--budgets", "0.333", "--seeds", "0", "--questions", "2", "--latency-questions", "0", "--out", out.path, "--json"]
+        try PruneGymCommandLine.run(["eval-pruning", "--agents", "mine+merge,cls,mine", "--policies", "mine=models/tprl,late=models/tprl"] + common)
+        struct Row: Decodable { let method: String }
+        let rows = try JSONDecoder().decode([Row].self, from: Data(contentsOf: out.appendingPathComponent("results.json")))
+        var order: [String] = []
+        for row in rows where !order.contains(row.method) { order.append(row.method) }
+        #expect(order == ["mine+merge", "cls", "mine", "late"])
+        let builtin = message(["eval-pruning", "--agents", "cls", "--policies", "cls=models/tprl"] + common)
+        #expect(builtin.contains("--policies cls=models/tprl: 'cls' is a built-in method's name; name it otherwise, e.g. my-cls=models/tprl"), "\(builtin)")
+        let suffix = message(["eval-pruning", "--agents", "cls", "--runs", "a+b=runs/x"] + common)
+        #expect(suffix.contains("--runs a+b=runs/x: 'a+b' has @ or +"), "\(suffix)")
+        let twice = message(["eval-pruning", "--agents", "cls,vispruner,cls"] + common)
+        #expect(twice.contains("cls is evaluated twice"), "\(twice)")
+        #expect(message(["eval-pruning", "--policies", "mine"] + common).contains("--policies: expected NAME=DIR, got 'mine'"))
+    }
+
     @Test("vlm train --init asks for the schedule_start it starts at, before it loads or writes anything")
     func vlmTrainInit() throws {
         let run = FileManager.default.temporaryDirectory.appendingPathComponent("prunegym-init-\(UUID().uuidString)")
