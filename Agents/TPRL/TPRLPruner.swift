@@ -116,10 +116,9 @@ public final class TPRLPruner: TokenPruner {
             // Only the kept slots go through the trunk (the others are padding it ignores).
             let logits = withInferenceMode { network.keepLogits(row, slots: kept) }
             pass(kept.count)
-            var z = [Float](repeating: -.infinity, count: n)
-            for (slot, logit) in zip(kept, logits) { z[slot] = logit }
             let target = t == steps - 1 ? k : max(k, Int((Double(n) * Foundation.pow(Double(k) / Double(n), Double(t + 1) / Double(steps))).rounded()))
-            kept = kept.sorted { z[$0] > z[$1] || (z[$0] == z[$1] && $0 < $1) }.prefix(target).sorted()
+            // `kept` ascends, so ties still go to the lower slot and the result still ascends.
+            kept = largestIndices(logits, count: target).map { kept[$0] }
             if t + 1 < steps { observation = environment.observation(entry, kept: kept, step: t + 1, budget: share) }
         }
         return .keeping(kept, in: simulator)

@@ -83,8 +83,27 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// model 500 per budget chose first-step by 0.5 points where 2000 showed stepped ahead by 0.4.
     public var inferenceSelectionQuestions = 2000
 
-    /// The defaults (the README's full-strength recipe).
+    /// The defaults: the paper's recipe (`examples/tprl-paper.json`) — VisPruner demonstrations,
+    /// behaviour cloning, then the generic PPO agent in episodes of T_max = 3 steps rewarding
+    /// α·Δaccuracy + β·(token ratio). Reward ablations and sweeps vary this one. The shipped
+    /// policy's recipe is `beforeLLM`.
     public init() {}
+
+    /// The recipe of the shipped policy that prunes before the language model (`models/tprl`,
+    /// `examples/tprl.json`, `tprl train` without --config, the quickstart's): the paper's state,
+    /// demonstrations and behaviour cloning, then group-relative PPO in episodes of one step
+    /// (`ppo_group_size` 8: each of 32 tasks played 8 times with exact-budget draws sharpened by
+    /// `ppo_temperature` 0.5, 100 updates at 3e-4) rewarding the negative KL divergence to the
+    /// unpruned answer. On the built-in model it scores 1.0 / 1.2 / 0.8 points above the paper's
+    /// recipe at 33 / 22 / 11% (2000 test questions; Benchmarks/EXPERIMENTS.md, "Group-relative
+    /// PPO before the LLM").
+    public static var beforeLLM: TPRLConfiguration {
+        var c = TPRLConfiguration()
+        (c.ppoGroupSize, c.ppoEnvironments, c.ppoUpdates, c.ppoLearningRate, c.ppoTemperature) = (8, 32, 100, 3e-4, 0.5)
+        c.environment.maxSteps = 1
+        c.environment.taskScore = .negativeKL
+        return c
+    }
 
     /// The recipe of the policy that prunes inside the language model (`models/tprl-llm`,
     /// `examples/tprl-llm.json`): after LLM layer 0, FastV's place on the built-in model, observing
@@ -99,9 +118,11 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// on the built-in model since 0.7.17, trained on FastV's subsets, that policy falls behind
     /// FastV at 33% and this one does not (Benchmarks/EXPERIMENTS.md).
     public static var insideLLM: TPRLConfiguration {
-        var c = insideLLMPlainPPO
-        (c.ppoGroupSize, c.ppoEnvironments, c.ppoUpdates, c.ppoLearningRate, c.ppoTemperature) = (8, 32, 100, 3e-4, 0.5)
-        c.environment.taskScore = .negativeKL
+        var c = beforeLLM
+        c.encoder = "identity"
+        c.attentionPrior = true
+        c.demonstrator = "llm-attention"
+        c.environment.pruneAfterLayer = 0
         return c
     }
 

@@ -326,7 +326,11 @@ extension PruningCommand {
         usage: prunegym tprl train [--out DIR] [--config FILE.json] [--seed S] [--budget B] [--run-dir RUN] [--model MODEL]
 
         The full TPRL recipe on the built-in model (or MODEL, a model directory): token autoencoder,
-        demonstrations (VisPruner, as the paper), behaviour cloning, PPO in TokenPruning-v0. Writes
+        demonstrations (VisPruner, as the paper), behaviour cloning, PPO in TokenPruning-v0. Without
+        --config it is the shipped policy's recipe (examples/tprl.json: group-relative PPO in
+        episodes of one step, rewarding −KL to the unpruned answer); a CONFIG's keys go over the
+        paper's recipe instead (examples/tprl-paper.json: the generic PPO agent, T_max = 3,
+        rewarding Δaccuracy and the token ratio), which reward ablations vary. Writes
         the policy to DIR (tprl.json, policy.safetensors, autoencoder.safetensors), which
         eval-pruning then uses as `tprl`; tprl.json records the model's weight digest, and
         eval-pruning refuses the policy on another model unless asked (--any-model).
@@ -346,6 +350,7 @@ extension PruningCommand {
 
         examples:
           swift run -c release prunegym tprl train --out models/tprl
+          swift run -c release prunegym tprl train --config examples/tprl-paper.json --out runs/tprl-paper --run-dir runs/tprl-paper-run
           echo '{"environment": {"budget_choices": [0.333, 0.222, 0.111], "query_words": 16}}' > words.json
           swift run -c release prunegym tprl train --config words.json --out runs/tprl-words --run-dir runs/tprl-words-run
           swift run -c release prunegym tprl train --config examples/tprl-llm.json --out models/tprl-llm --run-dir runs/tprl-llm
@@ -360,7 +365,8 @@ extension PruningCommand {
         }
         let args = try Arguments(command: "tprl train", Array(arguments.dropFirst()), flags: ["quiet"], options: ["out", "config", "seed", "run-dir", "budget", "model"])
         if args.flag("help") { print(tprlHelp); return }
-        var configuration = TPRLConfiguration()
+        // Without --config the shipped recipe; a file's keys go over the paper's (the defaults).
+        var configuration = TPRLConfiguration.beforeLLM
         if let path = args.values["config"] { configuration = try readJSON(TPRLConfiguration.self, from: path) }
         configuration.seed = UInt64(try args.integer("seed", default: Int(configuration.seed)))
         if let text = args.values["budget"] {
@@ -441,9 +447,10 @@ extension PruningCommand {
         usage: prunegym quickstart [--questions N] [--seed S] [--model DIR]
 
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
-        demonstrations, behaviour cloning, PPO, then eval-pruning of TPRL against the baselines at
-        100% / 33% / 22% / 11% of the visual tokens. The recipe is `tprl train`'s default, so with
-        --seed 0 it trains the very policy shipped in models/tprl. Then a policy pruning inside the
+        demonstrations, behaviour cloning, group-relative PPO rewarding −KL to the unpruned answer,
+        then eval-pruning of TPRL against the baselines at 100% / 33% / 22% / 11% of the visual
+        tokens. The recipe is `tprl train`'s default (examples/tprl.json), so with --seed 0 it
+        trains the very policy shipped in models/tprl. Then a policy pruning inside the
         language model, after its layer 0 where FastV prunes (examples/tprl-llm.json: cloned from
         the LLM's own attention, then group-relative PPO; the policy shipped in models/tprl-llm),
         evaluated as tprl-llm and as tprl-llm+merge (the
@@ -464,7 +471,7 @@ extension PruningCommand {
         let args = try Arguments(command: "quickstart", arguments, flags: [], options: ["questions", "seed", "model"])
         if args.flag("help") { print(quickstartHelp); return }
         let model = args.values["model"].map { URL(fileURLWithPath: $0) }
-        var configuration = TPRLConfiguration()
+        var configuration = TPRLConfiguration.beforeLLM
         configuration.seed = UInt64(try args.integer("seed", default: 0))
         let questions = try args.integer("questions", default: 500, range: 1...100_000)
         let policy = URL(fileURLWithPath: "runs/quickstart/tprl")

@@ -34,6 +34,31 @@ struct ExamplesTests {
         #expect(configuration.demonstrator == demonstrator && TPRLConfiguration.demonstrators.contains(demonstrator))
     }
 
+    @Test("examples/tprl.json is the shipped before-LLM recipe (TPRLConfiguration.beforeLLM: the paper's state and demonstrations, group-relative PPO rewarding −KL); examples/tprl-paper.json is the paper's, the defaults")
+    func beforeLLMRecipe() throws {
+        let decoder = JSONDecoder()
+        let shipped = try decoder.decode(TPRLConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/tprl.json")))
+        try shipped.validate()
+        #expect(shipped == TPRLConfiguration.beforeLLM)
+        #expect(shipped.encoder == "autoencoder" && shipped.demonstrator == "vispruner" && shipped.environment.pruneAfterLayer == nil)
+        #expect(shipped.ppoGroupSize == 8 && shipped.environment.maxSteps == 1 && shipped.environment.taskScore == .negativeKL)
+        let paper = try decoder.decode(TPRLConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-paper.json")))
+        try paper.validate()
+        #expect(paper == TPRLConfiguration())
+        #expect(paper.ppoGroupSize == 0 && paper.environment.maxSteps == 3 && paper.environment.taskScore == .accuracy)
+        // The inside-LLM recipe is this one moved after LLM layer 0, observing and cloning what is there.
+        var inside = shipped
+        (inside.encoder, inside.attentionPrior, inside.demonstrator, inside.environment.pruneAfterLayer) = ("identity", true, "llm-attention", 0)
+        #expect(inside == TPRLConfiguration.insideLLM)
+    }
+
+    /// The shipped policies were trained by the recipes `tprl train` and the quickstart run.
+    @Test("models/tprl and models/tprl-llm record the recipes beforeLLM and insideLLM")
+    func shippedPolicyRecipes() throws {
+        #expect(try TPRLPolicyFiles.read(Self.root.appendingPathComponent("models/tprl")).configuration == TPRLConfiguration.beforeLLM)
+        #expect(try TPRLPolicyFiles.read(Self.root.appendingPathComponent("models/tprl-llm")).configuration == TPRLConfiguration.insideLLM)
+    }
+
     @Test("examples/tprl-llm.json is the recipe of the policy that prunes inside the language model (TPRLConfiguration.insideLLM): group-relative PPO rewarding −KL")
     func insideLLMRecipe() throws {
         let data = try Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-llm.json"))
