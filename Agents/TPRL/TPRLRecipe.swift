@@ -117,24 +117,19 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// release 0.7.16 the PPO phase was plain PPO (`insideLLMPlainPPO`, `examples/tprl-llm-ppo.json`);
     /// on the built-in model since 0.7.17, trained on FastV's subsets, that policy falls behind
     /// FastV at 33% and this one does not (Benchmarks/EXPERIMENTS.md).
-    public static var insideLLM: TPRLConfiguration {
-        var c = beforeLLM
-        c.encoder = "identity"
-        c.attentionPrior = true
-        c.demonstrator = "llm-attention"
-        c.environment.pruneAfterLayer = 0
-        return c
-    }
+    public static var insideLLM: TPRLConfiguration { afterLayer0(beforeLLM) }
 
     /// `insideLLM` with the plain PPO phase of releases through 0.7.16 (30 updates of 8
     /// environments at 1e-4, rewarding accuracy; `examples/tprl-llm-ppo.json`).
-    public static var insideLLMPlainPPO: TPRLConfiguration {
-        var c = TPRLConfiguration()
-        c.encoder = "identity"
-        c.attentionPrior = true
-        c.demonstrator = "llm-attention"
-        c.environment.pruneAfterLayer = 0
-        c.environment.maxSteps = 1
+    public static var insideLLMPlainPPO: TPRLConfiguration { afterLayer0(TPRLConfiguration()) }
+
+    /// `recipe` moved after LLM layer 0, as the inside-LLM recipes are: the raw hidden states
+    /// there, FastV's score as the prior, the LLM's own attention as the demonstrator, and
+    /// episodes of one step.
+    private static func afterLayer0(_ recipe: TPRLConfiguration) -> TPRLConfiguration {
+        var c = recipe
+        (c.encoder, c.attentionPrior, c.demonstrator) = ("identity", true, "llm-attention")
+        (c.environment.pruneAfterLayer, c.environment.maxSteps) = (0, 1)
         return c
     }
 

@@ -169,6 +169,8 @@ enum PruningCommand {
             }
             return try AdaptiveBudgetPruner(base: base, calibrationQuestions: adaptiveCalibration)
         }
+        /// A `--policies` name without its `+fallback` (the cascade it asks for).
+        func baseName(_ name: String) -> String { name.hasSuffix("+fallback") ? String(name.dropLast("+fallback".count)) : name }
         /// `NAME=DIR` items of option `option`, in order.
         func named(_ option: String, _ what: String) throws -> [(name: String, path: String)] {
             try (args.values[option].map { $0.split(separator: ",").map(String.init) } ?? []).map { item in
@@ -176,16 +178,15 @@ enum PruningCommand {
                 guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                     throw UsageError(message: "--\(option): expected NAME=\(what), got '\(item)'")
                 }
-                let base = parts[0].hasSuffix("+fallback") && option == "policies" ? String(parts[0].dropLast("+fallback".count)) : parts[0]
-                if PrunerRegistry.names.contains(base) || ["tprl", "tprl-llm"].contains(base) || base.contains(where: { "@+".contains($0) }) {
-                    throw UsageError(message: "--\(option) \(item): '\(base)' \(base.contains(where: { "@+".contains($0) }) ? "has @ or +, which name a pruner's place and variants" : "is a built-in method's name"); name it otherwise, e.g. my-\(String(base.map { "@+".contains($0) ? "-" : $0 }))=\(parts[1])")
+                let base = option == "policies" ? baseName(parts[0]) : parts[0]
+                let marked = base.contains { "@+".contains($0) }
+                if marked || PrunerRegistry.names.contains(base) || ["tprl", "tprl-llm"].contains(base) {
+                    throw UsageError(message: "--\(option) \(item): '\(base)' \(marked ? "has @ or +, which name a pruner's place and variants" : "is a built-in method's name"); name it otherwise, e.g. my-\(String(base.map { "@+".contains($0) ? "-" : $0 }))=\(parts[1])")
                 }
                 return (parts[0], parts[1])
             }
         }
         let policies = try named("policies", "DIR"), runs = try named("runs", "RUN_DIR")
-        /// A `--policies` name without its `+fallback` (the cascade it asks for).
-        func baseName(_ name: String) -> String { name.hasSuffix("+fallback") ? String(name.dropLast("+fallback".count)) : name }
         var resolved: Set<String> = []  // the --policies and --runs names --agents used
         /// The pruner `name` names: a `--policies` policy or `--runs` agent, a trained policy or a registered pruner.
         func pruner(_ name: String) throws -> any TokenPruner {
