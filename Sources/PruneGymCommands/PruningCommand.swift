@@ -329,9 +329,10 @@ extension PruningCommand {
         The full TPRL recipe on the built-in model (or MODEL, a model directory): token autoencoder,
         demonstrations (VisPruner, as the paper), behaviour cloning, PPO in TokenPruning-v0. Without
         --config it is the shipped policy's recipe (examples/tprl.json: group-relative PPO in
-        episodes of one step, rewarding −KL to the unpruned answer); a CONFIG's keys go over the
-        paper's recipe instead (examples/tprl-paper.json: the generic PPO agent, T_max = 3,
-        rewarding Δaccuracy and the token ratio), which reward ablations vary. Writes
+        episodes of one step at 11% of the tokens, rewarding −KL to the unpruned answer; the
+        policy then serves every budget by its top k); a CONFIG's keys go over the paper's
+        recipe instead (examples/tprl-paper.json: the generic PPO agent, T_max = 3, rewarding
+        Δaccuracy and the token ratio), which reward ablations vary. Writes
         the policy to DIR (tprl.json, policy.safetensors, autoencoder.safetensors), which
         eval-pruning then uses as `tprl`; tprl.json records the model's weight digest, and
         eval-pruning refuses the policy on another model unless asked (--any-model).
@@ -448,13 +449,13 @@ extension PruningCommand {
         usage: prunegym quickstart [--questions N] [--seed S] [--model DIR]
 
         The whole TPRL recipe on the built-in model in a few minutes: token autoencoder, VisPruner
-        demonstrations, behaviour cloning, group-relative PPO rewarding −KL to the unpruned answer,
-        then eval-pruning of TPRL against the baselines at 100% / 33% / 22% / 11% of the visual
-        tokens. The recipe is `tprl train`'s default (examples/tprl.json), so with --seed 0 it
-        trains the very policy shipped in models/tprl. Then a policy pruning inside the
-        language model, after its layer 0 where FastV prunes (examples/tprl-llm.json: cloned from
-        the LLM's own attention, then group-relative PPO; the policy shipped in models/tprl-llm),
-        evaluated as tprl-llm and as tprl-llm+merge (the
+        demonstrations, behaviour cloning, group-relative PPO at 11% of the tokens rewarding −KL to
+        the unpruned answer, then eval-pruning of TPRL against the baselines at 100% / 33% / 22% /
+        11% of the visual tokens. The recipe is `tprl train`'s default (examples/tprl.json), so
+        with --seed 0 it trains the very policy shipped in models/tprl. Then a policy pruning
+        inside the language model, after its layer 0 where FastV prunes (examples/tprl-llm.json:
+        cloned from the LLM's own attention, then group-relative PPO at the three budgets; the
+        policy shipped in models/tprl-llm), evaluated as tprl-llm and as tprl-llm+merge (the
         tokens it drops merged into one, their mean: eval-pruning --help). Writes the policies to
         runs/quickstart/tprl and runs/quickstart/tprl-llm and the table, CSV and plot to
         runs/quickstart/eval; the table compares every method with the unpruned model, and a last

@@ -34,7 +34,7 @@ struct ExamplesTests {
         #expect(configuration.demonstrator == demonstrator && TPRLConfiguration.demonstrators.contains(demonstrator))
     }
 
-    @Test("examples/tprl.json is the shipped before-LLM recipe (TPRLConfiguration.beforeLLM: the paper's state and demonstrations, group-relative PPO rewarding −KL); examples/tprl-paper.json is the paper's, the defaults")
+    @Test("examples/tprl.json is the shipped before-LLM recipe (TPRLConfiguration.beforeLLM: the paper's state and demonstrations, group-relative PPO rewarding −KL at 11%); examples/tprl-paper.json is the paper's, the defaults")
     func beforeLLMRecipe() throws {
         let decoder = JSONDecoder()
         let shipped = try decoder.decode(TPRLConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/tprl.json")))
@@ -42,13 +42,16 @@ struct ExamplesTests {
         #expect(shipped == TPRLConfiguration.beforeLLM)
         #expect(shipped.encoder == "autoencoder" && shipped.demonstrator == "vispruner" && shipped.environment.pruneAfterLayer == nil)
         #expect(shipped.ppoGroupSize == 8 && shipped.environment.maxSteps == 1 && shipped.environment.taskScore == .negativeKL)
+        #expect(shipped.environment.budgetChoices == [0.111] && shipped.budgetConditioned)
         let paper = try decoder.decode(TPRLConfiguration.self, from: Data(contentsOf: Self.root.appendingPathComponent("examples/tprl-paper.json")))
         try paper.validate()
         #expect(paper == TPRLConfiguration())
         #expect(paper.ppoGroupSize == 0 && paper.environment.maxSteps == 3 && paper.environment.taskScore == .accuracy)
-        // The inside-LLM recipe is this one moved after LLM layer 0, observing and cloning what is there.
+        // The inside-LLM recipe is this one moved after LLM layer 0, observing and cloning what is
+        // there, and trained at the three budgets.
         var inside = shipped
         (inside.encoder, inside.attentionPrior, inside.demonstrator, inside.environment.pruneAfterLayer) = ("identity", true, "llm-attention", 0)
+        inside.environment.budgetChoices = [0.333, 0.222, 0.111]
         #expect(inside == TPRLConfiguration.insideLLM)
     }
 
