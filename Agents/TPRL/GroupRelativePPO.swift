@@ -10,7 +10,8 @@ import TokenPruning
 /// token-pruning episodes: each update draws `questions` tasks, plays each `groupSize` times with
 /// kept sets drawn from the policy's exact-budget distribution (`TPRLActorCritic.exactBudget`: k
 /// tokens, the Bernoulli(σ(z/T)) conditioned on k ones), and scores every episode against the
-/// others of its group: Â = (r − mean of the group) / (std of the group + 10⁻⁸). Playing the same
+/// others of its group: Â = (r − mean of the group) / (std of the group + 10⁻⁸) (`advantageScale`
+/// `.group`; `.update` and `.none` for the ablations of Dr. GRPO, Liu et al. 2025). Playing the same
 /// question several times removes what the question itself contributes to the reward — most of
 /// its variance here, which a value network on the observation does not predict (PPO's explained
 /// variance stays near 0) — so the gradient carries only which tokens made the difference. The
@@ -34,6 +35,54 @@ public struct GroupRelativePPO {
     public var entropyCoefficient: Float = 0.001
     /// Maximum gradient norm.
     public var maxGradientNorm: Float = 0.5
+    /// What divides each episode's reward minus its group's mean: the group's standard deviation
+    /// (GRPO), one standard deviation over the whole update, or nothing.
+    public var advantageScale = AdvantageScale.group
+
+    /// What divides an episode's centred reward (`advantages(rewards:groupSize:scale:)`).
+    public enum AdvantageScale: String, Codable, CaseIterable, Sendable {
+        /// The standard deviation of the episode's group (GRPO, Shao et al. 2024): every group's
+        /// advantages have standard deviation 1, however little its rewards differ.
+        case group
+        /// One standard deviation of all the update's centred rewards: a group whose rewards
+        /// barely differ gets small advantages.
+        case update
+        /// None: the centred reward itself (Dr. GRPO, Liu et al. 2025, "Understanding R1-Zero-Like
+        /// Training"), whose scale is the reward's.
+        case none
+    }
+
+    /// Group-relative advantages of `rewards`, consecutive groups of `groupSize`: each reward
+    /// minus its group's mean, divided as `scale` says (standard deviations with n − 1, plus 10⁻⁸).
+    public static func advantages(rewards: [Double], groupSize: Int, scale: AdvantageScale) -> [Float] {
+        precondition(groupSize >= 2 && rewards.count % groupSize == 0, "GroupRelativePPO.advantages: \(rewards.count) rewards in groups of \(groupSize)")
+        var centred: [Double] = []
+        var divisors: [Double] = []
+        for start in stride(from: 0, to: rewards.count, by: groupSize) {
+            let group = Array(rewards[start..<(start + groupSize)])
+            let mean = group.reduce(0, +) / Double(groupSize)
+            centred += group.map { $0 - mean }
+            divisors += Array(repeating: scale == .group ? standardDeviation(group) + 1e-8 : 1, count: groupSize)
+        }
+        if scale == .update {
+            let divisor = standardDeviation(centred) + 1e-8
+            divisors = divisors.map { _ in divisor }
+        }
+        return zip(centred, divisors).map { Float($0 / $1) }
+    }
+
+    /// The mean over groups of each group's reward standard deviation (n − 1): how much an update's
+    /// draws of one task differ.
+    static func meanGroupStandardDeviation(rewards: [Double], groupSize: Int) -> Double {
+        let groups = stride(from: 0, to: rewards.count, by: groupSize).map { standardDeviation(Array(rewards[$0..<($0 + groupSize)])) }
+        return groups.reduce(0, +) / Double(max(1, groups.count))
+    }
+
+    /// The sample standard deviation (n − 1) of `values`.
+    private static func standardDeviation(_ values: [Double]) -> Double {
+        let mean = values.reduce(0, +) / Double(values.count)
+        return (values.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, values.count - 1))).squareRoot()
+    }
 
     /// A configuration with the defaults above.
     public init() {}
@@ -95,13 +144,7 @@ public struct GroupRelativePPO {
             let greedySteps = try TokenPruningEnvironment.step(batch: greedy, actions: masks(modes))
             let rewards = steps.map(\.reward)
             guard rewards.allSatisfy(\.isFinite) else { throw AgentError.nonFinite(agent: "grpo", what: "a reward") }
-            var advantages = [Float](repeating: 0, count: count)
-            for q in 0..<questions {
-                let group = Array(rewards[(q * groupSize)..<((q + 1) * groupSize)])
-                let mean = group.reduce(0, +) / Double(groupSize)
-                let std = (group.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(max(1, groupSize - 1))).squareRoot()
-                for g in 0..<groupSize { advantages[q * groupSize + g] = Float((group[g] - mean) / (std + 1e-8)) }
-            }
+            let advantages = Self.advantages(rewards: rewards, groupSize: groupSize, scale: advantageScale)
             var losses: [PPOLoss] = []
             for _ in 0..<epochs {
                 var order = Array(0..<count)
@@ -132,6 +175,7 @@ public struct GroupRelativePPO {
                 ("episodes", Double((update + 1) * count)),
                 ("reward_mean", rewards.reduce(0, +) / Double(count)),
                 ("greedy_score", greedySteps.map(\.reward).reduce(0, +) / Double(questions)),
+                ("group_reward_std", Self.meanGroupStandardDeviation(rewards: rewards, groupSize: groupSize)),
                 ("learning_rate", Double(optimizer.learningRate)),
                 ("entropy", Double(losses.last!.entropy.scalar)),
                 ("approx_kl", Double(losses.map(\.approximateKL).reduce(0, +)) / Double(losses.count)),
@@ -148,6 +192,7 @@ public struct GroupRelativePPO {
     var settings: String {
         "questions \(questions), group \(groupSize), updates \(updates), epochs \(epochs), minibatches \(minibatchCount), "
             + "learning rate \(learningRate), clip \(clipCoefficient), entropy \(entropyCoefficient), gradient norm \(maxGradientNorm)"
+            + (advantageScale == .group ? "" : ", advantages scaled by \(advantageScale.rawValue)")
     }
 
     /// The metrics of the updates so far, as a checkpoint records them.

@@ -52,6 +52,10 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     public var ppoGroupSize = 0
     /// The temperature of the exact-budget draws (`TPRLActorCritic.exactBudgetTemperature`).
     public var ppoTemperature: Float = 1
+    /// With group-relative PPO, what divides each episode's reward minus its group's mean
+    /// (`GroupRelativePPO.AdvantageScale`): `group` (GRPO's standard deviation of the group),
+    /// `update` (one standard deviation over the update) or `none` (Dr. GRPO).
+    public var ppoAdvantageScale = GroupRelativePPO.AdvantageScale.group
     /// Weight of the entropy bonus in PPO's loss (the paper's loss has one; the reference code computes it and drops it).
     public var entropyCoefficient: Float = 1e-3
     /// One policy for every budget (the budget is an input) instead of one per budget.
@@ -149,6 +153,7 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         case seed, autoencoderImages = "autoencoder_images", autoencoderEpochs = "autoencoder_epochs", demonstrations, demonstrator
         case behaviorCloningEpochs = "behavior_cloning_epochs", ppoUpdates = "ppo_updates", ppoEnvironments = "ppo_environments"
         case ppoStepsPerRollout = "ppo_steps_per_rollout", ppoLearningRate = "ppo_learning_rate", ppoExactBudget = "ppo_exact_budget", ppoGroupSize = "ppo_group_size", ppoTemperature = "ppo_temperature", entropyCoefficient = "entropy_coefficient"
+        case ppoAdvantageScale = "ppo_advantage_scale"
         case budgetConditioned = "budget_conditioned", environment, width, codeWidth = "code_width", encoder
         case classAttentionInput = "class_attention_input", inferenceSelectionQuestions = "inference_selection_questions"
         case attentionPrior = "attention_prior"
@@ -171,6 +176,14 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         ppoExactBudget = try c.decodeIfPresent(Bool.self, forKey: .ppoExactBudget) ?? d.ppoExactBudget
         ppoGroupSize = try c.decodeIfPresent(Int.self, forKey: .ppoGroupSize) ?? d.ppoGroupSize
         ppoTemperature = try c.decodeIfPresent(Float.self, forKey: .ppoTemperature) ?? d.ppoTemperature
+        if let text = try c.decodeIfPresent(String.self, forKey: .ppoAdvantageScale) {
+            guard let scale = GroupRelativePPO.AdvantageScale(rawValue: text) else {
+                throw AgentError.invalidConfiguration(agent: "tprl", reason: "ppo_advantage_scale must be one of \(GroupRelativePPO.AdvantageScale.allCases.map(\.rawValue).joined(separator: ", ")), got '\(text)'")
+            }
+            ppoAdvantageScale = scale
+        } else {
+            ppoAdvantageScale = d.ppoAdvantageScale
+        }
         entropyCoefficient = try c.decodeIfPresent(Float.self, forKey: .entropyCoefficient) ?? d.entropyCoefficient
         budgetConditioned = try c.decodeIfPresent(Bool.self, forKey: .budgetConditioned) ?? d.budgetConditioned
         environment = try c.decodeIfPresent(TokenPruningConfiguration.self, forKey: .environment) ?? d.environment
@@ -202,6 +215,9 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
         if ppoUpdates < 0 { throw fail("ppo_updates must be ≥ 0, got \(ppoUpdates)") }
         if inferenceSelectionQuestions < 0 { throw fail("inference_selection_questions must be ≥ 0, got \(inferenceSelectionQuestions)") }
         if ppoGroupSize < 0 || ppoGroupSize == 1 { throw fail("ppo_group_size must be 0 (plain PPO) or ≥ 2, got \(ppoGroupSize)") }
+        if ppoGroupSize == 0 && ppoAdvantageScale != .group {
+            throw fail("ppo_advantage_scale '\(ppoAdvantageScale.rawValue)' applies to group-relative PPO only; set ppo_group_size ≥ 2 or drop it")
+        }
         if (ppoExactBudget || ppoGroupSize > 0) && environment.maxSteps != 1 {
             throw fail("\(ppoGroupSize > 0 ? "ppo_group_size" : "ppo_exact_budget") needs episodes of one step (\"max_steps\": 1), got max_steps \(environment.maxSteps)")
         }
@@ -452,6 +468,7 @@ public enum TPRLRecipe {
             grpo.updates = c.ppoUpdates
             grpo.learningRate = c.ppoLearningRate
             grpo.entropyCoefficient = c.entropyCoefficient
+            grpo.advantageScale = c.ppoAdvantageScale
             let bar = showsProgress ? ProgressBar(total: c.ppoUpdates, label: "group-relative PPO") : nil
             // A rerun of the recipe resumes the phase from its checkpoint and replays the updates it
             // restores, so the curve is rewritten from the start.

@@ -344,8 +344,10 @@ extension PruningCommand {
         K, observing the model's state there (examples/tprl-llm.json: the policy in models/tprl-llm,
         which eval-pruning evaluates as tprl-llm). For episodes of one step, "ppo_group_size": G makes
         the PPO phase group-relative (each task played G times, each episode scored against its
-        group) with draws of exactly the budget's k tokens ("ppo_temperature" sharpens them);
-        "ppo_exact_budget": true gives the plain PPO phase those draws. By default one policy serves every budget (the
+        group) with draws of exactly the budget's k tokens ("ppo_temperature" sharpens them;
+        "ppo_advantage_scale": group|update|none divides each episode's reward minus its group's
+        mean by the group's standard deviation, GRPO's and the default, by one over the update,
+        or by nothing, Dr. GRPO's); "ppo_exact_budget": true gives the plain PPO phase those draws. By default one policy serves every budget (the
         budget is an input); --budget B trains a policy for that budget alone. RUN (default
         runs/tprl-SEED) gets config.json, behavior-cloning.csv and .svg, and the PPO phase's
         metrics.csv, learning-curve.svg and checkpoints; rerunning the same recipe there resumes PPO.

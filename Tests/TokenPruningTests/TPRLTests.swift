@@ -423,6 +423,65 @@ import VLM
         }
     }
 
+    /// Group-relative advantages on hand-built rewards: each reward minus its group's mean, divided
+    /// by the group's standard deviation (GRPO), by one over the update, or by nothing (Dr. GRPO);
+    /// and `ppo_advantage_scale` reaches the phase (its weights differ) and is refused where it
+    /// does nothing or names no scale.
+    @Test func groupRelativeAdvantageScales() throws {
+        // Group 1: 1, 2, 3, 4 (mean 2.5, sample std √(5/3)); group 2: 10, 10, 10, 10.4 (mean 10.1, std 0.2).
+        let rewards: [Double] = [1, 2, 3, 4, 10, 10, 10, 10.4]
+        let centred: [Double] = [-1.5, -0.5, 0.5, 1.5, -0.1, -0.1, -0.1, 0.3]
+        func close(_ a: [Float], _ b: [Double]) -> Bool { a.count == b.count && zip(a, b).allSatisfy { abs(Double($0) - $1) < 1e-5 } }
+        let first = (5.0 / 3).squareRoot(), second = 0.2
+        #expect(close(GroupRelativePPO.advantages(rewards: rewards, groupSize: 4, scale: .none), centred))
+        #expect(close(GroupRelativePPO.advantages(rewards: rewards, groupSize: 4, scale: .group),
+                      centred.prefix(4).map { $0 / first } + centred.suffix(4).map { $0 / second }))
+        // One divisor for the update: the sample std of all eight centred rewards (their mean is 0).
+        let updateStd = (centred.map { $0 * $0 }.reduce(0, +) / 7).squareRoot()
+        #expect(close(GroupRelativePPO.advantages(rewards: rewards, groupSize: 4, scale: .update), centred.map { $0 / updateStd }))
+        // The group scale blows a near-tie up to the size of a real difference; the update's does not.
+        let group = GroupRelativePPO.advantages(rewards: rewards, groupSize: 4, scale: .group)
+        let update = GroupRelativePPO.advantages(rewards: rewards, groupSize: 4, scale: .update)
+        #expect(group[7] > group[3] && update[7] < update[3] / 4)
+        // A group of equal rewards gives zeros under every scale.
+        for scale in GroupRelativePPO.AdvantageScale.allCases {
+            #expect(GroupRelativePPO.advantages(rewards: [2, 2, 2, 2], groupSize: 2, scale: scale) == [0, 0, 0, 0])
+        }
+        #expect(abs(GroupRelativePPO.meanGroupStandardDeviation(rewards: rewards, groupSize: 4) - (first + second) / 2) < 1e-12)
+
+        // The configuration key: decoded, recorded, and refused where it names nothing or does nothing.
+        let decoded = try JSONDecoder().decode(TPRLConfiguration.self, from: Data(#"{"ppo_advantage_scale": "update"}"#.utf8))
+        #expect(decoded.ppoAdvantageScale == .update)
+        #expect(try JSONDecoder().decode(TPRLConfiguration.self, from: Data("{}".utf8)).ppoAdvantageScale == .group)
+        let recorded = String(decoding: try JSONEncoder().encode(decoded), as: UTF8.self)
+        #expect(recorded.contains(#""ppo_advantage_scale":"update""#), "\(recorded)")
+        #expect { try JSONDecoder().decode(TPRLConfiguration.self, from: Data(#"{"ppo_advantage_scale": "std"}"#.utf8)) } throws: {
+            "\($0)".contains("ppo_advantage_scale must be one of group, update, none, got 'std'")
+        }
+        #expect { try smallRecipe { $0.ppoAdvantageScale = .none }.validate() } throws: {
+            "\($0)".contains("ppo_advantage_scale 'none' applies to group-relative PPO only")
+        }
+        try smallRecipe { $0.ppoAdvantageScale = .none; $0.ppoGroupSize = 2; $0.environment.maxSteps = 1 }.validate()
+
+        // The phase reads it: the same seed with another scale ends with other weights, and the
+        // metrics carry the groups' spread.
+        let environment = oneStepEnvironment
+        let make = { (index: Int) in try TokenPruningEnvironment(simulator: simulator, configuration: environment, seed: UInt64(index)) }
+        func train(_ scale: GroupRelativePPO.AdvantageScale) throws -> (TPRLActorCritic, [[(String, Double)]]) {
+            var grpo = GroupRelativePPO()
+            (grpo.questions, grpo.groupSize, grpo.updates, grpo.learningRate, grpo.advantageScale) = (4, 4, 1, 1e-3, scale)
+            let network = oneStepPolicy()
+            return (network, try grpo.train(network: network, seed: 5, make: make))
+        }
+        let (byGroup, rows) = try train(.group)
+        let (byUpdate, _) = try train(.update)
+        let env = try make(0)
+        let x = Tensor(shape: [1, env.observationSpace.flattened(try env.reset(seed: 1).observation).count],
+                       scalars: env.observationSpace.flattened(try env.reset(seed: 1).observation))
+        #expect(rows[0].contains { $0.0 == "group_reward_std" && $0.1 > 0 }, "\(rows)")
+        #expect(byGroup.keepLogits(x).scalars != byUpdate.keepLogits(x).scalars)
+    }
+
     /// An interrupted group-relative PPO phase resumed from its checkpoint ends with the weights
     /// and metrics of an uninterrupted one; another phase's checkpoint and a corrupt file are refused.
     @Test func groupRelativePPOResumesExactly() throws {
