@@ -85,7 +85,7 @@ public final class TPRLPruner: TokenPruner {
         guard own.tokenCount == simulator.tokenCount else {
             throw AgentError.invalidConfiguration(agent: name, reason: "its simulator has \(own.tokenCount) visual tokens, the evaluation's \(simulator.tokenCount)")
         }
-        return (try own.entry(like: entry), own)
+        return (try own.entry(like: entry, from: simulator), own)
     }
 
     /// The choice itself; `pass(s)` is told of each keep-logit pass over s token rows.

@@ -1,5 +1,6 @@
 import Foundation
 import Gym
+import Synchronization
 import TensorCore
 import VLM
 
@@ -63,6 +64,10 @@ public final class PruningSimulator: @unchecked Sendable {
     private var cache: [String: TaskEntry] = [:]
     private var order: [String] = []
     private let lock = NSLock()
+    /// Shared by the simulators made from one another (`pruning(afterLayer:encoder:)`,
+    /// `sibling(pruningAfter:)`): the same model and the same tasks.
+    private let lineage: Int
+    private static let lineages = Mutex(0)
     /// `sibling(pruningAfter:)`'s simulators, by layer (−1: before the language model).
     private var siblings: [Int: PruningSimulator] = [:]
     /// Model calls made so far (answer batches and encodes), for throughput reports.
@@ -77,6 +82,20 @@ public final class PruningSimulator: @unchecked Sendable {
         self.encoder = encoder
         self.capacity = max(1, capacity)
         self.pruneAfterLayer = pruneAfterLayer
+        lineage = Self.lineages.withLock { count in
+            count += 1
+            return count
+        }
+    }
+
+    /// A simulator of `origin`'s model and tasks (its lineage).
+    private init(madeFrom origin: PruningSimulator, encoder: any TokenEncoder, pruneAfterLayer: Int?) {
+        model = origin.model
+        source = origin.source
+        self.encoder = encoder
+        capacity = origin.capacity
+        self.pruneAfterLayer = pruneAfterLayer
+        lineage = origin.lineage
     }
 
     /// Visual tokens per image (N).
@@ -102,16 +121,25 @@ public final class PruningSimulator: @unchecked Sendable {
         if !missing.isEmpty {
             let computed = try compute(missing, split: split)
             for entry in computed { found["\(split)/\(entry.index)"] = entry }
-            lock.withLock {
-                for entry in computed {
-                    let key = "\(split)/\(entry.index)"
-                    if cache[key] == nil { order.append(key) }
-                    cache[key] = entry
-                }
-                while order.count > capacity { cache.removeValue(forKey: order.removeFirst()) }
-            }
+            insert(computed)
         }
         return keys.map { found[$0]! }
+    }
+
+    /// Caches `entries`, dropping the oldest beyond `capacity`.
+    private func insert(_ entries: [TaskEntry]) {
+        lock.withLock {
+            for entry in entries {
+                let key = "\(entry.split)/\(entry.index)"
+                if cache[key] == nil { order.append(key) }
+                cache[key] = entry
+            }
+            if order.count > capacity {
+                let dropped = order.count - capacity
+                for key in order.prefix(dropped) { cache.removeValue(forKey: key) }
+                order.removeFirst(dropped)
+            }
+        }
     }
 
     private func compute(_ indices: [Int], split: String) throws -> [TaskEntry] {
@@ -224,7 +252,7 @@ public final class PruningSimulator: @unchecked Sendable {
     /// A simulator of the same model, tasks and capacity that prunes after language-model layer
     /// `layer` (nil: before the language model), observed through `encoder`.
     public func pruning(afterLayer layer: Int?, encoder: any TokenEncoder) -> PruningSimulator {
-        PruningSimulator(model: model, source: source, encoder: encoder, capacity: capacity, pruneAfterLayer: layer)
+        PruningSimulator(madeFrom: self, encoder: encoder, pruneAfterLayer: layer)
     }
 
     /// This simulator when it prunes after `layer` already, otherwise the one simulator (made on
@@ -245,6 +273,25 @@ public final class PruningSimulator: @unchecked Sendable {
     /// query and attention are where this simulator prunes).
     public func entry(like entry: TaskEntry) throws -> TaskEntry {
         try entries([entry.index], split: entry.split)[0]
+    }
+
+    /// `entry(like:)` for an entry of `other`. When both simulators prune before the language
+    /// model and one was made from the other (the same model and tasks), this one's entry is
+    /// `entry` with its codes through this simulator's encoder — what `entries` would compute,
+    /// since the visual tokens, class attention, query and unpruned logits do not depend on the
+    /// encoder — and the model does not run again. An evaluation's policies with their own
+    /// autoencoders observe its tasks this way.
+    public func entry(like entry: TaskEntry, from other: PruningSimulator) throws -> TaskEntry {
+        guard other !== self, other.lineage == lineage, pruneAfterLayer == nil, other.pruneAfterLayer == nil else {
+            return try self.entry(like: entry)
+        }
+        if let cached = lock.withLock({ cache["\(entry.split)/\(entry.index)"] }) { return cached }
+        let codes = withInferenceMode { encoder.encode(entry.tokens).scalars }
+        let derived = TaskEntry(index: entry.index, split: entry.split, task: entry.task, tokens: entry.tokens, codes: codes,
+                                classAttention: entry.classAttention, query: entry.query, wordEmbeddings: entry.wordEmbeddings,
+                                fullLogits: entry.fullLogits)
+        insert([derived])
+        return derived
     }
 }
 

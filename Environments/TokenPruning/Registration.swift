@@ -19,8 +19,9 @@ public enum BuiltinSimulator {
         return try LlavaCheckpoint.load(directory)
     }
 
-    /// A simulator over ShapesVQA with the shipped model and autoencoder.
-    public static func make(modelDirectory: URL? = nil, autoencoder: URL? = nil) throws -> PruningSimulator {
+    /// A simulator over ShapesVQA with the shipped model and autoencoder, caching up to `capacity`
+    /// task entries (about 140 KB each on the built-in model: its visual tokens).
+    public static func make(modelDirectory: URL? = nil, autoencoder: URL? = nil, capacity: Int = 4096) throws -> PruningSimulator {
         let model = try model(directory: modelDirectory)
         let tokenizerURL = (modelDirectory ?? modelsDirectory.appendingPathComponent("shapes-llava")).appendingPathComponent("vocab.txt")
         let hasVocabulary = FileManager.default.fileExists(atPath: tokenizerURL.path)
@@ -30,7 +31,7 @@ public enum BuiltinSimulator {
         let autoencoderURL = autoencoder ?? modelsDirectory.appendingPathComponent("tprl/autoencoder.safetensors")
         let encoder: any TokenEncoder = FileManager.default.fileExists(atPath: autoencoderURL.path)
             ? try TokenAutoencoder.load(from: autoencoderURL) : IdentityTokenEncoder(width: model.tokenWidth)
-        return PruningSimulator(model: model, source: ShapesVQATasks(dataset: dataset, tokenizer: tokenizer), encoder: encoder)
+        return PruningSimulator(model: model, source: ShapesVQATasks(dataset: dataset, tokenizer: tokenizer), encoder: encoder, capacity: capacity)
     }
 }
 

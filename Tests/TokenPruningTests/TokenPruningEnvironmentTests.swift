@@ -186,6 +186,47 @@ import Testing
         #expect(throws: GymError.self) { try env.walk(entry, budget: 0.5) { _, _ in [true, false] } }
     }
 
+    /// A simulator made from another (a policy's own encoder in an evaluation) takes the other's
+    /// entry with its own codes instead of running the model again: the same entry `entries`
+    /// computes. Across models, lineages or a cut inside the language model it computes its own.
+    /// The cache drops its oldest entries beyond its capacity.
+    @Test func entriesDerivedFromAnotherSimulator() throws {
+        let (simulator, model) = fakeSimulator()
+        final class Halving: TokenEncoder {
+            var codeWidth: Int { 8 }
+            func encode(_ tokens: Tensor) -> Tensor { tokens * 0.5 }
+        }
+        let own = simulator.pruning(afterLayer: Int?.none, encoder: Halving())
+        let entry = try simulator.entries([3], split: "test")[0]
+        let calls = model.answerCalls
+        let derived = try own.entry(like: entry, from: simulator)
+        #expect(model.answerCalls == calls, "no model call")
+        #expect(derived.codes == (entry.tokens * 0.5).scalars && derived.tokens.scalars == entry.tokens.scalars)
+        #expect(try own.entry(like: entry, from: simulator).codes == derived.codes && model.answerCalls == calls)  // cached
+        // What the simulator computes for itself is the same entry.
+        let fresh = simulator.pruning(afterLayer: Int?.none, encoder: Halving())
+        let computed = try fresh.entries([3], split: "test")[0]
+        #expect(model.answerCalls > calls)
+        #expect(computed.codes == derived.codes)
+        #expect(computed.classAttention == derived.classAttention)
+        #expect(computed.query == derived.query && computed.wordEmbeddings == derived.wordEmbeddings)
+        #expect(computed.fullLogits == derived.fullLogits)
+        // A simulator of its own (another lineage) computes.
+        let (stranger, _) = fakeSimulator()
+        let before = model.answerCalls
+        _ = try own.entry(like: try stranger.entries([4], split: "test")[0], from: stranger)
+        #expect(model.answerCalls == before + 1)
+
+        // Capacity: the oldest entries go first.
+        let small = PruningSimulator(model: model, source: simulator.source, encoder: simulator.encoder, capacity: 2)
+        _ = try small.entries([0, 1, 2], split: "test")
+        let afterThree = model.answerCalls
+        _ = try small.entries([1, 2], split: "test")
+        #expect(model.answerCalls == afterThree, "the two newest stay")
+        _ = try small.entries([0], split: "test")
+        #expect(model.answerCalls == afterThree + 1, "the oldest went")
+    }
+
     @Test(arguments: [0, 4]) func passesTheEnvironmentChecker(queryWords: Int) throws {
         let (env, _) = try environment { $0.queryWords = queryWords }
         let report = EnvironmentChecker().check(env, make: { try environment { $0.queryWords = queryWords }.0 })
