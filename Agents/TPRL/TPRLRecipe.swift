@@ -100,10 +100,10 @@ public struct TPRLConfiguration: Codable, Sendable, Equatable {
     /// `ppo_temperature` 0.5, 100 updates at 3e-4) rewarding the negative KL divergence to the
     /// unpruned answer, every episode at the smallest budget, 11% (`budget_choices` [0.111]).
     /// The policy still serves every budget by its top k: trained at 11% alone it ranks better
-    /// at 33% and 22% too than trained at the three budgets (likely because the tasks at 33% give
-    /// the group little to tell apart, which the standardised advantages turn into noise). On the
-    /// built-in model it is ahead of VisPruner at every budget (Benchmarks/EXPERIMENTS.md,
-    /// "Group-relative PPO before the LLM").
+    /// at 33% and 22% too than trained at the three budgets (why is open: the groups' rewards do
+    /// differ less at 33%, but advantages not divided by each group's spread did not give those
+    /// budgets back). On the built-in model it is ahead of VisPruner at every budget
+    /// (Benchmarks/EXPERIMENTS.md, "Pruning before the LLM, the paper's setting").
     public static var beforeLLM: TPRLConfiguration {
         var c = groupRelative(TPRLConfiguration())
         c.environment.budgetChoices = [0.111]
