@@ -277,10 +277,11 @@ public final class PruningSimulator: @unchecked Sendable {
 
     /// `entry(like:)` for an entry of `other`. When both simulators prune before the language
     /// model and one was made from the other (the same model and tasks), this one's entry is
-    /// `entry` with its codes through this simulator's encoder — what `entries` would compute,
-    /// since the visual tokens, class attention, query and unpruned logits do not depend on the
-    /// encoder — and the model does not run again. An evaluation's policies with their own
-    /// autoencoders observe its tasks this way.
+    /// `entry` with its codes through this simulator's encoder, and the model does not run again:
+    /// the visual tokens, class attention, query and unpruned logits do not depend on the
+    /// encoder, so this is what `entries` computes wherever the model's encode gives the same
+    /// bits in a batch as alone (every image of a batch of 32 on the machines measured). An
+    /// evaluation's policies with their own autoencoders observe its tasks this way.
     public func entry(like entry: TaskEntry, from other: PruningSimulator) throws -> TaskEntry {
         guard other !== self, other.lineage == lineage, pruneAfterLayer == nil, other.pruneAfterLayer == nil else {
             return try self.entry(like: entry)
