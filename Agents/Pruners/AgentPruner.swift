@@ -33,8 +33,9 @@ public final class AgentPruner: TokenPruner {
     }
 
     public func plan(_ entry: TaskEntry, budget: Int, simulator: PruningSimulator, generator: inout SeededGenerator) throws -> PruningPlan {
-        let simulator = simulator.sibling(pruningAfter: configuration.pruneAfterLayer)
-        let entry = try simulator.entry(like: entry)
+        let evaluation = simulator
+        let simulator = evaluation.sibling(pruningAfter: configuration.pruneAfterLayer)
+        let entry = try simulator.entry(like: entry, from: evaluation)
         let environment = try self.environment(simulator: simulator, split: entry.split)
         // The episode's transitions without its rewards: the model answers only once, from the end.
         let kept = try environment.walk(entry, budget: Double(budget) / Double(simulator.tokenCount)) { observation, _ in

@@ -161,24 +161,36 @@ public final class PruningSimulator: @unchecked Sendable {
                 let d = model.tokenWidth
                 for (b, task) in tasks.enumerated() {
                     let words = task.query.isEmpty ? Tensor.zeros([1, d]) : model.textEmbeddings(task.query)
-                    var codes: [Float], query: [Float]
-                    if let state = states?[b] {
-                        codes = encoder.encode(Tensor(shape: [n, d], scalars: unitRootMeanSquareRows(state.visual, width: d))).scalars
-                        query = unitRootMeanSquareRows(state.last, width: d)
-                    } else {
-                        codes = encoder.encode(perTask[b]).scalars
-                        query = words.mean(alongAxis: 0).scalars
-                    }
-                    var entry = TaskEntry(index: chunk[b], split: split, task: task, tokens: perTask[b], codes: codes,
-                                          classAttention: Array(attentionValues[(b * n)..<((b + 1) * n)]),
-                                          query: query, wordEmbeddings: task.query.isEmpty ? [] : words.scalars,
-                                          fullLogits: Array(logitValues[(b * vocabulary)..<((b + 1) * vocabulary)]))
-                    entry.llmAttention = states?[b].attention
-                    result.append(entry)
+                    result.append(entry(index: chunk[b], split: split, task: task, tokens: perTask[b],
+                                        classAttention: Array(attentionValues[(b * n)..<((b + 1) * n)]),
+                                        fullLogits: Array(logitValues[(b * vocabulary)..<((b + 1) * vocabulary)]),
+                                        wordEmbeddings: task.query.isEmpty ? [] : words.scalars, wordsMean: words.mean(alongAxis: 0).scalars,
+                                        state: states?[b]))
                 }
             }
         }
         return result
+    }
+
+    /// The entry of `task` from what the model gives for it: before the language model the codes
+    /// of its visual tokens and its words' mean as the query; after layer `pruneAfterLayer`
+    /// (`state`), the codes of the visual tokens' hidden states there and the last text token's,
+    /// each row scaled to unit root-mean-square, and that token's attention.
+    private func entry(index: Int, split: String, task: PruningTask, tokens: Tensor, classAttention: [Float], fullLogits: [Float],
+                       wordEmbeddings: [Float], wordsMean: [Float], state: LayerState?) -> TaskEntry {
+        let n = tokens.shape[0], d = model.tokenWidth
+        var codes: [Float], query: [Float]
+        if let state {
+            codes = encoder.encode(Tensor(shape: [n, d], scalars: unitRootMeanSquareRows(state.visual, width: d))).scalars
+            query = unitRootMeanSquareRows(state.last, width: d)
+        } else {
+            codes = encoder.encode(tokens).scalars
+            query = wordsMean
+        }
+        var entry = TaskEntry(index: index, split: split, task: task, tokens: tokens, codes: codes, classAttention: classAttention,
+                              query: query, wordEmbeddings: wordEmbeddings, fullLogits: fullLogits)
+        entry.llmAttention = state?.attention
+        return entry
     }
 
     /// `entry`'s question over its visual tokens, reading `keep` of them.
@@ -275,22 +287,25 @@ public final class PruningSimulator: @unchecked Sendable {
         try entries([entry.index], split: entry.split)[0]
     }
 
-    /// `entry(like:)` for an entry of `other`. When both simulators prune before the language
-    /// model and one was made from the other (the same model and tasks), this one's entry is
-    /// `entry` with its codes through this simulator's encoder, and the model does not run again:
-    /// the visual tokens, class attention, query and unpruned logits do not depend on the
-    /// encoder, so this is what `entries` computes wherever the model's encode gives the same
-    /// bits in a batch as alone (every image of a batch of 32 on the machines measured). An
-    /// evaluation's policies with their own autoencoders observe its tasks this way.
+    /// `entry(like:)` for an entry of `other`, a simulator of the same lineage (the same model and
+    /// tasks) that prunes before the language model. This one's entry is then `entry` with its
+    /// codes through this simulator's encoder — and, when this one prunes after a layer, its
+    /// codes, query and attention from that layer's states, for which only the layers up to it
+    /// run — without the vision tower or the unpruned answer again. The visual tokens, class
+    /// attention, words and unpruned logits do not depend on the encoder or the cut, so this is
+    /// what `entries` computes wherever the model's encode gives the same bits in a batch as
+    /// alone (every image of a batch of 32 on the machines measured; the unpruned logits are the
+    /// other's, which no choice reads). An evaluation's policies with their own autoencoders or
+    /// cuts observe its tasks this way.
     public func entry(like entry: TaskEntry, from other: PruningSimulator) throws -> TaskEntry {
-        guard other !== self, other.lineage == lineage, pruneAfterLayer == nil, other.pruneAfterLayer == nil else {
-            return try self.entry(like: entry)
-        }
+        guard other !== self, other.lineage == lineage, other.pruneAfterLayer == nil else { return try self.entry(like: entry) }
         if let cached = lock.withLock({ cache["\(entry.split)/\(entry.index)"] }) { return cached }
-        let codes = withInferenceMode { encoder.encode(entry.tokens).scalars }
-        let derived = TaskEntry(index: entry.index, split: entry.split, task: entry.task, tokens: entry.tokens, codes: codes,
-                                classAttention: entry.classAttention, query: entry.query, wordEmbeddings: entry.wordEmbeddings,
-                                fullLogits: entry.fullLogits)
+        let derived = try withInferenceMode {
+            // After a layer, only the layers up to it run, on the other's visual tokens.
+            let state = try pruneAfterLayer.map { try model.layerStates([request(entry, keeping: Array(0..<tokenCount))], layer: $0)[0] }
+            return self.entry(index: entry.index, split: entry.split, task: entry.task, tokens: entry.tokens, classAttention: entry.classAttention,
+                              fullLogits: entry.fullLogits, wordEmbeddings: entry.wordEmbeddings, wordsMean: entry.query, state: state)
+        }
         insert([derived])
         return derived
     }

@@ -186,9 +186,9 @@ import Testing
         #expect(throws: GymError.self) { try env.walk(entry, budget: 0.5) { _, _ in [true, false] } }
     }
 
-    /// A simulator made from another (a policy's own encoder in an evaluation) takes the other's
-    /// entry with its own codes instead of running the model again: the same entry `entries`
-    /// computes. Across models, lineages or a cut inside the language model it computes its own.
+    /// A simulator made from another (a policy's own encoder or cut in an evaluation) takes the
+    /// other's entry with its own codes instead of running the model again: the same entry
+    /// `entries` computes. Another lineage computes its own.
     /// The cache drops its oldest entries beyond its capacity.
     @Test func entriesDerivedFromAnotherSimulator() throws {
         let (simulator, model) = fakeSimulator()
@@ -211,6 +211,16 @@ import Testing
         #expect(computed.classAttention == derived.classAttention)
         #expect(computed.query == derived.query && computed.wordEmbeddings == derived.wordEmbeddings)
         #expect(computed.fullLogits == derived.fullLogits)
+        // After a layer: the codes, query and attention of that layer's states, the unpruned
+        // answer not run again.
+        let cut = simulator.pruning(afterLayer: 0, encoder: Halving())
+        let callsBeforeCut = model.answerCalls
+        let derivedCut = try cut.entry(like: entry, from: simulator)
+        #expect(model.answerCalls == callsBeforeCut)
+        let computedCut = try simulator.pruning(afterLayer: 0, encoder: Halving()).entries([3], split: "test")[0]
+        #expect(derivedCut.codes == computedCut.codes && derivedCut.query == computedCut.query)
+        #expect(derivedCut.llmAttention != nil && derivedCut.llmAttention == computedCut.llmAttention)
+        #expect(derivedCut.classAttention == computedCut.classAttention && derivedCut.tokens.scalars == computedCut.tokens.scalars)
         // A simulator of its own (another lineage) computes.
         let (stranger, _) = fakeSimulator()
         let before = model.answerCalls
