@@ -75,27 +75,24 @@ public final class PruningSimulator: @unchecked Sendable {
 
     /// A simulator caching up to `capacity` task entries, pruning before the language model or,
     /// with `pruneAfterLayer` K, after its layer K.
-    public init(model: any VisionLanguageModel, source: any PruningTaskSource, encoder: any TokenEncoder, capacity: Int = 4096,
-                pruneAfterLayer: Int? = nil) {
+    public convenience init(model: any VisionLanguageModel, source: any PruningTaskSource, encoder: any TokenEncoder, capacity: Int = 4096,
+                            pruneAfterLayer: Int? = nil) {
+        let lineage = Self.lineages.withLock { count in
+            count += 1
+            return count
+        }
+        self.init(model: model, source: source, encoder: encoder, capacity: capacity, pruneAfterLayer: pruneAfterLayer, lineage: lineage)
+    }
+
+    /// A simulator of `lineage` (a new one, or that of the simulator it is made from).
+    private init(model: any VisionLanguageModel, source: any PruningTaskSource, encoder: any TokenEncoder, capacity: Int,
+                 pruneAfterLayer: Int?, lineage: Int) {
         self.model = model
         self.source = source
         self.encoder = encoder
         self.capacity = max(1, capacity)
         self.pruneAfterLayer = pruneAfterLayer
-        lineage = Self.lineages.withLock { count in
-            count += 1
-            return count
-        }
-    }
-
-    /// A simulator of `origin`'s model and tasks (its lineage).
-    private init(madeFrom origin: PruningSimulator, encoder: any TokenEncoder, pruneAfterLayer: Int?) {
-        model = origin.model
-        source = origin.source
-        self.encoder = encoder
-        capacity = origin.capacity
-        self.pruneAfterLayer = pruneAfterLayer
-        lineage = origin.lineage
+        self.lineage = lineage
     }
 
     /// Visual tokens per image (N).
@@ -164,8 +161,8 @@ public final class PruningSimulator: @unchecked Sendable {
                     result.append(entry(index: chunk[b], split: split, task: task, tokens: perTask[b],
                                         classAttention: Array(attentionValues[(b * n)..<((b + 1) * n)]),
                                         fullLogits: Array(logitValues[(b * vocabulary)..<((b + 1) * vocabulary)]),
-                                        wordEmbeddings: task.query.isEmpty ? [] : words.scalars, wordsMean: words.mean(alongAxis: 0).scalars,
-                                        state: states?[b]))
+                                        wordEmbeddings: task.query.isEmpty ? [] : words.scalars,
+                                        wordsMean: states == nil ? words.mean(alongAxis: 0).scalars : [], state: states?[b]))
                 }
             }
         }
@@ -173,9 +170,9 @@ public final class PruningSimulator: @unchecked Sendable {
     }
 
     /// The entry of `task` from what the model gives for it: before the language model the codes
-    /// of its visual tokens and its words' mean as the query; after layer `pruneAfterLayer`
-    /// (`state`), the codes of the visual tokens' hidden states there and the last text token's,
-    /// each row scaled to unit root-mean-square, and that token's attention.
+    /// of its visual tokens and its words' mean (`wordsMean`, read only then) as the query; after
+    /// layer `pruneAfterLayer` (`state`), the codes of the visual tokens' hidden states there and
+    /// the last text token's, each row scaled to unit root-mean-square, and that token's attention.
     private func entry(index: Int, split: String, task: PruningTask, tokens: Tensor, classAttention: [Float], fullLogits: [Float],
                        wordEmbeddings: [Float], wordsMean: [Float], state: LayerState?) -> TaskEntry {
         let n = tokens.shape[0], d = model.tokenWidth
@@ -264,7 +261,7 @@ public final class PruningSimulator: @unchecked Sendable {
     /// A simulator of the same model, tasks and capacity that prunes after language-model layer
     /// `layer` (nil: before the language model), observed through `encoder`.
     public func pruning(afterLayer layer: Int?, encoder: any TokenEncoder) -> PruningSimulator {
-        PruningSimulator(madeFrom: self, encoder: encoder, pruneAfterLayer: layer)
+        PruningSimulator(model: model, source: source, encoder: encoder, capacity: capacity, pruneAfterLayer: layer, lineage: lineage)
     }
 
     /// This simulator when it prunes after `layer` already, otherwise the one simulator (made on
