@@ -194,15 +194,22 @@ import Testing
         let (simulator, model) = fakeSimulator()
         final class Halving: TokenEncoder {
             var codeWidth: Int { 8 }
-            func encode(_ tokens: Tensor) -> Tensor { tokens * 0.5 }
+            private(set) var encodes = 0
+            func encode(_ tokens: Tensor) -> Tensor {
+                encodes += 1
+                return tokens * 0.5
+            }
         }
-        let own = simulator.pruning(afterLayer: Int?.none, encoder: Halving())
+        let halving = Halving()
+        let own = simulator.pruning(afterLayer: Int?.none, encoder: halving)
         let entry = try simulator.entries([3], split: "test")[0]
         let calls = model.answerCalls
         let derived = try own.entry(like: entry, from: simulator)
         #expect(model.answerCalls == calls, "no model call")
         #expect(derived.codes == (entry.tokens * 0.5).scalars && derived.tokens.scalars == entry.tokens.scalars)
-        #expect(try own.entry(like: entry, from: simulator).codes == derived.codes && model.answerCalls == calls)  // cached
+        #expect(halving.encodes == 1)
+        #expect(try own.entry(like: entry, from: simulator).codes == derived.codes && model.answerCalls == calls)
+        #expect(halving.encodes == 1, "the second call reads the cache")
         // What the simulator computes for itself is the same entry.
         let fresh = simulator.pruning(afterLayer: Int?.none, encoder: Halving())
         let computed = try fresh.entries([3], split: "test")[0]
